@@ -1,0 +1,57 @@
+public import SystemPackage
+
+/// A failed netfilter call: which call, on which queue, and the kernel's errno,
+/// rendered as a sentence that tells the operator what to do next.
+public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Call: String, Sendable {
+        case openSocket = "mnl_socket_open"
+        case bindSocket = "mnl_socket_bind"
+        case setReceiveBuffer = "setsockopt(SO_RCVBUF)"
+        case bindQueue = "bind queue"
+        case configureQueue = "configure queue"
+        case receive = "recv"
+        case sendVerdict = "send verdict"
+        case poll = "poll"
+    }
+
+    public var call: Call
+    public var queue: UInt16
+    public var errno: Errno
+    /// The kernel answers EPERM both to a caller without CAP_NET_ADMIN and to a bind of a
+    /// queue that another socket owns; which one it was is decided when the error is made.
+    public var queueOwnedByAnotherProcess: Bool
+
+    public init(_ call: Call, queue: UInt16, errno: Errno, queueOwnedByAnotherProcess: Bool = false) {
+        self.call = call
+        self.queue = queue
+        self.errno = errno
+        self.queueOwnedByAnotherProcess = queueOwnedByAnotherProcess
+    }
+
+    public var description: String {
+        if queueOwnedByAnotherProcess {
+            return "cannot bind queue \(queue): another process owns it (is vpm already running?)"
+        }
+        switch (call, errno) {
+        case (_, .notPermitted), (_, .permissionDenied):
+            return "cannot \(verb) queue \(queue): permission denied (run as root or grant CAP_NET_ADMIN)"
+        case (.bindQueue, .resourceBusy):
+            return "cannot bind queue \(queue): another process owns it (is vpm already running?)"
+        case (.bindQueue, .noSuchFileOrDirectory), (.configureQueue, .noSuchFileOrDirectory),
+             (.openSocket, .protocolNotSupported), (.bindQueue, .protocolNotSupported):
+            return "cannot \(verb) queue \(queue): the kernel has no nfnetlink_queue support (try `modprobe nfnetlink_queue`)"
+        default:
+            return "cannot \(verb) queue \(queue): \(call.rawValue) failed: \(errno) (errno \(errno.rawValue))"
+        }
+    }
+
+    private var verb: String {
+        switch call {
+        case .openSocket, .bindSocket: return "open"
+        case .setReceiveBuffer, .configureQueue: return "configure"
+        case .bindQueue: return "bind"
+        case .receive, .poll: return "read"
+        case .sendVerdict: return "send a verdict on"
+        }
+    }
+}

@@ -1,0 +1,45 @@
+public import Foundation
+
+extension NetworkLab {
+    /// Waits until `host` has a TCP socket listening on `port`.
+    public func waitForListener(_ host: Host, port: UInt16, timeout: TimeInterval = 10) throws {
+        try Self.poll("a listener on \(host.namespace) port \(port)", timeout: timeout) {
+            let output = try? run(host, ["ss", "-Hltn", "sport = :\(port)"], timeout: 5)
+            return !(output?.standardOutput.isEmpty ?? true)
+        }
+    }
+
+    /// Waits until the file at `path` contains `text` (a process announcing it is ready).
+    public static func waitForText(_ text: String, inFile path: String, timeout: TimeInterval = 10) throws {
+        try poll("\"\(text)\" in \(path)", timeout: timeout) {
+            ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").contains(text)
+        }
+    }
+
+    /// Polls `condition` every 50 ms until it holds, or throws after `timeout` seconds.
+    public static func poll(_ what: String, timeout: TimeInterval, _ condition: () -> Bool) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        while !condition() {
+            guard Date() < deadline else { throw LabError.timedOut("waiting for \(what)", timeout) }
+            usleep(50_000)
+        }
+    }
+
+    /// Writes `count` random bytes to `path`.
+    public static func makeRandomFile(_ path: String, count: Int) throws {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = [UInt8](repeating: 0, count: count)
+        for index in stride(from: 0, to: count, by: 8) {
+            withUnsafeBytes(of: generator.next() as UInt64) { random in
+                for offset in 0..<min(8, count - index) { bytes[index + offset] = random[offset] }
+            }
+        }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+    }
+
+    /// sha256 of a file, by coreutils' sha256sum (an independent implementation).
+    public static func sha256(_ path: String) throws -> String {
+        let output = try Command.checked(["sha256sum", path])
+        return String(output.standardOutput.prefix(64))
+    }
+}

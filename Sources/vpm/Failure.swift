@@ -1,0 +1,13 @@
+import ArgumentParser
+import Foundation
+
+/// An error the user can act on: printed as `vpm: <message>` with exit code 1.
+struct Failure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Diagnostics go to stderr, so stdout stays for data (tables, JSON).
+func log(_ message: String) {
+    FileHandle.standardError.write(Data("vpm: \(message)\n".utf8))
+}

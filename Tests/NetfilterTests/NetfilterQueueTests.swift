@@ -1,0 +1,125 @@
+import Foundation
+import Netfilter
+import NetworkLab
+import Packet
+import Synchronization
+import XCTest
+
+/// The Netfilter module against the real kernel: a queue bound inside a namespace the test
+/// makes, a real NFQUEUE rule, real TCP traffic from socat.
+final class NetfilterQueueTests: XCTestCase {
+    /// What the queue thread saw, read by the test after the thread has stopped.
+    final class Observations: @unchecked Sendable {
+        let lock = NSLock()
+        var packets = 0
+        var synchronize = 0
+        var hooks: Set<UInt8> = []
+        var hardwareProtocols: Set<UInt16> = []
+        var bytes = 0
+        var parseFailures = 0
+        var ready = false
+        var failure: String?
+    }
+
+    func testPacketsAreSeenAndDelivered() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("seen"))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("seen")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port: UInt16 = 5001, queueNumber: UInt16 = 3
+        try lab.checked(lab.server, ["iptables", "-w", "-t", "raw", "-A", "PREROUTING", "-p", "tcp",
+                                     "--dport", "\(port)", "-j", "NFQUEUE", "--queue-num", "\(queueNumber)"])
+
+        let observations = Observations()
+        let stop = Atomic<Bool>(false)
+        let finished = DispatchSemaphore(value: 0)
+        let thread = Thread {
+            defer { finished.signal() }
+            do {
+                try lab.enterOnCurrentThread(lab.server)
+                let queue = try NetfilterQueue(QueueConfiguration(queueNumber: queueNumber))
+                observations.lock.withLock { observations.ready = true }
+                while !stop.load(ordering: .relaxed) {
+                    guard try queue.wait(timeoutMilliseconds: 100) else { continue }
+                    try queue.drain { packet in
+                        observations.lock.withLock {
+                            observations.packets += 1
+                            observations.hooks.insert(packet.hook)
+                            observations.hardwareProtocols.insert(packet.hardwareProtocol)
+                            do {
+                                let parsed = try IPPacket(packet.payload)
+                                if parsed.tcpFlags.contains(.syn) { observations.synchronize += 1 }
+                                observations.bytes += parsed.transportLength
+                            } catch {
+                                observations.parseFailures += 1
+                            }
+                        }
+                        return .accept
+                    }
+                }
+            } catch {
+                observations.lock.withLock { observations.failure = "\(error)" }
+            }
+        }
+        thread.start()
+        defer { stop.store(true, ordering: .relaxed); finished.wait() }
+        try NetworkLab.poll("the queue to bind", timeout: 10) {
+            observations.lock.withLock { observations.ready || observations.failure != nil }
+        }
+        XCTAssertNil(observations.failure)
+
+        let sent = "\(directory)/sent", received = "\(directory)/received"
+        try NetworkLab.makeRandomFile(sent, count: 1 << 20)
+        _ = try lab.spawn(lab.server, ["socat", "-u", "TCP-LISTEN:\(port),reuseaddr", "CREATE:\(received)"],
+                          log: "\(directory)/server.log")
+        try lab.waitForListener(lab.server, port: port)
+        try lab.checked(lab.client, ["socat", "-u", "FILE:\(sent)", "TCP:\(lab.server.address):\(port)"], timeout: 60)
+        try NetworkLab.poll("the received file", timeout: 10) {
+            ((try? FileManager.default.attributesOfItem(atPath: received)[.size] as? Int) ?? 0) >= 1 << 20
+        }
+        stop.store(true, ordering: .relaxed)
+        finished.wait()
+        finished.signal()  // the deferred wait must not block
+
+        XCTAssertEqual(try NetworkLab.sha256(sent), try NetworkLab.sha256(received), "data changed through the queue")
+        observations.lock.withLock {
+            XCTAssertNil(observations.failure)
+            XCTAssertEqual(observations.synchronize, 1, "exactly one SYN from the one connection")
+            XCTAssertGreaterThan(observations.packets, 1)
+            XCTAssertEqual(observations.hooks, [0], "queued from PREROUTING")
+            XCTAssertEqual(observations.hardwareProtocols, [0x0800], "IPv4")
+            XCTAssertEqual(observations.parseFailures, 0)
+            // Every byte of the file crossed the queue (plus TCP headers).
+            XCTAssertGreaterThanOrEqual(observations.bytes, 1 << 20)
+        }
+    }
+
+    func testBindingAnOwnedQueueSaysWhoOwnsIt() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("busy"))
+        defer { lab.tearDown() }
+        let finished = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var messages: [String] = []
+        let thread = Thread {
+            defer { finished.signal() }
+            do {
+                try lab.enterOnCurrentThread(lab.server)
+                let first = try NetfilterQueue(QueueConfiguration(queueNumber: 7))
+                do {
+                    _ = try NetfilterQueue(QueueConfiguration(queueNumber: 7))
+                    messages.append("second bind succeeded")
+                } catch {
+                    messages.append("\(error)")
+                }
+                withExtendedLifetime(first) {}
+            } catch {
+                messages.append("first bind failed: \(error)")
+            }
+        }
+        thread.start()
+        finished.wait()
+        XCTAssertEqual(messages, ["cannot bind queue 7: another process owns it (is vpm already running?)"])
+    }
+}

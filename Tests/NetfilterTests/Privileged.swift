@@ -1,0 +1,36 @@
+import Foundation
+import NetworkLab
+import XCTest
+
+/// Shared set-up of the tests that need root: they make their own namespaces and rules.
+enum Privileged {
+    /// Skips (with the reason printed) when not root; in CI everything runs as root.
+    static func requireRoot() throws {
+        guard geteuid() == 0 else {
+            throw XCTSkip("needs root (network namespaces, iptables, NFQUEUE): run `sudo make test`")
+        }
+        for tool in ["ip", "iptables", "socat", "ss", "sha256sum", "ethtool"] where !Command.exists(tool) {
+            XCTFail("\(tool) is missing: `make test` installs it (see Makefile)")
+        }
+    }
+
+    /// The vpm executable built by `make test` (VPM_BINARY), or the debug build next to the package.
+    static func vpmExecutable() throws -> String {
+        let candidates = [ProcessInfo.processInfo.environment["VPM_BINARY"]].compactMap { $0 }
+            + [URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/debug/vpm").path]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            XCTFail("vpm executable not found (tried \(candidates)); run `swift build` first")
+            throw XCTSkip("no vpm executable")
+        }
+        return found
+    }
+
+    /// A unique, short namespace prefix per test (names are limited to 15 characters on links,
+    /// not on namespaces, but short names read better in `ip netns`).
+    static func labName(_ tag: String) -> String { "vpmt-\(tag)-\(getpid())" }
+
+    static func scratchDirectory(_ tag: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("vpmt-\(tag)-\(getpid())").path
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what vpm needs from Debian when it is missing: the netfilter libraries it links,
+# and the real tools its demo and tests drive (iptables, iproute2, socat, ethtool).
+set -euo pipefail
+
+packages=(
+  pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
+  iptables iproute2 kmod                                           # run
+  socat ethtool coreutils                                          # demo and tests
+)
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "vpm: missing Debian packages: ${missing[*]}" >&2
+  echo "vpm: install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "vpm: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

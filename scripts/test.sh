@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test and says how many were skipped and why. Tests that need root make their
+# own network namespaces (vpmt-*); a run that was killed may have left some, so sweep first.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+sweep() {
+  for namespace in $(ip netns list 2>/dev/null | awk '/^vpmt-/ {print $1}'); do
+    ip netns pids "$namespace" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns delete "$namespace" 2>/dev/null
+  done
+}
+[ "$(id -u)" -eq 0 ] && sweep
+
+swift build --build-tests || exit 1
+export VPM_BINARY="$(swift build --show-bin-path)/vpm"
+log=$(mktemp)
+swift test --skip-build 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+[ "$(id -u)" -eq 0 ] && sweep
+
+summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
+skipped=$(grep -cE "^Test Case .* skipped" "$log")
+echo
+echo "make test: ${summary:-no XCTest summary found}"
+if [ "$skipped" -gt 0 ]; then
+  echo "make test: $skipped test(s) skipped:"
+  grep -E ": error: -\[|Skipped|skipped" "$log" | grep -iE "skip" | sed 's/^/  /' | sort -u
+  if [ "$(id -u)" -eq 0 ]; then
+    echo "make test: tests were skipped while running as root: that is a failure"
+    status=1
+  fi
+fi
+rm -f "$log"
+exit "$status"
