@@ -25,7 +25,7 @@ echo
 echo "make test: ${summary:-no XCTest summary found}"
 if [ "$skipped" -gt 0 ]; then
   echo "make test: $skipped test(s) skipped:"
-  grep -E ": error: -\[|Skipped|skipped" "$log" | grep -iE "skip" | sed 's/^/  /' | sort -u
+  grep -E "Test skipped - " "$log" | sed -E 's/^.*: ([A-Za-z]+\.[A-Za-z]+) : Test skipped - /  \1: /' | sort -u
   if [ "$(id -u)" -eq 0 ]; then
     echo "make test: tests were skipped while running as root: that is a failure"
     status=1
