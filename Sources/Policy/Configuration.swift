@@ -1,0 +1,73 @@
+public import Packet
+
+/// What vpm multiplexes and for whom: the queue, the initial ports, the virtual port range,
+/// the applications (AIDs) with their instances, and which client sources belong to which AID.
+/// `parse` and `load` return only configurations that passed every check in
+/// docs/configuration.md; a value built in code is taken as given.
+public struct Configuration: Sendable {
+    public static let defaultQueue: UInt16 = 0
+    public static let defaultFlowCapacity = 262_144
+
+    /// The NFQUEUE number the engine binds.
+    public var queue: UInt16
+    /// Where virtual ports come from; never overlaps an initial port.
+    public var virtualPorts: ClosedRange<UInt16>
+    /// The multiplexed ports, in file order, without duplicates.
+    public var initialPorts: [InitialPort]
+    /// In file order; AIDs are unique.
+    public var applications: [Application]
+    /// In file order; disjoint, so a client matches at most one.
+    public var sources: [SourceRule]
+    /// The most flows the flow table holds at once.
+    public var flowCapacity: Int
+    public var timeouts: FlowTimeouts
+
+    public init(
+        queue: UInt16 = Configuration.defaultQueue,
+        virtualPorts: ClosedRange<UInt16>,
+        initialPorts: [InitialPort],
+        applications: [Application] = [],
+        sources: [SourceRule] = [],
+        flowCapacity: Int = Configuration.defaultFlowCapacity,
+        timeouts: FlowTimeouts = .standard
+    ) {
+        self.queue = queue
+        self.virtualPorts = virtualPorts
+        self.initialPorts = initialPorts
+        self.applications = applications
+        self.sources = sources
+        self.flowCapacity = flowCapacity
+        self.timeouts = timeouts
+    }
+
+    /// Every instance of every application, in file order.
+    public var instances: [Instance] {
+        applications.flatMap(\.instances)
+    }
+
+    public func application(_ aid: AID) -> Application? {
+        applications.first { $0.aid == aid }
+    }
+
+    /// The instance a client of `aid` reaches when it dials `initialPort`, if there is one.
+    // A linear scan: configurations hold tens of instances, and the engine keeps its own
+    // table of live translations rather than asking here per packet.
+    public func instance(aid: AID, initialPort: InitialPort) -> Instance? {
+        application(aid)?.instance(initialPort: initialPort)
+    }
+
+    /// The instance that really listens on `virtualPort` for `transport`, if there is one.
+    public func instance(virtualPort: UInt16, transport: TransportProtocol) -> Instance? {
+        for application in applications {
+            for instance in application.instances where instance.virtualPort == virtualPort && instance.transport == transport {
+                return instance
+            }
+        }
+        return nil
+    }
+
+    /// A matcher for `sources`, built once and used per new connection.
+    public func makeSourceMatcher() -> SourceMatcher {
+        SourceMatcher(sources)
+    }
+}

@@ -1,0 +1,113 @@
+import Packet
+import Yams
+
+/// Reads configuration text into a `Configuration` and checks everything the engine relies on
+/// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
+/// line to fix instead of misrouting connections later.
+struct ConfigurationParser {
+    static let topLevelKeys = ["queue", "virtual-ports", "ports", "applications", "sources", "flows"]
+
+    let file: String
+    let text: String
+
+    func parse() throws(ConfigurationError) -> Configuration {
+        guard let root = try compose() else {
+            throw ConfigurationError(file: file, line: 1, column: 1, message: "the configuration is empty; it needs at least 'virtual-ports' and 'ports' (docs/configuration.md has an example)")
+        }
+        let fields = try fields(of: root, named: "the configuration", allowed: Self.topLevelKeys)
+
+        var queue = Configuration.defaultQueue
+        if let node = fields["queue"] {
+            queue = UInt16(try integer(node, named: "queue", in: 0...65535))
+        }
+        let portsNode = try fields.required("ports", parser: self)
+        let initialPorts = try parseInitialPorts(portsNode)
+        let rangeNode = try fields.required("virtual-ports", parser: self)
+        let virtualPorts = try parseVirtualPorts(rangeNode, initialPorts: initialPorts)
+
+        var applications: [Application] = []
+        if let node = fields["applications"] {
+            applications = try parseApplications(node, initialPorts: initialPorts, virtualPorts: virtualPorts)
+        }
+        var sources: [SourceRule] = []
+        if let node = fields["sources"] {
+            sources = try parseSources(node, applications: applications)
+        }
+        var flowCapacity = Configuration.defaultFlowCapacity
+        var timeouts = FlowTimeouts.standard
+        if let node = fields["flows"] {
+            (flowCapacity, timeouts) = try parseFlows(node)
+        }
+        return Configuration(
+            queue: queue,
+            virtualPorts: virtualPorts,
+            initialPorts: initialPorts,
+            applications: applications,
+            sources: sources,
+            flowCapacity: flowCapacity,
+            timeouts: timeouts
+        )
+    }
+
+    private func parseInitialPorts(_ node: Node) throws(ConfigurationError) -> [InitialPort] {
+        let items = try sequence(node, named: "ports", example: "[9000, 5353/udp]")
+        guard !items.isEmpty else {
+            throw failure("'ports' is empty; list at least one initial port to multiplex, such as 9000 or 5353/udp", at: node)
+        }
+        var lines: [InitialPort: Int] = [:]
+        var ports: [InitialPort] = []
+        for item in items {
+            let port = try initialPort(item)
+            if let line = lines[port] {
+                throw failure("initial port \(port) is listed twice in 'ports' (first at line \(line))", at: item)
+            }
+            lines[port] = line(of: item)
+            ports.append(port)
+        }
+        return ports
+    }
+
+    private func parseVirtualPorts(_ node: Node, initialPorts: [InitialPort]) throws(ConfigurationError) -> ClosedRange<UInt16> {
+        let text = try scalar(node, named: "'virtual-ports'")
+        let bounds = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard bounds.count == 2 else {
+            throw failure("'virtual-ports' must be a range of ports written low-high, such as 20000-20999; found '\(text)'", at: node)
+        }
+        let (low, high) = try value(at: node) { () throws(InvalidValue) in
+            (try DecimalNumber.port(bounds[0]), try DecimalNumber.port(bounds[1]))
+        }
+        guard low <= high else {
+            throw failure("'virtual-ports' \(text) is reversed; write the lower port first: \(high)-\(low)", at: node)
+        }
+        let range = low...high
+        if let clash = initialPorts.first(where: { range.contains($0.port) }) {
+            throw failure("'virtual-ports' \(text) contains the initial port \(clash); choose a range that leaves the multiplexed ports out", at: node)
+        }
+        return range
+    }
+
+    /// "9000", "9000/tcp" or "5353/udp" (a YAML integer or text).
+    func initialPort(_ node: Node) throws(ConfigurationError) -> InitialPort {
+        let text = try scalar(node, named: "an initial port")
+        return try value(at: node) { () throws(InvalidValue) in try InitialPort.parse(text) }
+    }
+
+    func aid(_ node: Node) throws(ConfigurationError) -> AID {
+        let text = try scalar(node, named: "an AID")
+        guard let aid = AID(text) else {
+            throw failure(AID.problem(with: text) ?? "'\(text)' is not an AID", at: node)
+        }
+        return aid
+    }
+
+    /// Yams's parse, with its errors turned into ours at the same line and column.
+    private func compose() throws(ConfigurationError) -> Node? {
+        do {
+            return try Yams.compose(yaml: text, .default, .default, .utf8)
+        } catch let error as YamlError {
+            throw translate(error)
+        } catch {
+            throw ConfigurationError(file: file, message: "cannot parse the configuration: \(error)")
+        }
+    }
+}
