@@ -1,0 +1,18 @@
+/// What the engine needs back from `FlowTable.update` for one packet.
+public struct FlowUpdate: Sendable, Equatable, Hashable {
+    /// The port to rewrite the initial port to (ingress) or from (egress).
+    public var virtualPort: UInt16
+    /// The flow's state after the packet.
+    public var state: FlowState
+    /// The flow's state before the packet.
+    public var previousState: FlowState
+
+    public init(virtualPort: UInt16, state: FlowState, previousState: FlowState) {
+        self.virtualPort = virtualPort
+        self.state = state
+        self.previousState = previousState
+    }
+
+    /// The packet moved the flow to another state (worth an event line).
+    public var stateChanged: Bool { state != previousState }
+}
