@@ -13,6 +13,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // The real Debian libraries: libnetfilter-queue-dev, libnfnetlink-dev, libmnl-dev.
@@ -35,17 +37,46 @@ let package = Package(
         // Zero-copy packet views and checksums. Standard library only.
         .target(name: "Packet", swiftSettings: strict),
         // Throwaway network namespaces for `vpm demo` and the privileged tests.
-        .target(name: "NetworkLab", swiftSettings: strict),
+        .target(name: "NetworkLab", dependencies: ["HostCommand"], swiftSettings: strict),
+        // Runs control-plane commands (ip, iptables) with a time limit.
+        .target(name: "HostCommand", swiftSettings: strict),
+        // Configuration model and parsing (YAML), AID and source matching.
+        .target(
+            name: "Policy",
+            dependencies: ["Packet", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        // Translations, TCP/UDP state, expiry, capacity, snapshots.
+        .target(name: "FlowTable", dependencies: ["Packet"], swiftSettings: strict),
+        // Request/response types and the Unix socket shared by the engine and the CLI.
+        .target(name: "Control", swiftSettings: strict),
+        // The queue loop, per-packet decisions, rules, control server.
+        .target(
+            name: "Engine",
+            dependencies: [
+                "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "vpm",
             dependencies: [
-                "Netfilter", "Packet", "NetworkLab",
+                "Engine", "Netfilter", "Packet", "Policy", "Control", "NetworkLab", "HostCommand",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
         ),
+        // Shared by the privileged test targets: root checks, the vpm binary, scratch folders.
+        .target(name: "TestSupport", dependencies: ["NetworkLab"], path: "Tests/TestSupport"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
-        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet"]),
+        .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control"]),
+        .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport"]),
     ]
 )

@@ -1,12 +1,13 @@
 #!/bin/sh
-# Removes the engine's VPM-* chains and their jump rules (what the engine does on exit).
-# Safe to run when they are already gone.
+# Removes the engine's VPM-* chains and their jump rules (what `vpm run` does on exit and
+# `vpm rules remove` does by hand). Safe to run when they are already gone.
 for tool in iptables ip6tables; do
-  for pair in PREROUTING:VPM-PREROUTING OUTPUT:VPM-OUTPUT; do
-    hook=${pair%%:*} chain=${pair#*:}
-    while $tool -w -t raw -D "$hook" -j "$chain" 2>/dev/null; do :; done
-    $tool -w -t raw -F "$chain" 2>/dev/null
-    $tool -w -t raw -X "$chain" 2>/dev/null
+  for spec in raw:PREROUTING:VPM-PREROUTING raw:OUTPUT:VPM-OUTPUT filter:INPUT:VPM-INPUT; do
+    table=${spec%%:*} rest=${spec#*:}
+    hook=${rest%%:*} chain=${rest#*:}
+    while $tool -w -t "$table" -D "$hook" -j "$chain" 2>/dev/null; do :; done
+    $tool -w -t "$table" -F "$chain" 2>/dev/null
+    $tool -w -t "$table" -X "$chain" 2>/dev/null
   done
 done
 exit 0

@@ -5,12 +5,12 @@ import Glibc
 
 /// SIGINT and SIGTERM ask the queue loop to stop; the loop polls with a short timeout,
 /// so it notices within one poll interval and can remove its rules before exiting.
-enum StopSignal {
+public enum StopSignal {
     private static let requested = Atomic<Bool>(false)
 
-    static var isRequested: Bool { requested.load(ordering: .relaxed) }
+    public static var isRequested: Bool { requested.load(ordering: .relaxed) }
 
-    static func install() {
+    public static func install() {
         for number in [SIGINT, SIGTERM] {
             signal(number) { _ in StopSignal.requested.store(true, ordering: .relaxed) }
         }

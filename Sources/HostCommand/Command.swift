@@ -30,7 +30,7 @@ public enum Command {
         if timedOut { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         group.wait()
-        if timedOut { throw LabError.timedOut(arguments.joined(separator: " "), timeout) }
+        if timedOut { throw CommandError.timedOut(arguments.joined(separator: " "), timeout) }
         return CommandOutput(status: process.terminationStatus,
                              standardOutput: String(decoding: outputData, as: UTF8.self),
                              standardError: String(decoding: errorData, as: UTF8.self))
@@ -41,7 +41,7 @@ public enum Command {
     public static func checked(_ arguments: [String], timeout: TimeInterval = 30) throws -> CommandOutput {
         let output = try run(arguments, timeout: timeout)
         guard output.status == 0 else {
-            throw LabError.commandFailed(arguments.joined(separator: " "), output.status, output.standardError)
+            throw CommandError.failed(arguments.joined(separator: " "), output.status, output.standardError)
         }
         return output
     }
@@ -49,5 +49,19 @@ public enum Command {
     /// Whether an executable is on PATH.
     public static func exists(_ name: String) -> Bool {
         (try? run(["sh", "-c", "command -v \(name)"], timeout: 5).status) == 0
+    }
+}
+
+public enum CommandError: Error, CustomStringConvertible {
+    case failed(String, Int32, String)
+    case timedOut(String, TimeInterval)
+
+    public var description: String {
+        switch self {
+        case .failed(let command, let status, let error):
+            return "`\(command)` exited with \(status): \(error.trimmingCharacters(in: .whitespacesAndNewlines))"
+        case .timedOut(let command, let seconds):
+            return "`\(command)` did not finish within \(Int(seconds)) s"
+        }
     }
 }

@@ -10,10 +10,10 @@ extension NetworkLab {
     /// netlink socket it opens afterwards belongs to that host. Use a dedicated thread.
     public func enterOnCurrentThread(_ host: Host) throws {
         let descriptor = open("/var/run/netns/\(host.namespace)", O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw LabError.commandFailed("open netns \(host.namespace)", errno, "") }
+        guard descriptor >= 0 else { throw CommandError.failed("open netns \(host.namespace)", errno, "") }
         defer { close(descriptor) }
         guard setns(descriptor, newNetworkNamespace) == 0 else {
-            throw LabError.commandFailed("setns \(host.namespace)", errno, String(cString: strerror(errno)))
+            throw CommandError.failed("setns \(host.namespace)", errno, String(cString: strerror(errno)))
         }
     }
 }

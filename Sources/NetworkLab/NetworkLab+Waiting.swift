@@ -20,7 +20,7 @@ extension NetworkLab {
     public static func poll(_ what: String, timeout: TimeInterval, _ condition: () -> Bool) throws {
         let deadline = Date().addingTimeInterval(timeout)
         while !condition() {
-            guard Date() < deadline else { throw LabError.timedOut("waiting for \(what)", timeout) }
+            guard Date() < deadline else { throw CommandError.timedOut("waiting for \(what)", timeout) }
             usleep(50_000)
         }
     }

@@ -1,7 +1,11 @@
 public import Foundation
+@_exported public import HostCommand
 
-/// Two throwaway hosts, `client` and `server`, each in its own network namespace, joined
-/// by a veth pair on 198.18.0.0/24 (RFC 2544 benchmarking space, never routed).
+/// Throwaway hosts, each in its own network namespace, on 198.18.0.0/15 (RFC 2544
+/// benchmarking space, never routed). With one client: `client` and `server` joined by a
+/// veth pair on 198.18.0.0/24. With several: each client's veth ends on a bridge in the
+/// server host, all on 198.18.0.0/16, the server at 198.18.0.1 — so the clients can have
+/// addresses from different /24s and still dial one server address.
 ///
 /// The demo and the privileged tests use it. Everything it makes carries its `name` as a
 /// prefix and is removed by `tearDown()` — also from `deinit`, and `removeStale(prefix:)`
@@ -14,28 +18,46 @@ public final class NetworkLab: @unchecked Sendable {
     }
 
     public let name: String
-    public let client: Host
+    public let clients: [Host]
     public let server: Host
+    /// The first client.
+    public var client: Host { clients[0] }
     private var processes: [Process] = []
     private let lock = NSLock()
     private var tornDown = false
 
     /// Creates the namespaces and the link. Fails (after removing what it made) when the
     /// caller lacks the privileges or `ip` is missing.
-    public init(name: String) throws {
+    public init(name: String, clientAddresses: [String] = ["198.18.0.2"]) throws {
+        precondition(!clientAddresses.isEmpty, "a lab needs a client")
         self.name = name
-        client = Host(namespace: "\(name)-c", interface: "veth-c", address: "198.18.0.2")
-        server = Host(namespace: "\(name)-s", interface: "veth-s", address: "198.18.0.1")
+        let bridged = clientAddresses.count > 1
+        clients = clientAddresses.enumerated().map { index, address in
+            Host(namespace: index == 0 ? "\(name)-c" : "\(name)-c\(index)", interface: "veth-c", address: address)
+        }
+        server = Host(namespace: "\(name)-s", interface: bridged ? "br0" : "veth-s", address: "198.18.0.1")
+        let prefixLength = bridged ? 16 : 24
         Self.removeStale(prefix: name)
         do {
-            for host in [client, server] {
+            for host in clients + [server] {
                 try Command.checked(["ip", "netns", "add", host.namespace])
                 try Command.checked(["ip", "-n", host.namespace, "link", "set", "lo", "up"])
             }
-            try Command.checked(["ip", "-n", client.namespace, "link", "add", client.interface, "type", "veth",
-                              "peer", "name", server.interface, "netns", server.namespace])
-            for host in [client, server] {
-                try Command.checked(["ip", "-n", host.namespace, "addr", "add", "\(host.address)/24", "dev", host.interface])
+            if bridged {
+                try Command.checked(["ip", "-n", server.namespace, "link", "add", "br0", "type", "bridge"])
+            }
+            for (index, client) in clients.enumerated() {
+                let serverEnd = bridged ? "veth-s\(index)" : server.interface
+                try Command.checked(["ip", "-n", client.namespace, "link", "add", client.interface, "type", "veth",
+                                     "peer", "name", serverEnd, "netns", server.namespace])
+                if bridged {
+                    try Command.checked(["ip", "-n", server.namespace, "link", "set", serverEnd, "master", "br0"])
+                    try Command.checked(["ip", "-n", server.namespace, "link", "set", serverEnd, "up"])
+                }
+            }
+            for host in clients + [server] {
+                try Command.checked(["ip", "-n", host.namespace, "addr", "add", "\(host.address)/\(prefixLength)",
+                                     "dev", host.interface])
                 try Command.checked(["ip", "-n", host.namespace, "link", "set", host.interface, "up"])
             }
         } catch {
@@ -57,7 +79,7 @@ public final class NetworkLab: @unchecked Sendable {
     public func checked(_ host: Host, _ arguments: [String], timeout: TimeInterval = 120) throws -> CommandOutput {
         let output = try run(host, arguments, timeout: timeout)
         guard output.status == 0 else {
-            throw LabError.commandFailed(arguments.joined(separator: " "), output.status, output.standardError)
+            throw CommandError.failed(arguments.joined(separator: " "), output.status, output.standardError)
         }
         return output
     }
@@ -111,20 +133,6 @@ public final class NetworkLab: @unchecked Sendable {
             _ = try? Command.run(["ip", "netns", "pids", namespace], timeout: 10).standardOutput
                 .split(separator: "\n").compactMap { Int32($0) }.map { kill($0, SIGKILL) }
             _ = try? Command.run(["ip", "netns", "delete", namespace], timeout: 10)
-        }
-    }
-}
-
-public enum LabError: Error, CustomStringConvertible {
-    case commandFailed(String, Int32, String)
-    case timedOut(String, TimeInterval)
-
-    public var description: String {
-        switch self {
-        case .commandFailed(let command, let status, let error):
-            return "`\(command)` exited with \(status): \(error.trimmingCharacters(in: .whitespacesAndNewlines))"
-        case .timedOut(let command, let seconds):
-            return "`\(command)` did not finish within \(Int(seconds)) s"
         }
     }
 }

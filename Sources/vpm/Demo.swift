@@ -1,23 +1,29 @@
 import ArgumentParser
 import Foundation
 import NetworkLab
+import Policy
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show vpm working: probe this host, then move a real TCP transfer through a queue.",
+        abstract: "Show vpm working: two tenants' servers share port 9000 on one host.",
         discussion: """
-            Makes two throwaway hosts (network namespaces joined by a veth pair, addresses in
-            198.18.0.0/24), runs `vpm translate` on the server host, and sends random data both
-            ways with socat: the client dials port 9000, the server listens on 20017, and vpm
-            rewrites every packet in between. sha256 sums must match. Everything is removed
-            afterwards, also when a step fails.
+            Probes the host, then makes throwaway hosts in network namespaces: a server \
+            (198.18.0.1) and four clients (198.18.1.2, 198.18.2.2, 198.18.3.7, 198.18.9.9). \
+            Two instances of a small real server (socat) run on the server host, one per \
+            tenant (acme, globex); the engine runs with the built-in configuration (print it \
+            with `vpm demo --print-config`). Every client dials 198.18.0.1:9000; the demo \
+            prints which instance answered each one and the engine's flow table, then removes \
+            everything it made, also when a step fails.
             """)
 
-    @Option(help: "Megabytes to send each way.") var megabytes = 10
-    @Flag(inversion: .prefixedNo, help: "Use GSO super-packets (NFQA_CFG_F_GSO).") var gso = true
+    @Flag(help: "Print the built-in configuration and exit.") var printConfig = false
 
     func run() throws {
-        print("== 1/3 probe: can this host run vpm?")
+        if printConfig {
+            print(Configuration.example, terminator: "")
+            return
+        }
+        print("== 1/4 probe: can this host run vpm?")
         let results = HostProbe(queue: 0).run()
         for result in results { print(result.line) }
         guard !results.contains(where: { $0.status == .fail }) else {
@@ -25,31 +31,57 @@ struct Demo: ParsableCommand {
         }
 
         let name = "vpm-demo-\(getpid())"
-        print("\n== 2/3 two hosts: namespaces \(name)-c (198.18.0.2) and \(name)-s (198.18.0.1)")
+        let clients = [("198.18.1.2", "acme"), ("198.18.2.2", "globex"), ("198.18.3.7", "globex"),
+                       ("198.18.9.9", "no AID: refused")]
+        print("\n== 2/4 hosts: server 198.18.0.1 and clients \(clients.map(\.0).joined(separator: ", "))")
         let lab: NetworkLab
-        do { lab = try NetworkLab(name: name) } catch { throw Failure("cannot make the demo network: \(error)") }
+        do { lab = try NetworkLab(name: name, clientAddresses: clients.map(\.0)) } catch {
+            throw Failure("cannot make the demo network: \(error)")
+        }
         defer { lab.tearDown() }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(name).path
         defer { try? FileManager.default.removeItem(atPath: directory) }
 
-        print("\n== 3/3 transfer: client dials 198.18.0.1:9000, server listens on 20017, vpm rewrites in between")
-        var transfer = TranslationRun(vpmExecutable: Bundle.main.executablePath ?? CommandLine.arguments[0])
-        transfer.bytes = megabytes << 20
-        transfer.segmentationOffload = gso
-        let started = Date()
-        let result: TranslationRun.Result
-        do { result = try transfer.run(in: lab, directory: directory) } catch {
-            throw Failure("the transfer failed: \(error)\nengine log: \((try? String(contentsOfFile: directory + "/engine.log", encoding: .utf8)) ?? "none")")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let configuration = try Configuration.parse(Configuration.example, file: "built-in")
+        print("\n== 3/4 instances and engine")
+        for instance in configuration.instances where instance.initialPort.transport == .tcp {
+            let greeting = "hello from \(instance.aid)"
+            _ = try lab.spawn(lab.server, ["socat", "TCP-LISTEN:\(instance.virtualPort),fork,reuseaddr",
+                                           "SYSTEM:echo \(greeting)"],
+                              log: "\(directory)/\(instance.aid).log")
+            try lab.waitForListener(lab.server, port: instance.virtualPort)
+            print("  instance \(instance.aid): socat answering \"\(greeting)\" (really on port \(instance.virtualPort))")
         }
-        let seconds = Date().timeIntervalSince(started)
-        print("  upload   sent \(result.uploadSent.prefix(16))…  received \(result.uploadReceived.prefix(16))…")
-        print("  download sent \(result.downloadSent.prefix(16))…  received \(result.downloadReceived.prefix(16))…")
-        print("  engine counters: \(result.engineReport.trimmingCharacters(in: .whitespacesAndNewlines))")
-        print(String(format: "  %d MB each way in %.1f s, GSO %@", megabytes, seconds, gso ? "on" : "off"))
-        guard result.intact else { throw Failure("data changed on the way: sha256 sums differ") }
-        guard !result.rulesAfterStop.contains("VPM-") else {
-            throw Failure("the engine left its iptables chains behind")
+        let engine = try EngineRun(lab: lab, vpmExecutable: Bundle.main.executablePath ?? CommandLine.arguments[0],
+                                   directory: directory, configuration: Configuration.example)
+        do { try engine.start() } catch { throw Failure("the engine did not start: \(error)\n\(engine.log)") }
+        defer { _ = engine.stop() }
+        print("  engine: vpm run --config <built-in> (queue 0, rules in VPM-* chains)")
+
+        print("\n== 4/4 every client dials 198.18.0.1:9000")
+        var wrong: [String] = []
+        for (index, (address, expected)) in clients.enumerated() {
+            let output = try lab.run(lab.clients[index], ["socat", "-T", "3", "STDIO", "TCP:198.18.0.1:9000"], timeout: 10)
+            let answer = output.status == 0
+                ? output.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+                : "connection refused (" + (output.standardError.contains("refused") ? "RST" : "exit \(output.status)") + ")"
+            print("  \(address.padding(toLength: 11, withPad: " ", startingAt: 0)) expects \(expected.padding(toLength: 16, withPad: " ", startingAt: 0)) got: \(answer)")
+            let right = expected.hasPrefix("no AID") ? output.status != 0 : answer == "hello from \(expected)"
+            if !right { wrong.append(address) }
         }
-        print("\nvpm demo passed: both transfers arrived intact through port 9000 → 20017 and back.")
+        print("\n$ vpm flows")
+        let flows = try engine.flows()
+        print(flows.standardOutput, terminator: "")
+        print(flows.standardError.replacingOccurrences(of: "vpm: ", with: "(stderr) "), terminator: "")
+        usleep(400_000)  // the engine publishes its counters every 200 ms
+        print("\n$ vpm stats")
+        print(try engine.stats().standardOutput, terminator: "")
+        _ = engine.stop()
+        guard wrong.isEmpty else { throw Failure("wrong answers for \(wrong.joined(separator: ", ")); engine log:\n\(engine.log)") }
+        let rules = (try? lab.run(lab.server, ["iptables-save"]).standardOutput) ?? ""
+        guard !rules.contains("VPM-") else { throw Failure("the engine left its iptables chains behind") }
+        print("\nvpm demo passed: each tenant's clients reached only their own instance through port 9000;")
+        print("the engine removed its rules on exit. (`vpm translate` and `make test` show more.)")
     }
 }

@@ -1,14 +1,15 @@
 import ArgumentParser
 import Foundation
 import Netfilter
+import HostCommand
 import NetworkLab
 
 struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check that this host can run vpm, and say how to fix what is missing.",
         discussion: """
-            Checks privileges, the iptables NFQUEUE target (in a throwaway network namespace,
-            so no rule of this host is touched), the nft queue expression, and binding a queue.
+            Checks privileges, the iptables NFQUEUE target (in a throwaway network namespace, \
+            so no rule of this host is touched), the nft queue expression, and binding a queue. \
             Exits 0 when vpm can run, 1 when something must be fixed first.
             """)
 

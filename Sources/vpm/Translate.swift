@@ -1,14 +1,15 @@
 import ArgumentParser
 import Foundation
+import Engine
 import Netfilter
 
 struct Translate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Move TCP connections from one port to another through an NFQUEUE queue.",
         discussion: """
-            A diagnostic datapath with one fixed translation and no policy: arriving TCP to
-            the initial port is rewritten to the virtual port, replies back. With
-            --install-rules it installs its VPM-* chains in the raw table on start and removes
+            A diagnostic datapath with one fixed translation and no policy: arriving TCP to \
+            the initial port is rewritten to the virtual port, replies back. With \
+            --install-rules it installs its VPM-* chains in the raw table on start and removes \
             them on exit (SIGINT/SIGTERM included). Counters are printed as JSON on exit.
             """)
 
@@ -29,13 +30,13 @@ struct Translate: ParsableCommand {
 
     func run() throws {
         StopSignal.install()
-        let chains = IptablesChains.staticTranslation(queue: queue, initialPort: initialPort, virtualPort: virtualPort)
+        let rules = RuleSet.staticTranslation(queue: queue, initialPort: initialPort, virtualPort: virtualPort)
         if installRules {
-            do { try chains.install() } catch {
+            do { try rules.install() } catch {
                 throw Failure("cannot install iptables rules: \(error)")
             }
         }
-        defer { if installRules { IptablesChains.remove() } }
+        defer { if installRules { RuleSet.remove() } }
 
         var configuration = QueueConfiguration(queueNumber: queue)
         configuration.segmentationOffload = gso

@@ -7,14 +7,15 @@ struct VPM: ParsableCommand {
         commandName: "vpm",
         abstract: "Virtual port multiplexer: many instances of a program share one port.",
         discussion: """
-            Every instance believes it owns the initial port (say 9000); clients keep dialing it;
-            the engine rewrites ports and checksums on netfilter NFQUEUE so each connection
-            reaches the right instance. See README.md and docs/architecture.md.
+            Every instance believes it owns the initial port (say 9000); clients keep dialing \
+            it; the engine rewrites ports and checksums on netfilter NFQUEUE so each \
+            connection reaches the right instance. See README.md and docs/.
             """,
-        subcommands: [Probe.self, Demo.self, Translate.self]
+        subcommands: [Run.self, Flows.self, Stats.self, Rules.self, CheckConfig.self, Probe.self, Demo.self, Translate.self]
     )
 
-    /// Exit codes as conntrack(8) has them: 0 ok, 1 error, 2 usage.
+    /// Exit codes as conntrack(8) has them: 0 ok, 1 error, 2 usage. Errors print as
+    /// `vpm: what happened and what to do`.
     static func main() {
         do {
             var command = try parseAsRoot()
@@ -23,6 +24,11 @@ struct VPM: ParsableCommand {
             log(failure.description)
             Foundation.exit(1)
         } catch {
+            // ArgumentParser exits 64 (EX_USAGE) on bad usage; vpm uses 2, like conntrack(8).
+            if exitCode(for: error) == .validationFailure {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+                Foundation.exit(2)
+            }
             exit(withError: error)
         }
     }

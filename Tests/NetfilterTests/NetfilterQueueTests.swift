@@ -3,6 +3,7 @@ import Netfilter
 import NetworkLab
 import Packet
 import Synchronization
+import TestSupport
 import XCTest
 
 /// The Netfilter module against the real kernel: a queue bound inside a namespace the test

@@ -1,5 +1,6 @@
 import Foundation
 import NetworkLab
+import TestSupport
 import XCTest
 
 /// `vpm translate`, the real engine process, moves a TCP connection from port 9000 to

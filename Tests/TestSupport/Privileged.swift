@@ -1,11 +1,11 @@
-import Foundation
+public import Foundation
 import NetworkLab
 import XCTest
 
 /// Shared set-up of the tests that need root: they make their own namespaces and rules.
-enum Privileged {
+public enum Privileged {
     /// Skips (with the reason printed) when not root; in CI everything runs as root.
-    static func requireRoot() throws {
+    public static func requireRoot() throws {
         guard geteuid() == 0 else {
             throw XCTSkip("needs root (network namespaces, iptables, NFQUEUE): run `sudo make test`")
         }
@@ -15,10 +15,9 @@ enum Privileged {
     }
 
     /// The vpm executable built by `make test` (VPM_BINARY), or the debug build next to the package.
-    static func vpmExecutable() throws -> String {
+    public static func vpmExecutable() throws -> String {
         let candidates = [ProcessInfo.processInfo.environment["VPM_BINARY"]].compactMap { $0 }
-            + [URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().appendingPathComponent(".build/debug/vpm").path]
+            + [packageRoot.appendingPathComponent(".build/debug/vpm").path]
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             XCTFail("vpm executable not found (tried \(candidates)); run `swift build` first")
             throw XCTSkip("no vpm executable")
@@ -26,11 +25,16 @@ enum Privileged {
         return found
     }
 
+    /// The package's root folder (this file is Tests/TestSupport/Privileged.swift).
+    public static var packageRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
     /// A unique, short namespace prefix per test (names are limited to 15 characters on links,
     /// not on namespaces, but short names read better in `ip netns`).
-    static func labName(_ tag: String) -> String { "vpmt-\(tag)-\(getpid())" }
+    public static func labName(_ tag: String) -> String { "vpmt-\(tag)-\(getpid())" }
 
-    static func scratchDirectory(_ tag: String) -> String {
+    public static func scratchDirectory(_ tag: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("vpmt-\(tag)-\(getpid())").path
     }
 }

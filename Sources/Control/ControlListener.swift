@@ -1,0 +1,108 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The engine's side of the control socket: a thread that accepts one connection at a time,
+/// checks the peer's credentials, reads one request and writes one response.
+public final class ControlListener: @unchecked Sendable {
+    public let path: String
+    private let descriptor: Int32
+    private let handler: @Sendable (ControlRequest) -> ControlResponse
+    private let allowedUser: uid_t
+
+    /// Binds `path` (mode 0600; its directory is created 0755). Refuses when another engine
+    /// answers there; removes a stale socket file left by an engine that died.
+    public init(path: String, handler: @escaping @Sendable (ControlRequest) -> ControlResponse) throws {
+        self.path = path
+        self.handler = handler
+        allowedUser = getuid()
+        if FileManager.default.fileExists(atPath: path) {
+            if let other = try? ControlSocket.connect(to: path) {
+                Glibc.close(other)
+                throw ControlError("another engine answers at \(path): stop it first, or give this one --socket PATH")
+            }
+            unlink(path)
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                     attributes: [.posixPermissions: 0o755])
+        }
+        descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw ControlError("cannot create the control socket: \(String(cString: strerror(errno)))") }
+        var address = try ControlSocket.unixAddress(path)
+        // Create it 0600 from the start: no window in which others could connect.
+        let previous = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        umask(previous)
+        guard bound == 0, listen(descriptor, 16) == 0 else {
+            let message = String(cString: strerror(errno))
+            Glibc.close(descriptor)
+            throw ControlError("cannot listen on \(path): \(message)")
+        }
+    }
+
+    /// Serves requests on a background thread until `close()`.
+    public func start() {
+        let thread = Thread { [self] in serve() }
+        thread.name = "vpm-control"
+        thread.start()
+    }
+
+    private func serve() {
+        while true {
+            let connection = accept(descriptor, nil, nil)
+            if connection < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // closed by `close()`
+            }
+            answer(connection)
+            Glibc.close(connection)
+        }
+    }
+
+    private func answer(_ connection: Int32) {
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let response: ControlResponse
+        if !peerAllowed(connection) {
+            response = ControlResponse(error: "permission denied: only root or the engine's own user may use the control socket")
+        } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16),
+                  let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
+            response = handler(request)
+        } else {
+            response = ControlResponse(error: "could not read a request; send one JSON line such as {\"command\":\"flows\"}")
+        }
+        guard var data = try? JSONEncoder().encode(response) else { return }
+        data.append(UInt8(ascii: "\n"))
+        try? ControlSocket.writeAll(data, to: connection, path: path)
+    }
+
+    /// SO_PEERCRED: the mode 0600 already keeps others out; this also covers a socket
+    /// file whose mode someone widened.
+    private func peerAllowed(_ connection: Int32) -> Bool {
+        var credentials = PeerCredentials()
+        var length = socklen_t(MemoryLayout<PeerCredentials>.size)
+        guard getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return false }
+        return credentials.uid == 0 || credentials.uid == allowedUser
+    }
+
+    /// Stops accepting and removes the socket file.
+    public func close() {
+        shutdown(descriptor, Int32(SHUT_RDWR))
+        Glibc.close(descriptor)
+        unlink(path)
+    }
+}
+
+/// struct ucred (pid, uid, gid): Swift's Glibc leaves it out without _GNU_SOURCE.
+private struct PeerCredentials {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}

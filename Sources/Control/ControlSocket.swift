@@ -1,0 +1,108 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The engine's local control socket: a Unix stream socket (default /run/vpm/vpm.sock,
+/// mode 0600) carrying one JSON request line and one JSON response line per connection.
+public enum ControlSocket {
+    public static let defaultPath = "/run/vpm/vpm.sock"
+
+    /// Sends `request` to the engine listening at `path` and returns its answer.
+    public static func send(_ request: ControlRequest, to path: String, timeoutSeconds: Int = 5) throws -> ControlResponse {
+        let descriptor = try connect(to: path)
+        defer { close(descriptor) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var line = try JSONEncoder().encode(request)
+        line.append(UInt8(ascii: "\n"))
+        try writeAll(line, to: descriptor, path: path)
+        let answer = try readLine(from: descriptor, path: path)
+        do {
+            return try JSONDecoder().decode(ControlResponse.self, from: answer)
+        } catch {
+            throw ControlError("the engine at \(path) sent an answer this vpm cannot read (\(error)); are the CLI and the engine the same version?")
+        }
+    }
+
+    static func connect(to path: String) throws -> Int32 {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { throw ControlError("cannot create a socket: \(String(cString: strerror(errno)))") }
+        var address = try unixAddress(path)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard connected == 0 else {
+            let code = errno
+            close(descriptor)
+            switch code {
+            case ENOENT, ECONNREFUSED:
+                throw ControlError("no engine answers at \(path): is `vpm run` running? (start it, or pass --socket PATH)")
+            case EACCES, EPERM:
+                throw ControlError("permission denied on \(path): the control socket is root's (run as root)")
+            default:
+                throw ControlError("cannot connect to \(path): \(String(cString: strerror(code)))")
+            }
+        }
+        return descriptor
+    }
+
+    static func unixAddress(_ path: String) throws -> sockaddr_un {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard !bytes.isEmpty, bytes.count < capacity else {
+            throw ControlError("control socket path is empty or longer than \(capacity - 1) bytes: \(path)")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return address
+    }
+
+    static func writeAll(_ data: Data, to descriptor: Int32, path: String) throws {
+        try data.withUnsafeBytes { raw in
+            var offset = 0
+            while offset < raw.count {
+                // MSG_NOSIGNAL: a peer that hung up must not kill the engine with SIGPIPE.
+                let written = Glibc.send(descriptor, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    throw ControlError("cannot write to \(path): \(String(cString: strerror(errno)))")
+                }
+                offset += written
+            }
+        }
+    }
+
+    /// Reads up to the first newline (or end of stream). Bounded, so a confused peer
+    /// cannot make us buffer without end.
+    static func readLine(from descriptor: Int32, path: String, limit: Int = 64 << 20) throws -> Data {
+        var result = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while result.count < limit {
+            let count = read(descriptor, &chunk, chunk.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN { throw ControlError("no answer from \(path) in time") }
+                throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
+            }
+            if count == 0 { break }
+            if let newline = chunk[0..<count].firstIndex(of: UInt8(ascii: "\n")) {
+                result.append(contentsOf: chunk[0..<newline])
+                return result
+            }
+            result.append(contentsOf: chunk[0..<count])
+        }
+        return result
+    }
+}
+
+public struct ControlError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

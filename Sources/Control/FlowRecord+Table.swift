@@ -1,0 +1,36 @@
+extension FlowRecord {
+    /// Column titles of `vpm flows`, conntrack/ipvsadm style: one flow per line, the client
+    /// side and both ports of the translation side by side.
+    static let columns = ["PROTO", "STATE", "MODE", "CLIENT", "SERVER", "INITIAL", "VIRTUAL", "AID",
+                          "AGE", "IDLE", "PKTS>", "BYTES>", "PKTS<", "BYTES<"]
+
+    var cells: [String] {
+        [transport, state, mode, Self.endpoint(client, clientPort), server, "\(initialPort)", "\(virtualPort)", aid,
+         Self.duration(age), Self.duration(idle), "\(packetsToServer)", "\(bytesToServer)",
+         "\(packetsToClient)", "\(bytesToClient)"]
+    }
+
+    /// Aligned columns for people; an empty table is just the header.
+    public static func table(_ records: [FlowRecord]) -> String {
+        let rows = [columns] + records.map(\.cells)
+        var widths = [Int](repeating: 0, count: columns.count)
+        for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    static func endpoint(_ address: String, _ port: UInt16) -> String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        let whole = Int(seconds)
+        if whole < 120 { return "\(whole)s" }
+        if whole < 7200 { return "\(whole / 60)m" }
+        if whole < 172_800 { return "\(whole / 3600)h" }
+        return "\(whole / 86400)d"
+    }
+}

@@ -1,0 +1,37 @@
+import Packet
+
+/// Why the engine dropped or refused a packet. A fixed set, so counting one is an array
+/// increment on the packet path; the names appear in `vpm stats`.
+public enum DropReason: Int, CaseIterable, Sendable, Error {
+    // Dropped:
+    case truncated, malformed, unsupported, fragment, noFlow, unknownVirtualPort, wrongHook
+    // Refused (the client gets a reset or an ICMP error):
+    case noApplication, noInstance, tableFull, notConnectionStart
+
+    public var name: String {
+        switch self {
+        case .truncated: "truncated copy"
+        case .malformed: "malformed packet"
+        case .unsupported: "unsupported protocol"
+        case .fragment: "fragment"
+        case .noFlow: "no flow for a reply"
+        case .unknownVirtualPort: "reply from a virtual port without instance"
+        case .wrongHook: "queued from an unexpected hook"
+        case .noApplication: "no AID matches the client"
+        case .noInstance: "the AID has no instance on this port"
+        case .tableFull: "flow table full"
+        case .notConnectionStart: "no flow and not a connection start"
+        }
+    }
+
+    public var refuses: Bool { rawValue >= DropReason.noApplication.rawValue }
+
+    init(_ error: PacketError) {
+        switch error {
+        case .truncated: self = .truncated
+        case .nonFirstFragment, .fragmentNeedsFullChecksum: self = .fragment
+        case .unsupportedTransport: self = .unsupported
+        default: self = .malformed
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import Control
+import FlowTable
+public import Logging
+import Netfilter
+import Packet
+public import Policy
+import Synchronization
+
+/// `vpm run`: the queue loop, the control socket and the rules, for one configuration.
+public final class Engine {
+    public struct Options: Sendable {
+        public var configuration: Configuration
+        public var socketPath: String = ControlSocket.defaultPath
+        public var installRules = true
+        public var segmentationOffload = true
+        public var failOpen = false
+
+        public init(configuration: Configuration) { self.configuration = configuration }
+    }
+
+    private let options: Options
+    private let logger: Logger
+    private let published = PublishedStatistics()
+
+    public init(options: Options, logger: Logger) {
+        self.options = options
+        self.logger = logger
+    }
+
+    /// Runs until SIGINT or SIGTERM. Start-up failures throw after undoing what was done.
+    public func run() throws {
+        StopSignal.install()
+        let configuration = options.configuration
+        let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
+        let store = FlowTableStore(table)
+        var processor = PacketProcessor(configuration: configuration, store: store)
+
+        // Order matters: a second engine must fail before it touches the first one's rules,
+        // so the control socket and the queue come before the rules.
+        let listener = try ControlListener(path: options.socketPath) { [published, options] request in
+            Self.answer(request, store: store, published: published, queue: options.configuration.queue)
+        }
+        defer { listener.close() }
+        var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue)
+        queueConfiguration.segmentationOffload = options.segmentationOffload
+        queueConfiguration.failOpen = options.failOpen
+        let queue = try NetfilterQueue(queueConfiguration)
+        if options.installRules {
+            do { try RuleSet(configuration).install() } catch {
+                throw ControlError("cannot install the iptables rules: \(error)")
+            }
+        }
+        defer { if options.installRules { RuleSet.remove() } }
+        listener.start()
+        logger.info("engine running", metadata: [
+            "queue": "\(configuration.queue)",
+            "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",
+            "applications": "\(configuration.applications.map(\.aid.name).joined(separator: ","))",
+            "socket": "\(options.socketPath)",
+            "gso": "\(options.segmentationOffload)",
+        ])
+
+        var lastHousekeeping: UInt64 = 0
+        var lastLoggedRefusals: UInt64 = 0
+        while !StopSignal.isRequested {
+            if try queue.wait(timeoutMilliseconds: 200) {
+                let now = MonotonicClock.milliseconds()
+                try queue.drain { processor.process($0, now: now) }
+            }
+            let now = MonotonicClock.milliseconds()
+            guard now &- lastHousekeeping >= 200 else { continue }
+            lastHousekeeping = now
+            store.withLock { _ = $0.expire(now: now, limit: 50_000) }
+            publish(processor.counters, queue.statistics, store: store)
+            if processor.counters.refused != lastLoggedRefusals, let refusal = processor.lastRefusal {
+                logger.notice("refused connections", metadata: [
+                    "count": "\(processor.counters.refused - lastLoggedRefusals)",
+                    "last-client": "\(Self.endpoint(refusal.client, refusal.clientPort))",
+                    "port": "\(refusal.initialPort)",
+                    "reason": "\(refusal.reason.name)",
+                ])
+                lastLoggedRefusals = processor.counters.refused
+            }
+        }
+        publish(processor.counters, queue.statistics, store: store)
+        logger.info("engine stopping: removing rules and the control socket",
+                    metadata: ["packets": "\(processor.counters.packets)"])
+    }
+
+    /// Copies the queue thread's counters where the control thread can read them.
+    private func publish(_ counters: EngineCounters, _ queue: QueueStatistics, store: FlowTableStore) {
+        let flows = store.withLock { $0.statistics }
+        published.withLock { statistics in
+            statistics.packetsQueued = counters.packets
+            statistics.rewritten = counters.rewritten
+            statistics.acceptedUnchanged = counters.acceptedUnchanged
+            statistics.dropped = counters.dropped
+            statistics.refused = counters.refused
+            statistics.checksumIncremental = counters.checksumIncremental
+            statistics.checksumRecomputed = counters.checksumRecomputed
+            statistics.receiveBufferOverruns = queue.receiveBufferOverruns
+            statistics.flowsActive = flows.active
+            statistics.flowsInserted = flows.inserted
+            statistics.flowsExpired = flows.expired
+            statistics.flowsEvicted = flows.evicted
+            statistics.flowsRefusedFull = flows.refusedFull
+            statistics.flowCapacity = flows.capacity
+            var reasons: [String: UInt64] = [:]
+            for reason in DropReason.allCases where counters[reason] > 0 { reasons[reason.name] = counters[reason] }
+            statistics.reasons = reasons
+        }
+    }
+
+    private static func answer(
+        _ request: ControlRequest, store: FlowTableStore, published: PublishedStatistics, queue: UInt16
+    ) -> ControlResponse {
+        switch request.command {
+        case .flows:
+            let now = MonotonicClock.milliseconds()
+            let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
+            return ControlResponse(flows: flows)
+        case .stats:
+            var statistics = published.withLock { $0 }
+            if let kernel = KernelQueueStatistics.read(queue: queue) {
+                statistics.kernelQueueDropped = kernel.queueDropped
+                statistics.kernelUserDropped = kernel.userDropped
+            }
+            return ControlResponse(statistics: statistics)
+        }
+    }
+
+    static func endpoint(_ address: IPAddress, _ port: UInt16) -> String {
+        address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+    }
+}
+
+extension FlowRecord {
+    init(_ translation: Translation, now: UInt64) {
+        let key = translation.key
+        self.init(
+            transport: key.transport == .tcp ? "tcp" : "udp",
+            state: translation.state.rawValue, mode: translation.mode.rawValue,
+            client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
+            initialPort: key.initialPort, virtualPort: translation.virtualPort, aid: translation.aid,
+            peer: translation.peer,
+            age: Double(now &- translation.firstSeen) / 1000, idle: Double(now &- translation.lastSeen) / 1000,
+            packetsToServer: translation.counters.packetsToServer, bytesToServer: translation.counters.bytesToServer,
+            packetsToClient: translation.counters.packetsToClient, bytesToClient: translation.counters.bytesToClient)
+    }
+}
+
+/// The counters the queue thread publishes for the control thread (Mutex is not copyable,
+/// so it lives in a class both threads share).
+final class PublishedStatistics: Sendable {
+    private let mutex = Mutex(EngineStatistics())
+
+    func withLock<Result>(_ body: (inout EngineStatistics) -> Result) -> Result {
+        mutex.withLock { body(&$0) }
+    }
+}

@@ -1,0 +1,17 @@
+/// The queue thread's counters: plain integers it alone writes, published to the control
+/// thread by copying (see `Engine`), so counting costs no atomic and no lock.
+public struct EngineCounters: Sendable, Equatable {
+    public var packets: UInt64 = 0
+    public var rewritten: UInt64 = 0
+    public var acceptedUnchanged: UInt64 = 0
+    public var dropped: UInt64 = 0
+    public var refused: UInt64 = 0
+    public var checksumIncremental: UInt64 = 0
+    public var checksumRecomputed: UInt64 = 0
+    /// Indexed by `DropReason.rawValue`; sized once.
+    public var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
+
+    public init() {}
+
+    public subscript(reason: DropReason) -> UInt64 { reasons[reason.rawValue] }
+}

@@ -1,0 +1,137 @@
+public import Policy
+import Packet
+import HostCommand
+
+/// The engine's iptables rules, all in its own `VPM-*` chains, plus one jump per hook.
+///
+/// raw table (priority -300, before conntrack): the engine rewrites ports there, and
+/// NOTRACK keeps conntrack from holding a tuple that changes half-way through a flow.
+///   VPM-PREROUTING  drop direct traffic to the virtual ports (not from lo);
+///                   arriving traffic to an initial port -> NOTRACK, NFQUEUE
+///   VPM-OUTPUT      leaving traffic from a virtual port -> NOTRACK, NFQUEUE
+/// filter table:
+///   VPM-INPUT       connections the engine refused carry `refuseMark` -> REJECT
+///                   (TCP reset, ICMP port unreachable), built by the kernel itself
+public struct RuleSet: Sendable, Equatable {
+    public struct Rule: Sendable, Equatable {
+        public var table: String
+        public var chain: String
+        public var arguments: [String]
+    }
+
+    /// The packet mark of a refused connection's packet ("vpm" + 1).
+    public static let refuseMark: UInt32 = 0x7670_6D01
+    /// (table, built-in hook, our chain), in install order.
+    public static let hooks = [("raw", "PREROUTING", "VPM-PREROUTING"),
+                               ("raw", "OUTPUT", "VPM-OUTPUT"),
+                               ("filter", "INPUT", "VPM-INPUT")]
+    public static let tools = ["iptables", "ip6tables"]
+
+    public var rules: [Rule]
+
+    public init(rules: [Rule]) { self.rules = rules }
+
+    /// The rules for a configuration: its initial ports, its virtual port range, its queue.
+    public init(_ configuration: Configuration) {
+        let toQueue = ["-j", "NFQUEUE", "--queue-num", "\(configuration.queue)"]
+        let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
+        let transports = [TransportName.tcp, .udp].filter { name in
+            configuration.initialPorts.contains { TransportName($0.transport) == name }
+        }
+        var rules: [Rule] = []
+        for transport in transports {
+            rules.append(Rule(table: "raw", chain: "VPM-PREROUTING",
+                              arguments: ["!", "-i", "lo", "-p", transport.rawValue, "--dport", range, "-j", "DROP"]))
+        }
+        for port in configuration.initialPorts {
+            let match = ["-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+            rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + ["-j", "CT", "--notrack"]))
+            rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue))
+        }
+        for transport in transports {
+            let match = ["-p", transport.rawValue, "--sport", range]
+            rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + ["-j", "CT", "--notrack"]))
+            rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
+        }
+        let mark = ["-m", "mark", "--mark", "0x" + String(Self.refuseMark, radix: 16)]
+        for transport in transports {
+            let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT", arguments: ["-p", transport.rawValue] + mark + reject))
+        }
+        self.rules = rules
+    }
+
+    /// One fixed translation (`vpm translate`): TCP to `initialPort` and from `virtualPort`.
+    public static func staticTranslation(queue: UInt16, initialPort: UInt16, virtualPort: UInt16) -> RuleSet {
+        let ingress = ["-p", "tcp", "--dport", "\(initialPort)"]
+        let egress = ["-p", "tcp", "--sport", "\(virtualPort)"]
+        let toQueue = ["-j", "NFQUEUE", "--queue-num", "\(queue)"]
+        return RuleSet(rules: [
+            Rule(table: "raw", chain: "VPM-PREROUTING", arguments: ingress + ["-j", "CT", "--notrack"]),
+            Rule(table: "raw", chain: "VPM-PREROUTING", arguments: ingress + toQueue),
+            Rule(table: "raw", chain: "VPM-OUTPUT", arguments: egress + ["-j", "CT", "--notrack"]),
+            Rule(table: "raw", chain: "VPM-OUTPUT", arguments: egress + toQueue),
+        ])
+    }
+
+    /// The chains this rule set uses, with their hooks, in install order.
+    private var usedHooks: [(String, String, String)] {
+        Self.hooks.filter { hook in rules.contains { $0.table == hook.0 && $0.chain == hook.2 } }
+    }
+
+    /// The commands that install the rules, as an operator would type them.
+    public func installCommands() -> [[String]] {
+        Self.tools.flatMap { tool in
+            usedHooks.map { [tool, "-w", "-t", $0.0, "-N", $0.2] }
+                + rules.map { [tool, "-w", "-t", $0.table, "-A", $0.chain] + $0.arguments }
+                + usedHooks.map { [tool, "-w", "-t", $0.0, "-I", $0.1, "1", "-j", $0.2] }
+        }
+    }
+
+    /// The commands that remove every VPM-* chain (safe when they are absent).
+    public static func removeCommands() -> [[String]] {
+        tools.flatMap { tool in
+            hooks.flatMap { table, hook, chain in
+                [[tool, "-w", "-t", table, "-D", hook, "-j", chain],
+                 [tool, "-w", "-t", table, "-F", chain],
+                 [tool, "-w", "-t", table, "-X", chain]]
+            }
+        }
+    }
+
+    /// A shell script with the install commands, for `vpm rules print`.
+    public func script() -> String {
+        (["#!/bin/sh", "# Generated by `vpm rules print`; remove with iptables/remove.sh or `vpm rules remove`.", "set -e"]
+            + installCommands().map { $0.joined(separator: " ") }).joined(separator: "\n") + "\n"
+    }
+
+    /// Installs the rules; on any failure removes what was installed and throws.
+    public func install() throws {
+        Self.remove()  // an engine killed with SIGKILL may have left them
+        do {
+            for command in installCommands() { try Command.checked(command) }
+        } catch {
+            Self.remove()
+            throw error
+        }
+    }
+
+    /// Removes every VPM-* chain and its jump rule, ignoring what is already gone.
+    public static func remove() {
+        for command in removeCommands() {
+            // Delete jump rules until none is left (a crashed run may have added two).
+            repeat {
+                guard let output = try? Command.run(command, timeout: 10), output.status == 0 else { break }
+            } while command.contains("-D")
+        }
+    }
+}
+
+/// The `-p` name of a transport protocol.
+enum TransportName: String {
+    case tcp, udp
+
+    init(_ transport: TransportProtocol) {
+        self = transport == .tcp ? .tcp : .udp
+    }
+}

@@ -1,0 +1,34 @@
+import ArgumentParser
+import Engine
+import Policy
+
+struct Rules: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print, install or remove the engine's iptables rules for a configuration.",
+        discussion: """
+            `vpm run` installs and removes these itself; use this (or the scripts in iptables/) \
+            to manage them by hand together with `vpm run --no-rules`.
+            """)
+
+    enum Action: String, ExpressibleByArgument, CaseIterable { case print, install, remove }
+
+    @Argument(help: "print | install | remove") var action: Action
+    @Option(name: .shortAndLong, help: "Configuration file (not needed for remove).") var config: String?
+
+    func run() throws {
+        if action == .remove {
+            RuleSet.remove()
+            return
+        }
+        guard let config else { throw ValidationError("`vpm rules \(action.rawValue)` needs --config FILE") }
+        let configuration: Configuration
+        do { configuration = try Configuration.load(path: config) } catch { throw Failure("\(error)") }
+        let rules = RuleSet(configuration)
+        switch action {
+        case .print: print(rules.script(), terminator: "")
+        case .install:
+            do { try rules.install() } catch { throw Failure("cannot install the rules: \(error)") }
+        case .remove: break
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Control
+import Engine
+import Logging
+import Policy
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the engine (as root): install the rules, multiplex, remove the rules on exit.",
+        discussion: """
+            Loads the configuration, binds the NFQUEUE queue, installs the VPM-* chains, and \
+            serves the control socket that `vpm flows` and `vpm stats` read. SIGINT or SIGTERM \
+            stop it; the rules and the socket are removed on the way out, also when start-up \
+            fails half-way.
+            """)
+
+    @Option(name: .shortAndLong, help: "Configuration file (see docs/configuration.md).") var config: String
+    @Option(help: "Control socket path.") var socket = ControlSocket.defaultPath
+    @Flag(inversion: .prefixedNo, help: "Receive GSO super-packets (NFQA_CFG_F_GSO).") var gso = true
+    @Flag(help: "Do not install or remove rules (install them yourself: `vpm rules print`).") var noRules = false
+    @Flag(help: "Accept packets instead of dropping them when the kernel queue is full.") var failOpen = false
+
+    func run() throws {
+        let configuration: Configuration
+        do { configuration = try Configuration.load(path: config) } catch { throw Failure("\(error)") }
+        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        var options = Engine.Options(configuration: configuration)
+        options.socketPath = socket
+        options.installRules = !noRules
+        options.segmentationOffload = gso
+        options.failOpen = failOpen
+        do {
+            try Engine(options: options, logger: Logger(label: "vpm")).run()
+        } catch {
+            throw Failure("\(error)")
+        }
+    }
+}

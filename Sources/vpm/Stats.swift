@@ -1,0 +1,36 @@
+import ArgumentParser
+import Control
+import Foundation
+
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the running engine's counters.")
+
+    @Option(help: "Control socket path.") var socket = ControlSocket.defaultPath
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let response: ControlResponse
+        do { response = try ControlSocket.send(ControlRequest(.stats), to: socket) } catch { throw Failure("\(error)") }
+        if let error = response.error { throw Failure("the engine says: \(error)") }
+        guard let statistics = response.statistics else { throw Failure("the engine sent no statistics") }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(statistics), as: UTF8.self))
+            return
+        }
+        let s = statistics
+        let lines: [(String, String)] = [
+            ("packets queued", "\(s.packetsQueued)"),
+            ("rewritten", "\(s.rewritten)  (checksum: \(s.checksumIncremental) incremental, \(s.checksumRecomputed) recomputed)"),
+            ("accepted unchanged", "\(s.acceptedUnchanged)"),
+            ("dropped", "\(s.dropped)"),
+            ("refused", "\(s.refused)"),
+            ("ENOBUFS", "\(s.receiveBufferOverruns)"),
+            ("kernel queue drops", "\(s.kernelQueueDropped) queue full, \(s.kernelUserDropped) socket full"),
+            ("flows", "\(s.flowsActive) active of \(s.flowCapacity), \(s.flowsInserted) inserted, \(s.flowsExpired) expired, \(s.flowsEvicted) evicted, \(s.flowsRefusedFull) refused (full)"),
+        ] + s.reasons.sorted { $0.key < $1.key }.map { ("  \($0.key)", "\($0.value)") }
+        let width = lines.map(\.0.count).max() ?? 0
+        for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }
+    }
+}

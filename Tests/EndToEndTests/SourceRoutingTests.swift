@@ -1,0 +1,227 @@
+import Control
+import Foundation
+import NetworkLab
+import TestSupport
+import XCTest
+
+/// The source-routed story, against the real kernel and the real `vpm run`: tenants acme
+/// and globex each run an instance meant for port 9000; clients from 198.18.1.0/24 belong
+/// to acme, clients from 198.18.2.0/24 and 198.18.3.7 to globex, 198.18.9.9 to nobody.
+final class SourceRoutingTests: XCTestCase {
+    static let configuration = """
+        virtual-ports: 20000-20999
+        ports: [9000]
+        applications:
+          acme:
+            instances: {9000: 20017}
+          globex:
+            instances: {9000: 20018}
+        sources:
+          - {from: 198.18.1.0/24, aid: acme}
+          - {from: 198.18.2.0/24, aid: globex}
+          - {from: 198.18.3.7, aid: globex}
+        flows:
+          timeouts: {closed: 8s, closing: 30s}
+        """
+    static let virtualPorts = ["acme": UInt16(20017), "globex": 20018]
+    static let clients = [("198.18.1.2", "acme"), ("198.18.2.2", "globex"), ("198.18.3.7", "globex"), ("198.18.9.9", "")]
+
+    /// Makes the lab, starts one instance per AID and the engine, runs `body`, tears down.
+    /// Each instance stores what a connection sends as `AID.from.CLIENT` and sends back
+    /// `AID.download`, so the files show which instance served which client.
+    private func withEngine(
+        _ tag: String, megabytes: Int, engineArguments: [String] = [], setup: (NetworkLab) throws -> Void = { _ in },
+        _ body: (NetworkLab, EngineRun, String) throws -> Void
+    ) throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName(tag), clientAddresses: Self.clients.map(\.0))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory(tag)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try setup(lab)
+        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+                                   configuration: Self.configuration)
+        try """
+            cat "$1/$2.download" &
+            cat > "$1/$2.from.$SOCAT_PEERADDR"
+            wait
+            """.write(toFile: "\(directory)/instance.sh", atomically: true, encoding: .utf8)
+        for (aid, port) in Self.virtualPorts {
+            try NetworkLab.makeRandomFile("\(directory)/\(aid).download", count: megabytes << 20)
+            _ = try lab.spawn(lab.server, ["socat", "-t", "60", "TCP-LISTEN:\(port),fork,reuseaddr",
+                                           "EXEC:sh \(directory)/instance.sh \(directory) \(aid)"],
+                              log: "\(directory)/\(aid).log")
+            try lab.waitForListener(lab.server, port: port)
+        }
+        try engine.start(engineArguments)
+        defer { _ = engine.stop() }
+        do { try body(lab, engine, directory) } catch {
+            XCTFail("engine log:\n\(engine.log)")
+            throw error
+        }
+    }
+
+    private static func flows(_ engine: EngineRun) throws -> [FlowRecord] {
+        try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
+    }
+
+    /// Three clients at once, 50 MB each way each; every byte checked with sha256, every
+    /// client served by its own AID's instance only; the flow table tells the same story.
+    private func userStory(
+        _ tag: String, engineArguments: [String] = [], setup: (NetworkLab) throws -> Void = { _ in },
+        checksums: (EngineStatistics) -> Void
+    ) throws {
+        let megabytes = 50
+        try withEngine(tag, megabytes: megabytes, engineArguments: engineArguments, setup: setup) { lab, engine, directory in
+            let served = Self.clients.filter { !$0.1.isEmpty }
+            let group = DispatchGroup()
+            let failures = NSLock()
+            nonisolated(unsafe) var errors: [String] = []
+            nonisolated(unsafe) var recorded: [String: FlowRecord] = [:]
+            for (index, (address, _)) in served.enumerated() {
+                try NetworkLab.makeRandomFile("\(directory)/upload.\(address)", count: megabytes << 20)
+                DispatchQueue.global().async(group: group) {
+                    do {
+                        try lab.checked(lab.clients[index], [
+                            "socat", "-t", "60", "OPEN:\(directory)/upload.\(address)!!CREATE:\(directory)/download.\(address)",
+                            "TCP:\(lab.server.address):9000"], timeout: 240)
+                        // Both sides have closed: the flow ends `closed` (read it now: it
+                        // expires 8 s later, maybe before the other clients are done).
+                        try NetworkLab.poll("the flow of \(address) to close", timeout: 10) {
+                            (try? Self.flows(engine))?.first { $0.client == address }?.state == "closed"
+                        }
+                        let flow = try Self.flows(engine).first { $0.client == address }
+                        failures.withLock { recorded[address] = flow }
+                    } catch {
+                        failures.withLock { errors.append("\(address): \(error)") }
+                    }
+                }
+            }
+            group.wait()
+            XCTAssertEqual(errors, [])
+
+            for (address, aid) in served {
+                let flow = try XCTUnwrap(recorded[address], "no flow recorded for \(address)")
+                XCTAssertEqual(flow.aid, aid)
+                XCTAssertEqual(flow.transport, "tcp")
+                XCTAssertEqual(flow.mode, "source")
+                XCTAssertEqual(flow.server, lab.server.address)
+                XCTAssertEqual(flow.initialPort, 9000)
+                XCTAssertEqual(flow.virtualPort, Self.virtualPorts[aid])
+                XCTAssertGreaterThanOrEqual(flow.bytesToServer, UInt64(megabytes << 20))
+                XCTAssertGreaterThanOrEqual(flow.bytesToClient, UInt64(megabytes << 20))
+            }
+            let table = try engine.flows()
+            XCTAssertTrue(table.standardOutput.hasPrefix("PROTO"), table.standardOutput)
+            XCTAssertTrue(table.standardError.contains(" flow"), table.standardError)
+            for (address, aid) in served {
+                let other = aid == "acme" ? "globex" : "acme"
+                XCTAssertEqual(try NetworkLab.sha256("\(directory)/download.\(address)"),
+                               try NetworkLab.sha256("\(directory)/\(aid).download"), "\(address) got another instance's bytes")
+                try NetworkLab.poll("\(aid) to store \(address)'s upload", timeout: 30) {
+                    ((try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(aid).from.\(address)")[.size] as? Int) ?? 0)
+                        >= megabytes << 20
+                }
+                XCTAssertEqual(try NetworkLab.sha256("\(directory)/upload.\(address)"),
+                               try NetworkLab.sha256("\(directory)/\(aid).from.\(address)"), "\(address)'s upload changed")
+                XCTAssertFalse(FileManager.default.fileExists(atPath: "\(directory)/\(other).from.\(address)"),
+                               "\(address) reached \(other)'s instance")
+            }
+
+            // ... and expires after the configured 8 s.
+            try NetworkLab.poll("closed flows to expire", timeout: 30) { (try? Self.flows(engine))?.isEmpty ?? false }
+
+            let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
+            XCTAssertGreaterThan(statistics.rewritten, 0)
+            XCTAssertEqual(statistics.dropped, 0, "\(statistics.reasons)")
+            XCTAssertEqual(statistics.flowsExpired, UInt64(served.count))
+            checksums(statistics)
+        }
+    }
+
+    /// GSO on: super-packets with partial checksums, recomputed in full.
+    func testTenantsReachTheirOwnInstanceWithSegmentationOffload() throws {
+        try userStory("story-gso") { statistics in
+            XCTAssertGreaterThan(statistics.checksumRecomputed, 0, "expected partial checksums")
+        }
+    }
+
+    /// GSO and checksum offload off: complete checksums, RFC 1624 incremental updates.
+    func testTenantsReachTheirOwnInstanceWithCompleteChecksums() throws {
+        try userStory("story-full", engineArguments: ["--no-gso"]) { lab in
+            for client in lab.clients { try lab.checked(client, ["ethtool", "-K", client.interface, "tx", "off"]) }
+            try lab.checked(lab.server, ["ethtool", "-K", lab.server.interface, "tx", "off"])
+            for index in lab.clients.indices { try lab.checked(lab.server, ["ethtool", "-K", "veth-s\(index)", "tx", "off"]) }
+        } checksums: { statistics in
+            XCTAssertGreaterThan(statistics.checksumIncremental, 0)
+            XCTAssertEqual(statistics.checksumRecomputed, 0, "expected complete checksums only")
+        }
+    }
+
+    /// A client whose source matches no AID is refused at once (a reset, not a timeout),
+    /// and neither instance sees anything.
+    func testClientWithoutApplicationIsRefusedAtOnce() throws {
+        try withEngine("refuse", megabytes: 1) { lab, engine, directory in
+            let unknown = lab.clients[3]
+            let started = Date()
+            let output = try lab.run(unknown, ["socat", "-u", "OPEN:/dev/null", "TCP:\(lab.server.address):9000"], timeout: 10)
+            let elapsed = Date().timeIntervalSince(started)
+            XCTAssertNotEqual(output.status, 0)
+            XCTAssertTrue(output.standardError.contains("Connection refused"), output.standardError)
+            XCTAssertLessThan(elapsed, 1.0, "a refusal must be immediate, not a timeout")
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory)
+            XCTAssertFalse(files.contains { $0.contains(".from.") }, "an instance saw the refused client: \(files)")
+            XCTAssertEqual(try Self.flows(engine), [])
+            try NetworkLab.poll("the refusal to be counted", timeout: 5) {
+                guard let output = try? engine.stats(json: true).standardOutput else { return false }
+                return (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)))?.refused == 1
+            }
+            try NetworkLab.poll("the refusal to be logged", timeout: 5) { engine.log.contains("no AID matches the client") }
+        }
+    }
+
+    /// Dialing a virtual port directly, bypassing the initial port, gets nowhere.
+    func testDirectConnectionToVirtualPortFails() throws {
+        try withEngine("direct", megabytes: 1) { lab, engine, directory in
+            let output = try lab.run(lab.client, ["socat", "-u", "OPEN:/dev/null",
+                                                  "TCP:\(lab.server.address):20017,connect-timeout=2"], timeout: 10)
+            XCTAssertNotEqual(output.status, 0, "a direct connection to the virtual port succeeded")
+            let files = try FileManager.default.contentsOfDirectory(atPath: directory)
+            XCTAssertFalse(files.contains { $0.contains(".from.") }, "an instance was reached directly: \(files)")
+            XCTAssertEqual(try Self.flows(engine), [])
+        }
+    }
+
+    /// An operator's own rules exist before the engine starts; after it stops, the ruleset
+    /// is exactly what it was.
+    func testStopRestoresTheRulesetExactly() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("rules"))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("rules")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        for tool in ["iptables", "ip6tables"] {
+            try lab.checked(lab.server, [tool, "-w", "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "CT", "--notrack"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "CT", "--notrack"])
+        }
+        let ruleset = { () throws -> String in
+            let text = try lab.checked(lab.server, ["iptables-save"]).standardOutput
+                + (try lab.checked(lab.server, ["ip6tables-save"]).standardOutput)
+            // Drop comments (timestamps) and packet counters; keep every chain and rule.
+            return text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+                .map { $0.replacingOccurrences(of: #"\[\d+:\d+\]"#, with: "", options: .regularExpression) }
+                .joined(separator: "\n")
+        }
+        let before = try ruleset()
+        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+                                   configuration: Self.configuration)
+        try engine.start()
+        let during = try ruleset()
+        XCTAssertTrue(during.contains("-A VPM-PREROUTING -p tcp -m tcp --dport 9000 -j NFQUEUE --queue-num 0"), during)
+        XCTAssertTrue(during.contains("-A VPM-INPUT"), during)
+        XCTAssertEqual(engine.stop(), 0, "the engine should exit 0 on SIGTERM:\n\(engine.log)")
+        XCTAssertEqual(try ruleset(), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: engine.socketPath), "control socket left behind")
+    }
+}

@@ -1,0 +1,47 @@
+@testable import Engine
+import Policy
+import XCTest
+
+final class RuleSetTests: XCTestCase {
+    func testRulesForTheExampleConfiguration() throws {
+        let rules = RuleSet(try Configuration.parse(Configuration.example))
+        let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
+        XCTAssertEqual(ipv4, [
+            "-t raw -N VPM-PREROUTING",
+            "-t raw -N VPM-OUTPUT",
+            "-t filter -N VPM-INPUT",
+            "-t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 20000:20999 -j DROP",
+            "-t raw -A VPM-PREROUTING ! -i lo -p udp --dport 20000:20999 -j DROP",
+            "-t raw -A VPM-PREROUTING -p tcp --dport 9000 -j CT --notrack",
+            "-t raw -A VPM-PREROUTING -p tcp --dport 9000 -j NFQUEUE --queue-num 0",
+            "-t raw -A VPM-PREROUTING -p udp --dport 5353 -j CT --notrack",
+            "-t raw -A VPM-PREROUTING -p udp --dport 5353 -j NFQUEUE --queue-num 0",
+            "-t raw -A VPM-OUTPUT -p tcp --sport 20000:20999 -j CT --notrack",
+            "-t raw -A VPM-OUTPUT -p tcp --sport 20000:20999 -j NFQUEUE --queue-num 0",
+            "-t raw -A VPM-OUTPUT -p udp --sport 20000:20999 -j CT --notrack",
+            "-t raw -A VPM-OUTPUT -p udp --sport 20000:20999 -j NFQUEUE --queue-num 0",
+            "-t filter -A VPM-INPUT -p tcp -m mark --mark 0x76706d01 -j REJECT --reject-with tcp-reset",
+            "-t filter -A VPM-INPUT -p udp -m mark --mark 0x76706d01 -j REJECT",
+            "-t raw -I PREROUTING 1 -j VPM-PREROUTING",
+            "-t raw -I OUTPUT 1 -j VPM-OUTPUT",
+            "-t filter -I INPUT 1 -j VPM-INPUT",
+        ])
+        XCTAssertEqual(rules.installCommands().count, 2 * ipv4.count, "the same rules for ip6tables")
+    }
+
+    func testRemoveCoversEveryChainBothFamilies() {
+        let commands = RuleSet.removeCommands().map { $0.joined(separator: " ") }
+        for tool in ["iptables", "ip6tables"] {
+            for (table, hook, chain) in RuleSet.hooks {
+                XCTAssertTrue(commands.contains("\(tool) -w -t \(table) -D \(hook) -j \(chain)"))
+                XCTAssertTrue(commands.contains("\(tool) -w -t \(table) -X \(chain)"))
+            }
+        }
+    }
+
+    func testKernelQueueStatisticsParse() {
+        let text = "    0  12345     0 2 65535     3     7       42  1\n    1  222     0 2 65535     0     0       0  1\n"
+        XCTAssertEqual(KernelQueueStatistics.parse(text, queue: 0), KernelQueueStatistics(queueTotal: 0, queueDropped: 3, userDropped: 7))
+        XCTAssertNil(KernelQueueStatistics.parse(text, queue: 5))
+    }
+}

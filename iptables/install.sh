@@ -1,0 +1,56 @@
+#!/bin/sh
+# Installs exactly the rules `vpm run` installs (and `vpm rules print` prints), for
+# operators who manage rules themselves and run the engine with `vpm run --no-rules`:
+#
+#   install.sh QUEUE LOW:HIGH PORT/PROTO...      e.g.  install.sh 0 20000:20999 9000/tcp 5353/udp
+#
+# QUEUE is the config's `queue`, LOW:HIGH its `virtual-ports`, PORT/PROTO its `ports`.
+# Everything lives in the engine's own chains, jumped to from the built-in hooks:
+#   raw    VPM-PREROUTING  drop direct traffic to the virtual ports (except from lo);
+#                          arriving traffic to an initial port -> NOTRACK, NFQUEUE
+#   raw    VPM-OUTPUT      traffic leaving a virtual port -> NOTRACK, NFQUEUE
+#   filter VPM-INPUT       packets the engine refused (mark 0x76706d01) -> REJECT
+# The raw table runs before conntrack, so conntrack never holds a half-rewritten tuple.
+# Remove with iptables/remove.sh.
+set -eu
+[ $# -ge 3 ] || { echo "usage: $0 QUEUE LOW:HIGH PORT/PROTO..." >&2; exit 2; }
+queue=$1 range=$2
+shift 2
+
+transports=""
+for spec in "$@"; do
+  case "$spec" in */udp) t=udp ;; */tcp|*[0-9]) t=tcp ;; *) echo "bad port: $spec" >&2; exit 2 ;; esac
+  case " $transports " in *" $t "*) ;; *) transports="$transports $t" ;; esac
+done
+# The engine orders transports tcp before udp.
+ordered=""
+for t in tcp udp; do case " $transports " in *" $t "*) ordered="$ordered $t" ;; esac; done
+
+for tool in iptables ip6tables; do
+  $tool -w -t raw -N VPM-PREROUTING
+  $tool -w -t raw -N VPM-OUTPUT
+  $tool -w -t filter -N VPM-INPUT
+  for t in $ordered; do
+    $tool -w -t raw -A VPM-PREROUTING ! -i lo -p "$t" --dport "$range" -j DROP
+  done
+  for spec in "$@"; do
+    port=${spec%/*}
+    case "$spec" in */udp) t=udp ;; *) t=tcp ;; esac
+    $tool -w -t raw -A VPM-PREROUTING -p "$t" --dport "$port" -j CT --notrack
+    $tool -w -t raw -A VPM-PREROUTING -p "$t" --dport "$port" -j NFQUEUE --queue-num "$queue"
+  done
+  for t in $ordered; do
+    $tool -w -t raw -A VPM-OUTPUT -p "$t" --sport "$range" -j CT --notrack
+    $tool -w -t raw -A VPM-OUTPUT -p "$t" --sport "$range" -j NFQUEUE --queue-num "$queue"
+  done
+  for t in $ordered; do
+    if [ "$t" = tcp ]; then
+      $tool -w -t filter -A VPM-INPUT -p tcp -m mark --mark 0x76706d01 -j REJECT --reject-with tcp-reset
+    else
+      $tool -w -t filter -A VPM-INPUT -p udp -m mark --mark 0x76706d01 -j REJECT
+    fi
+  done
+  $tool -w -t raw -I PREROUTING 1 -j VPM-PREROUTING
+  $tool -w -t raw -I OUTPUT 1 -j VPM-OUTPUT
+  $tool -w -t filter -I INPUT 1 -j VPM-INPUT
+done
