@@ -7,8 +7,8 @@
 # QUEUE is the config's `queue`, LOW:HIGH its `virtual-ports`, PORT/PROTO its `ports`.
 # Everything lives in the engine's own chains, jumped to from the built-in hooks:
 #   raw    VPM-PREROUTING  drop direct traffic to the virtual ports (except from lo);
-#                          arriving traffic to an initial port -> NOTRACK, NFQUEUE
-#   raw    VPM-OUTPUT      traffic leaving a virtual port -> NOTRACK, NFQUEUE
+#                          arriving traffic to an initial port (not on lo) -> NOTRACK, NFQUEUE
+#   raw    VPM-OUTPUT      traffic leaving a virtual port (not to lo) -> NOTRACK, NFQUEUE
 #   filter VPM-INPUT       packets the engine refused (mark 0x76706d01) -> REJECT
 # The raw table runs before conntrack, so conntrack never holds a half-rewritten tuple.
 # Remove with iptables/remove.sh.
@@ -36,12 +36,12 @@ for tool in iptables ip6tables; do
   for spec in "$@"; do
     port=${spec%/*}
     case "$spec" in */udp) t=udp ;; *) t=tcp ;; esac
-    $tool -w -t raw -A VPM-PREROUTING -p "$t" --dport "$port" -j CT --notrack
-    $tool -w -t raw -A VPM-PREROUTING -p "$t" --dport "$port" -j NFQUEUE --queue-num "$queue"
+    $tool -w -t raw -A VPM-PREROUTING ! -i lo -p "$t" --dport "$port" -j CT --notrack
+    $tool -w -t raw -A VPM-PREROUTING ! -i lo -p "$t" --dport "$port" -j NFQUEUE --queue-num "$queue"
   done
   for t in $ordered; do
-    $tool -w -t raw -A VPM-OUTPUT -p "$t" --sport "$range" -j CT --notrack
-    $tool -w -t raw -A VPM-OUTPUT -p "$t" --sport "$range" -j NFQUEUE --queue-num "$queue"
+    $tool -w -t raw -A VPM-OUTPUT ! -o lo -p "$t" --sport "$range" -j CT --notrack
+    $tool -w -t raw -A VPM-OUTPUT ! -o lo -p "$t" --sport "$range" -j NFQUEUE --queue-num "$queue"
   done
   for t in $ordered; do
     if [ "$t" = tcp ]; then

@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
   iptables iproute2 kmod                                           # run
-  socat ethtool coreutils                                          # demo and tests
+  socat ethtool coreutils nginx-light python3 curl                 # demo and tests
 )
 
 missing=()
@@ -23,4 +23,12 @@ fi
 echo "vpm: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Servers such as nginx must not start as system services on install: the demo and the
+# tests start their own copies inside network namespaces. policy-rc.d says so to dpkg.
+policy=/usr/sbin/policy-rc.d
+made_policy=false
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=true
+fi
+trap '$made_policy && rm -f "$policy"' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -17,6 +17,11 @@ export VPM_BINARY="$(swift build --show-bin-path)/vpm"
 log=$(mktemp)
 swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+
+# The interception layer of `vpm exec`, against a fake engine (no root needed).
+echo
+echo "== preload/test_preload.py"
+python3 preload/test_preload.py "$(dirname "$VPM_BINARY")/libvpm-preload.so" || status=1
 [ "$(id -u)" -eq 0 ] && sweep
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)

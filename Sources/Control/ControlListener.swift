@@ -3,17 +3,25 @@ import Foundation
 import Glibc
 #endif
 
-/// The engine's side of the control socket: a thread that accepts one connection at a time,
-/// checks the peer's credentials, reads one request and writes one response.
+/// Who is on the other end of a control connection (SO_PEERCRED: the kernel's word, not
+/// the client's).
+public struct ControlPeer: Sendable, Equatable {
+    public var pid: Int32
+    public var uid: UInt32
+}
+
+/// The engine's side of the control socket: accepts connections, checks the peer's
+/// credentials, reads one request and writes one response, each connection on its own
+/// thread (a `bind` may wait for a virtual port to free up; nobody else waits for it).
 public final class ControlListener: @unchecked Sendable {
     public let path: String
     private let descriptor: Int32
-    private let handler: @Sendable (ControlRequest) -> ControlResponse
+    private let handler: @Sendable (ControlRequest, ControlPeer) -> ControlResponse
     private let allowedUser: uid_t
 
     /// Binds `path` (mode 0600; its directory is created 0755). Refuses when another engine
     /// answers there; removes a stale socket file left by an engine that died.
-    public init(path: String, handler: @escaping @Sendable (ControlRequest) -> ControlResponse) throws {
+    public init(path: String, handler: @escaping @Sendable (ControlRequest, ControlPeer) -> ControlResponse) throws {
         self.path = path
         self.handler = handler
         allowedUser = getuid()
@@ -61,8 +69,12 @@ public final class ControlListener: @unchecked Sendable {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 return  // closed by `close()`
             }
-            answer(connection)
-            Glibc.close(connection)
+            let thread = Thread { [self] in
+                answer(connection)
+                Glibc.close(connection)
+            }
+            thread.name = "vpm-control-connection"
+            thread.start()
         }
     }
 
@@ -70,11 +82,12 @@ public final class ControlListener: @unchecked Sendable {
         var timeout = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let response: ControlResponse
-        if !peerAllowed(connection) {
+        let peer = peerCredentials(connection)
+        if peer == nil || !(peer!.uid == 0 || peer!.uid == allowedUser) {
             response = ControlResponse(error: "permission denied: only root or the engine's own user may use the control socket")
         } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16),
                   let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
-            response = handler(request)
+            response = handler(request, peer!)
         } else {
             response = ControlResponse(error: "could not read a request; send one JSON line such as {\"command\":\"flows\"}")
         }
@@ -85,11 +98,11 @@ public final class ControlListener: @unchecked Sendable {
 
     /// SO_PEERCRED: the mode 0600 already keeps others out; this also covers a socket
     /// file whose mode someone widened.
-    private func peerAllowed(_ connection: Int32) -> Bool {
+    private func peerCredentials(_ connection: Int32) -> ControlPeer? {
         var credentials = PeerCredentials()
         var length = socklen_t(MemoryLayout<PeerCredentials>.size)
-        guard getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return false }
-        return credentials.uid == 0 || credentials.uid == allowedUser
+        guard getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
+        return ControlPeer(pid: credentials.pid, uid: credentials.uid)
     }
 
     /// Stops accepting and removes the socket file.

@@ -1,20 +1,83 @@
-/// What the CLI asks the engine over the control socket: one JSON object per line.
+/// What a client asks the engine over the control socket: one JSON object per line.
+/// `vpm flows`/`stats`/`apps` send only a command; the interception layer of `vpm exec`
+/// (preload/vpm_preload.c, which writes this JSON by hand) sends `bind` and `connect`.
 public struct ControlRequest: Codable, Sendable, Equatable {
-    public enum Command: String, Codable, Sendable { case flows, stats }
+    public enum Command: String, Codable, Sendable { case flows, stats, apps, bind, connect }
     public var command: Command
+    /// bind, connect: the AID of the calling program.
+    public var aid: String?
+    /// bind: the initial port the program asked for.
+    public var initialPort: UInt16?
+    /// bind, connect: "tcp" or "udp".
+    public var transport: String?
+    /// connect: the program's socket and where it connects.
+    public var localAddress: String?
+    public var localPort: UInt16?
+    public var remoteAddress: String?
+    public var remotePort: UInt16?
 
     public init(_ command: Command) { self.command = command }
+
+    public static func bind(aid: String, initialPort: UInt16, transport: String) -> ControlRequest {
+        var request = ControlRequest(.bind)
+        request.aid = aid
+        request.initialPort = initialPort
+        request.transport = transport
+        return request
+    }
 }
 
 /// The engine's answer: one JSON object per line, then the engine closes the connection.
 public struct ControlResponse: Codable, Sendable, Equatable {
     public var flows: [FlowRecord]?
     public var statistics: EngineStatistics?
+    public var applications: [AppRecord]?
+    /// bind: the virtual port the program's socket is really bound to.
+    public var virtualPort: UInt16?
     public var error: String?
+    /// With `error`, for the interception layer: the errno to give the program (EADDRINUSE ...).
+    public var errorCode: String?
 
-    public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, error: String? = nil) {
+    public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, applications: [AppRecord]? = nil,
+                virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil) {
         self.flows = flows
         self.statistics = statistics
+        self.applications = applications
+        self.virtualPort = virtualPort
         self.error = error
+        self.errorCode = errorCode
+    }
+}
+
+/// One instance as `vpm apps` shows it.
+public struct AppRecord: Codable, Sendable, Equatable {
+    public struct Process: Codable, Sendable, Equatable {
+        public var pid: Int32
+        public var command: String
+        public init(pid: Int32, command: String) {
+            self.pid = pid
+            self.command = command
+        }
+    }
+
+    public var aid: String
+    public var transport: String
+    public var initialPort: UInt16
+    public var virtualPort: UInt16
+    /// "config" for instances the configuration names, "exec" for those `vpm exec` registered.
+    public var origin: String
+    public var processes: [Process]
+    /// Flows in the flow table that go to this instance.
+    public var connections: Int
+
+    public init(aid: String, transport: String, initialPort: UInt16, virtualPort: UInt16, origin: String,
+                processes: [Process], connections: Int) {
+        self.aid = aid
+        self.transport = transport
+        self.initialPort = initialPort
+        self.virtualPort = virtualPort
+        self.origin = origin
+        self.processes = processes
+        self.connections = connections
     }
 }

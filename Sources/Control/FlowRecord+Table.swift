@@ -12,14 +12,7 @@ extension FlowRecord {
 
     /// Aligned columns for people; an empty table is just the header.
     public static func table(_ records: [FlowRecord]) -> String {
-        let rows = [columns] + records.map(\.cells)
-        var widths = [Int](repeating: 0, count: columns.count)
-        for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
-        return rows.map { row in
-            row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
-            }.joined(separator: "  ")
-        }.joined(separator: "\n") + "\n"
+        alignedTable([columns] + records.map(\.cells))
     }
 
     static func endpoint(_ address: String, _ port: UInt16) -> String {

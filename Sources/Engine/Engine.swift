@@ -34,11 +34,14 @@ public final class Engine {
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
         let store = FlowTableStore(table)
         var processor = PacketProcessor(configuration: configuration, store: store)
+        let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")
+        processor.updateRoutes(registry.instances(), generation: registry.generation)
 
         // Order matters: a second engine must fail before it touches the first one's rules,
         // so the control socket and the queue come before the rules.
-        let listener = try ControlListener(path: options.socketPath) { [published, options] request in
-            Self.answer(request, store: store, published: published, queue: options.configuration.queue)
+        let listener = try ControlListener(path: options.socketPath) { [published, options, logger] request, peer in
+            Self.answer(request, peer: peer, store: store, registry: registry, published: published,
+                        queue: options.configuration.queue, logger: logger)
         }
         defer { listener.close() }
         var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue)
@@ -62,8 +65,15 @@ public final class Engine {
 
         var lastHousekeeping: UInt64 = 0
         var lastLoggedRefusals: UInt64 = 0
+        var lastInstanceCheck: UInt64 = 0
         while !StopSignal.isRequested {
             if try queue.wait(timeoutMilliseconds: 200) {
+                // After the wait: an instance registered while we slept must be routable
+                // for the very SYN that woke us.
+                if registry.generation != processor.routesGeneration {
+                    let generation = registry.generation
+                    processor.updateRoutes(registry.instances(), generation: generation)
+                }
                 let now = MonotonicClock.milliseconds()
                 try queue.drain { processor.process($0, now: now) }
             }
@@ -71,6 +81,15 @@ public final class Engine {
             guard now &- lastHousekeeping >= 200 else { continue }
             lastHousekeeping = now
             store.withLock { _ = $0.expire(now: now, limit: 50_000) }
+            if now &- lastInstanceCheck >= 1000 {
+                lastInstanceCheck = now
+                for entry in registry.releaseUnused(sockets: SocketTable.read(), now: now) {
+                    logger.info("instance gone, virtual port released", metadata: [
+                        "aid": "\(entry.aid)", "port": "\(entry.initialPort)/\(entry.transport)",
+                        "virtual-port": "\(entry.virtualPort)",
+                    ])
+                }
+            }
             publish(processor.counters, queue.statistics, store: store)
             if processor.counters.refused != lastLoggedRefusals, let refusal = processor.lastRefusal {
                 logger.notice("refused connections", metadata: [
@@ -112,9 +131,41 @@ public final class Engine {
     }
 
     private static func answer(
-        _ request: ControlRequest, store: FlowTableStore, published: PublishedStatistics, queue: UInt16
+        _ request: ControlRequest, peer: ControlPeer, store: FlowTableStore, registry: InstanceRegistry,
+        published: PublishedStatistics, queue: UInt16, logger: Logger
     ) -> ControlResponse {
         switch request.command {
+        case .bind:
+            guard let aid = request.aid, let port = request.initialPort, let transport = request.transport else {
+                return ControlResponse(error: "a bind request needs aid, initialPort and transport", errorCode: "EINVAL")
+            }
+            switch registry.bind(aid: aid, initialPort: port, transport: transport, pid: peer.pid, now: MonotonicClock.milliseconds) {
+            case .allocated(let virtualPort):
+                logger.info("instance bound", metadata: [
+                    "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(peer.pid)",
+                ])
+                return ControlResponse(virtualPort: virtualPort)
+            case .exhausted:
+                logger.warning("virtual port range exhausted: bind refused", metadata: [
+                    "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(peer.pid)",
+                ])
+                return ControlResponse(error: "the virtual port range is exhausted (every port has an instance)", errorCode: "EADDRINUSE")
+            case .refused(let reason):
+                logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(peer.pid)", "reason": "\(reason)"])
+                return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
+            }
+        case .connect:
+            // Recorded for the local and cooperative modes, which will route by the client's AID.
+            return ControlResponse()
+        case .apps:
+            let flows = store.withLock { $0.snapshot() }
+            let records = registry.snapshot().map { entry in
+                AppRecord(aid: entry.aid, transport: entry.transport, initialPort: entry.initialPort,
+                          virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
+                          processes: entry.processes,
+                          connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count)
+            }
+            return ControlResponse(applications: records)
         case .flows:
             let now = MonotonicClock.milliseconds()
             let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }

@@ -38,34 +38,38 @@ public struct PacketProcessor {
     public private(set) var counters = EngineCounters()
     public private(set) var lastRefusal: Refusal?
     private let matcher: SourceMatcher
-    private let targets: [Target]
-    private let targetByInstance: [InstanceKey: Int]
+    private let initialPorts: [InitialPort]
+    private var targets: [Target] = []
+    private var targetByInstance: [InstanceKey: Int] = [:]
     /// Index into `targets` by transport and virtual port (-1: none). Two 64 K tables.
-    private let targetByVirtualPort: [Int32]
+    private var targetByVirtualPort = [Int32](repeating: -1, count: 2 << 16)
     /// Whether a port is a multiplexed initial port, by transport and port.
-    private let isInitialPort: [Bool]
+    private var isInitialPort = [Bool](repeating: false, count: 2 << 16)
+    /// The registry generation the routing tables were built from.
+    public private(set) var routesGeneration: UInt64 = 0
 
     public init(configuration: Configuration, store: FlowTableStore) {
         self.store = store
         matcher = configuration.makeSourceMatcher()
-        var targets: [Target] = []
-        var byInstance: [InstanceKey: Int] = [:]
-        var byVirtualPort = [Int32](repeating: -1, count: 2 << 16)
-        var initial = [Bool](repeating: false, count: 2 << 16)
-        for port in configuration.initialPorts {
-            initial[Self.slot(port.transport, port.port)] = true
-        }
-        for instance in configuration.instances {
+        initialPorts = configuration.initialPorts
+        for port in initialPorts { isInitialPort[Self.slot(port.transport, port.port)] = true }
+        updateRoutes(configuration.instances, generation: 0)
+    }
+
+    /// Rebuilds the routing tables from the registry's instances. Runs on the queue thread
+    /// between batches, only when the set of instances changed: never per packet.
+    public mutating func updateRoutes(_ instances: [Instance], generation: UInt64) {
+        targets.removeAll(keepingCapacity: true)
+        targetByInstance.removeAll(keepingCapacity: true)
+        for index in targetByVirtualPort.indices { targetByVirtualPort[index] = -1 }
+        for instance in instances {
             let transport = instance.initialPort.transport
-            byInstance[InstanceKey(aid: instance.aid, initialPort: instance.initialPort.port, transport: transport)] = targets.count
-            byVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
+            targetByInstance[InstanceKey(aid: instance.aid, initialPort: instance.initialPort.port, transport: transport)] = targets.count
+            targetByVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
             targets.append(Target(aid: instance.aid.name, initialPort: instance.initialPort.port,
                                   virtualPort: instance.virtualPort))
         }
-        self.targets = targets
-        targetByInstance = byInstance
-        targetByVirtualPort = byVirtualPort
-        isInitialPort = initial
+        routesGeneration = generation
     }
 
     private static func slot(_ transport: TransportProtocol, _ port: UInt16) -> Int {

@@ -7,8 +7,8 @@ import HostCommand
 /// raw table (priority -300, before conntrack): the engine rewrites ports there, and
 /// NOTRACK keeps conntrack from holding a tuple that changes half-way through a flow.
 ///   VPM-PREROUTING  drop direct traffic to the virtual ports (not from lo);
-///                   arriving traffic to an initial port -> NOTRACK, NFQUEUE
-///   VPM-OUTPUT      leaving traffic from a virtual port -> NOTRACK, NFQUEUE
+///                   arriving traffic to an initial port (not on lo) -> NOTRACK, NFQUEUE
+///   VPM-OUTPUT      leaving traffic from a virtual port (not to lo) -> NOTRACK, NFQUEUE
 /// filter table:
 ///   VPM-INPUT       connections the engine refused carry `refuseMark` -> REJECT
 ///                   (TCP reset, ICMP port unreachable), built by the kernel itself
@@ -43,13 +43,15 @@ public struct RuleSet: Sendable, Equatable {
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING",
                               arguments: ["!", "-i", "lo", "-p", transport.rawValue, "--dport", range, "-j", "DROP"]))
         }
+        // Loopback is left alone: source-routed mode multiplexes clients on other hosts, and
+        // local programs keep reaching whatever listens on the real ports.
         for port in configuration.initialPorts {
-            let match = ["-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+            let match = ["!", "-i", "lo", "-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + ["-j", "CT", "--notrack"]))
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue))
         }
         for transport in transports {
-            let match = ["-p", transport.rawValue, "--sport", range]
+            let match = ["!", "-o", "lo", "-p", transport.rawValue, "--sport", range]
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + ["-j", "CT", "--notrack"]))
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
         }

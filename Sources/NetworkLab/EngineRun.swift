@@ -49,6 +49,10 @@ public final class EngineRun: @unchecked Sendable {
         try Command.checked([vpmExecutable, "flows", "--socket", socketPath] + (json ? ["--json"] : []) + arguments)
     }
 
+    public func apps(json: Bool = false) throws -> CommandOutput {
+        try Command.checked([vpmExecutable, "apps", "--socket", socketPath] + (json ? ["--json"] : []))
+    }
+
     public func stats(json: Bool = false) throws -> CommandOutput {
         try Command.checked([vpmExecutable, "stats", "--socket", socketPath] + (json ? ["--json"] : []))
     }

@@ -27,7 +27,7 @@ public struct AID: Hashable, Sendable, Comparable, CustomStringConvertible, Expr
     }
 
     /// Why `name` is not an AID, phrased for an error message, or nil when it is one.
-    static func problem(with name: String) -> String? {
+    public static func problem(with name: String) -> String? {
         if name.isEmpty {
             return "an AID cannot be empty"
         }

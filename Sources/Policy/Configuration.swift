@@ -21,6 +21,8 @@ public struct Configuration: Sendable {
     /// The most flows the flow table holds at once.
     public var flowCapacity: Int
     public var timeouts: FlowTimeouts
+    /// What a `vpm exec` bind gets when the virtual port range is exhausted.
+    public var allocation: AllocationPolicy
 
     public init(
         queue: UInt16 = Configuration.defaultQueue,
@@ -29,7 +31,8 @@ public struct Configuration: Sendable {
         applications: [Application] = [],
         sources: [SourceRule] = [],
         flowCapacity: Int = Configuration.defaultFlowCapacity,
-        timeouts: FlowTimeouts = .standard
+        timeouts: FlowTimeouts = .standard,
+        allocation: AllocationPolicy = .standard
     ) {
         self.queue = queue
         self.virtualPorts = virtualPorts
@@ -38,6 +41,12 @@ public struct Configuration: Sendable {
         self.sources = sources
         self.flowCapacity = flowCapacity
         self.timeouts = timeouts
+        self.allocation = allocation
+    }
+
+    /// The application whose `executables` list `path` (an absolute, resolved path).
+    public func application(executable path: String) -> Application? {
+        applications.first { $0.executables.contains(path) }
     }
 
     /// Every instance of every application, in file order.

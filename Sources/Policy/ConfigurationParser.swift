@@ -5,7 +5,7 @@ import Yams
 /// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
 /// line to fix instead of misrouting connections later.
 struct ConfigurationParser {
-    static let topLevelKeys = ["queue", "virtual-ports", "ports", "applications", "sources", "flows"]
+    static let topLevelKeys = ["queue", "virtual-ports", "ports", "applications", "sources", "flows", "allocation"]
 
     let file: String
     let text: String
@@ -38,6 +38,10 @@ struct ConfigurationParser {
         if let node = fields["flows"] {
             (flowCapacity, timeouts) = try parseFlows(node)
         }
+        var allocation = AllocationPolicy.standard
+        if let node = fields["allocation"] {
+            allocation = try parseAllocation(node)
+        }
         return Configuration(
             queue: queue,
             virtualPorts: virtualPorts,
@@ -45,7 +49,8 @@ struct ConfigurationParser {
             applications: applications,
             sources: sources,
             flowCapacity: flowCapacity,
-            timeouts: timeouts
+            timeouts: timeouts,
+            allocation: allocation
         )
     }
 

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import NetworkLab
-import Policy
 
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,18 +8,37 @@ struct Demo: ParsableCommand {
         discussion: """
             Probes the host, then makes throwaway hosts in network namespaces: a server \
             (198.18.0.1) and four clients (198.18.1.2, 198.18.2.2, 198.18.3.7, 198.18.9.9). \
-            Two instances of a small real server (socat) run on the server host, one per \
-            tenant (acme, globex); the engine runs with the built-in configuration (print it \
-            with `vpm demo --print-config`). Every client dials 198.18.0.1:9000; the demo \
-            prints which instance answered each one and the engine's flow table, then removes \
-            everything it made, also when a step fails.
+            The engine runs on the server host with the built-in configuration (print it with \
+            `vpm demo --print-config`), and two unmodified copies of nginx, both configured \
+            with `listen 9000`, run there under `vpm exec`, one per tenant (acme, globex). \
+            Every client dials 198.18.0.1:9000; the demo prints which copy answered each one, \
+            `vpm apps`, `vpm flows` and nginx's own log, then removes everything it made, \
+            also when a step fails.
             """)
 
     @Flag(help: "Print the built-in configuration and exit.") var printConfig = false
 
+    /// Two tenants without fixed instances: `vpm exec` registers their nginx copies.
+    static let configurationText = """
+        # vpm demo: two tenants share port 9000; their instances come from `vpm exec`.
+        virtual-ports: 20000-20999
+        ports: [9000]
+        applications:
+          acme: {}
+          globex: {}
+        sources:
+          - from: 198.18.1.0/24
+            aid: acme
+          - from: 198.18.2.0/24
+            aid: globex
+          - from: 198.18.3.7
+            aid: globex
+
+        """
+
     func run() throws {
         if printConfig {
-            print(Configuration.example, terminator: "")
+            print(Self.configurationText, terminator: "")
             return
         }
         print("== 1/4 probe: can this host run vpm?")
@@ -43,29 +61,43 @@ struct Demo: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: directory) }
 
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let configuration = try Configuration.parse(Configuration.example, file: "built-in")
-        print("\n== 3/4 instances and engine")
-        for instance in configuration.instances where instance.initialPort.transport == .tcp {
-            let greeting = "hello from \(instance.aid)"
-            _ = try lab.spawn(lab.server, ["socat", "TCP-LISTEN:\(instance.virtualPort),fork,reuseaddr",
-                                           "SYSTEM:echo \(greeting)"],
-                              log: "\(directory)/\(instance.aid).log")
-            try lab.waitForListener(lab.server, port: instance.virtualPort)
-            print("  instance \(instance.aid): socat answering \"\(greeting)\" (really on port \(instance.virtualPort))")
-        }
-        let engine = try EngineRun(lab: lab, vpmExecutable: Bundle.main.executablePath ?? CommandLine.arguments[0],
-                                   directory: directory, configuration: Configuration.example)
+        let vpm = Bundle.main.executablePath ?? CommandLine.arguments[0]
+        print("\n== 3/4 engine and instances")
+        let engine = try EngineRun(lab: lab, vpmExecutable: vpm, directory: directory, configuration: Self.configurationText)
         do { try engine.start() } catch { throw Failure("the engine did not start: \(error)\n\(engine.log)") }
         defer { _ = engine.stop() }
-        print("  engine: vpm run --config <built-in> (queue 0, rules in VPM-* chains)")
+        print("  engine: vpm run --config <built-in>  (queue 0, rules in VPM-* chains)")
+        var sites: [NginxSite] = []
+        for aid in ["acme", "globex"] {
+            let site = try NginxSite(root: "\(directory)/\(aid)", content: "hello from \(aid)\n")
+            sites.append(site)
+            _ = try lab.spawn(lab.server, [vpm, "exec", "--aid", aid, "--config", engine.configurationPath,
+                                           "--socket", engine.socketPath, "--"] + site.command,
+                              log: "\(directory)/\(aid)-nginx.log")
+            print("  instance \(aid): vpm exec --aid \(aid) -- nginx  (its nginx.conf says `listen 9000;`)")
+        }
+        do {
+            try NetworkLab.poll("both nginx copies to bind", timeout: 20) {
+                let apps = (try? engine.apps(json: true).standardOutput) ?? ""
+                return apps.components(separatedBy: "\"aid\"").count - 1 == 2
+            }
+        } catch {
+            throw Failure("the nginx copies did not come up: \(error)\n\(engine.log)")
+        }
+        for app in try engine.apps(json: false).standardOutput.split(separator: "\n") where !app.hasPrefix("AID") {
+            let fields = app.split(separator: " ", omittingEmptySubsequences: true)
+            if fields.count > 2, let port = UInt16(fields[2]) { try lab.waitForListener(lab.server, port: port) }
+        }
+        print("\n$ vpm apps")
+        print(try engine.apps(json: false).standardOutput, terminator: "")
 
         print("\n== 4/4 every client dials 198.18.0.1:9000")
         var wrong: [String] = []
         for (index, (address, expected)) in clients.enumerated() {
-            let output = try lab.run(lab.clients[index], ["socat", "-T", "3", "STDIO", "TCP:198.18.0.1:9000"], timeout: 10)
+            let output = try lab.run(lab.clients[index], ["curl", "-sS", "--max-time", "5", "http://198.18.0.1:9000/"], timeout: 10)
             let answer = output.status == 0
                 ? output.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-                : "connection refused (" + (output.standardError.contains("refused") ? "RST" : "exit \(output.status)") + ")"
+                : "refused: " + output.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
             print("  \(address.padding(toLength: 11, withPad: " ", startingAt: 0)) expects \(expected.padding(toLength: 16, withPad: " ", startingAt: 0)) got: \(answer)")
             let right = expected.hasPrefix("no AID") ? output.status != 0 : answer == "hello from \(expected)"
             if !right { wrong.append(address) }
@@ -77,11 +109,14 @@ struct Demo: ParsableCommand {
         usleep(400_000)  // the engine publishes its counters every 200 ms
         print("\n$ vpm stats")
         print(try engine.stats().standardOutput, terminator: "")
+        print("\n$ tail -n 2 acme/access.log   # nginx's own log: the port it served on")
+        let log = (try? String(contentsOfFile: sites[0].accessLog, encoding: .utf8)) ?? ""
+        print(log.split(separator: "\n").suffix(2).map { "  " + $0 }.joined(separator: "\n"))
         _ = engine.stop()
         guard wrong.isEmpty else { throw Failure("wrong answers for \(wrong.joined(separator: ", ")); engine log:\n\(engine.log)") }
         let rules = (try? lab.run(lab.server, ["iptables-save"]).standardOutput) ?? ""
         guard !rules.contains("VPM-") else { throw Failure("the engine left its iptables chains behind") }
-        print("\nvpm demo passed: each tenant's clients reached only their own instance through port 9000;")
-        print("the engine removed its rules on exit. (`vpm translate` and `make test` show more.)")
+        print("\nvpm demo passed: two unmodified nginx copies share port 9000; each tenant's clients")
+        print("reached only their own copy, and the engine removed its rules on exit.")
     }
 }

@@ -11,7 +11,7 @@ struct VPM: ParsableCommand {
             it; the engine rewrites ports and checksums on netfilter NFQUEUE so each \
             connection reaches the right instance. See README.md and docs/.
             """,
-        subcommands: [Run.self, Flows.self, Stats.self, Rules.self, CheckConfig.self, Probe.self, Demo.self, Translate.self]
+        subcommands: [Run.self, Exec.self, Flows.self, Apps.self, Stats.self, Rules.self, CheckConfig.self, Probe.self, Demo.self, Translate.self]
     )
 
     /// Exit codes as conntrack(8) has them: 0 ok, 1 error, 2 usage. Errors print as

@@ -22,7 +22,7 @@ final class ControlSocketTests: XCTestCase {
 
     func testRequestAndResponseRoundTrip() throws {
         let path = "\(directory!)/vpm.sock"
-        let listener = try ControlListener(path: path) { request in
+        let listener = try ControlListener(path: path) { request, _ in
             request.command == .flows ? ControlResponse(flows: [Self.flow]) : ControlResponse(error: "no stats here")
         }
         listener.start()
@@ -35,20 +35,20 @@ final class ControlSocketTests: XCTestCase {
 
     func testSecondListenerOnALiveSocketIsRefused() throws {
         let path = "\(directory!)/vpm.sock"
-        let first = try ControlListener(path: path) { _ in ControlResponse() }
+        let first = try ControlListener(path: path) { _, _ in ControlResponse() }
         first.start()
         defer { first.close() }
-        XCTAssertThrowsError(try ControlListener(path: path) { _ in ControlResponse() }) { error in
+        XCTAssertThrowsError(try ControlListener(path: path) { _, _ in ControlResponse() }) { error in
             XCTAssertTrue("\(error)".contains("another engine answers"), "\(error)")
         }
     }
 
     func testStaleSocketFileIsReplaced() throws {
         let path = "\(directory!)/vpm.sock"
-        let first = try ControlListener(path: path) { _ in ControlResponse() }
+        let first = try ControlListener(path: path) { _, _ in ControlResponse() }
         first.close()
         _ = FileManager.default.createFile(atPath: path, contents: nil)  // as if the engine died
-        let second = try ControlListener(path: path) { _ in ControlResponse(flows: []) }
+        let second = try ControlListener(path: path) { _, _ in ControlResponse(flows: []) }
         second.start()
         defer { second.close() }
         XCTAssertEqual(try ControlSocket.send(ControlRequest(.flows), to: path).flows, [])

@@ -39,7 +39,7 @@ final class RuleScriptsTests: XCTestCase {
 
         try lab.checked(lab.server, [vpm, "rules", "install", "--config", "\(directory)/vpm.yaml"])
         let byEngine = try ruleset()
-        XCTAssertTrue(byEngine.contains("-A VPM-PREROUTING -p udp -m udp --dport 5353 -j NFQUEUE --queue-num 3"), byEngine)
+        XCTAssertTrue(byEngine.contains("-A VPM-PREROUTING ! -i lo -p udp -m udp --dport 5353 -j NFQUEUE --queue-num 3"), byEngine)
         try lab.checked(lab.server, [vpm, "rules", "remove"])
         XCTAssertEqual(try ruleset(), before)
 
@@ -49,6 +49,6 @@ final class RuleScriptsTests: XCTestCase {
         XCTAssertEqual(try ruleset(), before)
 
         let printed = try Command.checked([vpm, "rules", "print", "--config", "\(directory)/vpm.yaml"]).standardOutput
-        XCTAssertTrue(printed.contains("iptables -w -t raw -A VPM-PREROUTING -p tcp --dport 7000 -j NFQUEUE --queue-num 3"), printed)
+        XCTAssertTrue(printed.contains("iptables -w -t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 7000 -j NFQUEUE --queue-num 3"), printed)
     }
 }

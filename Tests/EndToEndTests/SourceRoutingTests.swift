@@ -218,7 +218,7 @@ final class SourceRoutingTests: XCTestCase {
                                    configuration: Self.configuration)
         try engine.start()
         let during = try ruleset()
-        XCTAssertTrue(during.contains("-A VPM-PREROUTING -p tcp -m tcp --dport 9000 -j NFQUEUE --queue-num 0"), during)
+        XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 -j NFQUEUE --queue-num 0"), during)
         XCTAssertTrue(during.contains("-A VPM-INPUT"), during)
         XCTAssertEqual(engine.stop(), 0, "the engine should exit 0 on SIGTERM:\n\(engine.log)")
         XCTAssertEqual(try ruleset(), before)

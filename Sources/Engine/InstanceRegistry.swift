@@ -1,0 +1,176 @@
+import Control
+import Foundation
+public import Policy
+import Packet
+import Synchronization
+
+/// The instances the engine routes to: those the configuration names (static virtual ports)
+/// and those `vpm exec` registered, with virtual ports allocated from the configured range.
+///
+/// Same AID + same initial port → the same virtual port (prefork workers, SO_REUSEPORT
+/// groups); another AID → another port. Shared by the control threads (bind requests) and
+/// the queue thread (which rebuilds its routing tables when `generation` moves, and calls
+/// `releaseUnused` from its housekeeping).
+public final class InstanceRegistry: Sendable {
+    struct Entry: Codable, Equatable {
+        var aid: String
+        var transport: String
+        var initialPort: UInt16
+        var virtualPort: UInt16
+        var fromConfiguration: Bool
+        var processes: [AppRecord.Process]
+        /// Monotonic milliseconds of the last bind; the socket check waits a grace period
+        /// after it (a socket is invisible in /proc/net between bind() and listen()).
+        var lastBind: UInt64
+    }
+
+    /// A bind request's outcome.
+    enum Allocation: Equatable {
+        case allocated(UInt16)
+        case exhausted
+        case refused(String)
+    }
+
+    /// After a bind, this long before a missing socket means the instance is gone.
+    static let graceMilliseconds: UInt64 = 3000
+
+    private let configuration: Configuration
+    private let statePath: String?
+    private let entries: Mutex<[Entry]>
+    private let changes = Atomic<UInt64>(1)
+
+    /// `statePath` keeps the `vpm exec` registrations across an engine restart, so running
+    /// instances need not register again.
+    public init(configuration: Configuration, statePath: String?) {
+        self.configuration = configuration
+        self.statePath = statePath
+        var entries = configuration.instances.map { instance in
+            Entry(aid: instance.aid.name, transport: Self.name(instance.initialPort.transport),
+                  initialPort: instance.initialPort.port, virtualPort: instance.virtualPort,
+                  fromConfiguration: true, processes: [], lastBind: 0)
+        }
+        entries += Self.load(statePath, configuration: configuration, taken: entries)
+        self.entries = Mutex(entries)
+    }
+
+    /// Moves whenever the set of instances changes.
+    public var generation: UInt64 { changes.load(ordering: .acquiring) }
+
+    /// Every instance, for the queue thread's routing tables.
+    public func instances() -> [Instance] {
+        entries.withLock { entries in
+            entries.compactMap { entry in
+                guard let aid = AID(entry.aid) else { return nil }
+                return Instance(aid: aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport == "udp" ? .udp : .tcp),
+                                virtualPort: entry.virtualPort)
+            }
+        }
+    }
+
+    /// A `bind()` under `vpm exec`: the virtual port for (AID, initial port), allocated if new.
+    /// With `when-exhausted: wait` it waits (this control connection's thread only).
+    func bind(aid: String, initialPort: UInt16, transport: String, pid: Int32, now: () -> UInt64) -> Allocation {
+        guard let validAID = AID(aid), configuration.application(validAID) != nil else {
+            let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
+            return .refused("AID '\(aid)' is not in the configuration (applications: \(known.isEmpty ? "none" : known))")
+        }
+        guard configuration.initialPorts.contains(where: { $0.port == initialPort && Self.name($0.transport) == transport }) else {
+            return .refused("\(initialPort)/\(transport) is not a multiplexed port of the configuration")
+        }
+        let process = AppRecord.Process(pid: pid, command: Self.command(of: pid))
+        let deadline = now() + UInt64(configuration.allocation.waitTimeout) * 1000
+        while true {
+            let result: Allocation = entries.withLock { entries in
+                if let index = entries.firstIndex(where: { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }) {
+                    if !entries[index].processes.contains(where: { $0.pid == pid }) { entries[index].processes.append(process) }
+                    entries[index].lastBind = now()
+                    return .allocated(entries[index].virtualPort)
+                }
+                let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
+                guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) }) else { return .exhausted }
+                entries.append(Entry(aid: aid, transport: transport, initialPort: initialPort, virtualPort: port,
+                                     fromConfiguration: false, processes: [process], lastBind: now()))
+                return .allocated(port)
+            }
+            if case .allocated = result { changed() }
+            guard result == .exhausted, configuration.allocation.whenExhausted == .wait, now() < deadline else { return result }
+            usleep(100_000)
+        }
+    }
+
+    /// Releases the virtual ports of `vpm exec` instances that have no socket left on them
+    /// (closed, or their processes exited), and forgets processes that are gone.
+    /// Returns the released instances.
+    @discardableResult
+    func releaseUnused(sockets: SocketTable, now: UInt64) -> [Entry] {
+        let released: [Entry] = entries.withLock { entries in
+            var released: [Entry] = []
+            entries.removeAll { entry in
+                guard !entry.fromConfiguration, now &- entry.lastBind >= Self.graceMilliseconds,
+                      !sockets.contains(entry.virtualPort, transport: entry.transport) else { return false }
+                released.append(entry)
+                return true
+            }
+            for index in entries.indices {
+                entries[index].processes.removeAll { !Self.isAlive($0.pid) }
+            }
+            return released
+        }
+        if !released.isEmpty { changed() }
+        return released
+    }
+
+    func snapshot() -> [Entry] {
+        entries.withLock { $0 }
+    }
+
+    private func changed() {
+        changes.add(1, ordering: .releasing)
+        save()
+    }
+
+    // MARK: - Processes
+
+    static func command(of pid: Int32) -> String {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { return "?" }
+        return String(decoding: data, as: UTF8.self).split(separator: "\0").joined(separator: " ")
+    }
+
+    /// Alive and not a zombie.
+    static func isAlive(_ pid: Int32) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).first
+        return state != "Z" && state != "X"
+    }
+
+    static func name(_ transport: TransportProtocol) -> String { transport == .udp ? "udp" : "tcp" }
+
+    // MARK: - Persistence
+
+    private func save() {
+        guard let statePath else { return }
+        let registered = entries.withLock { $0.filter { !$0.fromConfiguration } }
+        guard let data = try? JSONEncoder().encode(registered) else { return }
+        try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
+    }
+
+    /// Registrations of a previous engine whose sockets still exist (their instances run on).
+    private static func load(_ path: String?, configuration: Configuration, taken: [Entry]) -> [Entry] {
+        guard let path, let data = FileManager.default.contents(atPath: path),
+              let saved = try? JSONDecoder().decode([Entry].self, from: data) else { return [] }
+        let sockets = SocketTable.read()
+        var kept: [Entry] = []
+        for var entry in saved {
+            guard configuration.virtualPorts.contains(entry.virtualPort),
+                  let aid = AID(entry.aid), configuration.application(aid) != nil,
+                  sockets.contains(entry.virtualPort, transport: entry.transport),
+                  !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
+            else { continue }
+            entry.lastBind = 0
+            entry.processes.removeAll { !isAlive($0.pid) }
+            kept.append(entry)
+        }
+        return kept
+    }
+}

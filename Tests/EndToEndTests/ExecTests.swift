@@ -1,0 +1,238 @@
+import Control
+import Foundation
+import NetworkLab
+import TestSupport
+import XCTest
+
+/// `vpm exec` and the interception layer against the real kernel: unmodified programs that
+/// all bind port 9000, each really on its AID's virtual port.
+final class ExecTests: XCTestCase {
+    static func configuration(range: String = "20000-20999", allocation: String = "") -> String {
+        """
+        virtual-ports: \(range)
+        ports: [9000]
+        applications:
+          acme: {}
+          globex: {}
+          initech: {}
+        sources:
+          - {from: 198.18.1.0/24, aid: acme}
+          - {from: 198.18.2.0/24, aid: globex}
+          - {from: 198.18.3.0/24, aid: initech}
+        \(allocation)
+        """
+    }
+
+    struct Setup {
+        var lab: NetworkLab
+        var engine: EngineRun
+        var directory: String
+        var vpm: String
+
+        /// `vpm exec --aid AID -- arguments` on the server host; its output goes to LOG.
+        func exec(_ aid: String, _ arguments: [String], log: String) throws -> Process {
+            try lab.spawn(lab.server, [vpm, "exec", "--aid", aid, "--config", engine.configurationPath,
+                                       "--socket", engine.socketPath, "--"] + arguments, log: "\(directory)/\(log)")
+        }
+
+        func apps() throws -> [AppRecord] {
+            try JSONDecoder().decode([AppRecord].self, from: Data(try Command.checked(
+                [vpm, "apps", "--json", "--socket", engine.socketPath]).standardOutput.utf8))
+        }
+
+        func text(_ name: String) -> String {
+            (try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8)) ?? ""
+        }
+    }
+
+    private func withEngine(_ tag: String, configuration: String = ExecTests.configuration(), _ body: (Setup) throws -> Void) throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName(tag), clientAddresses: ["198.18.1.2", "198.18.2.2", "198.18.3.2"])
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory(tag)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let vpm = try Privileged.vpmExecutable()
+        let engine = try EngineRun(lab: lab, vpmExecutable: vpm, directory: directory, configuration: configuration)
+        try engine.start()
+        defer { _ = engine.stop() }
+        let setup = Setup(lab: lab, engine: engine, directory: directory, vpm: vpm)
+        do { try body(setup) } catch {
+            XCTFail("engine log:\n\(engine.log)\nstats:\n\((try? engine.stats().standardOutput) ?? "")\napps:\n\((try? engine.apps().standardOutput) ?? "")")
+            throw error
+        }
+    }
+
+    /// An nginx instance configured, like its twin, with `listen 9000`, serving `content`.
+    private func startNginx(_ setup: Setup, aid: String, content: String, bigFile: Int) throws -> String {
+        let site = try NginxSite(root: "\(setup.directory)/\(aid)", content: content)
+        try NetworkLab.makeRandomFile("\(site.root)/www/big.bin", count: bigFile)
+        _ = try setup.exec(aid, site.command, log: "\(aid)-nginx.log")
+        return site.root
+    }
+
+    func testTwoUnmodifiedNginxCopiesShareThePort() throws {
+        try withEngine("nginx") { setup in
+            let lab = setup.lab
+            let roots = try ["acme", "globex"].map { aid in try startNginx(setup, aid: aid, content: "served by \(aid)\n", bigFile: 4 << 20) }
+            try NetworkLab.poll("both nginx copies to register", timeout: 15) {
+                ((try? setup.apps()) ?? []).filter { !$0.processes.isEmpty }.count == 2
+            }
+            let apps = try setup.apps()
+            XCTAssertEqual(Set(apps.map(\.aid)), ["acme", "globex"])
+            XCTAssertEqual(Set(apps.map(\.virtualPort)).count, 2, "each AID has its own virtual port: \(apps)")
+            XCTAssertTrue(apps.allSatisfy { $0.origin == "exec" && $0.initialPort == 9000 })
+            XCTAssertTrue(apps.allSatisfy { $0.processes.first?.command.contains("nginx") ?? false }, "\(apps)")
+            for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort) }
+
+            for (index, aid) in ["acme", "globex"].enumerated() {
+                let client = lab.clients[index]
+                let page = try lab.checked(client, ["curl", "-sS", "--max-time", "10", "http://\(lab.server.address):9000/"])
+                XCTAssertEqual(page.standardOutput, "served by \(aid)\n", "\(client.address) reached the wrong copy")
+                let download = "\(setup.directory)/\(aid).download"
+                try lab.checked(client, ["curl", "-sS", "--max-time", "30", "-o", download, "http://\(lab.server.address):9000/big.bin"])
+                XCTAssertEqual(try NetworkLab.sha256(download), try NetworkLab.sha256("\(roots[index])/www/big.bin"))
+            }
+            // nginx's own log: the port it served on, from getsockname() of the accepted socket.
+            for aid in ["acme", "globex"] {
+                let log = setup.text("\(aid)/access.log")
+                XCTAssertTrue(log.contains(" 9000 \"GET / HTTP/1.1\" 200"), "\(aid) access log: \(log)")
+                XCTAssertFalse(log.contains(" 2000"), "the virtual port leaked into \(aid)'s log: \(log)")
+            }
+        }
+    }
+
+    func testSameAIDSharesAVirtualPortAnotherAIDGetsItsOwn() throws {
+        try withEngine("share") { setup in
+            for (aid, name) in [("acme", "a1"), ("acme", "a2"), ("globex", "g1")] {
+                _ = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,reuseport,fork", "SYSTEM:echo \(name)"], log: "\(name).log")
+                try NetworkLab.poll("\(name) to register", timeout: 10) {
+                    ((try? setup.apps()) ?? []).reduce(0) { $0 + $1.processes.count } >= (name == "a1" ? 1 : name == "a2" ? 2 : 3)
+                }
+            }
+            let apps = try setup.apps()
+            let acme = try XCTUnwrap(apps.first { $0.aid == "acme" }), globex = try XCTUnwrap(apps.first { $0.aid == "globex" })
+            XCTAssertEqual(acme.processes.count, 2, "both acme processes share one instance: \(apps)")
+            XCTAssertNotEqual(acme.virtualPort, globex.virtualPort)
+            XCTAssertEqual(apps.count, 2)
+        }
+    }
+
+    func testRangeExhaustionFailsAtOnce() throws {
+        try withEngine("full", configuration: Self.configuration(range: "20000-20001")) { setup in
+            for aid in ["acme", "globex"] {
+                _ = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
+            }
+            try NetworkLab.poll("two instances", timeout: 10) { ((try? setup.apps()) ?? []).count == 2 }
+            let started = Date()
+            let third = try setup.lab.run(setup.lab.server, [setup.vpm, "exec", "--aid", "initech", "--config", setup.engine.configurationPath,
+                                                             "--socket", setup.engine.socketPath, "--",
+                                                             "socat", "TCP-LISTEN:9000,reuseaddr", "SYSTEM:echo initech"], timeout: 20)
+            XCTAssertNotEqual(third.status, 0)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 3, "fail mode must not wait")
+            XCTAssertTrue(third.standardError.contains("Address already in use"), third.standardError)
+            XCTAssertTrue(third.standardError.contains("vpm: cannot bind port 9000/tcp for AID initech"), third.standardError)
+            XCTAssertTrue(setup.engine.log.contains("exhausted"), setup.engine.log)
+        }
+    }
+
+    func testRangeExhaustionWaitsForAFreedPort() throws {
+        let allocation = "allocation: {when-exhausted: wait, wait-timeout: 8s}"
+        try withEngine("wait", configuration: Self.configuration(range: "20000-20001", allocation: allocation)) { setup in
+            var first: Process?
+            for aid in ["acme", "globex"] {
+                let process = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
+                if aid == "acme" { first = process }
+            }
+            try NetworkLab.poll("two instances", timeout: 10) { ((try? setup.apps()) ?? []).count == 2 }
+            sleep(3)  // past the grace period after a bind, so a vanished socket counts
+            // initech waits; acme dies 1 s later; initech gets acme's port.
+            let third = try setup.exec("initech", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo initech"], log: "initech.log")
+            sleep(1)
+            XCTAssertTrue(third.isRunning)
+            kill(try XCTUnwrap(first).processIdentifier, SIGKILL)
+            try NetworkLab.poll("initech to get a port", timeout: 10) {
+                ((try? setup.apps()) ?? []).contains { $0.aid == "initech" }
+            }
+            let port = try XCTUnwrap(setup.apps().first { $0.aid == "initech" }?.virtualPort)
+            try setup.lab.waitForListener(setup.lab.server, port: port)
+            let output = try setup.lab.checked(setup.lab.clients[2], ["socat", "-T", "3", "STDIO", "TCP:\(setup.lab.server.address):9000"])
+            XCTAssertEqual(output.standardOutput, "initech\n")
+
+            // Nothing frees now: the next waiting bind fails after the timeout.
+            let started = Date()
+            let fourth = try setup.lab.run(setup.lab.server, [setup.vpm, "exec", "--aid", "acme", "--config", setup.engine.configurationPath,
+                                                              "--socket", setup.engine.socketPath, "--",
+                                                              "socat", "TCP-LISTEN:9000,reuseaddr", "SYSTEM:echo late"], timeout: 30)
+            XCTAssertNotEqual(fourth.status, 0)
+            XCTAssertTrue(fourth.standardError.contains("Address already in use"), fourth.standardError)
+            XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 7, "wait mode waits for the timeout")
+        }
+    }
+
+    func testKilledInstanceReleasesItsPort() throws {
+        try withEngine("kill") { setup in
+            let instance = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            sleep(3)
+            kill(instance.processIdentifier, SIGKILL)
+            try NetworkLab.poll("the port to be released", timeout: 10) { (try? setup.apps())?.isEmpty ?? false }
+            XCTAssertTrue(setup.engine.log.contains("virtual port released"), setup.engine.log)
+        }
+    }
+
+    func testPlainProgramOnPort9000IsLeftAlone() throws {
+        try withEngine("plain") { setup in
+            _ = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            // Not under vpm exec: binds the real port 9000, as Linux lets it.
+            _ = try setup.lab.spawn(setup.lab.server, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo plain"],
+                                    log: "\(setup.directory)/plain.log")
+            try setup.lab.waitForListener(setup.lab.server, port: 9000)
+            // A client routed to acme still reaches acme, not the plain program.
+            let output = try setup.lab.checked(setup.lab.clients[0], ["socat", "-T", "3", "STDIO", "TCP:\(setup.lab.server.address):9000"])
+            XCTAssertEqual(output.standardOutput, "acme\n")
+            // Local programs reach the plain one on 127.0.0.1:9000 (loopback is not multiplexed).
+            let local = try setup.lab.checked(setup.lab.server, ["socat", "-T", "3", "STDIO", "TCP:127.0.0.1:9000"])
+            XCTAssertEqual(local.standardOutput, "plain\n")
+        }
+    }
+
+    func testEngineRestartKeepsInstances() throws {
+        try withEngine("restart") { setup in
+            _ = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            let port = try XCTUnwrap(setup.apps().first?.virtualPort)
+            XCTAssertEqual(setup.engine.stop(), 0)
+            try setup.engine.start()
+            XCTAssertEqual(try setup.apps().first?.virtualPort, port, "the restarted engine knows the running instance")
+            let output = try setup.lab.checked(setup.lab.clients[0], ["socat", "-T", "3", "STDIO", "TCP:\(setup.lab.server.address):9000"])
+            XCTAssertEqual(output.standardOutput, "acme\n")
+        }
+    }
+
+    func testWithoutEngineBindFailsNamingTheSocket() throws {
+        try Privileged.requireRoot()
+        let directory = Privileged.scratchDirectory("noengine")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try Self.configuration().write(toFile: "\(directory)/vpm.yaml", atomically: true, encoding: .utf8)
+        let output = try Command.run([try Privileged.vpmExecutable(), "exec", "--aid", "acme", "--config", "\(directory)/vpm.yaml",
+                                      "--socket", "\(directory)/none.sock", "--", "socat", "TCP-LISTEN:9000", "STDIO"], timeout: 20)
+        XCTAssertNotEqual(output.status, 0)
+        XCTAssertTrue(output.standardError.contains("\(directory)/none.sock"), output.standardError)
+        XCTAssertTrue(output.standardError.contains("is `vpm run` running?"), output.standardError)
+    }
+
+    func testStaticExecutableIsRefused() throws {
+        let directory = Privileged.scratchDirectory("static")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "int main(void) { return 0; }\n".write(toFile: "\(directory)/tiny.c", atomically: true, encoding: .utf8)
+        try Command.checked(["cc", "-static", "-o", "\(directory)/tiny", "\(directory)/tiny.c"])
+        try Self.configuration().write(toFile: "\(directory)/vpm.yaml", atomically: true, encoding: .utf8)
+        let output = try Command.run([try Privileged.vpmExecutable(), "exec", "--aid", "acme", "--config", "\(directory)/vpm.yaml",
+                                      "--", "\(directory)/tiny"])
+        XCTAssertEqual(output.status, 1)
+        XCTAssertTrue(output.standardError.contains("statically linked"), output.standardError)
+    }
+}

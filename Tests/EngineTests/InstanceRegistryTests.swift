@@ -1,0 +1,106 @@
+@testable import Engine
+import Foundation
+import Policy
+import XCTest
+
+/// Allocation and release without a kernel: the socket table is given, time is a counter.
+final class InstanceRegistryTests: XCTestCase {
+    func registry(_ allocation: String = "", range: String = "20000-20002") throws -> InstanceRegistry {
+        let configuration = try Configuration.parse("""
+            virtual-ports: \(range)
+            ports: [9000, 7000]
+            applications: {acme: {}, globex: {}, initech: {}, fixed: {instances: {9000: 20000}}}
+            \(allocation)
+            """)
+        return InstanceRegistry(configuration: configuration, statePath: nil)
+    }
+
+    var clock: UInt64 = 10_000
+    func now() -> UInt64 { clock }
+
+    func testSameAIDAndPortShareAVirtualPortOthersGetTheirOwn() throws {
+        let registry = try registry()
+        let first = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        let second = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 2, now: now)
+        let other = registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 3, now: now)
+        XCTAssertEqual(first, .allocated(20001), "20000 belongs to the configured instance")
+        XCTAssertEqual(second, first)
+        XCTAssertEqual(other, .allocated(20002))
+        XCTAssertEqual(registry.snapshot().first { $0.aid == "acme" }?.processes.map(\.pid), [1, 2])
+        XCTAssertEqual(registry.instances().count, 3)
+    }
+
+    func testExhaustedRangeFailsAtOnce() throws {
+        let registry = try registry()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        _ = registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 2, now: now)
+        XCTAssertEqual(registry.bind(aid: "initech", initialPort: 9000, transport: "tcp", pid: 3, now: now), .exhausted)
+    }
+
+    func testUnknownAIDAndPortAreRefusedWithReasons() throws {
+        let registry = try registry()
+        guard case .refused(let aidReason) = registry.bind(aid: "nobody", initialPort: 9000, transport: "tcp", pid: 1, now: now) else {
+            return XCTFail("unknown AID accepted")
+        }
+        XCTAssertTrue(aidReason.contains("not in the configuration"), aidReason)
+        guard case .refused(let portReason) = registry.bind(aid: "acme", initialPort: 8080, transport: "tcp", pid: 1, now: now) else {
+            return XCTFail("unlisted port accepted")
+        }
+        XCTAssertTrue(portReason.contains("not a multiplexed port"), portReason)
+    }
+
+    func testPortIsReleasedOnlyWhenItsSocketIsGoneAfterTheGracePeriod() throws {
+        let registry = try registry()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        let generation = registry.generation
+        // Within the grace period a missing socket (between bind and listen) is expected.
+        clock += 1000
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock), [])
+        // Past it, with the socket present: kept.
+        clock += 5000
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001]), now: clock), [])
+        // Socket gone: released, routes change, the port is free again; the configured one stays.
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).map(\.virtualPort), [20001])
+        XCTAssertGreaterThan(registry.generation, generation)
+        XCTAssertEqual(registry.snapshot().map(\.aid), ["fixed"])
+        XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 2, now: now), .allocated(20001))
+    }
+
+    func testRegistrationsSurviveARestartWhileTheirSocketExists() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-registry-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        // A real listening socket on a port the kernel picks stands in for a running instance.
+        var listener: Int32 = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { if listener >= 0 { close(listener) } }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                XCTAssertEqual(bind(listener, $0, length), 0)
+                XCTAssertEqual(listen(listener, 1), 0)
+                XCTAssertEqual(getsockname(listener, $0, &length), 0)
+            }
+        }
+        let port = UInt16(bigEndian: address.sin_port)
+        let configuration = try Configuration.parse("virtual-ports: \(port)-\(port)\nports: [9]\napplications: {acme: {}}\n")
+        let before = InstanceRegistry(configuration: configuration, statePath: path)
+        XCTAssertEqual(before.bind(aid: "acme", initialPort: 9, transport: "tcp", pid: getpid(), now: now), .allocated(port))
+        // A restarted engine keeps the registration while its socket exists ...
+        XCTAssertEqual(InstanceRegistry(configuration: configuration, statePath: path).snapshot().map(\.virtualPort), [port])
+        // ... and drops it once the socket is gone.
+        close(listener)
+        listener = -1
+        XCTAssertEqual(InstanceRegistry(configuration: configuration, statePath: path).snapshot().count, 0)
+    }
+
+    func testSocketTableParsesProcNet() {
+        let text = """
+              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 00000000:4E21 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
+               1: 0100007F:0050 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
+            """
+        XCTAssertEqual(SocketTable.parse(text), [20001, 80])
+    }
+}
