@@ -9,12 +9,16 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "vpm", targets: ["vpm"]),
+        // For the micro-benchmarks in Benchmarks/ (a package of their own).
+        .library(name: "VPMCore", targets: ["Packet", "FlowTable", "Netfilter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-system", from: "1.4.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
     ],
     targets: [
         // The real Debian libraries: libnetfilter-queue-dev, libnfnetlink-dev, libmnl-dev.
@@ -50,12 +54,23 @@ let package = Package(
         .target(name: "FlowTable", dependencies: ["Packet"], swiftSettings: strict),
         // Request/response types and the Unix socket shared by the engine and the CLI.
         .target(name: "Control", swiftSettings: strict),
+        // The negotiation channel between cooperative engines (TCP, HMAC-SHA256).
+        .target(
+            name: "Negotiation",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         // The queue loop, per-packet decisions, rules, control server.
         .target(
             name: "Engine",
             dependencies: [
-                "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand",
+                "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),
@@ -75,6 +90,7 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet"]),
         .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
+        .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport"]),

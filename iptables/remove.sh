@@ -2,7 +2,7 @@
 # Removes the engine's VPM-* chains and their jump rules (what `vpm run` does on exit and
 # `vpm rules remove` does by hand). Safe to run when they are already gone.
 for tool in iptables ip6tables; do
-  for spec in raw:PREROUTING:VPM-PREROUTING raw:OUTPUT:VPM-OUTPUT filter:INPUT:VPM-INPUT; do
+  for spec in raw:PREROUTING:VPM-PREROUTING raw:OUTPUT:VPM-OUTPUT filter:INPUT:VPM-INPUT filter:OUTPUT:VPM-OUTPUT; do
     table=${spec%%:*} rest=${spec#*:}
     hook=${rest%%:*} chain=${rest#*:}
     while $tool -w -t "$table" -D "$hook" -j "$chain" 2>/dev/null; do :; done

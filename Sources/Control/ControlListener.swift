@@ -18,6 +18,11 @@ public final class ControlListener: @unchecked Sendable {
     private let descriptor: Int32
     private let handler: @Sendable (ControlRequest, ControlPeer) -> ControlResponse
     private let allowedUser: uid_t
+    /// Signalled when the accept loop has returned: only then may the descriptor be
+    /// closed, or a later socket reusing its number could be accepted on by this loop.
+    private let finished = DispatchSemaphore(value: 0)
+    private let started = NSLock()
+    private var running = false
 
     /// Binds `path` (mode 0600; its directory is created 0755). Refuses when another engine
     /// answers there; removes a stale socket file left by an engine that died.
@@ -57,7 +62,11 @@ public final class ControlListener: @unchecked Sendable {
 
     /// Serves requests on a background thread until `close()`.
     public func start() {
-        let thread = Thread { [self] in serve() }
+        started.withLock { running = true }
+        let thread = Thread { [self] in
+            serve()
+            finished.signal()
+        }
         thread.name = "vpm-control"
         thread.start()
     }
@@ -107,7 +116,8 @@ public final class ControlListener: @unchecked Sendable {
 
     /// Stops accepting and removes the socket file.
     public func close() {
-        shutdown(descriptor, Int32(SHUT_RDWR))
+        shutdown(descriptor, Int32(SHUT_RDWR))  // wakes the accept loop
+        if started.withLock({ running }) { finished.wait() }
         Glibc.close(descriptor)
         unlink(path)
     }

@@ -30,6 +30,9 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     public var flowCapacity: Int = 0
     /// Why packets were dropped or refused, by reason.
     public var reasons: [String: UInt64] = [:]
+    /// Cooperative mode, server side: negotiations by outcome (accepted, refused, malformed,
+    /// forged, unknownPeer, stale, replayed).
+    public var negotiations: [String: UInt64] = [:]
 
     public init() {}
 }

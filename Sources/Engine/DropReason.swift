@@ -5,8 +5,9 @@ import Packet
 public enum DropReason: Int, CaseIterable, Sendable, Error {
     // Dropped:
     case truncated, malformed, unsupported, fragment, noFlow, unknownVirtualPort, wrongHook
+    case notNegotiated, retransmittedWhileNegotiating
     // Refused (the client gets a reset or an ICMP error):
-    case noApplication, noInstance, tableFull, notConnectionStart
+    case noApplication, noInstance, tableFull, notConnectionStart, negotiationRefused
 
     public var name: String {
         switch self {
@@ -17,10 +18,13 @@ public enum DropReason: Int, CaseIterable, Sendable, Error {
         case .noFlow: "no flow for a reply"
         case .unknownVirtualPort: "reply from a virtual port without instance"
         case .wrongHook: "queued from an unexpected hook"
+        case .notNegotiated: "to a virtual port without a negotiated flow"
+        case .retransmittedWhileNegotiating: "SYN retransmitted while negotiating"
         case .noApplication: "no AID matches the client"
         case .noInstance: "the AID has no instance on this port"
         case .tableFull: "flow table full"
         case .notConnectionStart: "no flow and not a connection start"
+        case .negotiationRefused: "the peer engine refused or did not answer"
         }
     }
 

@@ -33,21 +33,27 @@ public final class Engine {
         let configuration = options.configuration
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
         let store = FlowTableStore(table)
-        var processor = PacketProcessor(configuration: configuration, store: store)
+        let clients = ClientSockets()
+        var processor = PacketProcessor(configuration: configuration, store: store, clients: clients)
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")
+        let cooperation = CooperationService(configuration: configuration, store: store, registry: registry, logger: logger)
         processor.updateRoutes(registry.instances(), generation: registry.generation)
 
         // Order matters: a second engine must fail before it touches the first one's rules,
         // so the control socket and the queue come before the rules.
         let listener = try ControlListener(path: options.socketPath) { [published, options, logger] request, peer in
-            Self.answer(request, peer: peer, store: store, registry: registry, published: published,
-                        queue: options.configuration.queue, logger: logger)
+            Self.answer(request, peer: peer, store: store, registry: registry, clients: clients, cooperation: cooperation,
+                        published: published, queue: options.configuration.queue, logger: logger)
         }
         defer { listener.close() }
         var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue)
         queueConfiguration.segmentationOffload = options.segmentationOffload
         queueConfiguration.failOpen = options.failOpen
         let queue = try NetfilterQueue(queueConfiguration)
+        do { try cooperation.start() } catch {
+            throw ControlError("cannot start the negotiation server: \(error)")
+        }
+        defer { cooperation.stop() }
         if options.installRules {
             do { try RuleSet(configuration).install() } catch {
                 throw ControlError("cannot install the iptables rules: \(error)")
@@ -67,7 +73,8 @@ public final class Engine {
         var lastLoggedRefusals: UInt64 = 0
         var lastInstanceCheck: UInt64 = 0
         while !StopSignal.isRequested {
-            if try queue.wait(timeoutMilliseconds: 200) {
+            // While SYNs are held, look for negotiation outcomes every few milliseconds.
+            if try queue.wait(timeoutMilliseconds: processor.holdsConnections ? 2 : 200) {
                 // After the wait: an instance registered while we slept must be routable
                 // for the very SYN that woke us.
                 if registry.generation != processor.routesGeneration {
@@ -76,6 +83,30 @@ public final class Engine {
                 }
                 let now = MonotonicClock.milliseconds()
                 try queue.drain { processor.process($0, now: now) }
+            }
+            for (key, aid, peer) in processor.takeNegotiations() {
+                logger.debug("negotiating", metadata: ["client": "\(Self.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
+                cooperation.negotiate(key, aid: aid, peer: peer)
+            }
+            for outcome in cooperation.takeOutcomes() {
+                var virtualPort: UInt16?
+                switch outcome.answer {
+                case .accepted(let port):
+                    virtualPort = port
+                    logger.debug("negotiated", metadata: [
+                        "client": "\(Self.endpoint(outcome.key.client, outcome.key.clientPort))", "virtual-port": "\(port)",
+                    ])
+                case .refused(let reason), .failed(let reason):
+                    logger.notice("cooperative connection refused", metadata: [
+                        "client": "\(Self.endpoint(outcome.key.client, outcome.key.clientPort))",
+                        "server": "\(Self.endpoint(outcome.key.server, outcome.key.initialPort))",
+                        "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
+                    ])
+                }
+                processor.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer,
+                                   now: MonotonicClock.milliseconds()) { packet, verdict in
+                    queue.sendVerdict(verdict, for: packet)
+                }
             }
             let now = MonotonicClock.milliseconds()
             guard now &- lastHousekeeping >= 200 else { continue }
@@ -132,7 +163,7 @@ public final class Engine {
 
     private static func answer(
         _ request: ControlRequest, peer: ControlPeer, store: FlowTableStore, registry: InstanceRegistry,
-        published: PublishedStatistics, queue: UInt16, logger: Logger
+        clients: ClientSockets, cooperation: CooperationService, published: PublishedStatistics, queue: UInt16, logger: Logger
     ) -> ControlResponse {
         switch request.command {
         case .bind:
@@ -155,7 +186,13 @@ public final class Engine {
                 return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
             }
         case .connect:
-            // Recorded for the local and cooperative modes, which will route by the client's AID.
+            // The local and cooperative modes route this socket's connection by its AID.
+            guard let aid = request.aid, let text = request.localAddress, let address = IPAddress(text),
+                  let port = request.localPort, let transport = request.transport else {
+                return ControlResponse(error: "a connect registration needs aid, localAddress, localPort and transport", errorCode: "EINVAL")
+            }
+            clients.register(transport: transport == "udp" ? .udp : .tcp, address: address, port: port, aid: aid,
+                             now: MonotonicClock.milliseconds())
             return ControlResponse()
         case .apps:
             let flows = store.withLock { $0.snapshot() }
@@ -172,6 +209,7 @@ public final class Engine {
             return ControlResponse(flows: flows)
         case .stats:
             var statistics = published.withLock { $0 }
+            statistics.negotiations = cooperation.serverCounts
             if let kernel = KernelQueueStatistics.read(queue: queue) {
                 statistics.kernelQueueDropped = kernel.queueDropped
                 statistics.kernelUserDropped = kernel.userDropped

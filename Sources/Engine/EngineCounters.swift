@@ -8,6 +8,8 @@ public struct EngineCounters: Sendable, Equatable {
     public var refused: UInt64 = 0
     public var checksumIncremental: UInt64 = 0
     public var checksumRecomputed: UInt64 = 0
+    /// SYNs held while their connection was negotiated with a peer engine.
+    public var held: UInt64 = 0
     /// Indexed by `DropReason.rawValue`; sized once.
     public var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
 

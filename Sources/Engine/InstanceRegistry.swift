@@ -120,6 +120,13 @@ public final class InstanceRegistry: Sendable {
         return released
     }
 
+    /// The virtual port of AID's instance on an initial port (for a cooperative peer's request).
+    func virtualPort(aid: String, initialPort: UInt16, transport: String) -> UInt16? {
+        entries.withLock { entries in
+            entries.first { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }?.virtualPort
+        }
+    }
+
     func snapshot() -> [Entry] {
         entries.withLock { $0 }
     }

@@ -1,15 +1,21 @@
-import FlowTable
+public import FlowTable
 public import Netfilter
 public import Packet
 public import Policy
 
-/// The per-packet decision of the userspace datapath, source-routed mode.
+/// The per-packet decision of the userspace datapath, for the three modes.
 ///
-/// Arriving (PREROUTING) packets to an initial port: a known flow is rewritten to its
-/// virtual port; a connection start is matched to an AID by its source, then to that AID's
-/// instance, recorded, and rewritten; anything else is refused. Leaving (OUTPUT) packets
-/// from a virtual port: rewritten back to the initial port if their flow is known, else
-/// dropped. Runs on the queue thread; allocates nothing and logs nothing.
+/// Source-routed: arriving (PREROUTING) packets to an initial port: a known flow is
+/// rewritten to its virtual port; a connection start is matched to an AID by its source,
+/// then to that AID's instance, recorded, and rewritten; anything else is refused. Leaving
+/// (OUTPUT) packets from a virtual port are rewritten back to the initial port.
+/// Cooperative: a local client's SYN to a peer's initial port is held (copied) while the
+/// engine negotiates; on ACK it leaves rewritten to the granted virtual port, and replies
+/// are mapped back; the server side admits to a virtual port only negotiated flows and
+/// leaves them on the virtual port. Local: a local client's connection to an initial port
+/// over loopback goes to the local instance of its own AID.
+/// Runs on the queue thread; logs nothing, and allocates nothing per packet (holding a
+/// SYN for a negotiation copies it, once per connection).
 public struct PacketProcessor {
     /// The last refusal, for the engine's once-a-second log line.
     public struct Refusal: Sendable, Equatable {
@@ -47,9 +53,31 @@ public struct PacketProcessor {
     private var isInitialPort = [Bool](repeating: false, count: 2 << 16)
     /// The registry generation the routing tables were built from.
     public private(set) var routesGeneration: UInt64 = 0
+    private let cooperation: Cooperation
+    private let localMode: Bool
+    private let virtualPorts: ClosedRange<UInt16>
+    private let clients: ClientSockets
+    /// SYNs held while their connection is negotiated with a peer, by flow.
+    private var held: [FlowKey: HeldConnection] = [:]
+    private var negotiations: [FlowKey] = []
+    /// The loopback interface is index 1 in every network namespace.
+    static let loopbackInterface: UInt32 = 1
 
-    public init(configuration: Configuration, store: FlowTableStore) {
+    struct HeldConnection {
+        var id: UInt32
+        var bytes: [UInt8]
+        var info: PacketInfo
+        var aid: String
+        var peer: Int
+        var since: UInt64
+    }
+
+    public init(configuration: Configuration, store: FlowTableStore, clients: ClientSockets = ClientSockets()) {
         self.store = store
+        self.clients = clients
+        cooperation = configuration.cooperation
+        localMode = configuration.cooperation.local
+        virtualPorts = configuration.virtualPorts
         matcher = configuration.makeSourceMatcher()
         initialPorts = configuration.initialPorts
         for port in initialPorts { isInitialPort[Self.slot(port.transport, port.port)] = true }
@@ -83,37 +111,135 @@ public struct PacketProcessor {
         var packet: IPPacket
         do { packet = try IPPacket(queued.payload) } catch { return drop(DropReason(error)) }
         let checksum: ChecksumState = queued.info.contains(.checksumNotReady) ? .partial : .complete
-        let transport = packet.transportProtocol
-
-        let result: Result<Void, PacketError>
         switch queued.hook {
-        case Self.preRouting:
-            guard isInitialPort[Self.slot(transport, packet.destinationPort)] else { return acceptUnchanged() }
-            let key = FlowKey(transport: transport, client: packet.sourceAddress, clientPort: packet.sourcePort,
-                              server: packet.destinationAddress, initialPort: packet.destinationPort)
-            let decision = admit(key, flags: packet.tcpFlags, bytes: packet.bytes.count, now: now)
-            guard case .success(let virtualPort) = decision else {
-                if case .failure(let reason) = decision { return refuse(key, reason) }
-                return drop(.noFlow)
+        case Self.preRouting: return arriving(&packet, checksum: checksum, now: now)
+        case Self.localOut: return leaving(&packet, queued, checksum: checksum, now: now)
+        default: return drop(.wrongHook)
+        }
+    }
+
+    /// PREROUTING: cooperative traffic to our virtual ports, replies to our cooperative
+    /// clients, and source-routed clients of the initial ports.
+    private mutating func arriving(_ packet: inout IPPacket, checksum: ChecksumState, now: UInt64) -> Verdict {
+        let transport = packet.transportProtocol
+        let source = packet.sourceAddress
+        let flags = packet.tcpFlags, bytes = packet.bytes.count
+        let target = targetByVirtualPort[Self.slot(transport, packet.destinationPort)]
+        if target >= 0, let _ = cooperation.peer(for: source) {
+            // Server side of a cooperative flow: it crossed the wire on the virtual port,
+            // and only a negotiated flow may use it.
+            let key = FlowKey(transport: transport, client: source, clientPort: packet.sourcePort,
+                              server: packet.destinationAddress, initialPort: targets[Int(target)].initialPort)
+            let update = store.withLock { table in
+                table.lookup(key).flatMap { table.update($0, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) }
             }
-            result = Result { () throws(PacketError) in try packet.setDestinationPort(virtualPort, checksum: checksum) }
-        case Self.localOut:
-            let index = targetByVirtualPort[Self.slot(transport, packet.sourcePort)]
-            guard index >= 0 else { return drop(.unknownVirtualPort) }
-            let initialPort = targets[Int(index)].initialPort
+            guard let update, update.mode == .cooperative else { return drop(.notNegotiated) }
+            return acceptUnchanged()
+        }
+        if let peer = cooperation.peer(for: source), peer.virtualPorts.contains(packet.sourcePort) {
+            // Client side: a reply from the peer's instance, on its virtual port.
+            let virtualPort = packet.sourcePort
+            for initial in initialPorts where initial.transport == transport {
+                let key = FlowKey(transport: transport, client: packet.destinationAddress, clientPort: packet.destinationPort,
+                                  server: source, initialPort: initial.port)
+                let found = store.withLock { table -> Bool in
+                    guard let handle = table.lookup(key), table.virtualPort(handle) == virtualPort else { return false }
+                    return table.update(handle, direction: .toClient, tcpFlags: flags, bytes: bytes, now: now) != nil
+                }
+                if found {
+                    return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                        try packet.setSourcePort(initial.port, checksum: state)
+                    }
+                }
+            }
+            return drop(.noFlow)
+        }
+        guard isInitialPort[Self.slot(transport, packet.destinationPort)] else { return acceptUnchanged() }
+        let key = FlowKey(transport: transport, client: source, clientPort: packet.sourcePort,
+                          server: packet.destinationAddress, initialPort: packet.destinationPort)
+        switch admit(key, flags: flags, bytes: bytes, now: now) {
+        case .success(let virtualPort):
+            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setDestinationPort(virtualPort, checksum: state)
+            }
+        case .failure(let reason):
+            return refuse(key, reason)
+        }
+    }
+
+    /// OUTPUT: replies of our instances, cooperative clients' connections to a peer, and
+    /// local clients (local mode).
+    private mutating func leaving(_ packet: inout IPPacket, _ queued: QueuedPacket, checksum: ChecksumState, now: UInt64) -> Verdict {
+        let transport = packet.transportProtocol
+        let flags = packet.tcpFlags, bytes = packet.bytes.count
+        let target = targetByVirtualPort[Self.slot(transport, packet.sourcePort)]
+        if target >= 0 {
+            let initialPort = targets[Int(target)].initialPort
             let key = FlowKey(transport: transport, client: packet.destinationAddress, clientPort: packet.destinationPort,
                               server: packet.sourceAddress, initialPort: initialPort)
-            let flags = packet.tcpFlags, bytes = packet.bytes.count
-            let known = store.withLock { table -> Bool in
-                guard let handle = table.lookup(key) else { return false }
-                return table.update(handle, direction: .toClient, tcpFlags: flags, bytes: bytes, now: now) != nil
+            let update = store.withLock { table in
+                table.lookup(key).flatMap { table.update($0, direction: .toClient, tcpFlags: flags, bytes: bytes, now: now) }
             }
-            guard known else { return drop(.noFlow) }
-            result = Result { () throws(PacketError) in try packet.setSourcePort(initialPort, checksum: checksum) }
-        default:
-            return drop(.wrongHook)
+            guard let update else {
+                // A local program talking to the virtual port directly (a health check): not ours.
+                return queued.outputInterface == Self.loopbackInterface ? acceptUnchanged() : drop(.noFlow)
+            }
+            // A cooperative flow keeps its virtual port on the wire: the client's engine maps it back.
+            if update.mode == .cooperative { return acceptUnchanged() }
+            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setSourcePort(initialPort, checksum: state)
+            }
         }
-        if case .failure(let error) = result { return drop(DropReason(error)) }
+        if virtualPorts.contains(packet.sourcePort) && queued.outputInterface != Self.loopbackInterface {
+            // From the range vpm owns, but no instance there: nothing may leave from it.
+            return drop(.unknownVirtualPort)
+        }
+        guard isInitialPort[Self.slot(transport, packet.destinationPort)] else { return acceptUnchanged() }
+        let key = FlowKey(transport: transport, client: packet.sourceAddress, clientPort: packet.sourcePort,
+                          server: packet.destinationAddress, initialPort: packet.destinationPort)
+        let known = store.withLock { table in
+            table.lookup(key).flatMap { table.update($0, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) }
+        }
+        if let known {
+            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setDestinationPort(known.virtualPort, checksum: state)
+            }
+        }
+        let opens = transport == .udp || (flags.contains(.syn) && !flags.contains(.ack))
+        if let peerIndex = cooperation.peers.firstIndex(where: { $0.network.containsAddress(key.server) }) {
+            // Cooperative client: hold the SYN and ask the peer's engine. A program that is
+            // not under `vpm exec` has no AID: its connection goes out untouched.
+            guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
+                return acceptUnchanged()
+            }
+            if held[key] != nil { return drop(.retransmittedWhileNegotiating) }
+            guard !queued.info.contains(.segmentationOffload) else { return acceptUnchanged() }
+            held[key] = HeldConnection(id: queued.id, bytes: Array(packet.bytes), info: queued.info, aid: aid,
+                                       peer: peerIndex, since: now)
+            negotiations.append(key)
+            counters.held &+= 1
+            return .hold
+        }
+        guard localMode, queued.outputInterface == Self.loopbackInterface else { return acceptUnchanged() }
+        // Local mode: a local client of the initial port reaches the local instance of its AID.
+        guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
+            return acceptUnchanged()
+        }
+        switch admit(key, aid: aid, mode: .local, peer: nil, flags: flags, bytes: bytes, now: now) {
+        case .success(let virtualPort):
+            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setDestinationPort(virtualPort, checksum: state)
+            }
+        case .failure(let reason):
+            return refuse(key, reason)
+        }
+    }
+
+    private mutating func rewrite(
+        _ packet: inout IPPacket, checksum: ChecksumState,
+        _ change: (inout IPPacket, ChecksumState) throws(PacketError) -> Void
+    ) -> Verdict {
+        do { try change(&packet, checksum) } catch { return drop(DropReason(error)) }
         counters.rewritten &+= 1
         if checksum == .partial { counters.checksumRecomputed &+= 1 } else { counters.checksumIncremental &+= 1 }
         return .acceptModified(length: packet.bytes.count)
@@ -122,27 +248,80 @@ public struct PacketProcessor {
     /// Finds or records the flow of an arriving packet. Returns its virtual port, or why
     /// the connection is refused.
     private func admit(_ key: FlowKey, flags: TCPFlags, bytes: Int, now: UInt64) -> Result<UInt16, DropReason> {
-        store.withLock { table -> Result<UInt16, DropReason> in
-            if let handle = table.lookup(key),
-               let update = table.update(handle, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) {
-                return .success(update.virtualPort)
-            }
-            // Only a connection start may open a flow: a TCP SYN without ACK, or any UDP datagram.
-            if key.transport == .tcp && !(flags.contains(.syn) && !flags.contains(.ack)) {
-                return .failure(.notConnectionStart)
-            }
-            guard let aid = matcher.aid(for: key.client, port: key.clientPort) else { return .failure(.noApplication) }
-            guard let index = targetByInstance[InstanceKey(aid: aid, initialPort: key.initialPort, transport: key.transport)] else {
-                return .failure(.noInstance)
-            }
-            let target = targets[index]
-            switch table.insert(key, virtualPort: target.virtualPort, aid: target.aid, mode: .source, peer: nil, now: now) {
+        if let known = store.withLock({ table in
+            table.lookup(key).flatMap { table.update($0, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) }
+        }) {
+            return .success(known.virtualPort)
+        }
+        // Only a connection start may open a flow: a TCP SYN without ACK, or any UDP datagram.
+        if key.transport == .tcp && !(flags.contains(.syn) && !flags.contains(.ack)) {
+            return .failure(.notConnectionStart)
+        }
+        guard let aid = matcher.aid(for: key.client, port: key.clientPort) else { return .failure(.noApplication) }
+        return admit(key, aid: aid.name, mode: .source, peer: nil, flags: flags, bytes: bytes, now: now)
+    }
+
+    /// Records a new flow of `aid` to its instance on the key's initial port.
+    private func admit(
+        _ key: FlowKey, aid: String, mode: FlowMode, peer: String?, flags: TCPFlags, bytes: Int, now: UInt64
+    ) -> Result<UInt16, DropReason> {
+        guard let valid = AID(aid),
+              let index = targetByInstance[InstanceKey(aid: valid, initialPort: key.initialPort, transport: key.transport)] else {
+            return .failure(.noInstance)
+        }
+        let target = targets[index]
+        return store.withLock { table -> Result<UInt16, DropReason> in
+            switch table.insert(key, virtualPort: target.virtualPort, aid: target.aid, mode: mode, peer: peer, now: now) {
             case .inserted(let handle), .existing(let handle):
                 _ = table.update(handle, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now)
                 return .success(target.virtualPort)
             case .full:
                 return .failure(.tableFull)
             }
+        }
+    }
+
+    // MARK: - Cooperative negotiations
+
+    /// Whether SYNs wait for negotiation outcomes.
+    public var holdsConnections: Bool { !held.isEmpty }
+
+    /// Keys whose SYN was held since the engine last looked: it starts their negotiations.
+    public mutating func takeNegotiations() -> [(key: FlowKey, aid: String, peer: Cooperation.Peer)] {
+        defer { negotiations.removeAll(keepingCapacity: true) }
+        return negotiations.compactMap { key in held[key].map { (key, $0.aid, cooperation.peers[$0.peer]) } }
+    }
+
+    /// A negotiation's outcome: the held SYN is rewritten to the granted virtual port and
+    /// the flow recorded, or the connection is refused. Returns the packet and its verdict.
+    public mutating func complete(
+        _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64, send: (QueuedPacket, Verdict) -> Void
+    ) {
+        guard var connection = held.removeValue(forKey: key) else { return }
+        let checksum: ChecksumState = connection.info.contains(.checksumNotReady) ? .partial : .complete
+        connection.bytes.withUnsafeMutableBytes { buffer in
+            let queued = QueuedPacket(id: connection.id, hardwareProtocol: 0, hook: Self.localOut, mark: nil, payload: buffer,
+                                      originalLength: buffer.count, info: connection.info)
+            guard let virtualPort else {
+                send(queued, refuse(key, .negotiationRefused))
+                return
+            }
+            let inserted = store.withLock { table -> Bool in
+                switch table.insert(key, virtualPort: virtualPort, aid: connection.aid, mode: .cooperative, peer: peer, now: now) {
+                case .inserted(let handle), .existing(let handle):
+                    _ = table.update(handle, direction: .toServer, tcpFlags: [.syn], bytes: buffer.count, now: now)
+                    return true
+                case .full:
+                    return false
+                }
+            }
+            guard inserted, var packet = try? IPPacket(buffer) else {
+                send(queued, refuse(key, .tableFull))
+                return
+            }
+            send(queued, rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setDestinationPort(virtualPort, checksum: state)
+            })
         }
     }
 
@@ -159,6 +338,7 @@ public struct PacketProcessor {
 
     /// Accepts the packet unchanged with the refuse mark: the VPM-INPUT rule answers it with
     /// a TCP reset or an ICMP port unreachable, built by the kernel.
+    @discardableResult
     private mutating func refuse(_ key: FlowKey, _ reason: DropReason) -> Verdict {
         counters.refused &+= 1
         counters.reasons[reason.rawValue] &+= 1

@@ -17,6 +17,15 @@ public struct RuleSet: Sendable, Equatable {
         public var table: String
         public var chain: String
         public var arguments: [String]
+        /// "iptables" or "ip6tables" for an address-specific rule; nil for both.
+        public var tool: String?
+
+        public init(table: String, chain: String, arguments: [String], tool: String? = nil) {
+            self.table = table
+            self.chain = chain
+            self.arguments = arguments
+            self.tool = tool
+        }
     }
 
     /// The packet mark of a refused connection's packet ("vpm" + 1).
@@ -24,7 +33,8 @@ public struct RuleSet: Sendable, Equatable {
     /// (table, built-in hook, our chain), in install order.
     public static let hooks = [("raw", "PREROUTING", "VPM-PREROUTING"),
                                ("raw", "OUTPUT", "VPM-OUTPUT"),
-                               ("filter", "INPUT", "VPM-INPUT")]
+                               ("filter", "INPUT", "VPM-INPUT"),
+                               ("filter", "OUTPUT", "VPM-OUTPUT")]
     public static let tools = ["iptables", "ip6tables"]
 
     public var rules: [Rule]
@@ -39,6 +49,27 @@ public struct RuleSet: Sendable, Equatable {
             configuration.initialPorts.contains { TransportName($0.transport) == name }
         }
         var rules: [Rule] = []
+        let cooperation = configuration.cooperation
+        let notrack = ["-j", "CT", "--notrack"]
+        // Cooperative peers: their clients reach our virtual ports directly (negotiated flows
+        // only, decided by the engine), and our clients get replies from theirs.
+        for peer in cooperation.peers {
+            let tool = peer.isIPv4 ? "iptables" : "ip6tables"
+            let theirs = "\(peer.virtualPorts.lowerBound):\(peer.virtualPorts.upperBound)"
+            for transport in transports {
+                let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.rawValue, "--dport", range]
+                let fromTheirs = ["-s", peer.iptablesNetwork, "-p", transport.rawValue, "--sport", theirs]
+                for match in [toOurs, fromTheirs] {
+                    rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + notrack, tool: tool))
+                    rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue, tool: tool))
+                }
+            }
+            for port in configuration.initialPorts {
+                let toPeer = ["-d", peer.iptablesNetwork, "-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: toPeer + notrack, tool: tool))
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: toPeer + toQueue, tool: tool))
+            }
+        }
         for transport in transports {
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING",
                               arguments: ["!", "-i", "lo", "-p", transport.rawValue, "--dport", range, "-j", "DROP"]))
@@ -55,10 +86,28 @@ public struct RuleSet: Sendable, Equatable {
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + ["-j", "CT", "--notrack"]))
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
         }
+        if cooperation.local {
+            // Local mode: local clients of the initial ports, and our instances' replies to them.
+            for port in configuration.initialPorts {
+                let match = ["-o", "lo", "-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + notrack))
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
+            }
+            for transport in transports {
+                let match = ["-o", "lo", "-p", transport.rawValue, "--sport", range]
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + notrack))
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
+            }
+        }
         let mark = ["-m", "mark", "--mark", "0x" + String(Self.refuseMark, radix: 16)]
-        for transport in transports {
-            let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
-            rules.append(Rule(table: "filter", chain: "VPM-INPUT", arguments: ["-p", transport.rawValue] + mark + reject))
+        // Refused connections: arriving ones (source-routed) get the answer on INPUT, local
+        // programs' own (cooperative, local mode) on OUTPUT — their connect() fails at once.
+        let refusing = cooperation.local || !cooperation.peers.isEmpty ? ["VPM-INPUT", "VPM-OUTPUT"] : ["VPM-INPUT"]
+        for chain in refusing {
+            for transport in transports {
+                let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
+                rules.append(Rule(table: "filter", chain: chain, arguments: ["-p", transport.rawValue] + mark + reject))
+            }
         }
         self.rules = rules
     }
@@ -85,7 +134,7 @@ public struct RuleSet: Sendable, Equatable {
     public func installCommands() -> [[String]] {
         Self.tools.flatMap { tool in
             usedHooks.map { [tool, "-w", "-t", $0.0, "-N", $0.2] }
-                + rules.map { [tool, "-w", "-t", $0.table, "-A", $0.chain] + $0.arguments }
+                + rules.filter { $0.tool == nil || $0.tool == tool }.map { [tool, "-w", "-t", $0.table, "-A", $0.chain] + $0.arguments }
                 + usedHooks.map { [tool, "-w", "-t", $0.0, "-I", $0.1, "1", "-j", $0.2] }
         }
     }

@@ -48,7 +48,8 @@ extension FlowStore {
         // Keep lastSeen monotonic even if a caller's clock steps back.
         if now > slots[index].lastSeen { slots[index].lastSeen = now }
         move(slot, from: previousState.listIndex, to: state.listIndex)
-        return FlowUpdate(virtualPort: slots[index].virtualPort, state: state, previousState: previousState)
+        return FlowUpdate(virtualPort: slots[index].virtualPort, state: state, previousState: previousState,
+                          mode: slots[index].mode)
     }
 
     /// The TCP transition for one packet (see the table above). Returns true when a SYN

@@ -195,12 +195,13 @@ public final class NetfilterQueue {
             outputInterface: attributeUInt32(NFQA_IFINDEX_OUTDEV))
         statistics.packetsReceived += 1
         let verdict = handler(packet)
-        send(verdict, for: packet)
+        // A held packet gets its verdict later, through sendVerdict(_:for:).
+        if verdict.decision != .hold { send(verdict, for: packet) }
         return 1
     }
 
     /// Sends a verdict; a returned payload travels as its own iovec, never copied.
-    private func send(_ verdict: Verdict, for packet: QueuedPacket) {
+    func send(_ verdict: Verdict, for packet: QueuedPacket) {
         var verdict = verdict
         if let length = verdict.payloadLength,
            length > packet.payload.count || length + 4 > Int(UInt16.max) || packet.isTruncated {
@@ -216,6 +217,7 @@ public final class NetfilterQueue {
         case .accept: code = NF_ACCEPT
         case .drop: code = NF_DROP
         case .repeat: code = NF_REPEAT
+        case .hold: return
         }
         nfq_nlmsg_verdict_put(header, Int32(bitPattern: packet.id), code)
         if let mark = verdict.mark { nfq_nlmsg_verdict_put_mark(header, mark) }

@@ -5,6 +5,9 @@ public struct Verdict: Sendable, Equatable {
         case drop
         /// Run the packet through the same hook again.
         case `repeat`
+        /// No verdict now: the caller keeps a copy of the packet and gives its verdict later
+        /// with `NetfilterQueue.sendVerdict(_:for:)`, from the queue's thread.
+        case hold
     }
 
     public var decision: Decision
@@ -22,6 +25,7 @@ public struct Verdict: Sendable, Equatable {
 
     public static let accept = Verdict(.accept)
     public static let drop = Verdict(.drop)
+    public static let hold = Verdict(.hold)
 
     /// Accept the packet as rewritten in place; `length` bytes of the payload buffer go back.
     public static func acceptModified(length: Int, mark: UInt32? = nil) -> Verdict {

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// `vpm run` on the lab's server host with a configuration, a private control socket and a
 /// log file in `directory`; `vpm flows`/`vpm stats` against it. Used by `vpm demo` and the
@@ -7,13 +7,17 @@ public final class EngineRun: @unchecked Sendable {
     public let lab: NetworkLab
     public let vpmExecutable: String
     public let directory: String
+    /// The lab host the engine runs on.
+    public let host: NetworkLab.Host
     public var configurationPath: String { "\(directory)/vpm.yaml" }
     public var socketPath: String { "\(directory)/vpm.sock" }
     public var logPath: String { "\(directory)/engine.log" }
     private var process: Process?
 
-    public init(lab: NetworkLab, vpmExecutable: String, directory: String, configuration: String) throws {
+    public init(lab: NetworkLab, vpmExecutable: String, directory: String, configuration: String,
+                host: NetworkLab.Host? = nil) throws {
         self.lab = lab
+        self.host = host ?? lab.server
         self.vpmExecutable = vpmExecutable
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -22,7 +26,7 @@ public final class EngineRun: @unchecked Sendable {
 
     /// Starts the engine and waits until it says it is running.
     public func start(_ extraArguments: [String] = []) throws {
-        process = try lab.spawn(lab.server, [vpmExecutable, "run", "--config", configurationPath,
+        process = try lab.spawn(host, [vpmExecutable, "run", "--config", configurationPath,
                                              "--socket", socketPath] + extraArguments, log: logPath)
         do {
             try NetworkLab.poll("the engine to start (see \(logPath))", timeout: 15) {
@@ -51,6 +55,18 @@ public final class EngineRun: @unchecked Sendable {
 
     public func apps(json: Bool = false) throws -> CommandOutput {
         try Command.checked([vpmExecutable, "apps", "--socket", socketPath] + (json ? ["--json"] : []))
+    }
+
+    /// `vpm exec --aid AID -- arguments` on this engine's host, against this engine.
+    public func exec(_ aid: String, _ arguments: [String], log: String) throws -> Process {
+        try lab.spawn(host, [vpmExecutable, "exec", "--aid", aid, "--config", configurationPath, "--socket", socketPath, "--"]
+                      + arguments, log: "\(directory)/\(log)")
+    }
+
+    /// The same, waiting for the program to finish.
+    public func execAndWait(_ aid: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> CommandOutput {
+        try lab.run(host, [vpmExecutable, "exec", "--aid", aid, "--config", configurationPath, "--socket", socketPath, "--"]
+                    + arguments, timeout: timeout)
     }
 
     public func stats(json: Bool = false) throws -> CommandOutput {

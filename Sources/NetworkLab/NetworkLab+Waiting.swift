@@ -42,4 +42,13 @@ extension NetworkLab {
         let output = try Command.checked(["sha256sum", path])
         return String(output.standardOutput.prefix(64))
     }
+
+    /// `iptables-save` and `ip6tables-save` of `host`, without comments (timestamps) and
+    /// packet counters: every table, chain and rule, comparable before and after.
+    public func ruleset(_ host: Host) throws -> String {
+        let text = try checked(host, ["iptables-save"]).standardOutput + (try checked(host, ["ip6tables-save"]).standardOutput)
+        return text.split(separator: "\n").filter { !$0.hasPrefix("#") }
+            .map { $0.replacingOccurrences(of: #"\[\d+:\d+\]"#, with: "", options: .regularExpression) }
+            .joined(separator: "\n")
+    }
 }

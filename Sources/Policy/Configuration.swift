@@ -23,6 +23,8 @@ public struct Configuration: Sendable {
     public var timeouts: FlowTimeouts
     /// What a `vpm exec` bind gets when the virtual port range is exhausted.
     public var allocation: AllocationPolicy
+    /// Cooperative peers and local mode.
+    public var cooperation: Cooperation
 
     public init(
         queue: UInt16 = Configuration.defaultQueue,
@@ -32,7 +34,8 @@ public struct Configuration: Sendable {
         sources: [SourceRule] = [],
         flowCapacity: Int = Configuration.defaultFlowCapacity,
         timeouts: FlowTimeouts = .standard,
-        allocation: AllocationPolicy = .standard
+        allocation: AllocationPolicy = .standard,
+        cooperation: Cooperation = .none
     ) {
         self.queue = queue
         self.virtualPorts = virtualPorts
@@ -42,6 +45,7 @@ public struct Configuration: Sendable {
         self.flowCapacity = flowCapacity
         self.timeouts = timeouts
         self.allocation = allocation
+        self.cooperation = cooperation
     }
 
     /// The application whose `executables` list `path` (an absolute, resolved path).

@@ -5,7 +5,7 @@ import Yams
 /// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
 /// line to fix instead of misrouting connections later.
 struct ConfigurationParser {
-    static let topLevelKeys = ["queue", "virtual-ports", "ports", "applications", "sources", "flows", "allocation"]
+    static let topLevelKeys = ["queue", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative"]
 
     let file: String
     let text: String
@@ -42,6 +42,10 @@ struct ConfigurationParser {
         if let node = fields["allocation"] {
             allocation = try parseAllocation(node)
         }
+        var cooperation = Cooperation.none
+        if let node = fields["cooperative"] {
+            cooperation = try parseCooperation(node, virtualPorts: virtualPorts)
+        }
         return Configuration(
             queue: queue,
             virtualPorts: virtualPorts,
@@ -50,7 +54,8 @@ struct ConfigurationParser {
             sources: sources,
             flowCapacity: flowCapacity,
             timeouts: timeouts,
-            allocation: allocation
+            allocation: allocation,
+            cooperation: cooperation
         )
     }
 

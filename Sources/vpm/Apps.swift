@@ -15,9 +15,7 @@ struct Apps: ParsableCommand {
         if let error = response.error { throw Failure("the engine says: \(error)") }
         let apps = (response.applications ?? []).sorted { ($0.aid, $0.initialPort) < ($1.aid, $1.initialPort) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(apps), as: UTF8.self))
+            try printJSON(apps)
         } else {
             print(AppRecord.table(apps), terminator: "")
         }

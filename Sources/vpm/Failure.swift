@@ -11,3 +11,10 @@ struct Failure: Error, CustomStringConvertible {
 func log(_ message: String) {
     FileHandle.standardError.write(Data("vpm: \(message)\n".utf8))
 }
+
+/// Prints a value as pretty, key-sorted JSON on stdout (`--json` output).
+func printJSON<Value: Encodable>(_ value: Value) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}

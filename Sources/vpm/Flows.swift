@@ -23,9 +23,7 @@ struct Flows: ParsableCommand {
                 && (state == nil || flow.state == state)
         }.sorted { ($0.aid, $0.client, $0.clientPort) < ($1.aid, $1.client, $1.clientPort) }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(flows), as: UTF8.self))
+            try printJSON(flows)
         } else {
             print(FlowRecord.table(flows), terminator: "")
         }

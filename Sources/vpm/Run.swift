@@ -19,18 +19,24 @@ struct Run: ParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Receive GSO super-packets (NFQA_CFG_F_GSO).") var gso = true
     @Flag(help: "Do not install or remove rules (install them yourself: `vpm rules print`).") var noRules = false
     @Flag(help: "Accept packets instead of dropping them when the kernel queue is full.") var failOpen = false
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
 
     func run() throws {
         let configuration: Configuration
         do { configuration = try Configuration.load(path: config) } catch { throw Failure("\(error)") }
-        LoggingSystem.bootstrap(StreamLogHandler.standardError)
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         var options = Engine.Options(configuration: configuration)
         options.socketPath = socket
         options.installRules = !noRules
         options.segmentationOffload = gso
         options.failOpen = failOpen
         do {
-            try Engine(options: options, logger: Logger(label: "vpm")).run()
+            LoggingSystem.bootstrap(StreamLogHandler.standardError)
+            var logger = Logger(label: "vpm")
+            logger.logLevel = level
+            try Engine(options: options, logger: logger).run()
         } catch {
             throw Failure("\(error)")
         }

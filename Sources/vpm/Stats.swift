@@ -14,9 +14,7 @@ struct Stats: ParsableCommand {
         if let error = response.error { throw Failure("the engine says: \(error)") }
         guard let statistics = response.statistics else { throw Failure("the engine sent no statistics") }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(statistics), as: UTF8.self))
+            try printJSON(statistics)
             return
         }
         let s = statistics
@@ -30,6 +28,8 @@ struct Stats: ParsableCommand {
             ("kernel queue drops", "\(s.kernelQueueDropped) queue full, \(s.kernelUserDropped) socket full"),
             ("flows", "\(s.flowsActive) active of \(s.flowCapacity), \(s.flowsInserted) inserted, \(s.flowsExpired) expired, \(s.flowsEvicted) evicted, \(s.flowsRefusedFull) refused (full)"),
         ] + s.reasons.sorted { $0.key < $1.key }.map { ("  \($0.key)", "\($0.value)") }
+            + (s.negotiations.isEmpty ? [] : [("negotiations served", s.negotiations.sorted { $0.key < $1.key }
+                .filter { $0.value > 0 }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))])
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }
     }

@@ -29,12 +29,7 @@ final class RuleScriptsTests: XCTestCase {
             try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "ACCEPT"])
             try lab.checked(lab.server, [tool, "-w", "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
         }
-        let ruleset = { () throws -> String in
-            (try lab.checked(lab.server, ["iptables-save"]).standardOutput + (try lab.checked(lab.server, ["ip6tables-save"]).standardOutput))
-                .split(separator: "\n").filter { !$0.hasPrefix("#") }
-                .map { $0.replacingOccurrences(of: #"\[\d+:\d+\]"#, with: "", options: .regularExpression) }
-                .joined(separator: "\n")
-        }
+        let ruleset = { try lab.ruleset(lab.server) }
         let before = try ruleset()
 
         try lab.checked(lab.server, [vpm, "rules", "install", "--config", "\(directory)/vpm.yaml"])

@@ -205,14 +205,7 @@ final class SourceRoutingTests: XCTestCase {
             try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "CT", "--notrack"])
             try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "CT", "--notrack"])
         }
-        let ruleset = { () throws -> String in
-            let text = try lab.checked(lab.server, ["iptables-save"]).standardOutput
-                + (try lab.checked(lab.server, ["ip6tables-save"]).standardOutput)
-            // Drop comments (timestamps) and packet counters; keep every chain and rule.
-            return text.split(separator: "\n").filter { !$0.hasPrefix("#") }
-                .map { $0.replacingOccurrences(of: #"\[\d+:\d+\]"#, with: "", options: .regularExpression) }
-                .joined(separator: "\n")
-        }
+        let ruleset = { try lab.ruleset(lab.server) }
         let before = try ruleset()
         let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                    configuration: Self.configuration)

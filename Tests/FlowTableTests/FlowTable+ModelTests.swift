@@ -231,7 +231,8 @@ private final class Model {
         touches += 1
         flow.touch = touches
         flows[key] = flow
-        return FlowUpdate(virtualPort: flow.translation.virtualPort, state: flow.translation.state, previousState: before)
+        return FlowUpdate(virtualPort: flow.translation.virtualPort, state: flow.translation.state, previousState: before,
+                          mode: flow.translation.mode)
     }
 
     private func advance(_ flow: inout Flow, direction: Direction, flags: TCPFlags, now: UInt64) {

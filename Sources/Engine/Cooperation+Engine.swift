@@ -1,0 +1,117 @@
+import Crypto
+import FlowTable
+import Foundation
+import Logging
+import Negotiation
+import Packet
+import Policy
+import Synchronization
+
+/// The engine's side of the cooperative mode: the negotiation server (peers ask us for
+/// virtual ports) and client (we ask peers for theirs), and the hand-over of answers to
+/// the queue thread, which owns the held SYNs.
+final class CooperationService: Sendable {
+    struct Outcome: Sendable {
+        var key: FlowKey
+        var answer: NegotiationAnswer
+        var peer: String
+    }
+
+    private let configuration: Configuration
+    private let client: NegotiationClient?
+    private let server: NegotiationServer?
+    private let outcomes = Mutex<[Outcome]>([])
+    private let logger: Logger
+
+    init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        let cooperation = configuration.cooperation
+        client = cooperation.peers.isEmpty ? nil : NegotiationClient()
+        server = cooperation.listenPort.map { port in
+            NegotiationServer(port: Int(port), key: { address in
+                IPAddress(address).flatMap { cooperation.peer(for: $0) }.map { SymmetricKey(data: $0.key) }
+            }, handler: { request, peerAddress in
+                Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry, logger: logger)
+            }, rejected: { reason, peerAddress, detail in
+                logger.warning("negotiation rejected", metadata: ["reason": "\(reason)", "peer": "\(peerAddress)", "detail": "\(detail)"])
+            })
+        }
+    }
+
+    func start() throws {
+        try server?.start()
+        if let port = configuration.cooperation.listenPort {
+            logger.info("negotiation server listening", metadata: ["port": "\(port)", "peers": "\(configuration.cooperation.peers.count)"])
+        }
+    }
+
+    func stop() {
+        server?.stop()
+        client?.stop()
+    }
+
+    /// Server-side negotiations by outcome, for `vpm stats`.
+    var serverCounts: [String: UInt64] {
+        guard let statistics = server?.statistics else { return [:] }
+        return ["accepted": statistics.accepted, "refused": statistics.refused, "malformed": statistics.malformed,
+                "forged": statistics.forged, "unknownPeer": statistics.unknownPeer, "stale": statistics.stale,
+                "replayed": statistics.replayed]
+    }
+
+    /// Starts a negotiation for a held SYN; its outcome is collected by `takeOutcomes`.
+    func negotiate(_ key: FlowKey, aid: String, peer: Cooperation.Peer) {
+        guard let client else { return }
+        let request = NegotiationRequest(aid: aid, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
+                                         initialPort: key.initialPort, transport: key.transport == .tcp ? "tcp" : "udp")
+        let engine = "\(key.server)"
+        let label = engine.contains(":") ? "[\(engine)]:\(peer.enginePort)" : "\(engine):\(peer.enginePort)"
+        client.negotiate(request, engine: engine, port: Int(peer.enginePort), key: SymmetricKey(data: peer.key),
+                         timeout: .milliseconds(Int64(configuration.cooperation.timeoutMilliseconds))) { answer in
+            self.record(Outcome(key: key, answer: answer, peer: label))
+        }
+    }
+
+    private func record(_ outcome: Outcome) {
+        outcomes.withLock { $0.append(outcome) }
+    }
+
+    func takeOutcomes() -> [Outcome] {
+        outcomes.withLock { outcomes in
+            defer { outcomes.removeAll() }
+            return outcomes
+        }
+    }
+
+    /// A peer's NEGOTIATE: its client's AID must have an instance on the initial port here.
+    /// The flow is recorded before the ACK leaves, so the SYN that follows is admitted.
+    private static func answer(
+        _ request: NegotiationRequest, peerAddress: String, cooperation: Cooperation, store: FlowTableStore,
+        registry: InstanceRegistry, logger: Logger
+    ) -> NegotiationAnswer {
+        guard let client = IPAddress(request.client), let server = IPAddress(request.server),
+              let transport: TransportProtocol = request.transport == "tcp" ? .tcp : request.transport == "udp" ? .udp : nil else {
+            return .refused(reason: "malformed addresses or transport")
+        }
+        guard let peer = IPAddress(peerAddress).flatMap({ cooperation.peer(for: $0) }), peer.network.containsAddress(client) else {
+            return .refused(reason: "client \(request.client) is not in the network of peer \(peerAddress)")
+        }
+        guard let virtualPort = registry.virtualPort(aid: request.aid, initialPort: request.initialPort, transport: request.transport) else {
+            logger.notice("negotiation refused: no instance", metadata: [
+                "peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)",
+            ])
+            return .refused(reason: "no instance of AID '\(request.aid)' on \(request.initialPort)/\(request.transport)")
+        }
+        let key = FlowKey(transport: transport, client: client, clientPort: request.clientPort, server: server,
+                          initialPort: request.initialPort)
+        let now = MonotonicClock.milliseconds()
+        let inserted = store.withLock { table -> Bool in
+            if let existing = table.lookup(key) { _ = table.remove(existing) }  // a reused client port
+            if case .full = table.insert(key, virtualPort: virtualPort, aid: request.aid, mode: .cooperative,
+                                         peer: peerAddress, now: now) { return false }
+            return true
+        }
+        guard inserted else { return .refused(reason: "flow table full") }
+        return .accepted(virtualPort: virtualPort)
+    }
+}

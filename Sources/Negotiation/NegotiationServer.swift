@@ -1,0 +1,218 @@
+public import Crypto
+import Foundation
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The server side of the negotiation channel: accepts one request per connection,
+/// verifies it (framing, MAC, timestamp, nonce, version), asks `handler`, and answers
+/// with a signed ACK or NAK. A request that fails a check is counted and the connection
+/// is closed without an answer. Nothing a peer sends can stop the server.
+///
+/// `key` and `handler` run on the server's event-loop thread and must return quickly
+/// (a table lookup, not I/O): a slow handler delays every other negotiation.
+public final class NegotiationServer: Sendable {
+    public let host: String
+    public let port: Int
+
+    /// Called for every rejected connection (the reason, the peer's address, a detail
+    /// sentence), on the event-loop thread; for the engine's log.
+    public typealias RejectionObserver = @Sendable (_ reason: NegotiationRejection, _ peerAddress: String, _ detail: String) -> Void
+
+    let key: @Sendable (String) -> SymmetricKey?
+    let handler: @Sendable (NegotiationRequest, String) -> NegotiationAnswer
+    let observer: RejectionObserver?
+    /// Wall clock in Unix milliseconds; replaceable for tests.
+    let clock: @Sendable () -> Int64
+    let readTimeout: Duration
+
+    private struct Running {
+        var group: MultiThreadedEventLoopGroup
+        var channel: any Channel
+    }
+
+    private struct Checks {
+        var statistics = NegotiationStatistics()
+        var nonces: NonceCache
+    }
+
+    private let running = Mutex<Running?>(nil)
+    private let checks: Mutex<Checks>
+
+    public convenience init(
+        host: String = "0.0.0.0",
+        port: Int,
+        key: @escaping @Sendable (String) -> SymmetricKey?,
+        handler: @escaping @Sendable (NegotiationRequest, _ peerAddress: String) -> NegotiationAnswer,
+        rejected: RejectionObserver? = nil
+    ) {
+        self.init(host: host, port: port, key: key, handler: handler, rejected: rejected,
+                  nonceCapacity: 65_536, readTimeout: NegotiationMessage.readTimeout,
+                  clock: { NegotiationMessage.currentTimestamp() })
+    }
+
+    init(
+        host: String,
+        port: Int,
+        key: @escaping @Sendable (String) -> SymmetricKey?,
+        handler: @escaping @Sendable (NegotiationRequest, String) -> NegotiationAnswer,
+        rejected: RejectionObserver?,
+        nonceCapacity: Int,
+        readTimeout: Duration,
+        clock: @escaping @Sendable () -> Int64
+    ) {
+        self.host = host
+        self.port = port
+        self.key = key
+        self.handler = handler
+        self.observer = rejected
+        self.clock = clock
+        self.readTimeout = readTimeout
+        checks = Mutex(Checks(nonces: NonceCache(capacity: nonceCapacity)))
+    }
+
+    /// Binds and starts serving. Throws a `NegotiationServerError` that names host:port.
+    public func start() throws {
+        try running.withLock { running in
+            guard running == nil else { return }
+            let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let bootstrap = ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                // A peer may half-close after its line: it still gets the answer, and an
+                // unfinished line is counted before the connection closes.
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelInitializer { [self] channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandlers(
+                            ByteToMessageHandler(LineFrameDecoder()),
+                            NegotiationServerHandler(server: self)
+                        )
+                    }
+                }
+            do {
+                let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
+                let channel = try bootstrap.bind(to: address).wait()
+                running = Running(group: group, channel: channel)
+            } catch {
+                try? group.syncShutdownGracefully()
+                throw NegotiationServerError(host: host, port: port, reason: Self.explain(error))
+            }
+        }
+    }
+
+    /// The port actually bound (useful after binding port 0); nil when not running.
+    public var boundPort: Int? {
+        running.withLock { $0?.channel.localAddress?.port }
+    }
+
+    public var statistics: NegotiationStatistics {
+        checks.withLock { checks in
+            var statistics = checks.statistics
+            statistics.nonceCacheEvictions = checks.nonces.evictions
+            return statistics
+        }
+    }
+
+    /// Closes the listener and every open connection and ends the event loop. Waits for
+    /// that unless called on an event-loop thread, where it only starts it. Call it: a
+    /// running server keeps itself alive.
+    public func stop() {
+        guard let stopped = running.withLock({ running -> Running? in
+            defer { running = nil }
+            return running
+        }) else { return }
+        if MultiThreadedEventLoopGroup.currentEventLoop == nil {
+            try? stopped.channel.close().wait()
+            try? stopped.group.syncShutdownGracefully()
+        } else {
+            stopped.channel.close(promise: nil)
+            stopped.group.shutdownGracefully { _ in }
+        }
+    }
+
+    // MARK: - One request
+
+    /// Checks one request line from `peer` and returns the answer line, or nil (counted,
+    /// observed) when the request is rejected. The checks' order is the protocol's.
+    func respond(to line: [UInt8], from peer: String, key: SymmetricKey) -> [UInt8]? {
+        let envelope: NegotiationMessage.Envelope
+        do throws(NegotiationMessageError) {
+            envelope = try NegotiationMessage.decode(line, key: key)
+        } catch {
+            switch error {
+            case .forged: return reject(.forged, peer, "the MAC does not match the key for \(peer) (do both engines have the same key?)")
+            case .malformed(let detail): return reject(.malformed, peer, detail)
+            }
+        }
+        let now = clock()
+        let tolerance = NegotiationMessage.timestampToleranceMilliseconds
+        if envelope.timestamp < now - tolerance || envelope.timestamp > now + tolerance {
+            return reject(.stale, peer, "timestamp \(envelope.timestamp) is more than \(tolerance) ms from ours (\(now)): are both clocks synchronised?")
+        }
+        guard let nonce = NonceCache.Nonce(envelope.nonce) else {
+            return reject(.malformed, peer, "bad nonce")  // decode already checked it
+        }
+        if checks.withLock({ $0.nonces.admit(nonce, timestamp: envelope.timestamp, now: now) }) == .replayed {
+            return reject(.replayed, peer, "nonce \(envelope.nonce) was already used")
+        }
+        guard envelope.version == NegotiationMessage.version else {
+            return reject(.malformed, peer, "version \(envelope.version), expected \(NegotiationMessage.version)")
+        }
+        guard case .negotiate(let request) = envelope.body else {
+            return reject(.malformed, peer, "type \"\(envelope.body.type)\", expected \"negotiate\"")
+        }
+        let body: NegotiationMessage.Body
+        switch handler(request, peer) {
+        case .accepted(let virtualPort) where virtualPort != 0:
+            body = .ack(inReplyTo: envelope.nonce, virtualPort: virtualPort)
+            checks.withLock { $0.statistics.accepted += 1 }
+        case .accepted:
+            body = .nak(inReplyTo: envelope.nonce, reason: "the server engine chose virtual port 0")
+            checks.withLock { $0.statistics.refused += 1 }
+        case .refused(let reason), .failed(let reason):
+            body = .nak(inReplyTo: envelope.nonce, reason: Self.shortened(reason))
+            checks.withLock { $0.statistics.refused += 1 }
+        }
+        let answer = NegotiationMessage.Envelope(nonce: NegotiationMessage.makeNonce(), timestamp: clock(), body: body)
+        return NegotiationMessage.encode(answer, key: key)
+    }
+
+    /// Counts and reports a rejection; returns nil so callers can `return reject(...)`.
+    @discardableResult
+    func reject(_ reason: NegotiationRejection, _ peer: String, _ detail: String) -> [UInt8]? {
+        checks.withLock { checks in
+            switch reason {
+            case .malformed: checks.statistics.malformed += 1
+            case .forged: checks.statistics.forged += 1
+            case .unknownPeer:
+                checks.statistics.unknownPeer += 1
+                checks.statistics.forged += 1
+            case .stale: checks.statistics.stale += 1
+            case .replayed: checks.statistics.replayed += 1
+            }
+        }
+        observer?(reason, peer, detail)
+        return nil
+    }
+
+    /// At most 512 characters without control characters, so any NAK fits in a line.
+    static func shortened(_ reason: String) -> String {
+        String(String.UnicodeScalarView(reason.unicodeScalars.prefix(512).map { $0.value < 0x20 || $0.value == 0x7F ? " " : $0 }))
+    }
+
+    private static func explain(_ error: any Error) -> String {
+        if let error = error as? IOError {
+            switch error.errnoCode {
+            case EADDRINUSE: return "the port is in use (is another vpm engine running? or configure another negotiation port)"
+            case EACCES: return "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+            case EADDRNOTAVAIL: return "the address is not on this host (check the configured listen address)"
+            default: return "\(error)"
+            }
+        }
+        if error is SocketAddressError {
+            return "not an address this host can resolve (\(error))"
+        }
+        return "\(error)"
+    }
+}

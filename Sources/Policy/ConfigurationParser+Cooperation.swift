@@ -1,0 +1,79 @@
+import Packet
+import Yams
+
+extension ConfigurationParser {
+    static let cooperationKeys = ["listen", "timeout", "peers", "local"]
+    static let peerKeys = ["network", "engine-port", "key", "virtual-ports"]
+
+    func parseCooperation(_ node: Node, virtualPorts: ClosedRange<UInt16>) throws(ConfigurationError) -> Cooperation {
+        let fields = try fields(of: node, named: "'cooperative'", allowed: Self.cooperationKeys)
+        var cooperation = Cooperation()
+        if let listen = fields["listen"] {
+            cooperation.listenPort = UInt16(try integer(listen, named: "'listen'", in: 1...65535))
+        }
+        if let timeout = fields["timeout"] {
+            let text = try scalar(timeout, named: "'timeout'")
+            cooperation.timeoutMilliseconds = try value(at: timeout) { () throws(InvalidValue) in
+                if text.hasSuffix("ms"), let value = UInt32(text.dropLast(2)), value > 0 { return value }
+                do throws(InvalidValue) {
+                    return try FlowTimeouts.seconds(parsing: text) * 1000
+                } catch {
+                    throw InvalidValue("'timeout': \(error.message) (or milliseconds such as 500ms)")
+                }
+            }
+        }
+        if let local = fields["local"] {
+            let text = try scalar(local, named: "'local'")
+            guard let flag = Bool(text) else { throw failure("'local' must be true or false; found '\(text)'", at: local) }
+            cooperation.local = flag
+        }
+        if let peersNode = fields["peers"] {
+            for item in try sequence(peersNode, named: "'peers'", example: "[{network: 198.18.0.0/24, key: <64 hex digits>}]") {
+                cooperation.peers.append(try parsePeer(item, virtualPorts: virtualPorts, earlier: cooperation.peers))
+            }
+        }
+        return cooperation
+    }
+
+    private func parsePeer(_ node: Node, virtualPorts: ClosedRange<UInt16>, earlier: [Cooperation.Peer]) throws(ConfigurationError) -> Cooperation.Peer {
+        let fields = try fields(of: node, named: "a peer", allowed: Self.peerKeys)
+        let networkNode = try fields.required("network", parser: self)
+        let text = try scalar(networkNode, named: "'network'")
+        let network = try value(at: networkNode) { () throws(InvalidValue) in try SourceMatch.parse(text) }
+        if case .addressPort = network {
+            throw failure("a peer 'network' is an address or a prefix, not address:port; found '\(text)'", at: networkNode)
+        }
+        if let clash = earlier.first(where: { $0.network.overlaps(network) }) {
+            throw failure("peer network \(network) overlaps \(clash.network) (line \(clash.line)); each remote host has one peer entry", at: networkNode)
+        }
+        let keyNode = try fields.required("key", parser: self)
+        let keyText = try scalar(keyNode, named: "'key'")
+        guard let key = Self.hexBytes(keyText), key.count == 32 else {
+            throw failure("'key' must be 64 hex digits (32 random bytes, e.g. from `openssl rand -hex 32`); found \(keyText.count) characters", at: keyNode)
+        }
+        var peer = Cooperation.Peer(network: network, key: key, virtualPorts: virtualPorts, line: line(of: networkNode))
+        if let port = fields["engine-port"] {
+            peer.enginePort = UInt16(try integer(port, named: "'engine-port'", in: 1...65535))
+        }
+        if let range = fields["virtual-ports"] {
+            let rangeText = try scalar(range, named: "'virtual-ports'")
+            let bounds = rangeText.split(separator: "-")
+            guard bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high, low > 0 else {
+                throw failure("a peer's 'virtual-ports' is a range low-high such as 20000-20999; found '\(rangeText)'", at: range)
+            }
+            peer.virtualPorts = low...high
+        }
+        return peer
+    }
+
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,259 @@
+import Control
+import Foundation
+import NetworkLab
+import TestSupport
+import XCTest
+
+/// Cooperative mode with two real engines, one per host: the client host's engine holds a
+/// program's SYN, negotiates with the server host's engine, and the wire carries the
+/// virtual port while both programs only ever see 9000. Local mode on one host.
+final class CooperativeTests: XCTestCase {
+    static let key = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    static let applications = "applications: {acme: {}, globex: {}, initech: {}}\nflows: {timeouts: {closed: 2m}}"
+
+    static let serverConfiguration = """
+        virtual-ports: 20000-20999
+        ports: [9000]
+        \(applications)
+        cooperative:
+          listen: 9901
+          peers:
+            - {network: 198.18.0.2, key: \(key)}
+        """
+    static let clientConfiguration = """
+        virtual-ports: 21000-21999
+        ports: [9000]
+        \(applications)
+        cooperative:
+          timeout: 1s
+          peers:
+            - {network: 198.18.0.1, key: \(key), virtual-ports: 20000-20999}
+        """
+
+    struct Hosts {
+        var lab: NetworkLab
+        var server: EngineRun
+        var client: EngineRun
+        var directory: String
+    }
+
+    private func withEngines(_ tag: String, _ body: (Hosts) throws -> Void) throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName(tag))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory(tag)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let vpm = try Privileged.vpmExecutable()
+        let server = try EngineRun(lab: lab, vpmExecutable: vpm, directory: "\(directory)/server",
+                                   configuration: Self.serverConfiguration, host: lab.server)
+        let client = try EngineRun(lab: lab, vpmExecutable: vpm, directory: "\(directory)/client",
+                                   configuration: Self.clientConfiguration, host: lab.client)
+        try server.start(["--log-level", "debug"])
+        defer { _ = server.stop() }
+        try client.start(["--log-level", "debug"])
+        defer { _ = client.stop() }
+        try """
+            cat "$1/$2.download" &
+            cat > "$1/$2.from.$SOCAT_PEERPORT"
+            wait
+            """.write(toFile: "\(directory)/instance.sh", atomically: true, encoding: .utf8)
+        do { try body(Hosts(lab: lab, server: server, client: client, directory: directory)) } catch {
+            XCTFail("server engine log:\n\(server.log)\nclient engine log:\n\(client.log)")
+            throw error
+        }
+    }
+
+    /// An instance of `aid` on the server host that stores what arrives and sends back AID.download.
+    private func startInstance(_ hosts: Hosts, aid: String, megabytes: Int) throws -> UInt16 {
+        try NetworkLab.makeRandomFile("\(hosts.directory)/\(aid).download", count: megabytes << 20)
+        _ = try hosts.server.exec(aid, ["socat", "-t", "60", "TCP-LISTEN:9000,reuseaddr,fork",
+                                        "EXEC:sh \(hosts.directory)/instance.sh \(hosts.directory) \(aid)"], log: "\(aid).log")
+        var port: UInt16 = 0
+        try NetworkLab.poll("\(aid) to register on the server", timeout: 10) {
+            let apps = (try? JSONDecoder().decode([AppRecord].self, from: Data(hosts.server.apps(json: true).standardOutput.utf8))) ?? []
+            port = apps.first { $0.aid == aid }?.virtualPort ?? 0
+            return port != 0
+        }
+        try hosts.lab.waitForListener(hosts.lab.server, port: port)
+        return port
+    }
+
+    private func flows(_ engine: EngineRun) throws -> [FlowRecord] {
+        try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
+    }
+
+    func testEachAIDReachesItsOwnInstanceAndTheWireCarriesTheVirtualPort() throws {
+        try withEngines("coop") { hosts in
+            let lab = hosts.lab, directory = hosts.directory
+            let megabytes = 20
+            let ports = ["acme": try startInstance(hosts, aid: "acme", megabytes: megabytes),
+                         "globex": try startInstance(hosts, aid: "globex", megabytes: megabytes)]
+            // Connection set-ups on the wire (SYN and SYN-ACK): which ports did they carry?
+            let capture = try lab.spawn(lab.client, ["tcpdump", "-i", lab.client.interface, "-nn", "-l",
+                                                     "tcp[tcpflags] & tcp-syn != 0 and not port 9901"], log: "\(directory)/wire.txt")
+            sleep(1)
+            let group = DispatchGroup()
+            let lock = NSLock()
+            nonisolated(unsafe) var failures: [String] = []
+            for aid in ["acme", "globex"] {
+                try NetworkLab.makeRandomFile("\(directory)/upload.\(aid)", count: megabytes << 20)
+            }
+            for aid in ["acme", "globex"] {
+                DispatchQueue.global().async(group: group) {
+                    do {
+                        let output = try hosts.client.execAndWait(aid, [
+                            "socat", "-t", "60", "OPEN:\(directory)/upload.\(aid)!!CREATE:\(directory)/download.\(aid)",
+                            "TCP:\(lab.server.address):9000"], timeout: 240)
+                        if output.status != 0 { lock.withLock { failures.append("\(aid): \(output.standardError)") } }
+                    } catch {
+                        lock.withLock { failures.append("\(aid): \(error)") }
+                    }
+                }
+            }
+            group.wait()
+            XCTAssertEqual(failures, [])
+
+            for aid in ["acme", "globex"] {
+                XCTAssertEqual(try NetworkLab.sha256("\(directory)/download.\(aid)"), try NetworkLab.sha256("\(directory)/\(aid).download"))
+                let stored = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("\(aid).from.") }
+                XCTAssertEqual(stored.count, 1, "\(aid)'s instance should have served exactly its client: \(stored)")
+                try NetworkLab.poll("\(aid)'s upload to be stored", timeout: 30) {
+                    ((try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(stored[0])")[.size] as? Int) ?? 0) >= megabytes << 20
+                }
+                XCTAssertEqual(try NetworkLab.sha256("\(directory)/upload.\(aid)"), try NetworkLab.sha256("\(directory)/\(stored[0])"))
+            }
+
+            // The client program's own view of its connection: getpeername() says port 9000.
+            let peer = try hosts.client.execAndWait("acme", ["python3", "-c", """
+                import socket
+                s = socket.create_connection(("198.18.0.1", 9000), timeout=5)
+                print(s.getpeername()[1], len(s.recv(1)))
+                """])
+            XCTAssertEqual(peer.standardOutput, "9000 1\n", peer.standardError)
+
+            lab.stop(capture, grace: 2)
+            let wire = (try? String(contentsOfFile: "\(directory)/wire.txt", encoding: .utf8)) ?? ""
+            XCTAssertTrue(wire.contains("198.18.0.1.\(ports["acme"]!)"), "the wire should carry acme's virtual port:\n\(wire.prefix(2000))")
+            XCTAssertTrue(wire.contains("198.18.0.1.\(ports["globex"]!)"), "the wire should carry globex's virtual port")
+            XCTAssertFalse(wire.contains("198.18.0.1.9000"), "port 9000 appeared on the wire")
+
+            let clientFlows = try flows(hosts.client), serverFlows = try flows(hosts.server)
+            for aid in ["acme", "globex"] {
+                let mine = try XCTUnwrap(clientFlows.first { $0.aid == aid }, "client engine has no \(aid) flow")
+                XCTAssertEqual(mine.mode, "cooperative")
+                XCTAssertEqual(mine.virtualPort, ports[aid])
+                XCTAssertEqual(mine.peer, "198.18.0.1:9901")
+                let theirs = try XCTUnwrap(serverFlows.first { $0.aid == aid }, "server engine has no \(aid) flow")
+                XCTAssertEqual(theirs.mode, "cooperative")
+                XCTAssertEqual(theirs.peer, "198.18.0.2")
+                XCTAssertEqual(theirs.clientPort, mine.clientPort)
+            }
+        }
+    }
+
+    func testAIDWithoutInstanceIsRefusedAtOnce() throws {
+        try withEngines("coop-nak") { hosts in
+            _ = try startInstance(hosts, aid: "acme", megabytes: 1)
+            let started = Date()
+            let output = try hosts.client.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"])
+            XCTAssertNotEqual(output.status, 0)
+            XCTAssertTrue(output.standardError.contains("Connection refused"), output.standardError)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 1.0)
+            XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: hosts.directory).contains { $0.contains(".from.") })
+            try NetworkLab.poll("the refusal to be logged", timeout: 5) { hosts.client.log.contains("no instance of AID 'initech'") }
+        }
+    }
+
+    func testForgedReplayedAndTruncatedNegotiationsAreRejected() throws {
+        try withEngines("coop-auth") { hosts in
+            _ = try startInstance(hosts, aid: "acme", megabytes: 1)
+            // A second implementation of the message format (docs/negotiation.md), in Python.
+            let script = """
+                import base64, hashlib, hmac, json, os, socket, sys, time
+                def line(key, **fields):
+                    body = dict(version=1, type="negotiate", nonce=os.urandom(16).hex(), timestamp=int(time.time()*1000),
+                                aid="acme", client="198.18.0.2", clientPort=40000, server="198.18.0.1", initialPort=9000, transport="tcp")
+                    body.update(fields)
+                    head = b"VPM1 " + base64.b64encode(json.dumps(body).encode())
+                    return head + b" " + hmac.new(key, head, hashlib.sha256).hexdigest().encode() + b"\\n"
+                def send(data):
+                    s = socket.create_connection(("198.18.0.1", 9901), timeout=3)
+                    s.sendall(data)
+                    s.shutdown(socket.SHUT_WR)
+                    answer = s.recv(4096)
+                    s.close()
+                    return answer
+                key = bytes.fromhex(sys.argv[1])
+                good = line(key)
+                print("good", b"VPM1" in send(good))
+                print("replayed", b"VPM1" in send(good))
+                print("forged", b"VPM1" in send(line(os.urandom(32))))
+                print("truncated", b"VPM1" in send(line(key)[:40]))
+                """
+            try script.write(toFile: "\(hosts.directory)/negotiate.py", atomically: true, encoding: .utf8)
+            let output = try hosts.lab.checked(hosts.lab.client, ["python3", "\(hosts.directory)/negotiate.py", Self.key])
+            XCTAssertEqual(output.standardOutput, "good True\nreplayed False\nforged False\ntruncated False\n")
+            let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(hosts.server.stats(json: true).standardOutput.utf8))
+            XCTAssertEqual(statistics.negotiations["accepted"], 1)
+            XCTAssertEqual(statistics.negotiations["replayed"], 1)
+            XCTAssertEqual(statistics.negotiations["forged"], 1)
+            XCTAssertEqual(statistics.negotiations["malformed"], 1)
+            // And it keeps serving real clients.
+            let served = try hosts.client.execAndWait("acme", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"])
+            XCTAssertEqual(served.status, 0, served.standardError)
+        }
+    }
+
+    func testPeerEngineDownFailsFastAndRecovers() throws {
+        try withEngines("coop-down") { hosts in
+            _ = try startInstance(hosts, aid: "acme", megabytes: 1)
+            XCTAssertEqual(hosts.server.stop(), 0)
+            let started = Date()
+            let down = try hosts.client.execAndWait("acme", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"])
+            XCTAssertNotEqual(down.status, 0)
+            XCTAssertTrue(down.standardError.contains("Connection refused"), down.standardError)
+            XCTAssertLessThan(Date().timeIntervalSince(started), 2.5, "refused within the 1 s negotiation timeout, not a TCP timeout")
+            try NetworkLab.poll("a log line naming the peer engine", timeout: 5) {
+                hosts.client.log.contains("cooperative connection refused") && hosts.client.log.contains("198.18.0.1:9901")
+            }
+            try hosts.server.start()
+            try NetworkLab.poll("new connections to work again", timeout: 10) {
+                (try? hosts.client.execAndWait("acme", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"]).status) == 0
+            }
+        }
+    }
+
+    func testLocalModeOverLoopbackAndTheHostsOwnAddress() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("local"))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("local")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
+            virtual-ports: 20000-20999
+            ports: [9000]
+            \(Self.applications)
+            cooperative: {local: true}
+            """)
+        try engine.start()
+        defer { _ = engine.stop() }
+        for aid in ["acme", "globex"] {
+            _ = try engine.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
+        }
+        try NetworkLab.poll("two instances", timeout: 10) {
+            ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []).count == 2
+        }
+        for port in [UInt16(20000), 20001] { try lab.waitForListener(lab.server, port: port) }
+        for (aid, address) in [("acme", "127.0.0.1"), ("globex", "127.0.0.1"), ("acme", lab.server.address), ("globex", lab.server.address)] {
+            let output = try engine.execAndWait(aid, ["socat", "-T", "3", "STDIO", "TCP:\(address):9000"])
+            XCTAssertEqual(output.standardOutput, "\(aid)\n", "\(aid) via \(address): \(output.standardError)")
+        }
+        let started = Date()
+        let refused = try engine.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:127.0.0.1:9000"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.standardError.contains("Connection refused"), refused.standardError)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1.0)
+        let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
+        XCTAssertEqual(flows.filter { $0.mode == "local" }.count, 4, "\(flows)")
+    }
+}
