@@ -53,7 +53,7 @@ public final class ControlListener: @unchecked Sendable {
             }
         }
         umask(previous)
-        guard bound == 0, listen(descriptor, 16) == 0 else {
+        guard bound == 0, listen(descriptor, SOMAXCONN) == 0 else {
             let message = String(cString: strerror(errno))
             Glibc.close(descriptor)
             throw ControlError("cannot listen on \(path): \(message)")
@@ -90,6 +90,7 @@ public final class ControlListener: @unchecked Sendable {
     private func answer(_ connection: Int32) {
         var timeout = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let response: ControlResponse
         let peer = peerCredentials(connection)
         if peer == nil || !(peer!.uid == 0 || peer!.uid == allowedUser) {

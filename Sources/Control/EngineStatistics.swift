@@ -14,6 +14,8 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     public var checksumIncremental: UInt64 = 0
     /// Rewrites that recomputed the checksum (NFQA_SKB_CSUMNOTREADY).
     public var checksumRecomputed: UInt64 = 0
+    /// Cooperative client side: SYNs held while their connection was negotiated.
+    public var held: UInt64 = 0
     /// ENOBUFS on the queue socket: the kernel could not hand us packets.
     public var receiveBufferOverruns: UInt64 = 0
     /// From /proc/net/netfilter/nfnetlink_queue: dropped because the queue was full ...

@@ -18,33 +18,34 @@ public final class ClientSockets: Sendable {
     }
 
     static let capacity = 65_536
-    static let lifetimeMilliseconds: UInt64 = 300_000
+    /// A registration is made right before connect(): it is used within moments or never.
+    static let lifetimeMilliseconds: UInt64 = 30_000
 
     private let registrations = Mutex<[Key: Registration]>([:])
 
     public init() {}
 
-    func register(transport: TransportProtocol, address: IPAddress, port: UInt16, aid: String, now: UInt64) {
+    /// Returns false when the table is full of live registrations (the connection then
+    /// goes out without an AID).
+    @discardableResult
+    func register(transport: TransportProtocol, address: IPAddress, port: UInt16, aid: String, now: UInt64) -> Bool {
         registrations.withLock { registrations in
             if registrations.count >= Self.capacity {
+                // Rare (registrations are used up by their SYN): sweep the stale ones.
                 registrations = registrations.filter { now &- $0.value.registered < Self.lifetimeMilliseconds }
-                if registrations.count >= Self.capacity, let oldest = registrations.min(by: { $0.value.registered < $1.value.registered }) {
-                    registrations.removeValue(forKey: oldest.key)
-                }
+                guard registrations.count < Self.capacity else { return false }
             }
             registrations[Key(transport: transport, address: address, port: port)] = Registration(aid: aid, registered: now)
+            return true
         }
     }
 
-    /// The AID of the program that owns this local socket, if it registered.
+    /// The AID of the program that owns this local socket, if it registered. The
+    /// registration is used up: a later connection from a reused port must register anew.
     func aid(transport: TransportProtocol, address: IPAddress, port: UInt16, now: UInt64) -> String? {
         registrations.withLock { registrations in
-            let key = Key(transport: transport, address: address, port: port)
-            guard let registration = registrations[key] else { return nil }
-            guard now &- registration.registered < Self.lifetimeMilliseconds else {
-                registrations.removeValue(forKey: key)
-                return nil
-            }
+            guard let registration = registrations.removeValue(forKey: Key(transport: transport, address: address, port: port)),
+                  now &- registration.registered < Self.lifetimeMilliseconds else { return nil }
             return registration.aid
         }
     }

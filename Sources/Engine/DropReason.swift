@@ -7,7 +7,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error {
     case truncated, malformed, unsupported, fragment, noFlow, unknownVirtualPort, wrongHook
     case notNegotiated, retransmittedWhileNegotiating
     // Refused (the client gets a reset or an ICMP error):
-    case noApplication, noInstance, tableFull, notConnectionStart, negotiationRefused
+    case noApplication, noInstance, tableFull, notConnectionStart, negotiationRefused, tooManyNegotiations
 
     public var name: String {
         switch self {
@@ -25,6 +25,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error {
         case .tableFull: "flow table full"
         case .notConnectionStart: "no flow and not a connection start"
         case .negotiationRefused: "the peer engine refused or did not answer"
+        case .tooManyNegotiations: "too many connections waiting for a negotiation"
         }
     }
 

@@ -51,7 +51,7 @@ public final class Engine {
         queueConfiguration.failOpen = options.failOpen
         let queue = try NetfilterQueue(queueConfiguration)
         do { try cooperation.start() } catch {
-            throw ControlError("cannot start the negotiation server: \(error)")
+            throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
         }
         defer { cooperation.stop() }
         if options.installRules {
@@ -61,6 +61,9 @@ public final class Engine {
         }
         defer { if options.installRules { RuleSet.remove() } }
         listener.start()
+        let watcher = InstanceWatcher(registry: registry, store: store, logger: logger)
+        watcher.start()
+        defer { watcher.stop() }
         logger.info("engine running", metadata: [
             "queue": "\(configuration.queue)",
             "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",
@@ -71,7 +74,6 @@ public final class Engine {
 
         var lastHousekeeping: UInt64 = 0
         var lastLoggedRefusals: UInt64 = 0
-        var lastInstanceCheck: UInt64 = 0
         while !StopSignal.isRequested {
             // While SYNs are held, look for negotiation outcomes every few milliseconds.
             if try queue.wait(timeoutMilliseconds: processor.holdsConnections ? 2 : 200) {
@@ -112,13 +114,10 @@ public final class Engine {
             guard now &- lastHousekeeping >= 200 else { continue }
             lastHousekeeping = now
             store.withLock { _ = $0.expire(now: now, limit: 50_000) }
-            if now &- lastInstanceCheck >= 1000 {
-                lastInstanceCheck = now
-                for entry in registry.releaseUnused(sockets: SocketTable.read(), now: now) {
-                    logger.info("instance gone, virtual port released", metadata: [
-                        "aid": "\(entry.aid)", "port": "\(entry.initialPort)/\(entry.transport)",
-                        "virtual-port": "\(entry.virtualPort)",
-                    ])
+            for key in processor.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {
+                // A negotiation that never answered (its client should have): refuse it.
+                processor.complete(key, virtualPort: nil, peer: "-", now: now) { packet, verdict in
+                    queue.sendVerdict(verdict, for: packet)
                 }
             }
             publish(processor.counters, queue.statistics, store: store)
@@ -148,6 +147,7 @@ public final class Engine {
             statistics.refused = counters.refused
             statistics.checksumIncremental = counters.checksumIncremental
             statistics.checksumRecomputed = counters.checksumRecomputed
+            statistics.held = counters.held
             statistics.receiveBufferOverruns = queue.receiveBufferOverruns
             statistics.flowsActive = flows.active
             statistics.flowsInserted = flows.inserted
@@ -180,7 +180,7 @@ public final class Engine {
                 logger.warning("virtual port range exhausted: bind refused", metadata: [
                     "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(peer.pid)",
                 ])
-                return ControlResponse(error: "the virtual port range is exhausted (every port has an instance)", errorCode: "EADDRINUSE")
+                return ControlResponse(error: "the virtual port range is exhausted (every port has an instance); widen virtual-ports, stop an instance, or set allocation: {when-exhausted: wait}", errorCode: "EADDRINUSE")
             case .refused(let reason):
                 logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(peer.pid)", "reason": "\(reason)"])
                 return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")

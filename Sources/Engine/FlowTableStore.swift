@@ -1,4 +1,5 @@
 public import FlowTable
+import Packet
 import Synchronization
 
 /// The flow table behind a lock: the queue thread updates it per packet, the control
@@ -12,5 +13,35 @@ public final class FlowTableStore: Sendable {
 
     public func withLock<Result: ~Copyable>(_ body: (FlowTable) throws -> sending Result) rethrows -> sending Result {
         try mutex.withLock { table in try body(table) }
+    }
+
+    /// Per packet: the flow of `key`, counted and advanced, or nil. With `virtualPort`, a flow
+    /// to another virtual port does not count (a client may not reuse its port to reach
+    /// another instance). With `decideAgain`, a SYN meeting a closed flow removes it and
+    /// returns nil, so the new connection is decided afresh instead of inheriting the old
+    /// decision (needed where the client's AID, not its address, decides).
+    func update(
+        _ key: FlowKey, direction: Direction, flags: TCPFlags, bytes: Int, now: UInt64,
+        virtualPort: UInt16? = nil, decideAgain: Bool = false
+    ) -> FlowUpdate? {
+        withLock { table -> FlowUpdate? in
+            guard let handle = table.lookup(key) else { return nil }
+            if let virtualPort, table.virtualPort(handle) != virtualPort { return nil }
+            if decideAgain, flags.contains(.syn), !flags.contains(.ack), table.translation(handle)?.state == .closed {
+                table.remove(handle)
+                return nil
+            }
+            return table.update(handle, direction: direction, tcpFlags: flags, bytes: bytes, now: now)
+        }
+    }
+
+    /// Removes the flows to `virtualPort` (its instance is gone: a later instance that gets
+    /// the same port must not inherit them). Control plane: scans the table.
+    func removeFlows(toVirtualPort virtualPort: UInt16, transport: TransportProtocol) -> Int {
+        withLock { table -> Int in
+            let gone = table.snapshot().filter { $0.virtualPort == virtualPort && $0.key.transport == transport && $0.mode != .cooperative }
+            for flow in gone { table.remove(flow.key) }
+            return gone.count
+        }
     }
 }

@@ -62,6 +62,8 @@ public struct PacketProcessor {
     private var negotiations: [FlowKey] = []
     /// The loopback interface is index 1 in every network namespace.
     static let loopbackInterface: UInt32 = 1
+    /// Held SYNs count toward the kernel queue's length: bound them.
+    static let heldLimit = 1024
 
     struct HeldConnection {
         var id: UInt32
@@ -125,14 +127,14 @@ public struct PacketProcessor {
         let source = packet.sourceAddress
         let flags = packet.tcpFlags, bytes = packet.bytes.count
         let target = targetByVirtualPort[Self.slot(transport, packet.destinationPort)]
-        if target >= 0, let _ = cooperation.peer(for: source) {
+        if cooperation.peer(for: source) != nil, virtualPorts.contains(packet.destinationPort) {
             // Server side of a cooperative flow: it crossed the wire on the virtual port,
-            // and only a negotiated flow may use it.
+            // and only a flow negotiated for this very port may use it.
+            guard target >= 0 else { return drop(.notNegotiated) }
             let key = FlowKey(transport: transport, client: source, clientPort: packet.sourcePort,
                               server: packet.destinationAddress, initialPort: targets[Int(target)].initialPort)
-            let update = store.withLock { table in
-                table.lookup(key).flatMap { table.update($0, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) }
-            }
+            let update = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now,
+                                      virtualPort: packet.destinationPort)
             guard let update, update.mode == .cooperative else { return drop(.notNegotiated) }
             return acceptUnchanged()
         }
@@ -142,11 +144,7 @@ public struct PacketProcessor {
             for initial in initialPorts where initial.transport == transport {
                 let key = FlowKey(transport: transport, client: packet.destinationAddress, clientPort: packet.destinationPort,
                                   server: source, initialPort: initial.port)
-                let found = store.withLock { table -> Bool in
-                    guard let handle = table.lookup(key), table.virtualPort(handle) == virtualPort else { return false }
-                    return table.update(handle, direction: .toClient, tcpFlags: flags, bytes: bytes, now: now) != nil
-                }
-                if found {
+                if store.update(key, direction: .toClient, flags: flags, bytes: bytes, now: now, virtualPort: virtualPort) != nil {
                     return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
                         try packet.setSourcePort(initial.port, checksum: state)
                     }
@@ -177,9 +175,8 @@ public struct PacketProcessor {
             let initialPort = targets[Int(target)].initialPort
             let key = FlowKey(transport: transport, client: packet.destinationAddress, clientPort: packet.destinationPort,
                               server: packet.sourceAddress, initialPort: initialPort)
-            let update = store.withLock { table in
-                table.lookup(key).flatMap { table.update($0, direction: .toClient, tcpFlags: flags, bytes: bytes, now: now) }
-            }
+            let update = store.update(key, direction: .toClient, flags: flags, bytes: bytes, now: now,
+                                      virtualPort: packet.sourcePort)
             guard let update else {
                 // A local program talking to the virtual port directly (a health check): not ours.
                 return queued.outputInterface == Self.loopbackInterface ? acceptUnchanged() : drop(.noFlow)
@@ -197,10 +194,8 @@ public struct PacketProcessor {
         guard isInitialPort[Self.slot(transport, packet.destinationPort)] else { return acceptUnchanged() }
         let key = FlowKey(transport: transport, client: packet.sourceAddress, clientPort: packet.sourcePort,
                           server: packet.destinationAddress, initialPort: packet.destinationPort)
-        let known = store.withLock { table in
-            table.lookup(key).flatMap { table.update($0, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) }
-        }
-        if let known {
+        // The client's AID decides here, so a reused client port is decided afresh.
+        if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now, decideAgain: true) {
             return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
                 try packet.setDestinationPort(known.virtualPort, checksum: state)
             }
@@ -209,11 +204,11 @@ public struct PacketProcessor {
         if let peerIndex = cooperation.peers.firstIndex(where: { $0.network.containsAddress(key.server) }) {
             // Cooperative client: hold the SYN and ask the peer's engine. A program that is
             // not under `vpm exec` has no AID: its connection goes out untouched.
+            if held[key] != nil { return drop(.retransmittedWhileNegotiating) }
             guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
                 return acceptUnchanged()
             }
-            if held[key] != nil { return drop(.retransmittedWhileNegotiating) }
-            guard !queued.info.contains(.segmentationOffload) else { return acceptUnchanged() }
+            guard held.count < Self.heldLimit else { return refuse(key, .tooManyNegotiations) }
             held[key] = HeldConnection(id: queued.id, bytes: Array(packet.bytes), info: queued.info, aid: aid,
                                        peer: peerIndex, since: now)
             negotiations.append(key)
@@ -248,9 +243,7 @@ public struct PacketProcessor {
     /// Finds or records the flow of an arriving packet. Returns its virtual port, or why
     /// the connection is refused.
     private func admit(_ key: FlowKey, flags: TCPFlags, bytes: Int, now: UInt64) -> Result<UInt16, DropReason> {
-        if let known = store.withLock({ table in
-            table.lookup(key).flatMap { table.update($0, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now) }
-        }) {
+        if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now) {
             return .success(known.virtualPort)
         }
         // Only a connection start may open a flow: a TCP SYN without ACK, or any UDP datagram.
@@ -286,6 +279,12 @@ public struct PacketProcessor {
     /// Whether SYNs wait for negotiation outcomes.
     public var holdsConnections: Bool { !held.isEmpty }
 
+    /// Keys of SYNs held longer than `limit` milliseconds (their negotiation never answered):
+    /// the engine refuses them with `complete(_:virtualPort: nil, …)`.
+    public func overdue(now: UInt64, limit: UInt64) -> [FlowKey] {
+        held.filter { now &- $0.value.since > limit }.map(\.key)
+    }
+
     /// Keys whose SYN was held since the engine last looked: it starts their negotiations.
     public mutating func takeNegotiations() -> [(key: FlowKey, aid: String, peer: Cooperation.Peer)] {
         defer { negotiations.removeAll(keepingCapacity: true) }
@@ -315,8 +314,13 @@ public struct PacketProcessor {
                     return false
                 }
             }
-            guard inserted, var packet = try? IPPacket(buffer) else {
+            guard inserted else {
                 send(queued, refuse(key, .tableFull))
+                return
+            }
+            var packet: IPPacket
+            do throws(PacketError) { packet = try IPPacket(buffer) } catch {
+                send(queued, drop(DropReason(error)))
                 return
             }
             send(queued, rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
