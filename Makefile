@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build preload install demo test clean
+.PHONY: all deps build preload install demo test clean bench bench-micro
 
 all: build
 
@@ -33,6 +33,18 @@ demo: build
 
 test: build
 	@scripts/test.sh
+
+# vpm against kernel NAT and haproxy (root, about 10 minutes): installs the tools it needs,
+# builds vpm in release, prints the table, writes Benchmarks/results/bench-results.json.
+bench:
+	@scripts/bench.sh
+
+# Micro-benchmarks (Benchmarks/, a package of its own, so `make test` never builds them):
+# the packet rewrite and the flow table. The second run prints raw mallocs per sample of
+# 1,000 operations, so one allocation anywhere in a sample would show as 1 or more.
+bench-micro:
+	cd Benchmarks && $(SWIFT) package benchmark --no-progress
+	cd Benchmarks && $(SWIFT) package benchmark --no-progress --scale --metric mallocCountTotal
 
 clean:
 	rm -rf .build
