@@ -20,11 +20,13 @@ final class CooperationService: Sendable {
     private let configuration: Configuration
     private let client: NegotiationClient?
     private let server: NegotiationServer?
-    private let outcomes = Mutex<[Outcome]>([])
+    /// Outcomes by queue worker: a held SYN is answered on the thread that holds it.
+    private let outcomes: Mutex<[[Outcome]]>
     private let logger: Logger
 
-    init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, logger: Logger) {
+    init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, workers: Int, logger: Logger) {
         self.configuration = configuration
+        outcomes = Mutex(Array(repeating: [], count: max(1, workers)))
         self.logger = logger
         let cooperation = configuration.cooperation
         client = cooperation.peers.isEmpty ? nil : NegotiationClient()
@@ -60,7 +62,7 @@ final class CooperationService: Sendable {
     }
 
     /// Starts a negotiation for a held SYN; its outcome is collected by `takeOutcomes`.
-    func negotiate(_ key: FlowKey, aid: String, peer: Cooperation.Peer) {
+    func negotiate(_ key: FlowKey, aid: String, peer: Cooperation.Peer, worker: Int) {
         guard let client else { return }
         let request = NegotiationRequest(aid: aid, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
                                          initialPort: key.initialPort, transport: key.transport == .tcp ? "tcp" : "udp")
@@ -68,18 +70,18 @@ final class CooperationService: Sendable {
         let label = engine.contains(":") ? "[\(engine)]:\(peer.enginePort)" : "\(engine):\(peer.enginePort)"
         client.negotiate(request, engine: engine, port: Int(peer.enginePort), key: SymmetricKey(data: peer.key),
                          timeout: .milliseconds(Int64(configuration.cooperation.timeoutMilliseconds))) { answer in
-            self.record(Outcome(key: key, answer: answer, peer: label))
+            self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
         }
     }
 
-    private func record(_ outcome: Outcome) {
-        outcomes.withLock { $0.append(outcome) }
+    private func record(_ outcome: Outcome, worker: Int) {
+        outcomes.withLock { $0[worker].append(outcome) }
     }
 
-    func takeOutcomes() -> [Outcome] {
+    func takeOutcomes(worker: Int) -> [Outcome] {
         outcomes.withLock { outcomes in
-            defer { outcomes.removeAll() }
-            return outcomes
+            defer { outcomes[worker].removeAll() }
+            return outcomes[worker]
         }
     }
 

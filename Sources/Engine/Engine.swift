@@ -20,7 +20,6 @@ public final class Engine {
 
     private let options: Options
     private let logger: Logger
-    private let published = PublishedStatistics()
 
     public init(options: Options, logger: Logger) {
         self.options = options
@@ -34,22 +33,26 @@ public final class Engine {
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
         let store = FlowTableStore(table)
         let clients = ClientSockets()
-        var processor = PacketProcessor(configuration: configuration, store: store, clients: clients)
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")
-        let cooperation = CooperationService(configuration: configuration, store: store, registry: registry, logger: logger)
-        processor.updateRoutes(registry.instances(), generation: registry.generation)
+        let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
+                                             workers: configuration.queues, logger: logger)
+        let workers = WorkerList()
 
         // Order matters: a second engine must fail before it touches the first one's rules,
-        // so the control socket and the queue come before the rules.
-        let listener = try ControlListener(path: options.socketPath) { [published, options, logger] request, peer in
+        // so the control socket and the queues come before the rules.
+        let listener = try ControlListener(path: options.socketPath) { [options, logger] request, peer in
             Self.answer(request, peer: peer, store: store, registry: registry, clients: clients, cooperation: cooperation,
-                        published: published, queue: options.configuration.queue, logger: logger)
+                        workers: workers, queue: options.configuration.queue, logger: logger)
         }
         defer { listener.close() }
-        var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue)
-        queueConfiguration.segmentationOffload = options.segmentationOffload
-        queueConfiguration.failOpen = options.failOpen
-        let queue = try NetfilterQueue(queueConfiguration)
+        for index in 0..<configuration.queues {
+            var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue + UInt16(index))
+            queueConfiguration.segmentationOffload = options.segmentationOffload
+            queueConfiguration.failOpen = options.failOpen
+            workers.append(try QueueWorker(index: index, queueConfiguration: queueConfiguration, configuration: configuration,
+                                           store: store, clients: clients, registry: registry, cooperation: cooperation,
+                                           logger: logger))
+        }
         do { try cooperation.start() } catch {
             throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
         }
@@ -64,106 +67,52 @@ public final class Engine {
         let watcher = InstanceWatcher(registry: registry, store: store, logger: logger)
         watcher.start()
         defer { watcher.stop() }
+        for worker in workers.all { worker.start() }
         logger.info("engine running", metadata: [
-            "queue": "\(configuration.queue)",
+            "queue": "\(configuration.queue)\(configuration.queues > 1 ? "-\(Int(configuration.queue) + configuration.queues - 1)" : "")",
             "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",
             "applications": "\(configuration.applications.map(\.aid.name).joined(separator: ","))",
             "socket": "\(options.socketPath)",
             "gso": "\(options.segmentationOffload)",
         ])
-
-        var lastHousekeeping: UInt64 = 0
-        var lastLoggedRefusals: UInt64 = 0
-        while !StopSignal.isRequested {
-            // While SYNs are held, look for negotiation outcomes every few milliseconds.
-            if try queue.wait(timeoutMilliseconds: processor.holdsConnections ? 2 : 200) {
-                // After the wait: an instance registered while we slept must be routable
-                // for the very SYN that woke us.
-                if registry.generation != processor.routesGeneration {
-                    let generation = registry.generation
-                    processor.updateRoutes(registry.instances(), generation: generation)
-                }
-                let now = MonotonicClock.milliseconds()
-                try queue.drain { processor.process($0, now: now) }
-            }
-            for (key, aid, peer) in processor.takeNegotiations() {
-                logger.debug("negotiating", metadata: ["client": "\(Self.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
-                cooperation.negotiate(key, aid: aid, peer: peer)
-            }
-            for outcome in cooperation.takeOutcomes() {
-                var virtualPort: UInt16?
-                switch outcome.answer {
-                case .accepted(let port):
-                    virtualPort = port
-                    logger.debug("negotiated", metadata: [
-                        "client": "\(Self.endpoint(outcome.key.client, outcome.key.clientPort))", "virtual-port": "\(port)",
-                    ])
-                case .refused(let reason), .failed(let reason):
-                    logger.notice("cooperative connection refused", metadata: [
-                        "client": "\(Self.endpoint(outcome.key.client, outcome.key.clientPort))",
-                        "server": "\(Self.endpoint(outcome.key.server, outcome.key.initialPort))",
-                        "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
-                    ])
-                }
-                processor.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer,
-                                   now: MonotonicClock.milliseconds()) { packet, verdict in
-                    queue.sendVerdict(verdict, for: packet)
-                }
-            }
-            let now = MonotonicClock.milliseconds()
-            guard now &- lastHousekeeping >= 200 else { continue }
-            lastHousekeeping = now
-            store.withLock { _ = $0.expire(now: now, limit: 50_000) }
-            for key in processor.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {
-                // A negotiation that never answered (its client should have): refuse it.
-                processor.complete(key, virtualPort: nil, peer: "-", now: now) { packet, verdict in
-                    queue.sendVerdict(verdict, for: packet)
-                }
-            }
-            publish(processor.counters, queue.statistics, store: store)
-            if processor.counters.refused != lastLoggedRefusals, let refusal = processor.lastRefusal {
-                logger.notice("refused connections", metadata: [
-                    "count": "\(processor.counters.refused - lastLoggedRefusals)",
-                    "last-client": "\(Self.endpoint(refusal.client, refusal.clientPort))",
-                    "port": "\(refusal.initialPort)",
-                    "reason": "\(refusal.reason.name)",
-                ])
-                lastLoggedRefusals = processor.counters.refused
-            }
-        }
-        publish(processor.counters, queue.statistics, store: store)
-        logger.info("engine stopping: removing rules and the control socket",
-                    metadata: ["packets": "\(processor.counters.packets)"])
+        // The workers run until SIGINT/SIGTERM; the first error of any ends the engine.
+        let errors = workers.all.compactMap { $0.join() }
+        let packets = workers.all.reduce(UInt64(0)) { $0 + $1.counters.0.packets }
+        logger.info("engine stopping: removing rules and the control socket", metadata: ["packets": "\(packets)"])
+        if let error = errors.first { throw ControlError(error) }
     }
 
-    /// Copies the queue thread's counters where the control thread can read them.
-    private func publish(_ counters: EngineCounters, _ queue: QueueStatistics, store: FlowTableStore) {
-        let flows = store.withLock { $0.statistics }
-        published.withLock { statistics in
-            statistics.packetsQueued = counters.packets
-            statistics.rewritten = counters.rewritten
-            statistics.acceptedUnchanged = counters.acceptedUnchanged
-            statistics.dropped = counters.dropped
-            statistics.refused = counters.refused
-            statistics.checksumIncremental = counters.checksumIncremental
-            statistics.checksumRecomputed = counters.checksumRecomputed
-            statistics.held = counters.held
-            statistics.receiveBufferOverruns = queue.receiveBufferOverruns
-            statistics.flowsActive = flows.active
-            statistics.flowsInserted = flows.inserted
-            statistics.flowsExpired = flows.expired
-            statistics.flowsEvicted = flows.evicted
-            statistics.flowsRefusedFull = flows.refusedFull
-            statistics.flowCapacity = flows.capacity
-            var reasons: [String: UInt64] = [:]
-            for reason in DropReason.allCases where counters[reason] > 0 { reasons[reason.name] = counters[reason] }
-            statistics.reasons = reasons
+    /// The workers' counters, summed, with the flow table's.
+    private static func statistics(_ workers: [QueueWorker], store: FlowTableStore) -> EngineStatistics {
+        var statistics = EngineStatistics()
+        var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
+        for worker in workers {
+            let (counters, queue) = worker.counters
+            statistics.packetsQueued += counters.packets
+            statistics.rewritten += counters.rewritten
+            statistics.acceptedUnchanged += counters.acceptedUnchanged
+            statistics.dropped += counters.dropped
+            statistics.refused += counters.refused
+            statistics.checksumIncremental += counters.checksumIncremental
+            statistics.checksumRecomputed += counters.checksumRecomputed
+            statistics.held += counters.held
+            statistics.receiveBufferOverruns += queue.receiveBufferOverruns
+            for reason in DropReason.allCases { reasons[reason.rawValue] += counters[reason] }
         }
+        for reason in DropReason.allCases where reasons[reason.rawValue] > 0 { statistics.reasons[reason.name] = reasons[reason.rawValue] }
+        let flows = store.withLock { $0.statistics }
+        statistics.flowsActive = flows.active
+        statistics.flowsInserted = flows.inserted
+        statistics.flowsExpired = flows.expired
+        statistics.flowsEvicted = flows.evicted
+        statistics.flowsRefusedFull = flows.refusedFull
+        statistics.flowCapacity = flows.capacity
+        return statistics
     }
 
     private static func answer(
         _ request: ControlRequest, peer: ControlPeer, store: FlowTableStore, registry: InstanceRegistry,
-        clients: ClientSockets, cooperation: CooperationService, published: PublishedStatistics, queue: UInt16, logger: Logger
+        clients: ClientSockets, cooperation: CooperationService, workers: WorkerList, queue: UInt16, logger: Logger
     ) -> ControlResponse {
         switch request.command {
         case .bind:
@@ -208,11 +157,13 @@ public final class Engine {
             let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
             return ControlResponse(flows: flows)
         case .stats:
-            var statistics = published.withLock { $0 }
+            var statistics = Self.statistics(workers.all, store: store)
             statistics.negotiations = cooperation.serverCounts
-            if let kernel = KernelQueueStatistics.read(queue: queue) {
-                statistics.kernelQueueDropped = kernel.queueDropped
-                statistics.kernelUserDropped = kernel.userDropped
+            for index in workers.all.indices {
+                if let kernel = KernelQueueStatistics.read(queue: queue + UInt16(index)) {
+                    statistics.kernelQueueDropped += kernel.queueDropped
+                    statistics.kernelUserDropped += kernel.userDropped
+                }
             }
             return ControlResponse(statistics: statistics)
         }
@@ -238,12 +189,10 @@ extension FlowRecord {
     }
 }
 
-/// The counters the queue thread publishes for the control thread (Mutex is not copyable,
-/// so it lives in a class both threads share).
-final class PublishedStatistics: Sendable {
-    private let mutex = Mutex(EngineStatistics())
+/// The queue workers, filled during start-up and read by the control thread.
+final class WorkerList: Sendable {
+    private let workers = Mutex<[QueueWorker]>([])
 
-    func withLock<Result>(_ body: (inout EngineStatistics) -> Result) -> Result {
-        mutex.withLock { body(&$0) }
-    }
+    func append(_ worker: QueueWorker) { workers.withLock { $0.append(worker) } }
+    var all: [QueueWorker] { workers.withLock { $0 } }
 }

@@ -43,7 +43,12 @@ public struct RuleSet: Sendable, Equatable {
 
     /// The rules for a configuration: its initial ports, its virtual port range, its queue.
     public init(_ configuration: Configuration) {
-        let toQueue = ["-j", "NFQUEUE", "--queue-num", "\(configuration.queue)"]
+        let last = Int(configuration.queue) + configuration.queues - 1
+        // Several queues: the kernel hashes the two addresses symmetrically, so both
+        // directions of a flow reach the same queue (and the same engine thread).
+        let toQueue = configuration.queues > 1
+            ? ["-j", "NFQUEUE", "--queue-balance", "\(configuration.queue):\(last)"]
+            : ["-j", "NFQUEUE", "--queue-num", "\(configuration.queue)"]
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         let transports = [TransportName.tcp, .udp].filter { name in
             configuration.initialPorts.contains { TransportName($0.transport) == name }

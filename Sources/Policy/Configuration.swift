@@ -8,8 +8,11 @@ public struct Configuration: Sendable {
     public static let defaultQueue: UInt16 = 0
     public static let defaultFlowCapacity = 262_144
 
-    /// The NFQUEUE number the engine binds.
+    /// The NFQUEUE number the engine binds (the first, with several queues).
     public var queue: UInt16
+    /// How many queues, `queue` … `queue + queues - 1`, each with its own thread; the kernel
+    /// spreads flows over them by a hash of the two addresses (`--queue-balance`).
+    public var queues: Int = 1
     /// Where virtual ports come from; never overlaps an initial port.
     public var virtualPorts: ClosedRange<UInt16>
     /// The multiplexed ports, in file order, without duplicates.

@@ -5,7 +5,7 @@ import Yams
 /// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
 /// line to fix instead of misrouting connections later.
 struct ConfigurationParser {
-    static let topLevelKeys = ["queue", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative"]
+    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative"]
 
     let file: String
     let text: String
@@ -19,6 +19,13 @@ struct ConfigurationParser {
         var queue = Configuration.defaultQueue
         if let node = fields["queue"] {
             queue = UInt16(try integer(node, named: "queue", in: 0...65535))
+        }
+        var queues = 1
+        if let node = fields["queues"] {
+            queues = try integer(node, named: "queues", in: 1...64)
+            guard Int(queue) + queues - 1 <= 65535 else {
+                throw failure("queues \(queue)…\(Int(queue) + queues - 1) run past queue 65535; lower 'queue' or 'queues'", at: node)
+            }
         }
         let portsNode = try fields.required("ports", parser: self)
         let initialPorts = try parseInitialPorts(portsNode)
@@ -46,7 +53,7 @@ struct ConfigurationParser {
         if let node = fields["cooperative"] {
             cooperation = try parseCooperation(node, virtualPorts: virtualPorts)
         }
-        return Configuration(
+        var configuration = Configuration(
             queue: queue,
             virtualPorts: virtualPorts,
             initialPorts: initialPorts,
@@ -57,6 +64,8 @@ struct ConfigurationParser {
             allocation: allocation,
             cooperation: cooperation
         )
+        configuration.queues = queues
+        return configuration
     }
 
     private func parseInitialPorts(_ node: Node) throws(ConfigurationError) -> [InitialPort] {

@@ -25,7 +25,7 @@ final class CooperativeTests: XCTestCase {
         ports: [9000]
         \(applications)
         cooperative:
-          timeout: 1s
+          timeout: 3s   # generous: CI machines are loaded; a NAK or a closed port answers at once anyway
           peers:
             - {network: 198.18.0.1, key: \(key), virtual-ports: 20000-20999}
         """
@@ -117,6 +117,7 @@ final class CooperativeTests: XCTestCase {
                 XCTAssertEqual(try NetworkLab.sha256("\(directory)/download.\(aid)"), try NetworkLab.sha256("\(directory)/\(aid).download"))
                 let stored = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("\(aid).from.") }
                 XCTAssertEqual(stored.count, 1, "\(aid)'s instance should have served exactly its client: \(stored)")
+                guard stored.count == 1 else { continue }
                 try NetworkLab.poll("\(aid)'s upload to be stored", timeout: 30) {
                     ((try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(stored[0])")[.size] as? Int) ?? 0) >= megabytes << 20
                 }
@@ -212,7 +213,7 @@ final class CooperativeTests: XCTestCase {
             let down = try hosts.client.execAndWait("acme", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"])
             XCTAssertNotEqual(down.status, 0)
             XCTAssertTrue(down.standardError.contains("Connection refused"), down.standardError)
-            XCTAssertLessThan(Date().timeIntervalSince(started), 2.5, "refused within the 1 s negotiation timeout, not a TCP timeout")
+            XCTAssertLessThan(Date().timeIntervalSince(started), 2.5, "refused at once (the peer's port is closed), not after a TCP timeout")
             try NetworkLab.poll("a log line naming the peer engine", timeout: 5) {
                 hosts.client.log.contains("cooperative connection refused") && hosts.client.log.contains("198.18.0.1:9901")
             }

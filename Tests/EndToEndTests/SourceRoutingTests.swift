@@ -30,8 +30,8 @@ final class SourceRoutingTests: XCTestCase {
     /// Each instance stores what a connection sends as `AID.from.CLIENT` and sends back
     /// `AID.download`, so the files show which instance served which client.
     private func withEngine(
-        _ tag: String, megabytes: Int, engineArguments: [String] = [], setup: (NetworkLab) throws -> Void = { _ in },
-        _ body: (NetworkLab, EngineRun, String) throws -> Void
+        _ tag: String, megabytes: Int, engineArguments: [String] = [], configuration: String = SourceRoutingTests.configuration,
+        setup: (NetworkLab) throws -> Void = { _ in }, _ body: (NetworkLab, EngineRun, String) throws -> Void
     ) throws {
         try Privileged.requireRoot()
         let lab = try NetworkLab(name: Privileged.labName(tag), clientAddresses: Self.clients.map(\.0))
@@ -40,7 +40,7 @@ final class SourceRoutingTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try setup(lab)
         let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
-                                   configuration: Self.configuration)
+                                   configuration: configuration)
         try """
             cat "$1/$2.download" &
             cat > "$1/$2.from.$SOCAT_PEERADDR"
@@ -177,6 +177,34 @@ final class SourceRoutingTests: XCTestCase {
                 return (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)))?.refused == 1
             }
             try NetworkLab.poll("the refusal to be logged", timeout: 5) { engine.log.contains("no AID matches the client") }
+        }
+    }
+
+    /// Two queues, two engine threads: every client still reaches its own instance, each
+    /// flow's two directions meet on one queue, and both queues are bound.
+    func testTwoQueuesServeEveryClient() throws {
+        try withEngine("queues", megabytes: 2, configuration: "queues: 2\n" + Self.configuration) { lab, engine, directory in
+            let queues = try lab.checked(lab.server, ["cat", "/proc/net/netfilter/nfnetlink_queue"]).standardOutput
+                .split(separator: "\n").compactMap { $0.split(separator: " ").first.flatMap { Int($0) } }
+            XCTAssertEqual(Set(queues), [0, 1], "both queues bound")
+            let rules = try lab.ruleset(lab.server)
+            XCTAssertTrue(rules.contains("--queue-balance 0:1"), rules)
+            for round in 0..<3 {
+                for (index, (address, aid)) in Self.clients.enumerated() where !aid.isEmpty {
+                    let upload = "\(directory)/upload.\(address).\(round)"
+                    try NetworkLab.makeRandomFile(upload, count: 256 << 10)
+                    try lab.checked(lab.clients[index], ["socat", "-t", "30", "OPEN:\(upload)!!CREATE:\(directory)/download.\(address).\(round)",
+                                                         "TCP:\(lab.server.address):9000"], timeout: 60)
+                    XCTAssertEqual(try NetworkLab.sha256("\(directory)/download.\(address).\(round)"),
+                                   try NetworkLab.sha256("\(directory)/\(aid).download"), "\(address) reached the wrong instance")
+                }
+            }
+            try NetworkLab.poll("the counters", timeout: 5) {
+                let output = (try? engine.stats(json: true).standardOutput) ?? ""
+                return (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)))?.rewritten ?? 0 > 0
+            }
+            let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
+            XCTAssertEqual(statistics.dropped, 0, "\(statistics.reasons)")
         }
     }
 

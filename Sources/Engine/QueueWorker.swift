@@ -1,0 +1,130 @@
+import FlowTable
+import Foundation
+import Logging
+import Netfilter
+import Packet
+import Policy
+import Synchronization
+
+/// One NFQUEUE queue and its thread: receive, decide, verdict, and the housekeeping that
+/// belongs to this queue's packets (held SYNs, counters). With several queues the kernel's
+/// `--queue-balance` hash is symmetric in the two addresses, so both directions of a flow
+/// come to the same worker; the flow table is shared behind its lock.
+final class QueueWorker: @unchecked Sendable {
+    let index: Int
+    private let queue: NetfilterQueue
+    private var processor: PacketProcessor
+    private let registry: InstanceRegistry
+    private let cooperation: CooperationService
+    private let store: FlowTableStore
+    private let configuration: Configuration
+    private let logger: Logger
+    private let published = Mutex((EngineCounters(), QueueStatistics()))
+    private let finished = DispatchSemaphore(value: 0)
+    private let failure = Mutex<String?>(nil)
+
+    /// Binds the queue (throws before anything runs, so start-up can fail cleanly).
+    init(index: Int, queueConfiguration: QueueConfiguration, configuration: Configuration, store: FlowTableStore,
+         clients: ClientSockets, registry: InstanceRegistry, cooperation: CooperationService, logger: Logger) throws {
+        self.index = index
+        queue = try NetfilterQueue(queueConfiguration)
+        processor = PacketProcessor(configuration: configuration, store: store, clients: clients)
+        processor.updateRoutes(registry.instances(), generation: registry.generation)
+        self.registry = registry
+        self.cooperation = cooperation
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// This worker's counters, as last published (every 200 ms).
+    var counters: (EngineCounters, QueueStatistics) { published.withLock { $0 } }
+
+    func start() {
+        let thread = Thread { [self] in
+            do { try run() } catch {
+                failure.withLock { $0 = "\(error)" }
+                logger.error("queue thread stopped", metadata: ["queue": "\(queue.configuration.queueNumber)", "error": "\(error)"])
+            }
+            publish()
+            finished.signal()
+        }
+        thread.name = "vpm-queue-\(index)"
+        thread.start()
+    }
+
+    /// Waits for the thread to end (it ends on SIGINT/SIGTERM); returns its error, if any.
+    func join() -> String? {
+        finished.wait()
+        return failure.withLock { $0 }
+    }
+
+    private func publish() {
+        published.withLock { $0 = (processor.counters, queue.statistics) }
+    }
+
+    private func run() throws {
+        var lastHousekeeping: UInt64 = 0
+        var lastLoggedRefusals: UInt64 = 0
+        while !StopSignal.isRequested {
+            // While SYNs are held, look for negotiation outcomes every few milliseconds.
+            if try queue.wait(timeoutMilliseconds: processor.holdsConnections ? 2 : 200) {
+                // After the wait: an instance registered while we slept must be routable
+                // for the very SYN that woke us.
+                if registry.generation != processor.routesGeneration {
+                    let generation = registry.generation
+                    processor.updateRoutes(registry.instances(), generation: generation)
+                }
+                let now = MonotonicClock.milliseconds()
+                try queue.drain { processor.process($0, now: now) }
+            }
+            for (key, aid, peer) in processor.takeNegotiations() {
+                logger.debug("negotiating", metadata: ["client": "\(Engine.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
+                cooperation.negotiate(key, aid: aid, peer: peer, worker: index)
+            }
+            for outcome in cooperation.takeOutcomes(worker: index) {
+                complete(outcome)
+            }
+            let now = MonotonicClock.milliseconds()
+            guard now &- lastHousekeeping >= 200 else { continue }
+            lastHousekeeping = now
+            if index == 0 { store.withLock { _ = $0.expire(now: now, limit: 50_000) } }
+            for key in processor.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {
+                // A negotiation that never answered (its client should have): refuse it.
+                processor.complete(key, virtualPort: nil, peer: "-", now: now) { packet, verdict in
+                    queue.sendVerdict(verdict, for: packet)
+                }
+            }
+            publish()
+            if processor.counters.refused != lastLoggedRefusals, let refusal = processor.lastRefusal {
+                logger.notice("refused connections", metadata: [
+                    "count": "\(processor.counters.refused - lastLoggedRefusals)",
+                    "last-client": "\(Engine.endpoint(refusal.client, refusal.clientPort))",
+                    "port": "\(refusal.initialPort)",
+                    "reason": "\(refusal.reason.name)",
+                ])
+                lastLoggedRefusals = processor.counters.refused
+            }
+        }
+    }
+
+    private func complete(_ outcome: CooperationService.Outcome) {
+        var virtualPort: UInt16?
+        switch outcome.answer {
+        case .accepted(let port):
+            virtualPort = port
+            logger.debug("negotiated", metadata: [
+                "client": "\(Engine.endpoint(outcome.key.client, outcome.key.clientPort))", "virtual-port": "\(port)",
+            ])
+        case .refused(let reason), .failed(let reason):
+            logger.notice("cooperative connection refused", metadata: [
+                "client": "\(Engine.endpoint(outcome.key.client, outcome.key.clientPort))",
+                "server": "\(Engine.endpoint(outcome.key.server, outcome.key.initialPort))",
+                "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
+            ])
+        }
+        processor.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer, now: MonotonicClock.milliseconds()) { packet, verdict in
+            queue.sendVerdict(verdict, for: packet)
+        }
+    }
+}
