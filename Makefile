@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build preload install demo test clean bench bench-micro
+.PHONY: all deps build preload install demo test clean bench bench-micro fuzz
 
 all: build
 
@@ -45,6 +45,11 @@ bench:
 bench-micro:
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress --scale --metric mallocCountTotal
+
+# libFuzzer + ASan on the packet parser and the negotiation decoder (Fuzz/README.md): each for
+# FUZZ_SECONDS (default 60); fails and names the saved input when a harness crashes.
+fuzz:
+	@Fuzz/run.sh $(FUZZ_SECONDS)
 
 clean:
 	rm -rf .build
