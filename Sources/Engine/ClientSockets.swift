@@ -32,7 +32,7 @@ public final class ClientSockets: Sendable {
         registrations.withLock { registrations in
             if registrations.count >= Self.capacity {
                 // Rare (registrations are used up by their SYN): sweep the stale ones.
-                registrations = registrations.filter { now &- $0.value.registered < Self.lifetimeMilliseconds }
+                registrations = registrations.filter { MonotonicClock.elapsed(since: $0.value.registered, now: now) < Self.lifetimeMilliseconds }
                 guard registrations.count < Self.capacity else { return false }
             }
             registrations[Key(transport: transport, address: address, port: port)] = Registration(aid: aid, registered: now)
@@ -45,7 +45,7 @@ public final class ClientSockets: Sendable {
     func aid(transport: TransportProtocol, address: IPAddress, port: UInt16, now: UInt64) -> String? {
         registrations.withLock { registrations in
             guard let registration = registrations.removeValue(forKey: Key(transport: transport, address: address, port: port)),
-                  now &- registration.registered < Self.lifetimeMilliseconds else { return nil }
+                  MonotonicClock.elapsed(since: registration.registered, now: now) < Self.lifetimeMilliseconds else { return nil }
             return registration.aid
         }
     }

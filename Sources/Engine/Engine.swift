@@ -183,7 +183,7 @@ extension FlowRecord {
             client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
             initialPort: key.initialPort, virtualPort: translation.virtualPort, aid: translation.aid,
             peer: translation.peer,
-            age: Double(now &- translation.firstSeen) / 1000, idle: Double(now &- translation.lastSeen) / 1000,
+            age: Double(MonotonicClock.elapsed(since: translation.firstSeen, now: now)) / 1000, idle: Double(MonotonicClock.elapsed(since: translation.lastSeen, now: now)) / 1000,
             packetsToServer: translation.counters.packetsToServer, bytesToServer: translation.counters.bytesToServer,
             packetsToClient: translation.counters.packetsToClient, bytesToClient: translation.counters.bytesToClient)
     }

@@ -106,7 +106,7 @@ public final class InstanceRegistry: Sendable {
         let released: [Entry] = entries.withLock { entries in
             var released: [Entry] = []
             entries.removeAll { entry in
-                guard !entry.fromConfiguration, now &- entry.lastBind >= Self.graceMilliseconds,
+                guard !entry.fromConfiguration, MonotonicClock.elapsed(since: entry.lastBind, now: now) >= Self.graceMilliseconds,
                       !sockets.contains(entry.virtualPort, transport: entry.transport) else { return false }
                 released.append(entry)
                 return true

@@ -10,4 +10,12 @@ enum MonotonicClock {
         clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
         return UInt64(time.tv_sec) * 1000 + UInt64(time.tv_nsec) / 1_000_000
     }
+
+    /// Milliseconds from `earlier` to `now`, or 0 when `earlier` is later: threads read the
+    /// clock at different moments (a packet batch keeps the time it started with), so a
+    /// timestamp written by another thread may be newer than our `now`. Subtracting with
+    /// wrap-around would make it look ancient.
+    static func elapsed(since earlier: UInt64, now: UInt64) -> UInt64 {
+        now > earlier ? now - earlier : 0
+    }
 }

@@ -282,7 +282,7 @@ public struct PacketProcessor {
     /// Keys of SYNs held longer than `limit` milliseconds (their negotiation never answered):
     /// the engine refuses them with `complete(_:virtualPort: nil, …)`.
     public func overdue(now: UInt64, limit: UInt64) -> [FlowKey] {
-        held.filter { now &- $0.value.since > limit }.map(\.key)
+        held.filter { MonotonicClock.elapsed(since: $0.value.since, now: now) > limit }.map(\.key)
     }
 
     /// Keys whose SYN was held since the engine last looked: it starts their negotiations.

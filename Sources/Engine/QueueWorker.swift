@@ -86,7 +86,7 @@ final class QueueWorker: @unchecked Sendable {
                 complete(outcome)
             }
             let now = MonotonicClock.milliseconds()
-            guard now &- lastHousekeeping >= 200 else { continue }
+            guard MonotonicClock.elapsed(since: lastHousekeeping, now: now) >= 200 else { continue }
             lastHousekeeping = now
             if index == 0 { store.withLock { _ = $0.expire(now: now, limit: 50_000) } }
             for key in processor.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {

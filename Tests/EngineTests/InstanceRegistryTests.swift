@@ -66,6 +66,13 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 2, now: now), .allocated(20001))
     }
 
+    func testABindNewerThanTheWatchersClockIsNotReleased() throws {
+        let registry = try registry()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        // The watcher read its clock just before this bind: the bind looks "in the future".
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock - 5), [])
+    }
+
     func testRegistrationsSurviveARestartWhileTheirSocketExists() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-registry-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: path) }
