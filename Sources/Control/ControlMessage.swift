@@ -17,14 +17,6 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var remotePort: UInt16?
 
     public init(_ command: Command) { self.command = command }
-
-    public static func bind(aid: String, initialPort: UInt16, transport: String) -> ControlRequest {
-        var request = ControlRequest(.bind)
-        request.aid = aid
-        request.initialPort = initialPort
-        request.transport = transport
-        return request
-    }
 }
 
 /// The engine's answer: one JSON object per line, then the engine closes the connection.

@@ -29,8 +29,6 @@ public enum DropReason: Int, CaseIterable, Sendable, Error {
         }
     }
 
-    public var refuses: Bool { rawValue >= DropReason.noApplication.rawValue }
-
     init(_ error: PacketError) {
         switch error {
         case .truncated: self = .truncated

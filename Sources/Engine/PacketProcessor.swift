@@ -112,7 +112,7 @@ public struct PacketProcessor {
         guard !queued.isTruncated else { return drop(.truncated) }
         var packet: IPPacket
         do { packet = try IPPacket(queued.payload) } catch { return drop(DropReason(error)) }
-        let checksum: ChecksumState = queued.info.contains(.checksumNotReady) ? .partial : .complete
+        let checksum = ChecksumState(queued.info)
         switch queued.hook {
         case Self.preRouting: return arriving(&packet, checksum: checksum, now: now)
         case Self.localOut: return leaving(&packet, queued, checksum: checksum, now: now)
@@ -297,7 +297,7 @@ public struct PacketProcessor {
         _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64, send: (QueuedPacket, Verdict) -> Void
     ) {
         guard var connection = held.removeValue(forKey: key) else { return }
-        let checksum: ChecksumState = connection.info.contains(.checksumNotReady) ? .partial : .complete
+        let checksum = ChecksumState(connection.info)
         connection.bytes.withUnsafeMutableBytes { buffer in
             let queued = QueuedPacket(id: connection.id, hardwareProtocol: 0, hook: Self.localOut, mark: nil, payload: buffer,
                                       originalLength: buffer.count, info: connection.info)

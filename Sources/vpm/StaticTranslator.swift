@@ -1,3 +1,4 @@
+import Engine
 import Netfilter
 import Packet
 
@@ -62,12 +63,5 @@ struct StaticTranslator {
         }
         if checksum == .partial { counters.checksumRecomputed += 1 } else { counters.checksumIncremental += 1 }
         return .acceptModified(length: queued.payload.count)
-    }
-}
-
-extension ChecksumState {
-    /// The kernel says whether the checksum field is complete or only a partial sum.
-    init(_ info: PacketInfo) {
-        self = info.contains(.checksumNotReady) ? .partial : .complete
     }
 }
