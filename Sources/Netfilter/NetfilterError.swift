@@ -1,7 +1,7 @@
 public import SystemPackage
 
-/// A failed netfilter call: which call, on which queue, and the kernel's errno,
-/// rendered as a sentence that tells the operator what to do next.
+/// A failed netfilter call: which call, on which queue (or on conntrack), and the kernel's
+/// errno, rendered as a sentence that tells the operator what to do next.
 public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertible {
     public enum Call: String, Sendable {
         case openSocket = "mnl_socket_open"
@@ -12,6 +12,20 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case receive = "recv"
         case sendVerdict = "send verdict"
         case poll = "poll"
+        // ctnetlink (`Conntrack`): `queue` is unused (0) for these.
+        case openConntrack = "mnl_socket_open/bind(NETLINK_NETFILTER) for conntrack"
+        case joinConntrackEvents = "setsockopt(NETLINK_ADD_MEMBERSHIP) for conntrack events"
+        case dumpConntrack = "conntrack dump (IPCTNL_MSG_CT_GET)"
+        case readConntrackEvents = "recv (conntrack events)"
+        case pollConntrack = "poll (conntrack events)"
+
+        /// Whether the call was on a ctnetlink socket rather than a queue.
+        public var isConntrack: Bool {
+            switch self {
+            case .openConntrack, .joinConntrackEvents, .dumpConntrack, .readConntrackEvents, .pollConntrack: return true
+            default: return false
+            }
+        }
     }
 
     public var call: Call
@@ -28,7 +42,13 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         self.queueOwnedByAnotherProcess = queueOwnedByAnotherProcess
     }
 
+    /// A failed ctnetlink call (`Conntrack`).
+    public init(conntrack call: Call, errno: Errno) {
+        self.init(call, queue: 0, errno: errno)
+    }
+
     public var description: String {
+        if call.isConntrack { return conntrackDescription }
         if queueOwnedByAnotherProcess {
             return "cannot bind queue \(queue): another process owns it (is vpm already running?)"
         }
@@ -52,6 +72,28 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case .bindQueue: return "bind"
         case .receive, .poll: return "read"
         case .sendVerdict: return "send a verdict on"
+        case .openConntrack: return "open"
+        case .joinConntrackEvents: return "subscribe to events of"
+        case .dumpConntrack: return "dump"
+        case .readConntrackEvents, .pollConntrack: return "read events of"
+        }
+    }
+
+    private var conntrackDescription: String {
+        let subject = "cannot \(verb) the conntrack table"
+        switch (call, errno) {
+        case (_, .notPermitted), (_, .permissionDenied):
+            return "\(subject): permission denied (run as root or grant CAP_NET_ADMIN)"
+        case (_, .protocolNotSupported), (_, .noSuchFileOrDirectory), (_, .addressFamilyNotSupported),
+             (.dumpConntrack, .notSupported):
+            return "\(subject): this kernel has no conntrack netlink support (try `modprobe nf_conntrack_netlink`)"
+        case (.dumpConntrack, .invalidArgument):
+            // nfnetlink also answers EINVAL for a subsystem that is not registered.
+            return "\(subject): the kernel rejected the request (EINVAL); if conntrack netlink is missing, try `modprobe nf_conntrack_netlink`"
+        case (_, .timedOut):
+            return "\(subject): the kernel did not answer (\(call.rawValue) timed out)"
+        default:
+            return "\(subject): \(call.rawValue) failed: \(errno) (errno \(errno.rawValue))"
         }
     }
 }

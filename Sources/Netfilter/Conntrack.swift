@@ -1,0 +1,322 @@
+internal import CNetfilterConntrack
+internal import SystemPackage
+#if canImport(Glibc)
+internal import Glibc
+#endif
+
+/// The kernel's conntrack table over ctnetlink: libmnl sockets, messages parsed in Conntrack+Parsing.
+///
+/// Two sockets: one for dump requests and their answers, one joined to the event groups, so
+/// a dump's answer never interleaves with events. Both belong to the network namespace of
+/// the thread that created the object. Owned by one thread.
+public final class Conntrack {
+    /// The event socket's receive buffer asked for by default (SO_RCVBUFFORCE, else SO_RCVBUF).
+    public static let defaultEventBufferSize = 4 << 20
+    /// How long a dump may wait for each answer datagram before it fails with ETIMEDOUT.
+    static let answerTimeoutMilliseconds: Int32 = 5000
+
+    public let events: Set<ConntrackEventKind>
+    public private(set) var statistics = ConntrackStatistics()
+
+    private let dumpSocket: OpaquePointer
+    private let eventSocket: OpaquePointer?
+    private let dumpPortID: UInt32
+    private var sequence: UInt32 = 0
+    /// The sequence of a dump whose answer was not read to its end (a timeout or a failed
+    /// recv). The kernel refuses a new dump (EBUSY) until that one has been read away.
+    private var unfinishedDump: UInt32?
+    /// A dump answer datagram is at most 32 KB (the kernel's netlink dump size).
+    private let dumpBuffer: UnsafeMutableRawBufferPointer
+    /// Events come one per datagram, each well under 1 KB.
+    private let eventBuffer: UnsafeMutableRawBufferPointer
+    private let requestBuffer: UnsafeMutableRawBufferPointer
+    private let sender: UnsafeMutablePointer<sockaddr_nl>
+
+    /// For poll(): the event socket's descriptor, or -1 when no events were asked for.
+    public var eventDescriptor: Int32 {
+        eventSocket.map { mnl_socket_get_fd($0) } ?? -1
+    }
+
+    /// Opens a ctnetlink socket for dumps and, when `events` is not empty, a second one
+    /// joined to those event groups (e.g. `[.destroy]`, `[.new, .update, .destroy]`).
+    /// Needs CAP_NET_ADMIN (EPERM otherwise, at the group join or at the first dump).
+    ///
+    /// With the default `net.netfilter.nf_conntrack_events=2` the kernel gives an entry its
+    /// event extension only if some socket listened to conntrack events when the entry was
+    /// made: entries older than the first listener never report anything, not even their
+    /// destroy. Open the event socket before the traffic starts (or set
+    /// `nf_conntrack_events=1`), and find the older entries' ends by dumping again.
+    public init(events: Set<ConntrackEventKind> = [], eventBufferSize: Int = Conntrack.defaultEventBufferSize)
+        throws(NetfilterError)
+    {
+        self.events = events
+        let dumpSocket = try Self.openSocket()
+        var eventSocket: OpaquePointer?
+        if !events.isEmpty {
+            do {
+                eventSocket = try Self.openEventSocket(events, bufferSize: eventBufferSize)
+            } catch {
+                mnl_socket_close(dumpSocket)
+                throw error
+            }
+        }
+        self.dumpSocket = dumpSocket
+        self.eventSocket = eventSocket
+        dumpPortID = mnl_socket_get_portid(dumpSocket)
+        dumpBuffer = .allocate(byteCount: 64 << 10, alignment: 8)
+        eventBuffer = .allocate(byteCount: 16 << 10, alignment: 8)
+        requestBuffer = .allocate(byteCount: 256, alignment: 8)
+        sender = .allocate(capacity: 1)
+        sender.initialize(to: sockaddr_nl())
+    }
+
+    deinit {
+        mnl_socket_close(dumpSocket)
+        if let eventSocket { mnl_socket_close(eventSocket) }
+        dumpBuffer.deallocate()
+        eventBuffer.deallocate()
+        requestBuffer.deallocate()
+        sender.deallocate()
+    }
+
+    // MARK: - Dumps
+
+    /// Every entry, IPv4 and IPv6, whose `mark & mask == mark & mask`. The kernel filters
+    /// (CTA_MARK + CTA_MARK_MASK in the request); a kernel that refuses the filter
+    /// (EOPNOTSUPP without CONFIG_NF_CONNTRACK_MARK, EINVAL) gets an unfiltered request,
+    /// and every entry is checked here as well, so the answer is the same either way.
+    public func dump(mark: UInt32, mask: UInt32) throws(NetfilterError) -> [ConntrackEntry] {
+        if let stale = unfinishedDump { try finishDump(stale) }
+        statistics.dumps += 1
+        var entries: [ConntrackEntry] = []
+        guard mask != 0 else {
+            try dump(filter: nil, mark: mark, mask: mask, into: &entries)
+            return entries
+        }
+        do {
+            try dump(filter: (mark & mask, mask), mark: mark, mask: mask, into: &entries)
+        } catch where error.errno == .notSupported || error.errno == .invalidArgument {
+            statistics.kernelFilterRefusals += 1
+            entries.removeAll()
+            try dump(filter: nil, mark: mark, mask: mask, into: &entries)
+        }
+        return entries
+    }
+
+    private func dump(
+        filter: (mark: UInt32, mask: UInt32)?, mark: UInt32, mask: UInt32, into entries: inout [ConntrackEntry]
+    ) throws(NetfilterError) {
+        let header = mnl_nlmsg_put_header(requestBuffer.baseAddress)!
+        header.pointee.nlmsg_type = Self.messageType(IPCTNL_MSG_CT_GET)
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
+        sequence &+= 1
+        header.pointee.nlmsg_seq = sequence
+        let family = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!
+            .assumingMemoryBound(to: nfgenmsg.self)
+        family.pointee.nfgen_family = UInt8(AF_UNSPEC)  // both IPv4 and IPv6
+        family.pointee.version = UInt8(NFNETLINK_V0)
+        family.pointee.res_id = 0
+        if let filter {
+            mnl_attr_put_u32(header, UInt16(CTA_MARK.rawValue), filter.mark.bigEndian)
+            mnl_attr_put_u32(header, UInt16(CTA_MARK_MASK.rawValue), filter.mask.bigEndian)
+        }
+        while mnl_socket_sendto(dumpSocket, header, Int(header.pointee.nlmsg_len)) < 0 {
+            let error = Errno.last
+            if error == .interrupted { continue }
+            throw NetfilterError(conntrack: .dumpConntrack, errno: error)
+        }
+        try readDump(sequence) { message in
+            guard let entry = Self.entry(from: message) else {
+                statistics.unexpectedMessages += 1
+                return
+            }
+            statistics.entriesReceived += 1
+            if entry.matches(mark: mark, mask: mask) {
+                entries.append(entry)
+            } else {
+                statistics.entriesFilteredInUserspace += 1
+            }
+        }
+    }
+
+    /// Reads the answer to dump `expected` up to NLMSG_DONE, handing each entry message to
+    /// `body`. An NLMSG_ERROR (or a DONE carrying an error) throws that errno.
+    private func readDump(
+        _ expected: UInt32, _ body: (UnsafeMutablePointer<nlmsghdr>) -> Void
+    ) throws(NetfilterError) {
+        unfinishedDump = expected
+        let fd = mnl_socket_get_fd(dumpSocket)
+        while true {
+            guard try Self.wait(fd, timeoutMilliseconds: Self.answerTimeoutMilliseconds, call: .dumpConntrack) else {
+                throw NetfilterError(conntrack: .dumpConntrack, errno: .timedOut)
+            }
+            let received = receive(fd, into: dumpBuffer, flags: 0)
+            if received < 0 {
+                let error = Errno.last
+                if error == .interrupted { continue }
+                throw NetfilterError(conntrack: .dumpConntrack, errno: error)
+            }
+            guard sender.pointee.nl_pid == 0 else { continue }  // only the kernel answers dumps
+            var remaining = Int32(received)
+            var header = dumpBuffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+            while mnl_nlmsg_ok(header, remaining) {
+                defer { header = mnl_nlmsg_next(header, &remaining) }
+                guard header.pointee.nlmsg_seq == expected, header.pointee.nlmsg_pid == dumpPortID else { continue }
+                switch Int32(header.pointee.nlmsg_type) {
+                case NLMSG_DONE:
+                    unfinishedDump = nil
+                    // A dump that failed half-way ends with DONE carrying the negative errno.
+                    if mnl_nlmsg_get_payload_len(header) >= 4 {
+                        let code = UnsafeRawPointer(mnl_nlmsg_get_payload(header)!).loadUnaligned(as: Int32.self)
+                        if code < 0 { throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code)) }
+                    }
+                    return
+                case NLMSG_ERROR:
+                    // struct nlmsgerr starts with the negative errno; 0 would be an acknowledgement.
+                    let code = mnl_nlmsg_get_payload_len(header) >= 4
+                        ? UnsafeRawPointer(mnl_nlmsg_get_payload(header)!).loadUnaligned(as: Int32.self) : -EPROTO
+                    if code == 0 { continue }
+                    unfinishedDump = nil
+                    throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code))
+                case NLMSG_NOOP:
+                    continue
+                default:
+                    body(header)
+                }
+            }
+        }
+    }
+
+    /// Reads away what is left of an interrupted dump, so the kernel accepts the next one.
+    private func finishDump(_ stale: UInt32) throws(NetfilterError) {
+        do {
+            try readDump(stale) { _ in }
+        } catch where error.errno != .timedOut {
+            // The old dump ended with an error: it is over all the same.
+        }
+        unfinishedDump = nil
+    }
+
+    // MARK: - Events
+
+    /// Reads every pending event without blocking (at most `limit` datagrams) and calls `body`
+    /// for each. ENOBUFS (events were lost) becomes `.overrun` and reading goes on.
+    public func drainEvents(limit: Int = .max, _ body: (ConntrackEvent) -> Void) throws(NetfilterError) {
+        guard let eventSocket else { return }
+        let fd = mnl_socket_get_fd(eventSocket)
+        var datagrams = 0
+        while datagrams < limit {
+            let received = receive(fd, into: eventBuffer, flags: Int32(MSG_DONTWAIT))
+            if received < 0 {
+                let error = Errno.last
+                switch error {
+                case .resourceTemporarilyUnavailable: return
+                case .interrupted: continue
+                case .noBufferSpace:
+                    datagrams += 1
+                    statistics.eventOverruns += 1
+                    body(.overrun)
+                    continue
+                default: throw NetfilterError(conntrack: .readConntrackEvents, errno: error)
+                }
+            }
+            datagrams += 1
+            guard sender.pointee.nl_pid == 0 else {  // multicast from another socket, not the kernel
+                statistics.unexpectedMessages += 1
+                continue
+            }
+            var remaining = Int32(received)
+            var header = eventBuffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+            while mnl_nlmsg_ok(header, remaining) {
+                if let event = Self.event(from: header) {
+                    statistics.events += 1
+                    body(event)
+                } else {
+                    statistics.unexpectedMessages += 1
+                }
+                header = mnl_nlmsg_next(header, &remaining)
+            }
+        }
+    }
+
+    /// Waits up to `timeoutMilliseconds` for events; true if the event socket is readable.
+    /// Without an event socket it just sleeps for the timeout and returns false.
+    public func waitForEvents(timeoutMilliseconds: Int32) throws(NetfilterError) -> Bool {
+        try Self.wait(eventDescriptor, timeoutMilliseconds: timeoutMilliseconds, call: .pollConntrack)
+    }
+
+    // MARK: - Sockets
+
+    private static func openSocket() throws(NetfilterError) -> OpaquePointer {
+        // Close-on-exec: the helpers the engine and tests spawn must not inherit it.
+        guard let socket = mnl_socket_open2(NETLINK_NETFILTER, Int32(SOCK_CLOEXEC.rawValue)) else {
+            throw NetfilterError(conntrack: .openConntrack, errno: .last)
+        }
+        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) >= 0 else {
+            let error = Errno.last
+            mnl_socket_close(socket)
+            throw NetfilterError(conntrack: .openConntrack, errno: error)
+        }
+        return socket
+    }
+
+    private static func openEventSocket(
+        _ events: Set<ConntrackEventKind>, bufferSize: Int
+    ) throws(NetfilterError) -> OpaquePointer {
+        let socket = try openSocket()
+        let fd = mnl_socket_get_fd(socket)
+        let length = socklen_t(MemoryLayout<Int32>.size)
+        // SO_RCVBUFFORCE passes rmem_max with CAP_NET_ADMIN; otherwise take what SO_RCVBUF gives.
+        var size = Int32(clamping: bufferSize)
+        if setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, length) < 0 {
+            _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, length)
+        }
+        // The default, made explicit: an overflow must be reported (ENOBUFS), never hidden.
+        var reportOverruns: Int32 = 0
+        _ = setsockopt(fd, Int32(SOL_NETLINK), NETLINK_NO_ENOBUFS, &reportOverruns, length)
+        for kind in ConntrackEventKind.allCases where events.contains(kind) {
+            var group = Int32(kind.group.rawValue)
+            guard setsockopt(fd, Int32(SOL_NETLINK), NETLINK_ADD_MEMBERSHIP, &group, length) == 0 else {
+                let error = Errno.last
+                mnl_socket_close(socket)
+                throw NetfilterError(conntrack: .joinConntrackEvents, errno: error)
+            }
+        }
+        return socket
+    }
+
+    private func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, flags: Int32) -> Int {
+        var length = socklen_t(MemoryLayout<sockaddr_nl>.size)
+        return sender.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+            recvfrom(fd, buffer.baseAddress, buffer.count, flags, address, &length)
+        }
+    }
+
+    private static func wait(
+        _ fd: Int32, timeoutMilliseconds: Int32, call: NetfilterError.Call
+    ) throws(NetfilterError) -> Bool {
+        // poll() ignores a negative descriptor: without an event socket this only sleeps.
+        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while true {
+            let ready = poll(&descriptor, 1, timeoutMilliseconds)
+            if ready >= 0 { return ready > 0 }
+            let error = Errno.last
+            if error == .interrupted { return false }
+            throw NetfilterError(conntrack: call, errno: error)
+        }
+    }
+
+    static func messageType(_ message: cntl_msg_types) -> UInt16 {
+        UInt16(NFNL_SUBSYS_CTNETLINK << 8) | UInt16(message.rawValue)
+    }
+}
+
+extension ConntrackEventKind {
+    fileprivate var group: nfnetlink_groups {
+        switch self {
+        case .new: return NFNLGRP_CONNTRACK_NEW
+        case .update: return NFNLGRP_CONNTRACK_UPDATE
+        case .destroy: return NFNLGRP_CONNTRACK_DESTROY
+        }
+    }
+}
