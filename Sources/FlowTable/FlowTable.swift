@@ -145,3 +145,28 @@ public final class FlowTable {
         inPlace { $0.statistics }
     }
 }
+
+extension FlowTable {
+    /// Sets what an outside tracker saw of the flow `handle` names (the kernel datapath learns
+    /// a flow's state and counters from conntrack, not from packets): its state and counters;
+    /// when the counters moved, traffic was seen, so last-seen becomes `now` (an idle flow
+    /// keeps aging toward its state's timeout). False when the handle is stale. Control
+    /// plane; never allocates.
+    @discardableResult
+    public func observe(_ handle: FlowHandle, state: FlowState, counters: FlowCounters, now: UInt64) -> Bool {
+        store.observe(handle, state: state, counters: counters, now: now)
+    }
+}
+
+extension FlowStore {
+    mutating func observe(_ handle: FlowHandle, state: FlowState, counters: FlowCounters, now: UInt64) -> Bool {
+        guard contains(handle) else { return false }
+        let index = Int(handle.slot)
+        let previous = slots[index].state
+        slots[index].state = state
+        if counters != slots[index].counters && now > slots[index].lastSeen { slots[index].lastSeen = now }
+        slots[index].counters = counters
+        move(handle.slot, from: previous.listIndex, to: state.listIndex)
+        return true
+    }
+}

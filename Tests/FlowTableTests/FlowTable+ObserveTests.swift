@@ -1,0 +1,45 @@
+@testable import FlowTable
+import Packet
+import XCTest
+
+/// The kernel datapath's flows: state and counters come from conntrack, not from packets.
+final class FlowTableObserveTests: XCTestCase {
+    func testObserveSetsStateCountersAndRefreshes() {
+        let table = Fixture.table()
+        let handle = table.add(Fixture.key(1), now: 0)
+        let counters = FlowCounters(packetsToServer: 3, bytesToServer: 180, packetsToClient: 2, bytesToClient: 120)
+        XCTAssertTrue(table.observe(handle, state: .established, counters: counters, now: 40_000))
+        XCTAssertEqual(table[handle].state, .established)
+        XCTAssertEqual(table[handle].counters, counters)
+        XCTAssertEqual(table[handle].lastSeen, 40_000)
+        // Opening would have expired (100 ms); established (1 s) has not: the flow moved lists.
+        XCTAssertEqual(table.expire(now: 40_500), 0)
+        XCTAssertEqual(table.count, 1)
+    }
+
+    func testObserveWithoutTrafficLetsTheFlowAge() {
+        let table = Fixture.table()
+        let handle = table.add(Fixture.key(1), now: 0)
+        let counters = FlowCounters(packetsToServer: 1, bytesToServer: 60)
+        table.observe(handle, state: .closed, counters: counters, now: 10)
+        table.observe(handle, state: .closed, counters: counters, now: 40)
+        XCTAssertEqual(table[handle].lastSeen, 10)
+        XCTAssertEqual(table.expire(now: 60), 1, "closed times out 50 ms after its last traffic")
+    }
+
+    func testObserveNeverMovesLastSeenBack() {
+        let table = Fixture.table()
+        let handle = table.add(Fixture.key(1), now: 500)
+        table.observe(handle, state: .closing, counters: FlowCounters(packetsToServer: 1), now: 100)
+        XCTAssertEqual(table[handle].lastSeen, 500)
+        XCTAssertEqual(table[handle].state, .closing)
+    }
+
+    func testObserveOfAStaleHandleDoesNothing() {
+        let table = Fixture.table()
+        let handle = table.add(Fixture.key(1), now: 0)
+        table.remove(handle)
+        XCTAssertFalse(table.observe(handle, state: .closed, counters: .zero, now: 1))
+        XCTAssertEqual(table.count, 0)
+    }
+}
