@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what vpm needs from Debian when it is missing: the netfilter libraries it links,
-# and the real tools its demo and tests drive (iptables, iproute2, socat, ethtool).
+# and the real tools its demo and tests drive (iptables, nft, conntrack, iproute2, socat, ethtool).
 set -euo pipefail
 
 packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
-  iptables iproute2 kmod                                           # run
+  iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
   socat ethtool coreutils nginx-light python3 curl                 # demo and tests
 )
 

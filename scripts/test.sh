@@ -18,6 +18,15 @@ log=$(mktemp)
 swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
+# The end-to-end tests of the engine, vpm exec and the cooperative/local modes once more,
+# with the kernel datapath (EngineRun passes VPM_TEST_DATAPATH to `vpm run --datapath`).
+echo
+echo "== end-to-end tests again with --datapath kernel"
+kernel_log=$(mktemp)
+VPM_TEST_DATAPATH=kernel swift test --skip-build \
+  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests)' 2>&1 | tee "$kernel_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 # The interception layer of `vpm exec`, against a fake engine (no root needed).
 echo
 echo "== preload/test_preload.py"
@@ -25,9 +34,12 @@ python3 preload/test_preload.py "$(dirname "$VPM_BINARY")/libvpm-preload.so" || 
 [ "$(id -u)" -eq 0 ] && sweep
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
+kernel_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$kernel_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
+cat "$kernel_log" >> "$log"
 skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
+echo "make test (kernel datapath): ${kernel_summary:-no XCTest summary found}"
 if [ "$skipped" -gt 0 ]; then
   echo "make test: $skipped test(s) skipped:"
   grep -E "Test skipped - " "$log" | sed -E 's/^.*: ([A-Za-z]+\.[A-Za-z]+) : Test skipped - /  \1: /' | sort -u
@@ -36,5 +48,5 @@ if [ "$skipped" -gt 0 ]; then
     status=1
   fi
 fi
-rm -f "$log"
+rm -f "$log" "$kernel_log"
 exit "$status"

@@ -4,6 +4,8 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     public var packetsQueued: UInt64 = 0
     /// Packets whose ports were rewritten.
     public var rewritten: UInt64 = 0
+    /// Kernel datapath: connections handed to kernel NAT with a decision's mark.
+    public var marked: UInt64 = 0
     /// Packets accepted without a change (not the engine's business).
     public var acceptedUnchanged: UInt64 = 0
     /// Packets dropped: no flow, malformed, truncated, or aimed at a virtual port directly.

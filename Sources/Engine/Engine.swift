@@ -14,6 +14,8 @@ public final class Engine {
         public var installRules = true
         public var segmentationOffload = true
         public var failOpen = false
+        /// Falls back to `.userspace`, with a log line, where the kernel cannot run `.kernel`.
+        public var datapath: Datapath = .userspace
 
         public init(configuration: Configuration) { self.configuration = configuration }
     }
@@ -37,12 +39,15 @@ public final class Engine {
         let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
                                              workers: configuration.queues, logger: logger)
         let workers = WorkerList()
+        let datapath = try chooseDatapath()
+        let conntrack = datapath == .kernel
+            ? try ConntrackSync(configuration: configuration, store: store, registry: registry, logger: logger) : nil
 
         // Order matters: a second engine must fail before it touches the first one's rules,
         // so the control socket and the queues come before the rules.
         let listener = try ControlListener(path: options.socketPath) { [options, logger] request, peer in
             Self.answer(request, peer: peer, store: store, registry: registry, clients: clients, cooperation: cooperation,
-                        workers: workers, queue: options.configuration.queue, logger: logger)
+                        workers: workers, conntrack: conntrack, queue: options.configuration.queue, logger: logger)
         }
         defer { listener.close() }
         for index in 0..<configuration.queues {
@@ -50,19 +55,40 @@ public final class Engine {
             queueConfiguration.segmentationOffload = options.segmentationOffload
             queueConfiguration.failOpen = options.failOpen
             workers.append(try QueueWorker(index: index, queueConfiguration: queueConfiguration, configuration: configuration,
-                                           store: store, clients: clients, registry: registry, cooperation: cooperation,
-                                           logger: logger))
+                                           datapath: datapath, store: store, clients: clients, registry: registry,
+                                           cooperation: cooperation, logger: logger))
         }
         do { try cooperation.start() } catch {
             throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
         }
         defer { cooperation.stop() }
         if options.installRules {
-            do { try RuleSet(configuration).install() } catch {
+            // NAT before the rules that queue: a marked SYN must find its translation.
+            if datapath == .kernel {
+                do { try KernelNAT(configuration).install() } catch {
+                    throw ControlError("cannot install the nft table inet \(KernelNAT.table): \(error)")
+                }
+            } else {
+                KernelNAT.remove()  // a killed kernel-datapath engine's table would drop our flows
+            }
+            do { try RuleSet(configuration, datapath: datapath).install() } catch {
+                if datapath == .kernel { KernelNAT.remove() }
                 throw ControlError("cannot install the iptables rules: \(error)")
             }
         }
-        defer { if options.installRules { RuleSet.remove() } }
+        defer {
+            if options.installRules {
+                RuleSet.remove()
+                if datapath == .kernel { KernelNAT.remove() }
+            }
+        }
+        if let conntrack {
+            // Connections that kept running while no engine was here are ours again.
+            let (added, _) = try conntrack.refresh(rebuild: true)
+            if added > 0 { logger.info("flows rebuilt from conntrack", metadata: ["flows": "\(added)"]) }
+            conntrack.start()
+        }
+        defer { conntrack?.stop() }
         listener.start()
         let watcher = InstanceWatcher(registry: registry, store: store, logger: logger)
         watcher.start()
@@ -74,12 +100,34 @@ public final class Engine {
             "applications": "\(configuration.applications.map(\.aid.name).joined(separator: ","))",
             "socket": "\(options.socketPath)",
             "gso": "\(options.segmentationOffload)",
+            "datapath": "\(datapath)",
         ])
         // The workers run until SIGINT/SIGTERM; the first error of any ends the engine.
         let errors = workers.all.compactMap { $0.join() }
         let packets = workers.all.reduce(UInt64(0)) { $0 + $1.counters.0.packets }
         logger.info("engine stopping: removing rules and the control socket", metadata: ["packets": "\(packets)"])
         if let error = errors.first { throw ControlError(error) }
+    }
+
+    /// The datapath asked for, or the userspace one (with a log line saying why) where this
+    /// kernel cannot carry the kernel datapath.
+    private func chooseDatapath() throws -> Datapath {
+        guard options.datapath == .kernel else { return .userspace }
+        var reason = options.installRules ? KernelNAT.unavailableReason() : nil
+        if reason == nil {
+            do { _ = try Conntrack() } catch { reason = "conntrack's netlink interface is not available: \(error)" }
+        }
+        if let reason {
+            logger.warning("kernel datapath unavailable, falling back to the userspace datapath", metadata: ["reason": "\(reason)"])
+            return .userspace
+        }
+        // Per-connection byte and packet counts for `vpm flows` (this network namespace only).
+        do {
+            try "1\n".write(toFile: "/proc/sys/net/netfilter/nf_conntrack_acct", atomically: false, encoding: .utf8)
+        } catch {
+            logger.warning("cannot turn on conntrack accounting: vpm flows will show zero counters", metadata: ["error": "\(error)"])
+        }
+        return .kernel
     }
 
     /// The workers' counters, summed, with the flow table's.
@@ -90,6 +138,7 @@ public final class Engine {
             let (counters, queue) = worker.counters
             statistics.packetsQueued += counters.packets
             statistics.rewritten += counters.rewritten
+            statistics.marked += counters.marked
             statistics.acceptedUnchanged += counters.acceptedUnchanged
             statistics.dropped += counters.dropped
             statistics.refused += counters.refused
@@ -112,7 +161,8 @@ public final class Engine {
 
     private static func answer(
         _ request: ControlRequest, peer: ControlPeer, store: FlowTableStore, registry: InstanceRegistry,
-        clients: ClientSockets, cooperation: CooperationService, workers: WorkerList, queue: UInt16, logger: Logger
+        clients: ClientSockets, cooperation: CooperationService, workers: WorkerList, conntrack: ConntrackSync?,
+        queue: UInt16, logger: Logger
     ) -> ControlResponse {
         switch request.command {
         case .bind:
@@ -153,6 +203,10 @@ public final class Engine {
             }
             return ControlResponse(applications: records)
         case .flows:
+            // Kernel datapath: conntrack has the current states and counters.
+            if let conntrack {
+                do { try conntrack.refresh() } catch { logger.warning("conntrack: \(error)") }
+            }
             let now = MonotonicClock.milliseconds()
             let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
             return ControlResponse(flows: flows)

@@ -3,6 +3,8 @@
 public struct EngineCounters: Sendable, Equatable {
     public var packets: UInt64 = 0
     public var rewritten: UInt64 = 0
+    /// Kernel datapath: connections handed to kernel NAT with a decision's mark.
+    public var marked: UInt64 = 0
     public var acceptedUnchanged: UInt64 = 0
     public var dropped: UInt64 = 0
     public var refused: UInt64 = 0

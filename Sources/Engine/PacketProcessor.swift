@@ -3,7 +3,7 @@ public import Netfilter
 public import Packet
 public import Policy
 
-/// The per-packet decision of the userspace datapath, for the three modes.
+/// The per-packet decision, for the three modes and both datapaths.
 ///
 /// Source-routed: arriving (PREROUTING) packets to an initial port: a known flow is
 /// rewritten to its virtual port; a connection start is matched to an AID by its source,
@@ -14,6 +14,8 @@ public import Policy
 /// are mapped back; the server side admits to a virtual port only negotiated flows and
 /// leaves them on the virtual port. Local: a local client's connection to an initial port
 /// over loopback goes to the local instance of its own AID.
+/// Kernel datapath: only connection starts are queued, and a decision leaves as a mark
+/// (`KernelMark`) on the unchanged packet instead of a rewrite; kernel NAT does the rest.
 /// Runs on the queue thread; logs nothing, and allocates nothing per packet (holding a
 /// SYN for a negotiation copies it, once per connection).
 public struct PacketProcessor {
@@ -35,6 +37,8 @@ public struct PacketProcessor {
         var aid: String
         var initialPort: UInt16
         var virtualPort: UInt16
+        /// The AID's slot in a kernel mark.
+        var slot: Int
     }
 
     static let preRouting: UInt8 = 0
@@ -57,6 +61,9 @@ public struct PacketProcessor {
     private let localMode: Bool
     private let virtualPorts: ClosedRange<UInt16>
     private let clients: ClientSockets
+    public let datapath: Datapath
+    /// 1 + each AID's position in `applications:` (the kernel mark's AID slot).
+    private let slots: [String: Int]
     /// SYNs held while their connection is negotiated with a peer, by flow.
     private var held: [FlowKey: HeldConnection] = [:]
     private var negotiations: [FlowKey] = []
@@ -74,9 +81,12 @@ public struct PacketProcessor {
         var since: UInt64
     }
 
-    public init(configuration: Configuration, store: FlowTableStore, clients: ClientSockets = ClientSockets()) {
+    public init(configuration: Configuration, store: FlowTableStore, clients: ClientSockets = ClientSockets(),
+                datapath: Datapath = .userspace) {
         self.store = store
         self.clients = clients
+        self.datapath = datapath
+        slots = Self.slots(configuration)
         cooperation = configuration.cooperation
         localMode = configuration.cooperation.local
         virtualPorts = configuration.virtualPorts
@@ -97,9 +107,18 @@ public struct PacketProcessor {
             targetByInstance[InstanceKey(aid: instance.aid, initialPort: instance.initialPort.port, transport: transport)] = targets.count
             targetByVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
             targets.append(Target(aid: instance.aid.name, initialPort: instance.initialPort.port,
-                                  virtualPort: instance.virtualPort))
+                                  virtualPort: instance.virtualPort, slot: slots[instance.aid.name] ?? 0))
         }
         routesGeneration = generation
+    }
+
+    /// The kernel mark's AID slots: 1 + the AID's position in the configuration.
+    public static func slots(_ configuration: Configuration) -> [String: Int] {
+        var slots: [String: Int] = [:]
+        for (index, application) in configuration.applications.enumerated() where index < KernelMark.maximumSlot {
+            slots[application.aid.name] = index + 1
+        }
+        return slots
     }
 
     private static func slot(_ transport: TransportProtocol, _ port: UInt16) -> Int {
@@ -136,6 +155,9 @@ public struct PacketProcessor {
             let update = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now,
                                       virtualPort: packet.destinationPort)
             guard let update, update.mode == .cooperative else { return drop(.notNegotiated) }
+            if datapath == .kernel {
+                return mark(KernelMark(mode: .cooperative, slot: targets[Int(target)].slot, virtualPort: packet.destinationPort))
+            }
             return acceptUnchanged()
         }
         if let peer = cooperation.peer(for: source), peer.virtualPorts.contains(packet.sourcePort) {
@@ -157,9 +179,7 @@ public struct PacketProcessor {
                           server: packet.destinationAddress, initialPort: packet.destinationPort)
         switch admit(key, flags: flags, bytes: bytes, now: now) {
         case .success(let virtualPort):
-            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
-                try packet.setDestinationPort(virtualPort, checksum: state)
-            }
+            return translate(&packet, checksum: checksum, to: virtualPort, mode: .source)
         case .failure(let reason):
             return refuse(key, reason)
         }
@@ -196,9 +216,7 @@ public struct PacketProcessor {
                           server: packet.destinationAddress, initialPort: packet.destinationPort)
         // The client's AID decides here, so a reused client port is decided afresh.
         if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now, decideAgain: true) {
-            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
-                try packet.setDestinationPort(known.virtualPort, checksum: state)
-            }
+            return translate(&packet, checksum: checksum, to: known.virtualPort, mode: known.mode)
         }
         let opens = transport == .udp || (flags.contains(.syn) && !flags.contains(.ack))
         if let peerIndex = cooperation.peers.firstIndex(where: { $0.network.containsAddress(key.server) }) {
@@ -222,12 +240,31 @@ public struct PacketProcessor {
         }
         switch admit(key, aid: aid, mode: .local, peer: nil, flags: flags, bytes: bytes, now: now) {
         case .success(let virtualPort):
-            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
-                try packet.setDestinationPort(virtualPort, checksum: state)
-            }
+            return translate(&packet, checksum: checksum, to: virtualPort, mode: .local)
         case .failure(let reason):
             return refuse(key, reason)
         }
+    }
+
+    /// A decided connection's packet to the server: rewritten to the virtual port
+    /// (userspace datapath), or accepted unchanged with the decision's mark for kernel NAT.
+    /// `slot`: the AID's, when the virtual port is not one of ours.
+    private mutating func translate(
+        _ packet: inout IPPacket, checksum: ChecksumState, to virtualPort: UInt16, mode: FlowMode, slot: Int? = nil
+    ) -> Verdict {
+        guard datapath == .kernel else {
+            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setDestinationPort(virtualPort, checksum: state)
+            }
+        }
+        let target = targetByVirtualPort[Self.slot(packet.transportProtocol, virtualPort)]
+        let aidSlot = slot ?? (target >= 0 ? targets[Int(target)].slot : 0)
+        return mark(KernelMark(mode: mode, slot: aidSlot, virtualPort: virtualPort))
+    }
+
+    private mutating func mark(_ mark: KernelMark) -> Verdict {
+        counters.marked &+= 1
+        return Verdict(.accept, mark: mark.value)
     }
 
     private mutating func rewrite(
@@ -323,9 +360,8 @@ public struct PacketProcessor {
                 send(queued, drop(DropReason(error)))
                 return
             }
-            send(queued, rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
-                try packet.setDestinationPort(virtualPort, checksum: state)
-            })
+            send(queued, translate(&packet, checksum: checksum, to: virtualPort, mode: .cooperative,
+                                   slot: slots[connection.aid] ?? 0))
         }
     }
 

@@ -24,11 +24,12 @@ final class QueueWorker: @unchecked Sendable {
     private let failure = Mutex<String?>(nil)
 
     /// Binds the queue (throws before anything runs, so start-up can fail cleanly).
-    init(index: Int, queueConfiguration: QueueConfiguration, configuration: Configuration, store: FlowTableStore,
-         clients: ClientSockets, registry: InstanceRegistry, cooperation: CooperationService, logger: Logger) throws {
+    init(index: Int, queueConfiguration: QueueConfiguration, configuration: Configuration, datapath: Datapath,
+         store: FlowTableStore, clients: ClientSockets, registry: InstanceRegistry, cooperation: CooperationService,
+         logger: Logger) throws {
         self.index = index
         queue = try NetfilterQueue(queueConfiguration)
-        processor = PacketProcessor(configuration: configuration, store: store, clients: clients)
+        processor = PacketProcessor(configuration: configuration, store: store, clients: clients, datapath: datapath)
         processor.updateRoutes(registry.instances(), generation: registry.generation)
         self.registry = registry
         self.cooperation = cooperation

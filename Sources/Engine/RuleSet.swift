@@ -12,6 +12,14 @@ import HostCommand
 /// filter table:
 ///   VPM-INPUT       connections the engine refused carry `refuseMark` -> REJECT
 ///                   (TCP reset, ICMP port unreachable), built by the kernel itself
+///
+/// The kernel datapath (`Datapath.kernel`) queues only each connection's first packet, after
+/// conntrack has seen it, and lets `KernelNAT` (nft) translate the connection:
+/// mangle table (priority -150, between conntrack and NAT):
+///   VPM-PREROUTING  TCP SYN / first UDP datagram to an initial port (not on lo), and from a
+///                   cooperative peer to our virtual ports -> NFQUEUE
+///   VPM-OUTPUT      the same for local programs' connections to a peer or (local mode) over lo
+/// filter table: VPM-INPUT / VPM-OUTPUT as above.
 public struct RuleSet: Sendable, Equatable {
     public struct Rule: Sendable, Equatable {
         public var table: String
@@ -33,6 +41,8 @@ public struct RuleSet: Sendable, Equatable {
     /// (table, built-in hook, our chain), in install order.
     public static let hooks = [("raw", "PREROUTING", "VPM-PREROUTING"),
                                ("raw", "OUTPUT", "VPM-OUTPUT"),
+                               ("mangle", "PREROUTING", "VPM-PREROUTING"),
+                               ("mangle", "OUTPUT", "VPM-OUTPUT"),
                                ("filter", "INPUT", "VPM-INPUT"),
                                ("filter", "OUTPUT", "VPM-OUTPUT")]
     public static let tools = ["iptables", "ip6tables"]
@@ -42,17 +52,75 @@ public struct RuleSet: Sendable, Equatable {
     public init(rules: [Rule]) { self.rules = rules }
 
     /// The rules for a configuration: its initial ports, its virtual port range, its queue.
-    public init(_ configuration: Configuration) {
+    public init(_ configuration: Configuration, datapath: Datapath = .userspace) {
         let last = Int(configuration.queue) + configuration.queues - 1
         // Several queues: the kernel hashes the two addresses symmetrically, so both
         // directions of a flow reach the same queue (and the same engine thread).
         let toQueue = configuration.queues > 1
             ? ["-j", "NFQUEUE", "--queue-balance", "\(configuration.queue):\(last)"]
             : ["-j", "NFQUEUE", "--queue-num", "\(configuration.queue)"]
-        let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         let transports = [TransportName.tcp, .udp].filter { name in
             configuration.initialPorts.contains { TransportName($0.transport) == name }
         }
+        var rules: [Rule] = []
+        let cooperation = configuration.cooperation
+        if datapath == .kernel {
+            rules = Self.firstPacketRules(configuration, toQueue: toQueue, transports: transports)
+        } else {
+            rules = Self.everyPacketRules(configuration, toQueue: toQueue, transports: transports)
+        }
+        let mark = ["-m", "mark", "--mark", "0x" + String(Self.refuseMark, radix: 16)]
+        // Refused connections: arriving ones (source-routed) get the answer on INPUT, local
+        // programs' own (cooperative, local mode) on OUTPUT — their connect() fails at once.
+        let refusing = cooperation.local || !cooperation.peers.isEmpty ? ["VPM-INPUT", "VPM-OUTPUT"] : ["VPM-INPUT"]
+        for chain in refusing {
+            for transport in transports {
+                let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
+                rules.append(Rule(table: "filter", chain: chain, arguments: ["-p", transport.rawValue] + mark + reject))
+            }
+        }
+        self.rules = rules
+    }
+
+    /// Kernel datapath: a connection's first packet only, after conntrack (mangle table), so
+    /// the verdict's mark reaches the NAT rules and the conntrack entry.
+    private static func firstPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportName]) -> [Rule] {
+        let cooperation = configuration.cooperation
+        let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
+        func opening(_ transport: TransportName) -> [String] {
+            transport == .tcp ? ["--syn"] : ["-m", "conntrack", "--ctstate", "NEW"]
+        }
+        var rules: [Rule] = []
+        for peer in cooperation.peers {
+            let tool = peer.isIPv4 ? "iptables" : "ip6tables"
+            for transport in transports {
+                let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.rawValue, "--dport", range] + opening(transport)
+                rules.append(Rule(table: "mangle", chain: "VPM-PREROUTING", arguments: toOurs + toQueue, tool: tool))
+            }
+            for port in configuration.initialPorts {
+                let transport = TransportName(port.transport)
+                let toPeer = ["-d", peer.iptablesNetwork, "-p", transport.rawValue, "--dport", "\(port.port)"] + opening(transport)
+                rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: toPeer + toQueue, tool: tool))
+            }
+        }
+        for port in configuration.initialPorts {
+            let transport = TransportName(port.transport)
+            let match = ["!", "-i", "lo", "-p", transport.rawValue, "--dport", "\(port.port)"] + opening(transport)
+            rules.append(Rule(table: "mangle", chain: "VPM-PREROUTING", arguments: match + toQueue))
+        }
+        if cooperation.local {
+            for port in configuration.initialPorts {
+                let transport = TransportName(port.transport)
+                let match = ["-o", "lo", "-p", transport.rawValue, "--dport", "\(port.port)"] + opening(transport)
+                rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: match + toQueue))
+            }
+        }
+        return rules
+    }
+
+    /// Userspace datapath: every packet of a multiplexed flow, before conntrack (raw table).
+    private static func everyPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportName]) -> [Rule] {
+        let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         var rules: [Rule] = []
         let cooperation = configuration.cooperation
         let notrack = ["-j", "CT", "--notrack"]
@@ -104,17 +172,7 @@ public struct RuleSet: Sendable, Equatable {
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
             }
         }
-        let mark = ["-m", "mark", "--mark", "0x" + String(Self.refuseMark, radix: 16)]
-        // Refused connections: arriving ones (source-routed) get the answer on INPUT, local
-        // programs' own (cooperative, local mode) on OUTPUT — their connect() fails at once.
-        let refusing = cooperation.local || !cooperation.peers.isEmpty ? ["VPM-INPUT", "VPM-OUTPUT"] : ["VPM-INPUT"]
-        for chain in refusing {
-            for transport in transports {
-                let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
-                rules.append(Rule(table: "filter", chain: chain, arguments: ["-p", transport.rawValue] + mark + reject))
-            }
-        }
-        self.rules = rules
+        return rules
     }
 
     /// One fixed translation (`vpm translate`): TCP to `initialPort` and from `virtualPort`.

@@ -13,6 +13,9 @@ public final class EngineRun: @unchecked Sendable {
     public var socketPath: String { "\(directory)/vpm.sock" }
     public var logPath: String { "\(directory)/engine.log" }
     private var process: Process?
+    /// `--datapath` for `vpm run`: from the environment variable `VPM_TEST_DATAPATH` unless
+    /// set (the test suite runs its end-to-end tests once per datapath); nil: the default.
+    public var datapath: String? = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"].flatMap { $0.isEmpty ? nil : $0 }
 
     public init(lab: NetworkLab, vpmExecutable: String, directory: String, configuration: String,
                 host: NetworkLab.Host? = nil) throws {
@@ -24,10 +27,11 @@ public final class EngineRun: @unchecked Sendable {
         try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
     }
 
-    /// Starts the engine and waits until it says it is running.
+    /// Starts the engine and waits until it says it is running (the log file starts afresh).
     public func start(_ extraArguments: [String] = []) throws {
+        let chosen = datapath.map { ["--datapath", $0] } ?? []
         process = try lab.spawn(host, [vpmExecutable, "run", "--config", configurationPath,
-                                             "--socket", socketPath] + extraArguments, log: logPath)
+                                             "--socket", socketPath] + chosen + extraArguments, log: logPath)
         do {
             try NetworkLab.poll("the engine to start (see \(logPath))", timeout: 15) {
                 log.contains("engine running") || !(process?.isRunning ?? false)
@@ -36,6 +40,18 @@ public final class EngineRun: @unchecked Sendable {
         guard process?.isRunning ?? false else {
             throw CommandError.failed("vpm run", process?.terminationStatus ?? -1, log)
         }
+        // A datapath asked for must be the one running: a silent fallback would test the other.
+        if let datapath, !log.contains("datapath=\(datapath)") {
+            _ = stop()
+            throw CommandError.failed("vpm run --datapath \(datapath) runs another datapath", -1, log)
+        }
+    }
+
+    /// SIGKILL: the engine dies without removing anything (a crash, an OOM kill).
+    public func kill() {
+        guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
     }
 
     /// SIGTERM, and waits for the engine to remove its rules and exit.

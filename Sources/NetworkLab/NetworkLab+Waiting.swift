@@ -46,7 +46,9 @@ extension NetworkLab {
     /// `iptables-save` and `ip6tables-save` of `host`, without comments (timestamps) and
     /// packet counters: every table, chain and rule, comparable before and after.
     public func ruleset(_ host: Host) throws -> String {
+        // nft's table list too: the kernel datapath's table inet vpm is not iptables'.
         let text = try checked(host, ["iptables-save"]).standardOutput + (try checked(host, ["ip6tables-save"]).standardOutput)
+            + (try checked(host, ["nft", "list", "tables"]).standardOutput)
         return text.split(separator: "\n").filter { !$0.hasPrefix("#") }
             .map { $0.replacingOccurrences(of: #"\[\d+:\d+\]"#, with: "", options: .regularExpression) }
             .joined(separator: "\n")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Engine
 import Foundation
 import Netfilter
 import HostCommand
@@ -9,7 +10,8 @@ struct Probe: ParsableCommand {
         abstract: "Check that this host can run vpm, and say how to fix what is missing.",
         discussion: """
             Checks privileges, the iptables NFQUEUE target (in a throwaway network namespace, \
-            so no rule of this host is touched), the nft queue expression, and binding a queue. \
+            so no rule of this host is touched), the nft queue expression, the kernel datapath \
+            (nft NAT with a mark map, conntrack's netlink interface), and binding a queue. \
             Exits 0 when vpm can run, 1 when something must be fixed first.
             """)
 
@@ -90,6 +92,7 @@ struct HostProbe {
                                   detail: "iptables refused -j NFQUEUE: load it with `modprobe xt_NFQUEUE` (kernel needs CONFIG_NETFILTER_XT_TARGET_NFQUEUE)"))
         }
         results.append(nftQueue(inside))
+        results.append(kernelDatapath(inside))
         return results
     }
 
@@ -104,6 +107,18 @@ struct HostProbe {
         }
         return Result(status: .info, name: "nft queue",
                       detail: "not available (CONFIG_NFT_QUEUE off); vpm uses the iptables NFQUEUE target")
+    }
+
+    /// `vpm run --datapath kernel` needs nft NAT with maps and ctnetlink; without them the
+    /// engine falls back to the userspace datapath.
+    private func kernelDatapath(_ inside: [String]) -> Result {
+        if let reason = KernelNAT.unavailableReason(prefix: inside) {
+            return Result(status: .info, name: "kernel datapath", detail: "not available (\(reason)); vpm run --datapath kernel falls back to userspace")
+        }
+        do { _ = try Conntrack() } catch {
+            return Result(status: .info, name: "kernel datapath", detail: "not available (conntrack netlink: \(error)); vpm run --datapath kernel falls back to userspace")
+        }
+        return Result(status: .ok, name: "kernel datapath", detail: "available: nft NAT with a mark map, ct mark, conntrack netlink")
     }
 
     private func queueBinding() -> Result {

@@ -4,7 +4,7 @@ import Policy
 
 struct Rules: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print, install or remove the engine's iptables rules for a configuration.",
+        abstract: "Print, install or remove the engine's iptables rules (and nft table) for a configuration.",
         discussion: """
             `vpm run` installs and removes these itself; use this (or the scripts in iptables/) \
             to manage them by hand together with `vpm run --no-rules`.
@@ -14,20 +14,31 @@ struct Rules: ParsableCommand {
 
     @Argument(help: "print | install | remove") var action: Action
     @Option(name: .shortAndLong, help: "Configuration file (not needed for remove).") var config: String?
+    @Option(help: "The datapath the rules are for: userspace or kernel (adds the nft table inet vpm).")
+    var datapath = Datapath.userspace.rawValue
 
     func run() throws {
         if action == .remove {
             RuleSet.remove()
+            KernelNAT.remove()
             return
         }
         guard let config else { throw ValidationError("`vpm rules \(action.rawValue)` needs --config FILE") }
         let configuration: Configuration
         do { configuration = try Configuration.load(path: config) } catch { throw Failure("\(error)") }
-        let rules = RuleSet(configuration)
+        let datapath = try Datapath(argument: datapath)
+        let rules = RuleSet(configuration, datapath: datapath)
         switch action {
-        case .print: print(rules.script(), terminator: "")
+        case .print:
+            print(rules.script(), terminator: "")
+            if datapath == .kernel {
+                print("nft -f - <<'EOF'\n" + KernelNAT(configuration).script + "EOF")
+            }
         case .install:
-            do { try rules.install() } catch { throw Failure("cannot install the rules: \(error)") }
+            do {
+                if datapath == .kernel { try KernelNAT(configuration).install() }
+                try rules.install()
+            } catch { throw Failure("cannot install the rules: \(error)") }
         case .remove: break
         }
     }

@@ -8,8 +8,8 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the engine (as root): install the rules, multiplex, remove the rules on exit.",
         discussion: """
-            Loads the configuration, binds the NFQUEUE queue, installs the VPM-* chains, and \
-            serves the control socket that `vpm flows` and `vpm stats` read. SIGINT or SIGTERM \
+            Loads the configuration, binds the NFQUEUE queue, installs the VPM-* chains (and, \
+            for --datapath kernel, the nft table inet vpm), and serves the control socket that `vpm flows` and `vpm stats` read. SIGINT or SIGTERM \
             stop it; the rules and the socket are removed on the way out, also when start-up \
             fails half-way.
             """)
@@ -20,6 +20,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Do not install or remove rules (install them yourself: `vpm rules print`).") var noRules = false
     @Flag(help: "Accept packets instead of dropping them when the kernel queue is full.") var failOpen = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Option(help: "userspace: every packet through the engine; kernel: the engine decides each connection's first packet and kernel NAT carries the rest (docs/datapaths.md).")
+    var datapath = Datapath.userspace.rawValue
 
     func run() throws {
         let configuration: Configuration
@@ -32,6 +34,7 @@ struct Run: ParsableCommand {
         options.installRules = !noRules
         options.segmentationOffload = gso
         options.failOpen = failOpen
+        options.datapath = try Datapath(argument: datapath)
         do {
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "vpm")
@@ -40,5 +43,15 @@ struct Run: ParsableCommand {
         } catch {
             throw Failure("\(error)")
         }
+    }
+}
+
+extension Datapath {
+    /// `--datapath`, with the choices in the error.
+    init(argument: String) throws {
+        guard let value = Datapath(rawValue: argument) else {
+            throw ValidationError("--datapath must be one of \(Datapath.allCases.map(\.rawValue).joined(separator: ", ")), not '\(argument)'")
+        }
+        self = value
     }
 }

@@ -21,6 +21,7 @@ struct Stats: ParsableCommand {
         let lines: [(String, String)] = [
             ("packets queued", "\(s.packetsQueued)"),
             ("rewritten", "\(s.rewritten)  (checksum: \(s.checksumIncremental) incremental, \(s.checksumRecomputed) recomputed)"),
+            ("marked", "\(s.marked)  (connections handed to kernel NAT)"),
             ("accepted unchanged", "\(s.acceptedUnchanged)"),
             ("dropped", "\(s.dropped)"),
             ("refused", "\(s.refused)"),

@@ -34,6 +34,15 @@ public enum Privileged {
     /// not on namespaces, but short names read better in `ip netns`).
     public static func labName(_ tag: String) -> String { "vpmt-\(tag)-\(getpid())" }
 
+    /// The datapath the end-to-end tests run the engine with (`VPM_TEST_DATAPATH`, read by
+    /// `EngineRun`): scripts/test.sh runs them once with each.
+    public static var datapath: String {
+        let value = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"] ?? ""
+        return value.isEmpty ? "userspace" : value
+    }
+
+    public static var kernelDatapath: Bool { datapath == "kernel" }
+
     public static func scratchDirectory(_ tag: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("vpmt-\(tag)-\(getpid())").path
     }

@@ -1,0 +1,201 @@
+import FlowTable
+import Foundation
+import Logging
+import Netfilter
+import Packet
+import Policy
+import Synchronization
+
+/// Kernel datapath: keeps the flow table in step with conntrack, which carries the flows.
+///
+/// The engine records a flow when it decides its first packet; from then on conntrack
+/// knows more than the engine does. This thread learns each flow's end from conntrack's
+/// destroy events and, every few seconds (and whenever `vpm flows` asks), its TCP state and
+/// counters from a dump of the entries carrying a vpm mark. The same dump rebuilds the
+/// table when the engine starts, so a restarted engine lists the connections that kept
+/// running without it.
+final class ConntrackSync: @unchecked Sendable {
+    /// How often the thread re-reads conntrack when no event wakes it.
+    static let interval: UInt64 = 5000
+    /// A flow this young may still be missing from conntrack (its first packet is on its
+    /// way, or held for a negotiation): a dump without it does not end it.
+    static let grace: UInt64 = 3000
+
+    private let configuration: Configuration
+    private let store: FlowTableStore
+    private let registry: InstanceRegistry
+    private let logger: Logger
+    private let events: Conntrack
+    private let stopping = Atomic<Bool>(false)
+    private let finished = DispatchSemaphore(value: 0)
+    /// One dump at a time (the thread's and the control thread's `refresh`).
+    private let dumping = Mutex(())
+
+    /// Opens the event socket (destroy events) and the dump socket; throws when conntrack's
+    /// netlink interface is not there.
+    init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, logger: Logger) throws {
+        self.configuration = configuration
+        self.store = store
+        self.registry = registry
+        self.logger = logger
+        events = try Conntrack(events: [.destroy])
+    }
+
+    /// Reads conntrack once: known flows get their state and counters, flows conntrack no
+    /// longer has are removed, and with `rebuild` (at start) entries the table lacks are
+    /// added. Without it they are not: a flow the table expired (its state's timeout, as in
+    /// the userspace datapath) stays gone while conntrack keeps its own entry for longer.
+    /// Returns (added, removed).
+    @discardableResult
+    func refresh(rebuild: Bool = false) throws -> (added: Int, removed: Int) {
+        try dumping.withLock { _ in
+            let entries = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask)
+            return reconcile(entries, now: MonotonicClock.milliseconds(), rebuild: rebuild)
+        }
+    }
+
+    func start() {
+        let thread = Thread { [self] in
+            var last = MonotonicClock.milliseconds()
+            while !stopping.load(ordering: .relaxed) {
+                do {
+                    if try events.waitForEvents(timeoutMilliseconds: 200) {
+                        var overrun = false
+                        try events.drainEvents { event in
+                            switch event {
+                            case .destroy(let entry): ended(entry)
+                            case .overrun: overrun = true
+                            case .new, .update: break
+                            }
+                        }
+                        if overrun { last = 0 }  // events were lost: read the whole table now
+                    }
+                    let now = MonotonicClock.milliseconds()
+                    if MonotonicClock.elapsed(since: last, now: now) >= Self.interval {
+                        last = now
+                        try refresh()
+                    }
+                } catch {
+                    logger.warning("conntrack: \(error); retrying in a second")
+                    sleep(1)
+                }
+            }
+            finished.signal()
+        }
+        thread.name = "vpm-conntrack"
+        thread.start()
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        finished.wait()
+    }
+
+    private func ended(_ entry: ConntrackEntry) {
+        guard KernelMark(entry.mark) != nil, let flow = flow(entry) else { return }
+        _ = store.withLock { $0.remove(flow.key) }
+    }
+
+    func reconcile(_ entries: [ConntrackEntry], now: UInt64, rebuild: Bool) -> (added: Int, removed: Int) {
+        var seen = Set<FlowKey>()
+        var added = 0
+        let flows = entries.compactMap(flow)
+        let removed = store.withLock { table -> Int in
+            for flow in flows {
+                seen.insert(flow.key)
+                var handle = table.lookup(flow.key)
+                if handle == nil && rebuild {
+                    handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
+                                          peer: flow.peer, now: now).handle
+                    if handle != nil { added += 1 }
+                }
+                if let handle { table.observe(handle, state: flow.state, counters: flow.counters, now: now) }
+            }
+            var removed = 0
+            for translation in table.snapshot() where !seen.contains(translation.key)
+                && MonotonicClock.elapsed(since: translation.firstSeen, now: now) >= Self.grace {
+                table.remove(translation.key)
+                removed += 1
+            }
+            return removed
+        }
+        return (added, removed)
+    }
+
+    /// What the flow table records for a conntrack entry with a vpm mark.
+    struct Flow: Equatable {
+        var key: FlowKey
+        var virtualPort: UInt16
+        var aid: String
+        var mode: FlowMode
+        var peer: String?
+        var state: FlowState
+        var counters: FlowCounters
+    }
+
+    func flow(_ entry: ConntrackEntry) -> Flow? {
+        Self.flow(entry, configuration: configuration, instances: registry.instances())
+    }
+
+    static func flow(_ entry: ConntrackEntry, configuration: Configuration, instances: [Instance]) -> Flow? {
+        guard let mark = KernelMark(entry.mark),
+              let client = IPAddress(bytes: entry.original.source),
+              let server = IPAddress(bytes: entry.original.destination) else { return nil }
+        let transport: TransportProtocol
+        switch entry.protocolNumber {
+        case 6: transport = .tcp
+        case 17: transport = .udp
+        default: return nil
+        }
+        let translated = entry.reply.sourcePort != entry.original.destinationPort
+        let virtualPort = translated ? entry.reply.sourcePort : entry.original.destinationPort
+        let instance = instances.first { $0.virtualPort == virtualPort && $0.initialPort.transport == transport }
+        // Without NAT the connection arrived on the virtual port (a cooperative peer's client).
+        guard let initialPort = translated ? entry.original.destinationPort : instance?.initialPort.port else { return nil }
+        var aid = instance?.aid.name ?? "-"
+        if mark.slot > 0 && mark.slot <= configuration.applications.count {
+            aid = configuration.applications[mark.slot - 1].aid.name
+        }
+        var peer: String?
+        if mark.mode == .cooperative {
+            if translated, let partner = configuration.cooperation.peer(for: server) {
+                // Our client's connection to a peer: named as the negotiation named it.
+                let address = "\(server)"
+                peer = address.contains(":") ? "[\(address)]:\(partner.enginePort)" : "\(address):\(partner.enginePort)"
+            } else {
+                peer = "\(client)"
+            }
+        }
+        let counters = FlowCounters(packetsToServer: entry.originalPackets, bytesToServer: entry.originalBytes,
+                                    packetsToClient: entry.replyPackets, bytesToClient: entry.replyBytes)
+        return Flow(key: FlowKey(transport: transport, client: client, clientPort: entry.original.sourcePort,
+                                 server: server, initialPort: initialPort),
+                    virtualPort: virtualPort, aid: aid, mode: mark.mode, peer: peer,
+                    state: state(entry, transport: transport), counters: counters)
+    }
+
+    /// conntrack's TCP states (TCP_CONNTRACK_*) in the flow table's terms.
+    static func state(_ entry: ConntrackEntry, transport: TransportProtocol) -> FlowState {
+        guard transport == .tcp else { return entry.replyPackets > 0 || entry.isAssured ? .udpStream : .udp }
+        switch entry.tcpState ?? 0 {
+        case 3: return .established
+        case 4, 5, 6: return .closing  // FIN_WAIT, CLOSE_WAIT, LAST_ACK
+        case 7, 8: return .closed  // TIME_WAIT, CLOSE
+        default: return .opening  // NONE, SYN_SENT, SYN_RECV, SYN_SENT2
+        }
+    }
+}
+
+extension IPAddress {
+    /// An address from conntrack's 4 or 16 network-order bytes.
+    init?(bytes: [UInt8]) {
+        switch bytes.count {
+        case 4: self.init(bytes[0], bytes[1], bytes[2], bytes[3])
+        case 16:
+            let high = bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let low = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            self.init(high: high, low: low)
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,209 @@
+@testable import Engine
+import FlowTable
+import Netfilter
+import Packet
+import Policy
+import XCTest
+
+/// The kernel datapath without a kernel: the mark layout, the rules and nft script it
+/// installs, and the processor's decisions, which leave the packet's bytes alone and say
+/// everything in the mark.
+final class KernelDatapathTests: XCTestCase {
+    static let configuration = """
+        virtual-ports: 20000-20999
+        ports: [9000, 5353/udp]
+        applications:
+          acme: {instances: {9000: 20017}}
+          globex: {instances: {9000: 20018}}
+        sources:
+          - {from: 198.18.1.0/24, aid: acme}
+          - {from: 198.18.3.7, aid: globex}
+        """
+    let server = IPAddress(198, 18, 0, 1)
+
+    func testMarkLayout() {
+        let mark = KernelMark(mode: .cooperative, slot: 3, virtualPort: 20017)
+        XCTAssertEqual(mark.value, 0x5000_0000 | 2 << 26 | 3 << 16 | 20017)
+        XCTAssertEqual(KernelMark(mark.value), mark)
+        for mode in FlowMode.allCases {
+            for slot in [0, 1, 1023] {
+                let value = KernelMark(mode: mode, slot: slot, virtualPort: 65535).value
+                XCTAssertEqual(KernelMark(value), KernelMark(mode: mode, slot: slot, virtualPort: 65535))
+                XCTAssertEqual(value & KernelMark.mapKeyMask, KernelMark.mapKey(65535), "the map key ignores mode and slot")
+            }
+        }
+        XCTAssertNil(KernelMark(RuleSet.refuseMark), "the refuse mark is not a decision")
+        XCTAssertNil(KernelMark(0))
+        XCTAssertEqual(KernelMark(mode: .source, slot: 5000, virtualPort: 1).slot, 0, "a slot past 10 bits is unknown")
+    }
+
+    func testRulesQueueOnlyConnectionStartsAfterConntrack() throws {
+        let rules = RuleSet(try Configuration.parse(Self.configuration), datapath: .kernel)
+        let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
+        XCTAssertEqual(ipv4, [
+            "-t mangle -N VPM-PREROUTING",
+            "-t filter -N VPM-INPUT",
+            "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 --syn -j NFQUEUE --queue-num 0",
+            "-t mangle -A VPM-PREROUTING ! -i lo -p udp --dport 5353 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0",
+            "-t filter -A VPM-INPUT -p tcp -m mark --mark 0x76706d01 -j REJECT --reject-with tcp-reset",
+            "-t filter -A VPM-INPUT -p udp -m mark --mark 0x76706d01 -j REJECT",
+            "-t mangle -I PREROUTING 1 -j VPM-PREROUTING",
+            "-t filter -I INPUT 1 -j VPM-INPUT",
+        ])
+        XCTAssertFalse(ipv4.contains { $0.contains("notrack") }, "conntrack must see the kernel datapath's flows")
+    }
+
+    func testNFTScriptTranslatesByMarkAndGuardsTheVirtualPorts() throws {
+        let script = KernelNAT(try Configuration.parse(Self.configuration)).script
+        let lines = script.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains("add rule inet vpm prerouting meta mark & 0xf0000000 == 0x50000000 meta l4proto tcp th dport { 9000 } dnat ip to ip daddr : meta mark & 0xf000ffff map @vport"), script)
+        XCTAssertTrue(lines.contains("add rule inet vpm output meta mark & 0xf0000000 == 0x50000000 ct mark set meta mark"), script)
+        XCTAssertTrue(lines.contains("add rule inet vpm input iifname != \"lo\" meta l4proto udp th dport 20000-20999 ct mark & 0xf0000000 != 0x50000000 drop"), script)
+        XCTAssertTrue(lines.contains("add rule inet vpm input iifname != \"lo\" meta l4proto tcp th dport { 9000 } ct status ! dnat meta mark != 0x76706d01 drop"), script)
+        let elements = lines.filter { $0.hasPrefix("add element") }.joined()
+        XCTAssertTrue(elements.contains("0x50004e20 : 20000"))
+        XCTAssertTrue(elements.contains("0x500051e7 : 20967"))
+        XCTAssertEqual(elements.components(separatedBy: " : ").count - 1, 1000, "one element per virtual port")
+        XCTAssertFalse(lines.contains { $0.hasPrefix("delete") }, "refreshing must never delete a chain: NAT would stop for running connections")
+    }
+
+    func makeProcessor(_ text: String = KernelDatapathTests.configuration, clients: ClientSockets = ClientSockets()) throws -> PacketProcessor {
+        PacketProcessor(configuration: try Configuration.parse(text), store: FlowTableStore(FlowTable(capacity: 8)),
+                        clients: clients, datapath: .kernel)
+    }
+
+    func process(_ processor: inout PacketProcessor, _ bytes: inout [UInt8], hook: UInt8, outputInterface: UInt32 = 2) -> Verdict {
+        bytes.withUnsafeMutableBytes { buffer in
+            processor.process(QueuedPacket(id: 9, hardwareProtocol: 0x0800, hook: hook, mark: nil, payload: buffer,
+                                           originalLength: buffer.count, info: [], outputInterface: outputInterface), now: 1000)
+        }
+    }
+
+    func syn(from source: IPAddress, _ port: UInt16, to destination: IPAddress, _ destinationPort: UInt16,
+             transport: TransportProtocol = .tcp) throws -> [UInt8] {
+        let representation = PacketRepresentation(sourceAddress: source, destinationAddress: destination, transportProtocol: transport,
+                                                  sourcePort: port, destinationPort: destinationPort,
+                                                  tcpFlags: transport == .tcp ? [.syn] : [])
+        var bytes = [UInt8](repeating: 0, count: representation.emittedLength(payloadLength: 0))
+        try bytes.withUnsafeMutableBytes { _ = try representation.emit(into: $0) }
+        return bytes
+    }
+
+    func testSourceRoutedSYNLeavesUnchangedWithItsDecision() throws {
+        var processor = try makeProcessor()
+        var packet = try syn(from: IPAddress(198, 18, 3, 7), 40000, to: server, 9000)
+        let original = packet
+        let verdict = process(&processor, &packet, hook: 0)
+        XCTAssertEqual(verdict, Verdict(.accept, mark: KernelMark(mode: .source, slot: 2, virtualPort: 20018).value))
+        XCTAssertEqual(packet, original, "no byte changes: kernel NAT translates")
+        XCTAssertEqual(processor.counters.marked, 1)
+        XCTAssertEqual(processor.counters.rewritten, 0)
+        let flow = try XCTUnwrap(processor.store.withLock { $0.snapshot() }.first)
+        XCTAssertEqual(flow.aid, "globex")
+        XCTAssertEqual(flow.virtualPort, 20018)
+
+        var again = try syn(from: IPAddress(198, 18, 3, 7), 40000, to: server, 9000)
+        XCTAssertEqual(process(&processor, &again, hook: 0), verdict, "a retransmitted SYN gets the same decision")
+
+        var unknown = try syn(from: IPAddress(198, 18, 9, 9), 40001, to: server, 9000)
+        XCTAssertEqual(process(&processor, &unknown, hook: 0), Verdict(.accept, mark: RuleSet.refuseMark))
+    }
+
+    func testLocalAndCooperativeDecisionsAreMarks() throws {
+        let clients = ClientSockets()
+        let key = String(repeating: "ab", count: 32)
+        var processor = try makeProcessor(Self.configuration + "\ncooperative: {local: true, peers: [{network: 198.18.7.1, key: \(key)}]}\n",
+                                          clients: clients)
+        clients.register(transport: .tcp, address: .loopbackIPv4, port: 41000, aid: "acme", now: 1000)
+        var local = try syn(from: .loopbackIPv4, 41000, to: .loopbackIPv4, 9000)
+        XCTAssertEqual(process(&processor, &local, hook: 3, outputInterface: 1),
+                       Verdict(.accept, mark: KernelMark(mode: .local, slot: 1, virtualPort: 20017).value))
+
+        // Our client's SYN to a peer: held, negotiated, released unchanged with the peer's port.
+        let client = IPAddress(198, 18, 0, 2), peer = IPAddress(198, 18, 7, 1)
+        clients.register(transport: .tcp, address: client, port: 42000, aid: "globex", now: 1000)
+        var held = try syn(from: client, 42000, to: peer, 9000)
+        XCTAssertEqual(process(&processor, &held, hook: 3), .hold)
+        var sent: [(Verdict, UInt16)] = []
+        processor.complete(processor.takeNegotiations()[0].key, virtualPort: 20500, peer: "198.18.7.1:9901", now: 1001) { queued, verdict in
+            sent.append((verdict, (try? IPPacket(queued.payload).destinationPort) ?? 0))
+        }
+        XCTAssertEqual(sent.first?.0, Verdict(.accept, mark: KernelMark(mode: .cooperative, slot: 2, virtualPort: 20500).value))
+        XCTAssertEqual(sent.first?.1, 9000, "the SYN itself is not rewritten")
+
+        // The peer's client arriving on our virtual port: admitted with a mark only when negotiated.
+        var direct = try syn(from: peer, 43000, to: server, 20017)
+        XCTAssertEqual(process(&processor, &direct, hook: 0), .drop)
+        _ = processor.store.withLock { table in
+            table.insert(FlowKey(transport: .tcp, client: peer, clientPort: 43001, server: server, initialPort: 9000),
+                         virtualPort: 20017, aid: "acme", mode: .cooperative, peer: "198.18.7.1", now: 1000)
+        }
+        var negotiated = try syn(from: peer, 43001, to: server, 20017)
+        XCTAssertEqual(process(&processor, &negotiated, hook: 0),
+                       Verdict(.accept, mark: KernelMark(mode: .cooperative, slot: 1, virtualPort: 20017).value))
+    }
+}
+
+/// Conntrack entries (as the kernel reports them) in the flow table's terms.
+final class ConntrackSyncTests: XCTestCase {
+    let configuration = try! Configuration.parse(KernelDatapathTests.configuration + """
+
+        cooperative: {peers: [{network: 198.18.7.0/24, key: \(String(repeating: "ab", count: 32))}]}
+        """)
+
+    func entry(from client: [UInt8], _ clientPort: UInt16, to server: [UInt8], _ port: UInt16, replyPort: UInt16,
+               mark: UInt32, state: UInt8? = 3) -> ConntrackEntry {
+        ConntrackEntry(id: 1, protocolNumber: state == nil ? 17 : 6,
+                       original: ConntrackTuple(source: client, destination: server, sourcePort: clientPort, destinationPort: port),
+                       reply: ConntrackTuple(source: server, destination: client, sourcePort: replyPort, destinationPort: clientPort),
+                       mark: mark, tcpState: state, originalPackets: 10, originalBytes: 1000, replyPackets: 8, replyBytes: 9000,
+                       isAssured: true)
+    }
+
+    func testTranslatedSourceRoutedEntry() throws {
+        let mark = KernelMark(mode: .source, slot: 1, virtualPort: 20017).value
+        let flow = try XCTUnwrap(ConntrackSync.flow(entry(from: [198, 18, 1, 2], 40000, to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark),
+                                                    configuration: configuration, instances: configuration.instances))
+        XCTAssertEqual(flow.key, FlowKey(transport: .tcp, client: IPAddress(198, 18, 1, 2), clientPort: 40000,
+                                         server: IPAddress(198, 18, 0, 1), initialPort: 9000))
+        XCTAssertEqual(flow.virtualPort, 20017)
+        XCTAssertEqual(flow.aid, "acme")
+        XCTAssertEqual(flow.mode, .source)
+        XCTAssertNil(flow.peer)
+        XCTAssertEqual(flow.state, .established)
+        XCTAssertEqual(flow.counters, FlowCounters(packetsToServer: 10, bytesToServer: 1000, packetsToClient: 8, bytesToClient: 9000))
+    }
+
+    func testCooperativeEntriesOnBothSides() throws {
+        // Server side: the peer's client arrived on our virtual port, untranslated.
+        let server = KernelMark(mode: .cooperative, slot: 2, virtualPort: 20018).value
+        let admitted = try XCTUnwrap(ConntrackSync.flow(entry(from: [198, 18, 7, 5], 41000, to: [198, 18, 0, 1], 20018, replyPort: 20018, mark: server),
+                                                        configuration: configuration, instances: configuration.instances))
+        XCTAssertEqual(admitted.key.initialPort, 9000, "the initial port comes from the instance on the virtual port")
+        XCTAssertEqual(admitted.aid, "globex")
+        XCTAssertEqual(admitted.peer, "198.18.7.5")
+        // Client side: our program's connection to the peer; only the mark knows the AID.
+        let client = KernelMark(mode: .cooperative, slot: 1, virtualPort: 20500).value
+        let ours = try XCTUnwrap(ConntrackSync.flow(entry(from: [198, 18, 0, 1], 42000, to: [198, 18, 7, 1], 9000, replyPort: 20500, mark: client),
+                                                    configuration: configuration, instances: configuration.instances))
+        XCTAssertEqual(ours.aid, "acme")
+        XCTAssertEqual(ours.virtualPort, 20500)
+        XCTAssertEqual(ours.peer, "198.18.7.1:9901")
+    }
+
+    func testStatesAndForeignEntries() {
+        let mark = KernelMark(mode: .source, slot: 1, virtualPort: 20017).value
+        let states: [UInt8: FlowState] = [1: .opening, 2: .opening, 3: .established, 4: .closing, 5: .closing, 6: .closing,
+                                          7: .closed, 8: .closed]
+        for (tcp, state) in states {
+            let flow = ConntrackSync.flow(entry(from: [198, 18, 1, 2], 40000, to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark, state: tcp),
+                                          configuration: configuration, instances: configuration.instances)
+            XCTAssertEqual(flow?.state, state, "TCP_CONNTRACK \(tcp)")
+        }
+        let udp = ConntrackSync.flow(entry(from: [198, 18, 1, 2], 40000, to: [198, 18, 0, 1], 5353, replyPort: 20117, mark: mark, state: nil),
+                                     configuration: configuration, instances: configuration.instances)
+        XCTAssertEqual(udp?.state, .udpStream)
+        XCTAssertNil(ConntrackSync.flow(entry(from: [198, 18, 1, 2], 1, to: [198, 18, 0, 1], 22, replyPort: 22, mark: 0),
+                                        configuration: configuration, instances: configuration.instances), "not vpm's")
+    }
+}
