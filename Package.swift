@@ -27,18 +27,13 @@ let package = Package(
             pkgConfig: "libnetfilter_queue",
             providers: [.apt(["libnetfilter-queue-dev", "libnfnetlink-dev", "libmnl-dev"])]
         ),
-        // ctnetlink (conntrack dumps and events): the kernel's uapi headers and libmnl.
-        .systemLibrary(
-            name: "CNetfilterConntrack",
-            providers: [.apt(["libmnl-dev"])]
-        ),
         // Only what Swift cannot import: function-like macros and static inline helpers.
         .target(name: "CNetfilterShim"),
         // The only Swift module that touches the C libraries.
         .target(
             name: "Netfilter",
             dependencies: [
-                "CNetfilterQueue", "CNetfilterConntrack", "CNetfilterShim",
+                "CNetfilterQueue", "CNetfilterShim",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

@@ -10,5 +10,11 @@
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_queue.h>
+// ctnetlink's message and attribute numbers, for Netfilter's Conntrack. Parsed with libmnl,
+// not libnetfilter_conntrack: its nfct_nlmsg_parse calls exit(1) on an attribute of
+// unexpected size. The kernel's uapi headers come before libnfnetlink's, whose older
+// copies share their include guards (Swift cannot merge two enum nfnetlink_groups).
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nf_conntrack_common.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #endif

@@ -1,4 +1,4 @@
-internal import CNetfilterConntrack
+internal import CNetfilterQueue
 #if canImport(Glibc)
 internal import Glibc
 #endif

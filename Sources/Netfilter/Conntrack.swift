@@ -1,4 +1,4 @@
-internal import CNetfilterConntrack
+internal import CNetfilterQueue
 internal import SystemPackage
 #if canImport(Glibc)
 internal import Glibc
