@@ -40,6 +40,10 @@ skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
 echo "make test (kernel datapath): ${kernel_summary:-no XCTest summary found}"
+if [ "$(id -u)" -eq 0 ] && ! echo "$kernel_summary" | grep -qE "Executed [1-9][0-9]* tests?"; then
+  echo "make test: the kernel datapath pass ran no test (did the --filter stop matching?)"
+  status=1
+fi
 if [ "$skipped" -gt 0 ]; then
   echo "make test: $skipped test(s) skipped:"
   grep -E "Test skipped - " "$log" | sed -E 's/^.*: ([A-Za-z]+\.[A-Za-z]+) : Test skipped - /  \1: /' | sort -u

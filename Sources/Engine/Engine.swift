@@ -16,6 +16,10 @@ public final class Engine {
         public var failOpen = false
         /// Falls back to `.userspace`, with a log line, where the kernel cannot run `.kernel`.
         public var datapath: Datapath = .userspace
+        /// Kernel datapath: on SIGINT/SIGTERM leave the rules, the nft table and conntrack's
+        /// entries as a killed engine would, so established connections keep running and
+        /// the next engine takes them over (an upgrade). Without it a stop ends them.
+        public var keepConnections = false
 
         public init(configuration: Configuration) { self.configuration = configuration }
     }
@@ -39,7 +43,7 @@ public final class Engine {
         let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
                                              workers: configuration.queues, logger: logger)
         let workers = WorkerList()
-        let datapath = try chooseDatapath()
+        let (datapath, accounting) = try chooseDatapath()
         let conntrack = datapath == .kernel
             ? try ConntrackSync(configuration: configuration, store: store, registry: registry, logger: logger) : nil
 
@@ -62,30 +66,52 @@ public final class Engine {
             throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
         }
         defer { cooperation.stop() }
+        // Kernel datapath: a table a killed engine left behind carries running connections, so
+        // a start-up that fails removes the table only if this run created it.
+        var createdTable = false
+        var running = false
         if options.installRules {
             // NAT before the rules that queue: a marked SYN must find its translation.
             if datapath == .kernel {
-                do { try KernelNAT(configuration).install() } catch {
-                    throw ControlError("cannot install the nft table inet \(KernelNAT.table): \(error)")
+                do { createdTable = try KernelNAT(configuration).install() } catch {
+                    throw ControlError("cannot install the nft table inet \(KernelNAT.table): \(error) (see `vpm probe`; --datapath userspace needs no nft)")
                 }
             } else {
                 KernelNAT.remove()  // a killed kernel-datapath engine's table would drop our flows
             }
             do { try RuleSet(configuration, datapath: datapath).install() } catch {
-                if datapath == .kernel { KernelNAT.remove() }
+                if createdTable { KernelNAT.remove() }
                 throw ControlError("cannot install the iptables rules: \(error)")
             }
         }
         defer {
             if options.installRules {
-                RuleSet.remove()
-                if datapath == .kernel { KernelNAT.remove() }
+                if datapath == .kernel && running && options.keepConnections {
+                    logger.notice("leaving the rules, the nft table and conntrack's entries in place: established connections keep running, new ones wait for the next engine (--keep-connections)")
+                } else {
+                    RuleSet.remove()
+                    if datapath == .kernel && (running || createdTable) {
+                        KernelNAT.remove()
+                    }
+                }
+            }
+            if datapath == .kernel && running && !options.keepConnections {
+                // Without the table the entries' NAT would go on, or not, depending on other
+                // NAT rules in this namespace: end the connections as the userspace datapath does.
+                do { try Conntrack().delete(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
+                    logger.warning("cannot delete vpm's conntrack entries; remove them with `conntrack -D -m 0x50000000/0xf0000000`", metadata: ["error": "\(error)"])
+                }
+                accounting?.restore()
             }
         }
         if let conntrack {
             // Connections that kept running while no engine was here are ours again.
-            let (added, _) = try conntrack.refresh(rebuild: true)
-            if added > 0 { logger.info("flows rebuilt from conntrack", metadata: ["flows": "\(added)"]) }
+            do {
+                let (added, _) = try conntrack.refresh(rebuild: true)
+                if added > 0 { logger.info("flows rebuilt from conntrack", metadata: ["flows": "\(added)"]) }
+            } catch {
+                logger.warning("cannot read conntrack: vpm flows misses the connections that ran before this start", metadata: ["error": "\(error)"])
+            }
             conntrack.start()
         }
         defer { conntrack?.stop() }
@@ -94,6 +120,7 @@ public final class Engine {
         watcher.start()
         defer { watcher.stop() }
         for worker in workers.all { worker.start() }
+        running = true
         logger.info("engine running", metadata: [
             "queue": "\(configuration.queue)\(configuration.queues > 1 ? "-\(Int(configuration.queue) + configuration.queues - 1)" : "")",
             "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",
@@ -110,24 +137,27 @@ public final class Engine {
     }
 
     /// The datapath asked for, or the userspace one (with a log line saying why) where this
-    /// kernel cannot carry the kernel datapath.
-    private func chooseDatapath() throws -> Datapath {
-        guard options.datapath == .kernel else { return .userspace }
-        var reason = options.installRules ? KernelNAT.unavailableReason() : nil
+    /// kernel cannot carry the kernel datapath; for the kernel datapath, the accounting
+    /// setting to restore at the end.
+    private func chooseDatapath() throws -> (Datapath, ConntrackAccounting?) {
+        guard options.datapath == .kernel else { return (.userspace, nil) }
+        var reason = options.installRules ? KernelNAT.unavailableReason(configuration: options.configuration) : nil
         if reason == nil {
-            do { _ = try Conntrack() } catch { reason = "conntrack's netlink interface is not available: \(error)" }
+            // A dump, not just a socket: binding succeeds even without nf_conntrack_netlink.
+            do { _ = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
+                reason = "conntrack's netlink interface is not available: \(error)"
+            }
         }
         if let reason {
             logger.warning("kernel datapath unavailable, falling back to the userspace datapath", metadata: ["reason": "\(reason)"])
-            return .userspace
+            return (.userspace, nil)
         }
-        // Per-connection byte and packet counts for `vpm flows` (this network namespace only).
         do {
-            try "1\n".write(toFile: "/proc/sys/net/netfilter/nf_conntrack_acct", atomically: false, encoding: .utf8)
+            return (.kernel, try ConntrackAccounting.enable())
         } catch {
-            logger.warning("cannot turn on conntrack accounting: vpm flows will show zero counters", metadata: ["error": "\(error)"])
+            logger.warning("cannot turn on conntrack accounting: vpm flows will show zero counters, and busy flows will look idle and expire from it", metadata: ["error": "\(error)"])
+            return (.kernel, nil)
         }
-        return .kernel
     }
 
     /// The workers' counters, summed, with the flow table's.

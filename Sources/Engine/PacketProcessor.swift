@@ -338,7 +338,9 @@ public struct PacketProcessor {
         connection.bytes.withUnsafeMutableBytes { buffer in
             let queued = QueuedPacket(id: connection.id, hardwareProtocol: 0, hook: Self.localOut, mark: nil, payload: buffer,
                                       originalLength: buffer.count, info: connection.info)
-            guard let virtualPort else {
+            // A port outside the peer's configured range could not be translated back (its
+            // replies are not queued, and the kernel datapath's map has no element for it).
+            guard let virtualPort, cooperation.peers[connection.peer].virtualPorts.contains(virtualPort) else {
                 send(queued, refuse(key, .negotiationRefused))
                 return
             }

@@ -16,10 +16,11 @@ import HostCommand
 /// The kernel datapath (`Datapath.kernel`) queues only each connection's first packet, after
 /// conntrack has seen it, and lets `KernelNAT` (nft) translate the connection:
 /// mangle table (priority -150, between conntrack and NAT):
-///   VPM-PREROUTING  TCP SYN / first UDP datagram to an initial port (not on lo), and from a
-///                   cooperative peer to our virtual ports -> NFQUEUE
+///   VPM-PREROUTING  TCP SYN / UDP datagram of a connection not yet decided (no vpm mark in
+///                   conntrack) to an initial port (not on lo), and from a cooperative peer
+///                   to our virtual ports -> NFQUEUE
 ///   VPM-OUTPUT      the same for local programs' connections to a peer or (local mode) over lo
-/// filter table: VPM-INPUT / VPM-OUTPUT as above.
+/// Refusals are answered by the nft table (`KernelNAT`), not by filter chains here.
 public struct RuleSet: Sendable, Equatable {
     public struct Rule: Sendable, Equatable {
         public var table: String
@@ -69,6 +70,12 @@ public struct RuleSet: Sendable, Equatable {
         } else {
             rules = Self.everyPacketRules(configuration, toQueue: toQueue, transports: transports)
         }
+        // The kernel datapath answers refusals in its nft table (KernelNAT), where established
+        // connections do not pass by on the way.
+        if datapath == .kernel {
+            self.rules = rules
+            return
+        }
         let mark = ["-m", "mark", "--mark", "0x" + String(Self.refuseMark, radix: 16)]
         // Refused connections: arriving ones (source-routed) get the answer on INPUT, local
         // programs' own (cooperative, local mode) on OUTPUT — their connect() fails at once.
@@ -87,8 +94,12 @@ public struct RuleSet: Sendable, Equatable {
     private static func firstPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportName]) -> [Rule] {
         let cooperation = configuration.cooperation
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
+        // Not yet decided: conntrack calls every packet from the client NEW until a reply
+        // comes, so a one-way UDP flow (or a retransmitted SYN) would come back to the
+        // engine again and again; the connection's mark says it was decided already.
+        let undecided = ["-m", "connmark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
         func opening(_ transport: TransportName) -> [String] {
-            transport == .tcp ? ["--syn"] : ["-m", "conntrack", "--ctstate", "NEW"]
+            (transport == .tcp ? ["--syn"] : ["-m", "conntrack", "--ctstate", "NEW"]) + undecided
         }
         var rules: [Rule] = []
         for peer in cooperation.peers {

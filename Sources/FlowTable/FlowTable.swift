@@ -163,10 +163,17 @@ extension FlowStore {
         guard contains(handle) else { return false }
         let index = Int(handle.slot)
         let previous = slots[index].state
+        let moved = counters != slots[index].counters && now > slots[index].lastSeen
         slots[index].state = state
-        if counters != slots[index].counters && now > slots[index].lastSeen { slots[index].lastSeen = now }
         slots[index].counters = counters
-        move(handle.slot, from: previous.listIndex, to: state.listIndex)
+        // Each state's list is in last-seen order, which expiry and eviction rely on: a flow
+        // moves to its tail only when it was seen now (or changes list).
+        if moved {
+            slots[index].lastSeen = now
+            move(handle.slot, from: previous.listIndex, to: state.listIndex)
+        } else if previous != state {
+            move(handle.slot, from: previous.listIndex, to: state.listIndex)
+        }
         return true
     }
 }

@@ -139,6 +139,55 @@ public final class Conntrack {
         }
     }
 
+    /// Deletes every entry, IPv4 and IPv6, whose `mark & mask == mark & mask`, in one
+    /// request (a filtered flush: IPCTNL_MSG_CT_DELETE without a tuple, with CTA_MARK and
+    /// CTA_MARK_MASK); the connections they carried lose their NAT and conntrack state.
+    public func delete(mark: UInt32, mask: UInt32) throws(NetfilterError) {
+        if let stale = unfinishedDump { try finishDump(stale) }
+        let header = mnl_nlmsg_put_header(requestBuffer.baseAddress)!
+        header.pointee.nlmsg_type = Self.messageType(IPCTNL_MSG_CT_DELETE)
+        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_ACK)
+        sequence &+= 1
+        header.pointee.nlmsg_seq = sequence
+        let family = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!
+            .assumingMemoryBound(to: nfgenmsg.self)
+        family.pointee.nfgen_family = UInt8(AF_UNSPEC)  // both IPv4 and IPv6
+        family.pointee.version = UInt8(NFNETLINK_V0)
+        family.pointee.res_id = 0
+        mnl_attr_put_u32(header, UInt16(CTA_MARK.rawValue), (mark & mask).bigEndian)
+        mnl_attr_put_u32(header, UInt16(CTA_MARK_MASK.rawValue), mask.bigEndian)
+        while mnl_socket_sendto(dumpSocket, header, Int(header.pointee.nlmsg_len)) < 0 {
+            let error = Errno.last
+            if error == .interrupted { continue }
+            throw NetfilterError(conntrack: .deleteConntrack, errno: error)
+        }
+        let expected = sequence
+        let fd = mnl_socket_get_fd(dumpSocket)
+        while true {
+            guard try Self.wait(fd, timeoutMilliseconds: Self.answerTimeoutMilliseconds, call: .deleteConntrack) else {
+                throw NetfilterError(conntrack: .deleteConntrack, errno: .timedOut)
+            }
+            let received = receive(fd, into: dumpBuffer, flags: 0)
+            if received < 0 {
+                let error = Errno.last
+                if error == .interrupted { continue }
+                throw NetfilterError(conntrack: .deleteConntrack, errno: error)
+            }
+            guard sender.pointee.nl_pid == 0 else { continue }
+            var remaining = Int32(received)
+            var message = dumpBuffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+            while mnl_nlmsg_ok(message, remaining) {
+                defer { message = mnl_nlmsg_next(message, &remaining) }
+                guard message.pointee.nlmsg_seq == expected, Int32(message.pointee.nlmsg_type) == NLMSG_ERROR else { continue }
+                let code = mnl_nlmsg_get_payload_len(message) >= 4
+                    ? UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: Int32.self) : -EPROTO
+                // ENOENT: nothing matched, which is what we wanted.
+                if code == 0 || code == -ENOENT { return }
+                throw NetfilterError(conntrack: .deleteConntrack, errno: Errno(rawValue: -code))
+            }
+        }
+    }
+
     /// Reads the answer to dump `expected` up to NLMSG_DONE, handing each entry message to
     /// `body`. An NLMSG_ERROR (or a DONE carrying an error) throws that errno.
     private func readDump(

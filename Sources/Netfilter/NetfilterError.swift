@@ -16,13 +16,14 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case openConntrack = "mnl_socket_open/bind(NETLINK_NETFILTER) for conntrack"
         case joinConntrackEvents = "setsockopt(NETLINK_ADD_MEMBERSHIP) for conntrack events"
         case dumpConntrack = "conntrack dump (IPCTNL_MSG_CT_GET)"
+        case deleteConntrack = "conntrack delete (IPCTNL_MSG_CT_DELETE)"
         case readConntrackEvents = "recv (conntrack events)"
         case pollConntrack = "poll (conntrack events)"
 
         /// Whether the call was on a ctnetlink socket rather than a queue.
         public var isConntrack: Bool {
             switch self {
-            case .openConntrack, .joinConntrackEvents, .dumpConntrack, .readConntrackEvents, .pollConntrack: return true
+            case .openConntrack, .joinConntrackEvents, .dumpConntrack, .deleteConntrack, .readConntrackEvents, .pollConntrack: return true
             default: return false
             }
         }
@@ -75,6 +76,7 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case .openConntrack: return "open"
         case .joinConntrackEvents: return "subscribe to events of"
         case .dumpConntrack: return "dump"
+        case .deleteConntrack: return "delete entries of"
         case .readConntrackEvents, .pollConntrack: return "read events of"
         }
     }

@@ -115,7 +115,7 @@ struct HostProbe {
         if let reason = KernelNAT.unavailableReason(prefix: inside) {
             return Result(status: .info, name: "kernel datapath", detail: "not available (\(reason)); vpm run --datapath kernel falls back to userspace")
         }
-        do { _ = try Conntrack() } catch {
+        do { _ = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
             return Result(status: .info, name: "kernel datapath", detail: "not available (conntrack netlink: \(error)); vpm run --datapath kernel falls back to userspace")
         }
         return Result(status: .ok, name: "kernel datapath", detail: "available: nft NAT with a mark map, ct mark, conntrack netlink")

@@ -35,10 +35,14 @@ struct Rules: ParsableCommand {
                 print("nft -f - <<'EOF'\n" + KernelNAT(configuration).script + "EOF")
             }
         case .install:
+            var created = false
             do {
-                if datapath == .kernel { try KernelNAT(configuration).install() }
+                if datapath == .kernel { created = try KernelNAT(configuration).install() }
                 try rules.install()
-            } catch { throw Failure("cannot install the rules: \(error)") }
+            } catch {
+                if created { KernelNAT.remove() }
+                throw Failure("cannot install the rules: \(error)")
+            }
         case .remove: break
         }
     }

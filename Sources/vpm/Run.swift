@@ -22,6 +22,8 @@ struct Run: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: "userspace: every packet through the engine; kernel: the engine decides each connection's first packet and kernel NAT carries the rest (docs/datapaths.md).")
     var datapath = Datapath.userspace.rawValue
+    @Flag(help: "Kernel datapath: on SIGINT/SIGTERM leave the NAT table, the rules and conntrack's entries in place, so established connections keep running and the next `vpm run` takes them over.")
+    var keepConnections = false
 
     func run() throws {
         let configuration: Configuration
@@ -35,6 +37,7 @@ struct Run: ParsableCommand {
         options.segmentationOffload = gso
         options.failOpen = failOpen
         options.datapath = try Datapath(argument: datapath)
+        options.keepConnections = keepConnections
         do {
             LoggingSystem.bootstrap(StreamLogHandler.standardError)
             var logger = Logger(label: "vpm")

@@ -226,17 +226,28 @@ final class SourceRoutingTests: XCTestCase {
             .replacingOccurrences(of: "{9000: 20018}", with: "{9000: 20018, 5353/udp: 20118}")
         try withEngine("udp", megabytes: 1, configuration: configuration) { lab, engine, directory in
             for (aid, port) in [("acme", 20117), ("globex", 20118)] {
-                _ = try lab.spawn(lab.server, ["socat", "UDP-RECVFROM:\(port),fork", "SYSTEM:echo \(aid)-answers"],
+                // Answers a second late, so the client's later datagrams meet a flow without replies.
+                _ = try lab.spawn(lab.server, ["socat", "-t", "3", "UDP-RECVFROM:\(port),fork", "SYSTEM:sleep 1; echo \(aid)-answers"],
                                   log: "\(directory)/\(aid)-udp.log")
             }
             try NetworkLab.poll("the UDP instances", timeout: 10) {
                 let sockets = (try? lab.checked(lab.server, ["ss", "-uln"]).standardOutput) ?? ""
                 return sockets.contains(":20117") && sockets.contains(":20118")
             }
+            // Three datagrams from one socket before any answer: one flow, decided once (the
+            // first datagram's decision is in conntrack before the others leave).
+            let client = """
+                import socket, sys, time
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(5)
+                s.sendto(b"hello", (sys.argv[1], 5353)); time.sleep(0.3)
+                for n in range(2): s.sendto(b"hello", (sys.argv[1], 5353))
+                print(" ".join(sorted(s.recv(100).decode().strip() for n in range(3))))
+                """
+            try client.write(toFile: "\(directory)/udp-client.py", atomically: true, encoding: .utf8)
             for (index, (address, aid)) in Self.clients.enumerated() where !aid.isEmpty {
-                let output = try lab.checked(lab.clients[index], ["sh", "-c", "echo hello | socat -t 3 - UDP:\(lab.server.address):5353"],
-                                             timeout: 20)
-                XCTAssertEqual(output.standardOutput, "\(aid)-answers\n", "\(address) heard another instance")
+                let output = try lab.checked(lab.clients[index], ["python3", "\(directory)/udp-client.py", lab.server.address], timeout: 20)
+                XCTAssertEqual(output.standardOutput, Array(repeating: "\(aid)-answers", count: 3).joined(separator: " ") + "\n",
+                               "\(address) heard another instance")
             }
             let refused = try lab.run(lab.clients[3], ["sh", "-c", "echo hello | socat -t 3 - UDP:\(lab.server.address):5353"], timeout: 20)
             XCTAssertNotEqual(refused.status, 0)
@@ -249,7 +260,18 @@ final class SourceRoutingTests: XCTestCase {
                 XCTAssertEqual(flow.initialPort, 5353)
                 XCTAssertEqual(flow.virtualPort, aid == "acme" ? 20117 : 20118)
                 XCTAssertEqual(flow.state, "udpStream", "the answer was seen")
-                XCTAssertGreaterThanOrEqual(flow.packetsToClient, 1)
+                XCTAssertGreaterThanOrEqual(flow.packetsToClient, 3)
+                XCTAssertGreaterThanOrEqual(flow.packetsToServer, 3)
+            }
+            if Privileged.kernelDatapath {
+                // Each flow's first datagram only (and the refused one): the rest went by kernel NAT.
+                let queued = { () -> UInt64 in
+                    let output = (try? engine.stats(json: true).standardOutput) ?? ""
+                    return (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)))?.packetsQueued ?? 0
+                }
+                try NetworkLab.poll("the counters to be published", timeout: 5) { queued() >= 4 }
+                usleep(500_000)  // counters are published every 200 ms
+                XCTAssertEqual(queued(), 4, "the kernel datapath queued more than each flow's first datagram")
             }
         }
     }
@@ -287,12 +309,12 @@ final class SourceRoutingTests: XCTestCase {
         try engine.start()
         let during = try ruleset()
         if Privileged.kernelDatapath {
-            XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 --tcp-flags FIN,SYN,RST,ACK SYN -j NFQUEUE --queue-num 0"), during)
+            XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 --tcp-flags FIN,SYN,RST,ACK SYN -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0"), during)
             XCTAssertTrue(during.contains("table inet vpm"), during)
         } else {
             XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 -j NFQUEUE --queue-num 0"), during)
+            XCTAssertTrue(during.contains("-A VPM-INPUT"), during)
         }
-        XCTAssertTrue(during.contains("-A VPM-INPUT"), during)
         XCTAssertEqual(engine.stop(), 0, "the engine should exit 0 on SIGTERM:\n\(engine.log)")
         XCTAssertEqual(try ruleset(), before)
         XCTAssertFalse(FileManager.default.fileExists(atPath: engine.socketPath), "control socket left behind")

@@ -42,13 +42,9 @@ final class KernelDatapathTests: XCTestCase {
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertEqual(ipv4, [
             "-t mangle -N VPM-PREROUTING",
-            "-t filter -N VPM-INPUT",
-            "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 --syn -j NFQUEUE --queue-num 0",
-            "-t mangle -A VPM-PREROUTING ! -i lo -p udp --dport 5353 -m conntrack --ctstate NEW -j NFQUEUE --queue-num 0",
-            "-t filter -A VPM-INPUT -p tcp -m mark --mark 0x76706d01 -j REJECT --reject-with tcp-reset",
-            "-t filter -A VPM-INPUT -p udp -m mark --mark 0x76706d01 -j REJECT",
+            "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 --syn -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0",
+            "-t mangle -A VPM-PREROUTING ! -i lo -p udp --dport 5353 -m conntrack --ctstate NEW -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0",
             "-t mangle -I PREROUTING 1 -j VPM-PREROUTING",
-            "-t filter -I INPUT 1 -j VPM-INPUT",
         ])
         XCTAssertFalse(ipv4.contains { $0.contains("notrack") }, "conntrack must see the kernel datapath's flows")
     }
@@ -60,6 +56,11 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertTrue(lines.contains("add rule inet vpm output meta mark & 0xf0000000 == 0x50000000 ct mark set meta mark"), script)
         XCTAssertTrue(lines.contains("add rule inet vpm input iifname != \"lo\" meta l4proto udp th dport 20000-20999 ct mark & 0xf0000000 != 0x50000000 drop"), script)
         XCTAssertTrue(lines.contains("add rule inet vpm input iifname != \"lo\" meta l4proto tcp th dport { 9000 } ct status ! dnat meta mark != 0x76706d01 drop"), script)
+        let input = lines.filter { $0.hasPrefix("add rule inet vpm input") }
+        XCTAssertEqual(input.first, "add rule inet vpm input ct state established,related accept", "established traffic leaves first")
+        XCTAssertEqual(input[1], "add rule inet vpm input meta mark 0x76706d01 meta l4proto tcp reject with tcp reset",
+                       "refusals before the guards")
+        XCTAssertFalse(lines.contains { $0.hasPrefix("add rule inet vpm refuse") }, "no local refusals without local or peers")
         let elements = lines.filter { $0.hasPrefix("add element") }.joined()
         XCTAssertTrue(elements.contains("0x50004e20 : 20000"))
         XCTAssertTrue(elements.contains("0x500051e7 : 20967"))
@@ -189,6 +190,15 @@ final class ConntrackSyncTests: XCTestCase {
         XCTAssertEqual(ours.aid, "acme")
         XCTAssertEqual(ours.virtualPort, 20500)
         XCTAssertEqual(ours.peer, "198.18.7.1:9901")
+    }
+
+    /// The instance on a virtual port names its AID, even when `applications:` was reordered
+    /// since the mark was made (the slot then points at another AID).
+    func testInstanceNamesTheAIDBeforeTheSlot() throws {
+        let stale = KernelMark(mode: .source, slot: 2, virtualPort: 20017).value  // slot 2 is globex now
+        let flow = try XCTUnwrap(ConntrackSync.flow(entry(from: [198, 18, 1, 2], 40000, to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: stale),
+                                                    configuration: configuration, instances: configuration.instances))
+        XCTAssertEqual(flow.aid, "acme")
     }
 
     func testStatesAndForeignEntries() {

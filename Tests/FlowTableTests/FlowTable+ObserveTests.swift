@@ -27,6 +27,19 @@ final class FlowTableObserveTests: XCTestCase {
         XCTAssertEqual(table.expire(now: 60), 1, "closed times out 50 ms after its last traffic")
     }
 
+    /// Expiry looks at the oldest flow of each state only: observing flows whose counters did
+    /// not move must keep that order.
+    func testObserveKeepsLastSeenOrder() {
+        let table = Fixture.table()
+        let older = table.add(Fixture.key(1), now: 0)
+        let newer = table.add(Fixture.key(2), now: 50)
+        table.observe(newer, state: .opening, counters: .zero, now: 60)
+        table.observe(older, state: .opening, counters: .zero, now: 60)
+        XCTAssertEqual(table.expire(now: 100), 1, "the older flow expires at 100 ms")
+        XCTAssertFalse(table.contains(older))
+        XCTAssertTrue(table.contains(newer))
+    }
+
     func testObserveNeverMovesLastSeenBack() {
         let table = Fixture.table()
         let handle = table.add(Fixture.key(1), now: 500)

@@ -91,36 +91,59 @@ final class ConntrackSync: @unchecked Sendable {
         finished.wait()
     }
 
+    /// A destroy event. A client that reuses its port while conntrack still holds the old
+    /// entry (TIME_WAIT) makes the kernel destroy that entry just as the new connection is
+    /// decided under the same key: a flow younger than the grace period is left to the next
+    /// dump, which removes it only if conntrack has no entry for it either.
     private func ended(_ entry: ConntrackEntry) {
         guard KernelMark(entry.mark) != nil, let flow = flow(entry) else { return }
-        _ = store.withLock { $0.remove(flow.key) }
+        let now = MonotonicClock.milliseconds()
+        store.withLock { table in
+            guard let handle = table.lookup(flow.key), let translation = table.translation(handle),
+                  MonotonicClock.elapsed(since: translation.firstSeen, now: now) >= Self.grace else { return }
+            table.remove(handle)
+        }
     }
 
+    /// Applies a dump to the table, a slice at a time, so the queue threads (which take the
+    /// same lock for each decision) never wait for a whole table's worth of work.
     func reconcile(_ entries: [ConntrackEntry], now: UInt64, rebuild: Bool) -> (added: Int, removed: Int) {
-        var seen = Set<FlowKey>()
-        var added = 0
         let flows = entries.compactMap(flow)
-        let removed = store.withLock { table -> Int in
-            for flow in flows {
-                seen.insert(flow.key)
-                var handle = table.lookup(flow.key)
-                if handle == nil && rebuild {
-                    handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
-                                          peer: flow.peer, now: now).handle
-                    if handle != nil { added += 1 }
+        let seen = Set(flows.map(\.key))
+        var added = 0
+        var start = 0
+        while start < flows.count {
+            let slice = flows[start..<min(start + Self.slice, flows.count)]
+            start += Self.slice
+            added += store.withLock { table -> Int in
+                var added = 0
+                for flow in slice {
+                    var handle = table.lookup(flow.key)
+                    if handle == nil && rebuild {
+                        handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
+                                              peer: flow.peer, now: now).handle
+                        if handle != nil { added += 1 }
+                    }
+                    if let handle { table.observe(handle, state: flow.state, counters: flow.counters, now: now) }
                 }
-                if let handle { table.observe(handle, state: flow.state, counters: flow.counters, now: now) }
+                return added
             }
-            var removed = 0
-            for translation in table.snapshot() where !seen.contains(translation.key)
-                && MonotonicClock.elapsed(since: translation.firstSeen, now: now) >= Self.grace {
-                table.remove(translation.key)
-                removed += 1
-            }
-            return removed
         }
-        return (added, removed)
+        let gone = store.withLock { table in
+            table.snapshot().filter { !seen.contains($0.key) && MonotonicClock.elapsed(since: $0.firstSeen, now: now) >= Self.grace }
+                .map(\.key)
+        }
+        start = 0
+        while start < gone.count {
+            let slice = gone[start..<min(start + Self.slice, gone.count)]
+            start += Self.slice
+            store.withLock { table in for key in slice { table.remove(key) } }
+        }
+        return (added, gone.count)
     }
+
+    /// Flows per lock hold in `reconcile`.
+    static let slice = 1024
 
     /// What the flow table records for a conntrack entry with a vpm mark.
     struct Flow: Equatable {
@@ -152,9 +175,15 @@ final class ConntrackSync: @unchecked Sendable {
         let instance = instances.first { $0.virtualPort == virtualPort && $0.initialPort.transport == transport }
         // Without NAT the connection arrived on the virtual port (a cooperative peer's client).
         guard let initialPort = translated ? entry.original.destinationPort : instance?.initialPort.port else { return nil }
-        var aid = instance?.aid.name ?? "-"
-        if mark.slot > 0 && mark.slot <= configuration.applications.count {
-            aid = configuration.applications[mark.slot - 1].aid.name
+        // The instance on the virtual port names the AID; the mark's slot only where the port
+        // is not ours (our client's connection to a cooperative peer).
+        var aid = "-"
+        if translated && mark.mode == .cooperative || instance == nil {
+            if mark.slot > 0 && mark.slot <= configuration.applications.count {
+                aid = configuration.applications[mark.slot - 1].aid.name
+            }
+        } else if let instance {
+            aid = instance.aid.name
         }
         var peer: String?
         if mark.mode == .cooperative {
