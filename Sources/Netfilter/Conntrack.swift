@@ -106,16 +106,7 @@ public final class Conntrack {
     private func dump(
         filter: (mark: UInt32, mask: UInt32)?, mark: UInt32, mask: UInt32, into entries: inout [ConntrackEntry]
     ) throws(NetfilterError) {
-        let header = mnl_nlmsg_put_header(requestBuffer.baseAddress)!
-        header.pointee.nlmsg_type = Self.messageType(IPCTNL_MSG_CT_GET)
-        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_DUMP)
-        sequence &+= 1
-        header.pointee.nlmsg_seq = sequence
-        let family = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!
-            .assumingMemoryBound(to: nfgenmsg.self)
-        family.pointee.nfgen_family = UInt8(AF_UNSPEC)  // both IPv4 and IPv6
-        family.pointee.version = UInt8(NFNETLINK_V0)
-        family.pointee.res_id = 0
+        let header = request(IPCTNL_MSG_CT_GET, flags: NLM_F_REQUEST | NLM_F_DUMP)
         if let filter {
             mnl_attr_put_u32(header, UInt16(CTA_MARK.rawValue), filter.mark.bigEndian)
             mnl_attr_put_u32(header, UInt16(CTA_MARK_MASK.rawValue), filter.mask.bigEndian)
@@ -139,14 +130,12 @@ public final class Conntrack {
         }
     }
 
-    /// Deletes every entry, IPv4 and IPv6, whose `mark & mask == mark & mask`, in one
-    /// request (a filtered flush: IPCTNL_MSG_CT_DELETE without a tuple, with CTA_MARK and
-    /// CTA_MARK_MASK); the connections they carried lose their NAT and conntrack state.
-    public func delete(mark: UInt32, mask: UInt32) throws(NetfilterError) {
-        if let stale = unfinishedDump { try finishDump(stale) }
+    /// A new ctnetlink request in `requestBuffer`, for both IPv4 and IPv6, with the next
+    /// sequence number.
+    private func request(_ message: cntl_msg_types, flags: Int32) -> UnsafeMutablePointer<nlmsghdr> {
         let header = mnl_nlmsg_put_header(requestBuffer.baseAddress)!
-        header.pointee.nlmsg_type = Self.messageType(IPCTNL_MSG_CT_DELETE)
-        header.pointee.nlmsg_flags = UInt16(NLM_F_REQUEST | NLM_F_ACK)
+        header.pointee.nlmsg_type = Self.messageType(message)
+        header.pointee.nlmsg_flags = UInt16(flags)
         sequence &+= 1
         header.pointee.nlmsg_seq = sequence
         let family = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!
@@ -154,6 +143,15 @@ public final class Conntrack {
         family.pointee.nfgen_family = UInt8(AF_UNSPEC)  // both IPv4 and IPv6
         family.pointee.version = UInt8(NFNETLINK_V0)
         family.pointee.res_id = 0
+        return header
+    }
+
+    /// Deletes every entry, IPv4 and IPv6, whose `mark & mask == mark & mask`, in one
+    /// request (a filtered flush: IPCTNL_MSG_CT_DELETE without a tuple, with CTA_MARK and
+    /// CTA_MARK_MASK); the connections they carried lose their NAT and conntrack state.
+    public func delete(mark: UInt32, mask: UInt32) throws(NetfilterError) {
+        if let stale = unfinishedDump { try finishDump(stale) }
+        let header = request(IPCTNL_MSG_CT_DELETE, flags: NLM_F_REQUEST | NLM_F_ACK)
         mnl_attr_put_u32(header, UInt16(CTA_MARK.rawValue), (mark & mask).bigEndian)
         mnl_attr_put_u32(header, UInt16(CTA_MARK_MASK.rawValue), mask.bigEndian)
         while mnl_socket_sendto(dumpSocket, header, Int(header.pointee.nlmsg_len)) < 0 {
