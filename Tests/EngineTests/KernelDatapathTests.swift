@@ -61,11 +61,15 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertEqual(input[1], "add rule inet vpm input meta mark 0x76706d01 meta l4proto tcp reject with tcp reset",
                        "refusals before the guards")
         XCTAssertFalse(lines.contains { $0.hasPrefix("add rule inet vpm refuse") }, "no local refusals without local or peers")
+        let local = KernelNAT(try Configuration.parse(Self.configuration + "\ncooperative: {local: true}\n")).script
+        XCTAssertTrue(local.contains("add rule inet vpm refuse meta mark 0x76706d01 meta l4proto tcp reject with tcp reset"), local)
+        XCTAssertFalse(local.contains("delete chain"), local)
         let elements = lines.filter { $0.hasPrefix("add element") }.joined()
         XCTAssertTrue(elements.contains("0x50004e20 : 20000"))
         XCTAssertTrue(elements.contains("0x500051e7 : 20967"))
         XCTAssertEqual(elements.components(separatedBy: " : ").count - 1, 1000, "one element per virtual port")
-        XCTAssertFalse(lines.contains { $0.hasPrefix("delete") }, "refreshing must never delete a chain: NAT would stop for running connections")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("delete") }, ["delete chain inet vpm refuse"],
+                       "refreshing must never delete a NAT chain: NAT would stop for running connections")
     }
 
     func makeProcessor(_ text: String = KernelDatapathTests.configuration, clients: ClientSockets = ClientSockets()) throws -> PacketProcessor {

@@ -60,11 +60,9 @@ public struct KernelNAT: Sendable, Equatable {
             "add chain \(name) prerouting { type nat hook prerouting priority -100; policy accept; }",
             "add chain \(name) output { type nat hook output priority -100; policy accept; }",
             "add chain \(name) input { type filter hook input priority 0; policy accept; }",
-            "add chain \(name) refuse { type filter hook output priority 0; policy accept; }",
             "flush chain \(name) prerouting",
             "flush chain \(name) output",
             "flush chain \(name) input",
-            "flush chain \(name) refuse",
             "flush map \(name) vport",
         ]
         // Elements in slices: one very long line is slow for nft's parser.
@@ -80,9 +78,14 @@ public struct KernelNAT: Sendable, Equatable {
         }
         for rule in input { lines.append("add rule \(name) input \(rule)") }
         // Local programs' own refused connections (local mode, cooperative clients): their
-        // connect() fails at once.
+        // connect() fails at once. Only where those modes run: a base chain costs every
+        // packet that passes its hook, rules or not (an earlier run's is removed).
+        lines.append("add chain \(name) refuse { type filter hook output priority 0; policy accept; }")
         if configuration.cooperation.local || !configuration.cooperation.peers.isEmpty {
+            lines.append("flush chain \(name) refuse")
             for rule in refusals { lines.append("add rule \(name) refuse \(rule)") }
+        } else {
+            lines.append("delete chain \(name) refuse")
         }
         script = lines.joined(separator: "\n") + "\n"
     }
