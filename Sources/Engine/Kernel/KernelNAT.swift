@@ -3,19 +3,21 @@ import HostCommand
 public import Policy
 
 /// The kernel datapath's nft table `inet vpm`: NAT by the decision's mark, the mark kept in
-/// conntrack, and a guard against traffic no decision covered.
+/// conntrack, refusals, and a guard against traffic no decision covered.
 ///
 ///     map vport        mark & 0xf000ffff -> virtual port (our range and every peer's)
 ///     chain prerouting nat, priority -100: clients arriving at an initial port
-///     chain output     nat, priority -100: local clients (local mode, cooperative peers)
-///     chain input      filter, priority 0: established connections pass at once; refused
-///                      connections (the refuse mark) get a reset or ICMP port unreachable;
-///                      then drop traffic (not from lo) to a virtual port whose conntrack
-///                      entry carries no vpm mark, and to an initial port NAT did not translate
-///     chain refuse     filter output, priority 0: local programs' refused connections
+///     chain output     nat, priority -100: local clients (local mode, cooperative peers);
+///                      local programs' refused connections get a reset
+///     chain input      nat, input hook, priority 100: refused connections (the refuse
+///                      mark) get a reset or ICMP port unreachable; drop traffic (not from
+///                      lo) to a virtual port whose conntrack entry carries no vpm mark, and
+///                      to an initial port NAT did not translate
 ///
-/// NAT rules run for a connection's first packet only; conntrack carries the rest, so an
-/// established connection never needs the engine again — not even while it restarts.
+/// Every chain is a NAT chain, and the kernel runs NAT chains for a connection's first
+/// packet only: established packets meet no vpm rule at all (the NAT hooks themselves are
+/// the ones kernel NAT has too). Conntrack carries each connection, so it never needs the
+/// engine again — not even while it restarts.
 public struct KernelNAT: Sendable, Equatable {
     public static let table = "vpm"
 
@@ -33,14 +35,11 @@ public struct KernelNAT: Sendable, Equatable {
         let ours = "\(configuration.virtualPorts.lowerBound)-\(configuration.virtualPorts.upperBound)"
         let refuse = "0x" + String(RuleSet.refuseMark, radix: 16)
         var nat: [String] = ["\(tagged) ct mark set meta mark"]
-        // Packets of established connections leave at the first rule: the guard costs them one
-        // conntrack lookup already done. Refused connections are answered by the kernel.
-        var input: [String] = ["ct state established,related accept"]
         var refusals: [String] = []
         for transport in ["tcp", "udp"] where configuration.initialPorts.contains(where: { ($0.transport == .tcp ? "tcp" : "udp") == transport }) {
             refusals.append("meta mark \(refuse) meta l4proto \(transport) " + (transport == "tcp" ? "reject with tcp reset" : "reject"))
         }
-        input += refusals
+        var input = refusals
         for transport in ["tcp", "udp"] {
             let ports = configuration.initialPorts.filter { ($0.transport == .tcp ? "tcp" : "udp") == transport }.map { "\($0.port)" }
             guard !ports.isEmpty else { continue }
@@ -48,7 +47,7 @@ public struct KernelNAT: Sendable, Equatable {
             nat.append("\(tagged) \(initial) dnat ip to ip daddr : \(key)")
             nat.append("\(tagged) \(initial) dnat ip6 to ip6 daddr : \(key)")
             input.append("iifname != \"lo\" meta l4proto \(transport) th dport \(ours) ct mark & 0x\(String(KernelMark.tagMask, radix: 16)) != 0x\(String(KernelMark.tag, radix: 16)) drop")
-            input.append("iifname != \"lo\" \(initial) ct status ! dnat meta mark != \(refuse) drop")
+            input.append("iifname != \"lo\" \(initial) ct status ! dnat drop")
         }
         let name = "inet \(table)"
         var lines = [
@@ -59,7 +58,7 @@ public struct KernelNAT: Sendable, Equatable {
             "add map \(name) vport { type mark : inet_service; }",
             "add chain \(name) prerouting { type nat hook prerouting priority -100; policy accept; }",
             "add chain \(name) output { type nat hook output priority -100; policy accept; }",
-            "add chain \(name) input { type filter hook input priority 0; policy accept; }",
+            "add chain \(name) input { type nat hook input priority 100; policy accept; }",
             "flush chain \(name) prerouting",
             "flush chain \(name) output",
             "flush chain \(name) input",
@@ -76,17 +75,12 @@ public struct KernelNAT: Sendable, Equatable {
             lines.append("add rule \(name) prerouting \(rule)")
             lines.append("add rule \(name) output \(rule)")
         }
-        for rule in input { lines.append("add rule \(name) input \(rule)") }
         // Local programs' own refused connections (local mode, cooperative clients): their
-        // connect() fails at once. Only where those modes run: a base chain costs every
-        // packet that passes its hook, rules or not (an earlier run's is removed).
-        lines.append("add chain \(name) refuse { type filter hook output priority 0; policy accept; }")
+        // connect() fails at once.
         if configuration.cooperation.local || !configuration.cooperation.peers.isEmpty {
-            lines.append("flush chain \(name) refuse")
-            for rule in refusals { lines.append("add rule \(name) refuse \(rule)") }
-        } else {
-            lines.append("delete chain \(name) refuse")
+            for rule in refusals { lines.append("add rule \(name) output \(rule)") }
         }
+        for rule in input { lines.append("add rule \(name) input \(rule)") }
         script = lines.joined(separator: "\n") + "\n"
     }
 
