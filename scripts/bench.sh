@@ -8,8 +8,9 @@
 #   9001 -> 20018  sockperf TCP ping-pong, median and p99 round trip
 #   9002 -> 20019  nginx    new connections per second (wrk, Connection: close)
 # Paths: kernel-nat (iptables REDIRECT, nat PREROUTING), haproxy (mode tcp), vpm (the
-# engine, userspace datapath, GSO on), vpm-no-gso, and vpm-kernel (the kernel datapath: the
-# engine decides each SYN, nft NAT carries the connection). Every path gets fresh namespaces for every round, so no
+# engine, userspace datapath, GSO on), vpm-no-gso (userspace too), and vpm-kernel (the
+# kernel datapath, vpm run's default: the engine decides each SYN, nft NAT carries the
+# connection). Every path gets fresh namespaces for every round, so no
 # path inherits another's conntrack or rules. Rounds alternate the order of the paths; the
 # table shows each figure's median over the rounds and its ratio to kernel-nat.
 # CPU per gigabit, during the bulk runs, divided by the gigabits moved: utime+stime
@@ -225,8 +226,8 @@ sources:
   - from: 198.18.0.2
     aid: bench
 EOF
-      local gso=()
-      [ "$1" = vpm-no-gso ] && gso=(--no-gso)
+      local gso=(--datapath userspace)
+      [ "$1" = vpm-no-gso ] && gso=(--datapath userspace --no-gso)
       [ "$1" = vpm-kernel ] && gso=(--datapath kernel)
       ip netns exec "$server" "$VPM_BINARY" run --config "$work/vpm.yaml" --socket "$work/vpm.sock" "${gso[@]}" \
         >"$work/vpm-$1.log" 2>&1 &

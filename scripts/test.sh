@@ -19,11 +19,12 @@ swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # The end-to-end tests of the engine, vpm exec and the cooperative/local modes once more,
-# with the kernel datapath (EngineRun passes VPM_TEST_DATAPATH to `vpm run --datapath`).
+# with the userspace datapath (the first pass ran the default, kernel; EngineRun passes
+# VPM_TEST_DATAPATH to `vpm run --datapath`).
 echo
-echo "== end-to-end tests again with --datapath kernel"
+echo "== end-to-end tests again with --datapath userspace"
 kernel_log=$(mktemp)
-VPM_TEST_DATAPATH=kernel swift test --skip-build \
+VPM_TEST_DATAPATH=userspace swift test --skip-build \
   --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests)' 2>&1 | tee "$kernel_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
@@ -39,9 +40,9 @@ cat "$kernel_log" >> "$log"
 skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
-echo "make test (kernel datapath): ${kernel_summary:-no XCTest summary found}"
+echo "make test (userspace datapath): ${kernel_summary:-no XCTest summary found}"
 if [ "$(id -u)" -eq 0 ] && ! echo "$kernel_summary" | grep -qE "Executed [1-9][0-9]* tests?"; then
-  echo "make test: the kernel datapath pass ran no test (did the --filter stop matching?)"
+  echo "make test: the userspace datapath pass ran no test (did the --filter stop matching?)"
   status=1
 fi
 if [ "$skipped" -gt 0 ]; then

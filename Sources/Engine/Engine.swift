@@ -15,7 +15,7 @@ public final class Engine {
         public var segmentationOffload = true
         public var failOpen = false
         /// Falls back to `.userspace`, with a log line, where the kernel cannot run `.kernel`.
-        public var datapath: Datapath = .userspace
+        public var datapath: Datapath = .kernel
         /// Kernel datapath: on SIGINT/SIGTERM leave the rules, the nft table and conntrack's
         /// entries as a killed engine would, so established connections keep running and
         /// the next engine takes them over (an upgrade). Without it a stop ends them.

@@ -14,8 +14,8 @@ struct Rules: ParsableCommand {
 
     @Argument(help: "print | install | remove") var action: Action
     @Option(name: .shortAndLong, help: "Configuration file (not needed for remove).") var config: String?
-    @Option(help: "The datapath the rules are for: userspace or kernel (adds the nft table inet vpm).")
-    var datapath = Datapath.userspace.rawValue
+    @Option(help: "The datapath the rules are for: kernel (the default; adds the nft table inet vpm) or userspace.")
+    var datapath = Datapath.kernel.rawValue
 
     func run() throws {
         if action == .remove {

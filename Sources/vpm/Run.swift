@@ -20,8 +20,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Do not install or remove rules (install them yourself: `vpm rules print`).") var noRules = false
     @Flag(help: "Accept packets instead of dropping them when the kernel queue is full.") var failOpen = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
-    @Option(help: "userspace: every packet through the engine; kernel: the engine decides each connection's first packet and kernel NAT carries the rest (docs/datapaths.md).")
-    var datapath = Datapath.userspace.rawValue
+    @Option(help: "kernel (default): the engine decides each connection's first packet and kernel NAT carries the rest; userspace: every packet through the engine (docs/datapaths.md). kernel falls back to userspace, saying why, where the kernel lacks nft NAT or conntrack netlink.")
+    var datapath = Datapath.kernel.rawValue
     @Flag(help: "Kernel datapath: on SIGINT/SIGTERM leave the NAT table, the rules and conntrack's entries in place, so established connections keep running and the next `vpm run` takes them over.")
     var keepConnections = false
 

@@ -32,7 +32,7 @@ final class RuleScriptsTests: XCTestCase {
         let ruleset = { try lab.ruleset(lab.server) }
         let before = try ruleset()
 
-        try lab.checked(lab.server, [vpm, "rules", "install", "--config", "\(directory)/vpm.yaml"])
+        try lab.checked(lab.server, [vpm, "rules", "install", "--datapath", "userspace", "--config", "\(directory)/vpm.yaml"])
         let byEngine = try ruleset()
         XCTAssertTrue(byEngine.contains("-A VPM-PREROUTING ! -i lo -p udp -m udp --dport 5353 -j NFQUEUE --queue-num 3"), byEngine)
         try lab.checked(lab.server, [vpm, "rules", "remove"])
@@ -43,7 +43,7 @@ final class RuleScriptsTests: XCTestCase {
         try lab.checked(lab.server, ["sh", "\(scripts)/remove.sh"])
         XCTAssertEqual(try ruleset(), before)
 
-        let printed = try Command.checked([vpm, "rules", "print", "--config", "\(directory)/vpm.yaml"]).standardOutput
+        let printed = try Command.checked([vpm, "rules", "print", "--datapath", "userspace", "--config", "\(directory)/vpm.yaml"]).standardOutput
         XCTAssertTrue(printed.contains("iptables -w -t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 7000 -j NFQUEUE --queue-num 3"), printed)
     }
 }

@@ -38,7 +38,7 @@ public enum Privileged {
     /// `EngineRun`): scripts/test.sh runs them once with each.
     public static var datapath: String {
         let value = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"] ?? ""
-        return value.isEmpty ? "userspace" : value
+        return value.isEmpty ? "kernel" : value  // the engine's default
     }
 
     public static var kernelDatapath: Bool { datapath == "kernel" }
