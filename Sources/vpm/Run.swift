@@ -9,9 +9,10 @@ struct Run: ParsableCommand {
         abstract: "Run the engine (as root): install the rules, multiplex, remove the rules on exit.",
         discussion: """
             Loads the configuration, binds the NFQUEUE queue, installs the VPM-* chains (and, \
-            for --datapath kernel, the nft table inet vpm), and serves the control socket that `vpm flows` and `vpm stats` read. SIGINT or SIGTERM \
-            stop it; the rules and the socket are removed on the way out, also when start-up \
-            fails half-way.
+            for the kernel datapath, the nft table inet vpm), and serves the control socket \
+            that `vpm flows` and `vpm stats` read. SIGINT or SIGTERM stop it: the rules and \
+            the socket are removed on the way out (also when start-up fails half-way), and \
+            the multiplexed connections end, unless --keep-connections. See docs/datapaths.md.
             """)
 
     @Option(name: .shortAndLong, help: "Configuration file (see docs/configuration.md).") var config: String
