@@ -111,11 +111,7 @@ public final class Conntrack {
             mnl_attr_put_u32(header, UInt16(CTA_MARK.rawValue), filter.mark.bigEndian)
             mnl_attr_put_u32(header, UInt16(CTA_MARK_MASK.rawValue), filter.mask.bigEndian)
         }
-        while mnl_socket_sendto(dumpSocket, header, Int(header.pointee.nlmsg_len)) < 0 {
-            let error = Errno.last
-            if error == .interrupted { continue }
-            throw NetfilterError(conntrack: .dumpConntrack, errno: error)
-        }
+        try send(header, call: .dumpConntrack)
         try readDump(sequence) { message in
             guard let entry = Self.entry(from: message) else {
                 statistics.unexpectedMessages += 1
@@ -154,34 +150,55 @@ public final class Conntrack {
         let header = request(IPCTNL_MSG_CT_DELETE, flags: NLM_F_REQUEST | NLM_F_ACK)
         mnl_attr_put_u32(header, UInt16(CTA_MARK.rawValue), (mark & mask).bigEndian)
         mnl_attr_put_u32(header, UInt16(CTA_MARK_MASK.rawValue), mask.bigEndian)
+        try send(header, call: .deleteConntrack)
+        try readAnswer(sequence, call: .deleteConntrack) { message throws(NetfilterError) in
+            guard Int32(message.pointee.nlmsg_type) == NLMSG_ERROR else { return false }
+            let code = Self.errorCode(message)
+            // ENOENT: nothing matched, which is what we wanted.
+            if code == 0 || code == -ENOENT { return true }
+            throw NetfilterError(conntrack: .deleteConntrack, errno: Errno(rawValue: -code))
+        }
+    }
+
+    private func send(_ header: UnsafeMutablePointer<nlmsghdr>, call: NetfilterError.Call) throws(NetfilterError) {
         while mnl_socket_sendto(dumpSocket, header, Int(header.pointee.nlmsg_len)) < 0 {
             let error = Errno.last
             if error == .interrupted { continue }
-            throw NetfilterError(conntrack: .deleteConntrack, errno: error)
+            throw NetfilterError(conntrack: call, errno: error)
         }
-        let expected = sequence
+    }
+
+    /// The negative errno an NLMSG_ERROR (or a DONE ending a failed dump) carries; 0 is an
+    /// acknowledgement.
+    private static func errorCode(_ message: UnsafeMutablePointer<nlmsghdr>) -> Int32 {
+        mnl_nlmsg_get_payload_len(message) >= 4
+            ? UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: Int32.self) : -EPROTO
+    }
+
+    /// Receives the kernel's answer to request `expected` on the dump socket, handing each of
+    /// its messages to `each` until `each` says the answer is complete.
+    private func readAnswer(
+        _ expected: UInt32, call: NetfilterError.Call,
+        _ each: (UnsafeMutablePointer<nlmsghdr>) throws(NetfilterError) -> Bool
+    ) throws(NetfilterError) {
         let fd = mnl_socket_get_fd(dumpSocket)
         while true {
-            guard try Self.wait(fd, timeoutMilliseconds: Self.answerTimeoutMilliseconds, call: .deleteConntrack) else {
-                throw NetfilterError(conntrack: .deleteConntrack, errno: .timedOut)
+            guard try Self.wait(fd, timeoutMilliseconds: Self.answerTimeoutMilliseconds, call: call) else {
+                throw NetfilterError(conntrack: call, errno: .timedOut)
             }
             let received = receive(fd, into: dumpBuffer, flags: 0)
             if received < 0 {
                 let error = Errno.last
                 if error == .interrupted { continue }
-                throw NetfilterError(conntrack: .deleteConntrack, errno: error)
+                throw NetfilterError(conntrack: call, errno: error)
             }
-            guard sender.pointee.nl_pid == 0 else { continue }
+            guard sender.pointee.nl_pid == 0 else { continue }  // only the kernel answers
             var remaining = Int32(received)
             var message = dumpBuffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
             while mnl_nlmsg_ok(message, remaining) {
                 defer { message = mnl_nlmsg_next(message, &remaining) }
-                guard message.pointee.nlmsg_seq == expected, Int32(message.pointee.nlmsg_type) == NLMSG_ERROR else { continue }
-                let code = mnl_nlmsg_get_payload_len(message) >= 4
-                    ? UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: Int32.self) : -EPROTO
-                // ENOENT: nothing matched, which is what we wanted.
-                if code == 0 || code == -ENOENT { return }
-                throw NetfilterError(conntrack: .deleteConntrack, errno: Errno(rawValue: -code))
+                guard message.pointee.nlmsg_seq == expected, message.pointee.nlmsg_pid == dumpPortID else { continue }
+                if try each(message) { return }
             }
         }
     }
@@ -192,44 +209,25 @@ public final class Conntrack {
         _ expected: UInt32, _ body: (UnsafeMutablePointer<nlmsghdr>) -> Void
     ) throws(NetfilterError) {
         unfinishedDump = expected
-        let fd = mnl_socket_get_fd(dumpSocket)
-        while true {
-            guard try Self.wait(fd, timeoutMilliseconds: Self.answerTimeoutMilliseconds, call: .dumpConntrack) else {
-                throw NetfilterError(conntrack: .dumpConntrack, errno: .timedOut)
-            }
-            let received = receive(fd, into: dumpBuffer, flags: 0)
-            if received < 0 {
-                let error = Errno.last
-                if error == .interrupted { continue }
-                throw NetfilterError(conntrack: .dumpConntrack, errno: error)
-            }
-            guard sender.pointee.nl_pid == 0 else { continue }  // only the kernel answers dumps
-            var remaining = Int32(received)
-            var header = dumpBuffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
-            while mnl_nlmsg_ok(header, remaining) {
-                defer { header = mnl_nlmsg_next(header, &remaining) }
-                guard header.pointee.nlmsg_seq == expected, header.pointee.nlmsg_pid == dumpPortID else { continue }
-                switch Int32(header.pointee.nlmsg_type) {
-                case NLMSG_DONE:
-                    unfinishedDump = nil
-                    // A dump that failed half-way ends with DONE carrying the negative errno.
-                    if mnl_nlmsg_get_payload_len(header) >= 4 {
-                        let code = UnsafeRawPointer(mnl_nlmsg_get_payload(header)!).loadUnaligned(as: Int32.self)
-                        if code < 0 { throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code)) }
-                    }
-                    return
-                case NLMSG_ERROR:
-                    // struct nlmsgerr starts with the negative errno; 0 would be an acknowledgement.
-                    let code = mnl_nlmsg_get_payload_len(header) >= 4
-                        ? UnsafeRawPointer(mnl_nlmsg_get_payload(header)!).loadUnaligned(as: Int32.self) : -EPROTO
-                    if code == 0 { continue }
-                    unfinishedDump = nil
+        try readAnswer(expected, call: .dumpConntrack) { message throws(NetfilterError) in
+            switch Int32(message.pointee.nlmsg_type) {
+            case NLMSG_DONE:
+                unfinishedDump = nil
+                // A dump that failed half-way ends with DONE carrying the negative errno.
+                if mnl_nlmsg_get_payload_len(message) >= 4, case let code = Self.errorCode(message), code < 0 {
                     throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code))
-                case NLMSG_NOOP:
-                    continue
-                default:
-                    body(header)
                 }
+                return true
+            case NLMSG_ERROR:
+                let code = Self.errorCode(message)
+                if code == 0 { return false }
+                unfinishedDump = nil
+                throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code))
+            case NLMSG_NOOP:
+                return false
+            default:
+                body(message)
+                return false
             }
         }
     }
