@@ -63,30 +63,27 @@ public struct RuleSet: Sendable, Equatable {
         let transports = [TransportName.tcp, .udp].filter { name in
             configuration.initialPorts.contains { TransportName($0.transport) == name }
         }
-        var rules: [Rule] = []
-        let cooperation = configuration.cooperation
-        if datapath == .kernel {
-            rules = Self.firstPacketRules(configuration, toQueue: toQueue, transports: transports)
-        } else {
-            rules = Self.everyPacketRules(configuration, toQueue: toQueue, transports: transports)
-        }
         // The kernel datapath answers refusals in its nft table (KernelNAT), where established
         // connections do not pass by on the way.
-        if datapath == .kernel {
-            self.rules = rules
-            return
-        }
-        let mark = ["-m", "mark", "--mark", "0x" + String(Self.refuseMark, radix: 16)]
-        // Refused connections: arriving ones (source-routed) get the answer on INPUT, local
-        // programs' own (cooperative, local mode) on OUTPUT — their connect() fails at once.
+        rules = datapath == .kernel
+            ? Self.firstPacketRules(configuration, toQueue: toQueue, transports: transports)
+            : Self.everyPacketRules(configuration, toQueue: toQueue, transports: transports)
+                + Self.refusalRules(configuration, transports: transports)
+    }
+
+    /// Userspace datapath: refused connections carry `refuseMark`; arriving ones (source-routed)
+    /// get the answer on INPUT, local programs' own (cooperative, local mode) on OUTPUT —
+    /// their connect() fails at once.
+    private static func refusalRules(_ configuration: Configuration, transports: [TransportName]) -> [Rule] {
+        let mark = ["-m", "mark", "--mark", "0x" + String(refuseMark, radix: 16)]
+        let cooperation = configuration.cooperation
         let refusing = cooperation.local || !cooperation.peers.isEmpty ? ["VPM-INPUT", "VPM-OUTPUT"] : ["VPM-INPUT"]
-        for chain in refusing {
-            for transport in transports {
+        return refusing.flatMap { chain in
+            transports.map { transport in
                 let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
-                rules.append(Rule(table: "filter", chain: chain, arguments: ["-p", transport.rawValue] + mark + reject))
+                return Rule(table: "filter", chain: chain, arguments: ["-p", transport.rawValue] + mark + reject)
             }
         }
-        self.rules = rules
     }
 
     /// Kernel datapath: a connection's first packet only, after conntrack (mangle table), so
