@@ -67,7 +67,7 @@ final class CooperationService: Sendable {
         let request = NegotiationRequest(aid: aid, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
                                          initialPort: key.initialPort, transport: key.transport == .tcp ? "tcp" : "udp")
         let engine = "\(key.server)"
-        let label = engine.contains(":") ? "[\(engine)]:\(peer.enginePort)" : "\(engine):\(peer.enginePort)"
+        let label = peer.engineLabel(key.server)
         client.negotiate(request, engine: engine, port: Int(peer.enginePort), key: SymmetricKey(data: peer.key),
                          timeout: .milliseconds(Int64(configuration.cooperation.timeoutMilliseconds))) { answer in
             self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
@@ -115,5 +115,13 @@ final class CooperationService: Sendable {
         }
         guard inserted else { return .refused(reason: "flow table full") }
         return .accepted(virtualPort: virtualPort)
+    }
+}
+
+extension Cooperation.Peer {
+    /// The peer engine on the host `server`, as flows name it (`vpm flows`' PEER column): the
+    /// negotiation and a flow rebuilt from conntrack must spell it the same way.
+    func engineLabel(_ server: IPAddress) -> String {
+        Engine.endpoint(server, enginePort)
     }
 }

@@ -146,7 +146,8 @@ public struct PacketProcessor {
         let source = packet.sourceAddress
         let flags = packet.tcpFlags, bytes = packet.bytes.count
         let target = targetByVirtualPort[Self.slot(transport, packet.destinationPort)]
-        if cooperation.peer(for: source) != nil, virtualPorts.contains(packet.destinationPort) {
+        let peer = cooperation.peers.isEmpty ? nil : cooperation.peer(for: source)
+        if peer != nil, virtualPorts.contains(packet.destinationPort) {
             // Server side of a cooperative flow: it crossed the wire on the virtual port,
             // and only a flow negotiated for this very port may use it.
             guard target >= 0 else { return drop(.notNegotiated) }
@@ -160,7 +161,7 @@ public struct PacketProcessor {
             }
             return acceptUnchanged()
         }
-        if let peer = cooperation.peer(for: source), peer.virtualPorts.contains(packet.sourcePort) {
+        if let peer, peer.virtualPorts.contains(packet.sourcePort) {
             // Client side: a reply from the peer's instance, on its virtual port.
             let virtualPort = packet.sourcePort
             for initial in initialPorts where initial.transport == transport {

@@ -108,7 +108,8 @@ final class ConntrackSync: @unchecked Sendable {
     /// Applies a dump to the table, a slice at a time, so the queue threads (which take the
     /// same lock for each decision) never wait for a whole table's worth of work.
     func reconcile(_ entries: [ConntrackEntry], now: UInt64, rebuild: Bool) -> (added: Int, removed: Int) {
-        let flows = entries.compactMap(flow)
+        let instances = registry.instances()
+        let flows = entries.compactMap { Self.flow($0, configuration: configuration, instances: instances) }
         let seen = Set(flows.map(\.key))
         var added = 0
         var start = 0
@@ -189,8 +190,7 @@ final class ConntrackSync: @unchecked Sendable {
         if mark.mode == .cooperative {
             if translated, let partner = configuration.cooperation.peer(for: server) {
                 // Our client's connection to a peer: named as the negotiation named it.
-                let address = "\(server)"
-                peer = address.contains(":") ? "[\(address)]:\(partner.enginePort)" : "\(address):\(partner.enginePort)"
+                peer = partner.engineLabel(server)
             } else {
                 peer = "\(client)"
             }
