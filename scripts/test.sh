@@ -23,9 +23,9 @@ status=${PIPESTATUS[0]}
 # VPM_TEST_DATAPATH to `vpm run --datapath`).
 echo
 echo "== end-to-end tests again with --datapath userspace"
-kernel_log=$(mktemp)
+userspace_log=$(mktemp)
 VPM_TEST_DATAPATH=userspace swift test --skip-build \
-  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests)' 2>&1 | tee "$kernel_log"
+  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests)' 2>&1 | tee "$userspace_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # The interception layer of `vpm exec`, against a fake engine (no root needed).
@@ -35,13 +35,13 @@ python3 preload/test_preload.py "$(dirname "$VPM_BINARY")/libvpm-preload.so" || 
 [ "$(id -u)" -eq 0 ] && sweep
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-kernel_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$kernel_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-cat "$kernel_log" >> "$log"
+userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
+cat "$userspace_log" >> "$log"
 skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
-echo "make test (userspace datapath): ${kernel_summary:-no XCTest summary found}"
-if [ "$(id -u)" -eq 0 ] && ! echo "$kernel_summary" | grep -qE "Executed [1-9][0-9]* tests?"; then
+echo "make test (userspace datapath): ${userspace_summary:-no XCTest summary found}"
+if [ "$(id -u)" -eq 0 ] && ! echo "$userspace_summary" | grep -qE "Executed [1-9][0-9]* tests?"; then
   echo "make test: the userspace datapath pass ran no test (did the --filter stop matching?)"
   status=1
 fi
@@ -53,5 +53,5 @@ if [ "$skipped" -gt 0 ]; then
     status=1
   fi
 fi
-rm -f "$log" "$kernel_log"
+rm -f "$log" "$userspace_log"
 exit "$status"

@@ -80,9 +80,7 @@ final class KernelRestartTests: XCTestCase {
         XCTAssertTrue(engine.log.contains("flows rebuilt from conntrack"), engine.log)
 
         // A new connection from the same client after the restart: still acme's instance.
-        let again = try lab.checked(lab.clients[0], ["socat", "-u", "TCP:\(lab.server.address):9000", "CREATE:\(directory)/again"],
-                                    timeout: 30)
-        _ = again
+        try lab.checked(lab.clients[0], ["socat", "-u", "TCP:\(lab.server.address):9000", "CREATE:\(directory)/again"], timeout: 30)
         XCTAssertEqual(try NetworkLab.sha256("\(directory)/again"), try NetworkLab.sha256("\(directory)/acme.download"))
 
         transfer.waitUntilExit()

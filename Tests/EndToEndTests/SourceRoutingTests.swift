@@ -187,8 +187,9 @@ final class SourceRoutingTests: XCTestCase {
         }
     }
 
-    /// Two queues, two engine threads: every client still reaches its own instance, each
-    /// flow's two directions meet on one queue, and both queues are bound.
+    /// Two queues, two engine threads: both queues are bound, and every client still reaches
+    /// its own instance, with nothing dropped. (In the userspace datapath that needs both
+    /// directions of a flow on one queue; the kernel datapath queues only SYNs.)
     func testTwoQueuesServeEveryClient() throws {
         try withEngine("queues", megabytes: 2, configuration: "queues: 2\n" + Self.configuration) { lab, engine, directory in
             let queues = try lab.checked(lab.server, ["cat", "/proc/net/netfilter/nfnetlink_queue"]).standardOutput

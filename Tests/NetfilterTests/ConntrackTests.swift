@@ -74,7 +74,6 @@ final class ConntrackTests: XCTestCase {
         XCTAssertTrue(all.contains { $0.original.destinationPort == 9001 && $0.mark == 0 },
                       "the unmarked connection is in the table: \(all)")
         let entries = try conntrack.dump(mark: 0x5600_0000, mask: 0xFF00_0000)
-        print("conntrack statistics after the filtered dump: \(conntrack.statistics)")
         XCTAssertEqual(entries.count, 1, "only the marked connection: \(entries)")
         let entry = try XCTUnwrap(entries.first)
         XCTAssertEqual(entry.protocolNumber, 6)
