@@ -83,16 +83,6 @@ final class KernelDatapathTests: XCTestCase {
         }
     }
 
-    func syn(from source: IPAddress, _ port: UInt16, to destination: IPAddress, _ destinationPort: UInt16,
-             transport: TransportProtocol = .tcp) throws -> [UInt8] {
-        let representation = PacketRepresentation(sourceAddress: source, destinationAddress: destination, transportProtocol: transport,
-                                                  sourcePort: port, destinationPort: destinationPort,
-                                                  tcpFlags: transport == .tcp ? [.syn] : [])
-        var bytes = [UInt8](repeating: 0, count: representation.emittedLength(payloadLength: 0))
-        try bytes.withUnsafeMutableBytes { _ = try representation.emit(into: $0) }
-        return bytes
-    }
-
     func testSourceRoutedSYNLeavesUnchangedWithItsDecision() throws {
         var processor = try makeProcessor()
         var packet = try syn(from: IPAddress(198, 18, 3, 7), 40000, to: server, 9000)

@@ -20,14 +20,6 @@ final class PacketProcessorModesTests: XCTestCase {
         return PacketProcessor(configuration: configuration, store: FlowTableStore(FlowTable(capacity: 8)), clients: clients)
     }
 
-    func syn(from source: IPAddress, _ port: UInt16, to destination: IPAddress, _ destinationPort: UInt16) throws -> [UInt8] {
-        let representation = PacketRepresentation(sourceAddress: source, destinationAddress: destination, transportProtocol: .tcp,
-                                                  sourcePort: port, destinationPort: destinationPort, tcpFlags: [.syn])
-        var bytes = [UInt8](repeating: 0, count: representation.emittedLength(payloadLength: 0))
-        try bytes.withUnsafeMutableBytes { _ = try representation.emit(into: $0) }
-        return bytes
-    }
-
     func process(_ processor: inout PacketProcessor, _ bytes: inout [UInt8], outputInterface: UInt32) -> Verdict {
         bytes.withUnsafeMutableBytes { buffer in
             processor.process(QueuedPacket(id: 7, hardwareProtocol: 0x0800, hook: 3, mark: nil, payload: buffer,
