@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build preload install demo test clean bench bench-micro fuzz
+.PHONY: all deps build preload install demo test clean bench bench-micro bench-cooperative fuzz
 
 all: build
 
@@ -38,6 +38,11 @@ test: build
 # builds vpm in release, prints the table, writes Benchmarks/results/bench-results.json.
 bench:
 	@scripts/bench.sh
+
+# Cooperative connection set-up (root, about a minute): two engines in cooperative mode,
+# connect() timed from an instance's client, against the same loop with no engine.
+bench-cooperative:
+	@Benchmarks/cooperative-setup.sh
 
 # Micro-benchmarks (Benchmarks/, a package of its own, so `make test` never builds them):
 # the packet rewrite and the flow table. The second run prints raw mallocs per sample of

@@ -3,6 +3,7 @@ import FlowTable
 import Foundation
 import Logging
 import Negotiation
+import Netfilter
 import Packet
 import Policy
 import Synchronization
@@ -20,13 +21,14 @@ final class CooperationService: Sendable {
     private let configuration: Configuration
     private let client: NegotiationClient?
     private let server: NegotiationServer?
-    /// Outcomes by queue worker: a held SYN is answered on the thread that holds it.
-    private let outcomes: Mutex<[[Outcome]]>
+    /// Outcomes by queue worker: a held SYN is answered on the thread that holds it, which
+    /// its queue's wake-up rouses as soon as an outcome is recorded.
+    private let outcomes: Mutex<[(waiting: [Outcome], wakeup: QueueWakeup?)]>
     private let logger: Logger
 
     init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, workers: Int, logger: Logger) {
         self.configuration = configuration
-        outcomes = Mutex(Array(repeating: [], count: max(1, workers)))
+        outcomes = Mutex(Array(repeating: ([], nil), count: max(1, workers)))
         self.logger = logger
         let cooperation = configuration.cooperation
         client = cooperation.peers.isEmpty ? nil : NegotiationClient()
@@ -74,14 +76,23 @@ final class CooperationService: Sendable {
         }
     }
 
+    /// The wake-up of queue worker `worker`'s thread, signalled with each of its outcomes.
+    func attach(_ wakeup: QueueWakeup, worker: Int) {
+        outcomes.withLock { $0[worker].wakeup = wakeup }
+    }
+
     private func record(_ outcome: Outcome, worker: Int) {
-        outcomes.withLock { $0[worker].append(outcome) }
+        let wakeup = outcomes.withLock { outcomes in
+            outcomes[worker].waiting.append(outcome)
+            return outcomes[worker].wakeup
+        }
+        wakeup?.signal()
     }
 
     func takeOutcomes(worker: Int) -> [Outcome] {
         outcomes.withLock { outcomes in
-            defer { outcomes[worker].removeAll() }
-            return outcomes[worker]
+            defer { outcomes[worker].waiting.removeAll() }
+            return outcomes[worker].waiting
         }
     }
 

@@ -36,6 +36,7 @@ final class QueueWorker: @unchecked Sendable {
         self.store = store
         self.configuration = configuration
         self.logger = logger
+        cooperation.attach(queue.wakeup, worker: index)
     }
 
     /// This worker's counters, as last published (every 200 ms).
@@ -68,8 +69,9 @@ final class QueueWorker: @unchecked Sendable {
         var lastHousekeeping: UInt64 = 0
         var lastLoggedRefusals: UInt64 = 0
         while !StopSignal.isRequested {
-            // While SYNs are held, look for negotiation outcomes every few milliseconds.
-            if try queue.wait(timeoutMilliseconds: processor.holdsConnections ? 2 : 200) {
+            // A negotiation's outcome for a held SYN signals the queue's wake-up.
+            let readiness = try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 200)
+            if readiness.contains(.packets) {
                 // After the wait: an instance registered while we slept must be routable
                 // for the very SYN that woke us.
                 if registry.generation != processor.routesGeneration {
@@ -83,8 +85,10 @@ final class QueueWorker: @unchecked Sendable {
                 logger.debug("negotiating", metadata: ["client": "\(Engine.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
                 cooperation.negotiate(key, aid: aid, peer: peer, worker: index)
             }
-            for outcome in cooperation.takeOutcomes(worker: index) {
-                complete(outcome)
+            if readiness.contains(.wakeup) {
+                for outcome in cooperation.takeOutcomes(worker: index) {
+                    complete(outcome)
+                }
             }
             let now = MonotonicClock.milliseconds()
             guard MonotonicClock.elapsed(since: lastHousekeeping, now: now) >= 200 else { continue }

@@ -12,6 +12,7 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case receive = "recv"
         case sendVerdict = "send verdict"
         case poll = "poll"
+        case wakeup = "eventfd"
         // ctnetlink (`Conntrack`): `queue` is unused (0) for these.
         case openConntrack = "mnl_socket_open/bind(NETLINK_NETFILTER) for conntrack"
         case joinConntrackEvents = "setsockopt(NETLINK_ADD_MEMBERSHIP) for conntrack events"
@@ -73,6 +74,7 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case .bindQueue: return "bind"
         case .receive, .poll: return "read"
         case .sendVerdict: return "send a verdict on"
+        case .wakeup: return "create the wake-up of"
         case .openConntrack: return "open"
         case .joinConntrackEvents: return "subscribe to events of"
         case .dumpConntrack: return "dump"

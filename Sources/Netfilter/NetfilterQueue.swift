@@ -12,6 +12,8 @@ internal import Glibc
 /// A rewritten payload goes back with an iovec that points into the receive buffer.
 public final class NetfilterQueue {
     public let configuration: QueueConfiguration
+    /// Wakes this queue's thread from `waitForPacketsOrWakeup`; another thread may signal it.
+    public let wakeup: QueueWakeup
     public private(set) var statistics = QueueStatistics()
 
     private let socket: OpaquePointer
@@ -44,6 +46,10 @@ public final class NetfilterQueue {
             let error = Errno.last
             mnl_socket_close(socket)
             throw NetfilterError(.bindSocket, queue: queue, errno: error)
+        }
+        do { wakeup = try QueueWakeup(queue: queue) } catch {
+            mnl_socket_close(socket)
+            throw error
         }
         self.socket = socket
         self.portID = mnl_socket_get_portid(socket)
@@ -94,16 +100,44 @@ public final class NetfilterQueue {
         padding.deallocate()
     }
 
+    /// What ended a wait: packets to read, a `wakeup` signal, or both (neither: the timeout).
+    public struct Readiness: OptionSet, Sendable {
+        public let rawValue: UInt8
+        public init(rawValue: UInt8) { self.rawValue = rawValue }
+        public static let packets = Readiness(rawValue: 1)
+        public static let wakeup = Readiness(rawValue: 2)
+    }
+
     /// Waits until a packet is ready or the timeout passes. Returns whether one is ready.
     public func wait(timeoutMilliseconds: Int32) throws(NetfilterError) -> Bool {
-        var descriptor = pollfd(fd: mnl_socket_get_fd(socket), events: Int16(POLLIN), revents: 0)
+        try poll(timeoutMilliseconds: timeoutMilliseconds, wakeable: false).contains(.packets)
+    }
+
+    /// Waits until a packet is ready, `wakeup` is signalled or the timeout passes; a
+    /// reported wake-up is already cleared. One `poll` either way.
+    public func waitForPacketsOrWakeup(timeoutMilliseconds: Int32) throws(NetfilterError) -> Readiness {
+        try poll(timeoutMilliseconds: timeoutMilliseconds, wakeable: true)
+    }
+
+    private func poll(timeoutMilliseconds: Int32, wakeable: Bool) throws(NetfilterError) -> Readiness {
+        var descriptors = (pollfd(fd: mnl_socket_get_fd(socket), events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: wakeup.fileDescriptor, events: Int16(POLLIN), revents: 0))
         while true {
-            let ready = poll(&descriptor, 1, timeoutMilliseconds)
-            if ready >= 0 { return ready > 0 }
+            let ready = withUnsafeMutableBytes(of: &descriptors) { raw in
+                Glibc.poll(raw.baseAddress!.assumingMemoryBound(to: pollfd.self), wakeable ? 2 : 1, timeoutMilliseconds)
+            }
+            if ready >= 0 { break }
             let error = Errno.last
-            if error == .interrupted { return false }
+            if error == .interrupted { return [] }
             throw NetfilterError(.poll, queue: queue, errno: error)
         }
+        var readiness: Readiness = []
+        if descriptors.0.revents != 0 { readiness.insert(.packets) }
+        if wakeable, descriptors.1.revents != 0 {
+            wakeup.clear()
+            readiness.insert(.wakeup)
+        }
+        return readiness
     }
 
     /// Receives what the socket holds without blocking, up to `limit` datagrams, and calls

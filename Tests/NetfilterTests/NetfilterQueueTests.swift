@@ -123,4 +123,37 @@ final class NetfilterQueueTests: XCTestCase {
         finished.wait()
         XCTAssertEqual(messages, ["cannot bind queue 7: another process owns it (is vpm already running?)"])
     }
+
+    /// A signal from another thread ends the queue's wait with `.wakeup` (and no packets);
+    /// the wake-up is cleared by the wait that reported it, so the next wait times out.
+    func testWakeupEndsTheWaitFromAnotherThread() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("wake"))
+        defer { lab.tearDown() }
+        let finished = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var seen: [String] = []
+        let thread = Thread {
+            defer { finished.signal() }
+            do {
+                try lab.enterOnCurrentThread(lab.server)
+                let queue = try NetfilterQueue(QueueConfiguration(queueNumber: 9))
+                seen.append("quiet: \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 0).rawValue)")
+                let signaller = Thread { [wakeup = queue.wakeup] in
+                    usleep(50_000)
+                    wakeup.signal()
+                    wakeup.signal()
+                }
+                signaller.start()
+                // Far longer than the signal takes: only a missed wake-up runs into it.
+                seen.append("signalled: \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 30_000).rawValue)")
+                seen.append("after: \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 10).rawValue)")
+            } catch {
+                seen.append("failed: \(error)")
+            }
+        }
+        thread.start()
+        finished.wait()
+        let wakeup = NetfilterQueue.Readiness.wakeup.rawValue
+        XCTAssertEqual(seen, ["quiet: 0", "signalled: \(wakeup)", "after: 0"])
+    }
 }

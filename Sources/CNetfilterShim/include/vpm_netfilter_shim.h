@@ -3,6 +3,8 @@
 #define VPM_NETFILTER_SHIM_H
 #include <stddef.h>
 #include <unistd.h>
+// eventfd: Swift's Glibc module leaves sys/eventfd.h out (QueueWakeup uses it).
+#include <sys/eventfd.h>
 
 // MNL_SOCKET_BUFFER_SIZE calls sysconf(), so it is not a constant Swift can see.
 static inline size_t vpm_mnl_socket_buffer_size(void) {
