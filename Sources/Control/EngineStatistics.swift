@@ -39,4 +39,34 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     public var negotiations: [String: UInt64] = [:]
 
     public init() {}
+
+    /// Every counter is optional on the wire: a `vpm stats` newer than the running engine
+    /// (an upgrade whose engine has not restarted yet) shows 0 for a counter the engine does
+    /// not have yet, instead of failing to read the answer.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func value<T: Decodable>(_ key: CodingKeys, _ absent: T) throws -> T {
+            try container.decodeIfPresent(T.self, forKey: key) ?? absent
+        }
+        packetsQueued = try value(.packetsQueued, packetsQueued)
+        rewritten = try value(.rewritten, rewritten)
+        marked = try value(.marked, marked)
+        acceptedUnchanged = try value(.acceptedUnchanged, acceptedUnchanged)
+        dropped = try value(.dropped, dropped)
+        refused = try value(.refused, refused)
+        checksumIncremental = try value(.checksumIncremental, checksumIncremental)
+        checksumRecomputed = try value(.checksumRecomputed, checksumRecomputed)
+        held = try value(.held, held)
+        receiveBufferOverruns = try value(.receiveBufferOverruns, receiveBufferOverruns)
+        kernelQueueDropped = try value(.kernelQueueDropped, kernelQueueDropped)
+        kernelUserDropped = try value(.kernelUserDropped, kernelUserDropped)
+        flowsActive = try value(.flowsActive, flowsActive)
+        flowsInserted = try value(.flowsInserted, flowsInserted)
+        flowsExpired = try value(.flowsExpired, flowsExpired)
+        flowsEvicted = try value(.flowsEvicted, flowsEvicted)
+        flowsRefusedFull = try value(.flowsRefusedFull, flowsRefusedFull)
+        flowCapacity = try value(.flowCapacity, flowCapacity)
+        reasons = try value(.reasons, reasons)
+        negotiations = try value(.negotiations, negotiations)
+    }
 }
