@@ -67,7 +67,7 @@ final class CooperationService: Sendable {
     func negotiate(_ key: FlowKey, aid: String, peer: Cooperation.Peer, worker: Int) {
         guard let client else { return }
         let request = NegotiationRequest(aid: aid, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
-                                         initialPort: key.initialPort, transport: key.transport == .tcp ? "tcp" : "udp")
+                                         initialPort: key.initialPort, transport: key.transport.name)
         let engine = "\(key.server)"
         let label = peer.engineLabel(key.server)
         client.negotiate(request, engine: engine, port: Int(peer.enginePort), key: SymmetricKey(data: peer.key),
@@ -103,7 +103,7 @@ final class CooperationService: Sendable {
         registry: InstanceRegistry, logger: Logger
     ) -> NegotiationAnswer {
         guard let client = IPAddress(request.client), let server = IPAddress(request.server),
-              let transport: TransportProtocol = request.transport == "tcp" ? .tcp : request.transport == "udp" ? .udp : nil else {
+              let transport = TransportProtocol(name: request.transport) else {
             return .refused(reason: "malformed addresses or transport")
         }
         guard let peer = IPAddress(peerAddress).flatMap({ cooperation.peer(for: $0) }), peer.network.containsAddress(client) else {
@@ -118,13 +118,8 @@ final class CooperationService: Sendable {
         let key = FlowKey(transport: transport, client: client, clientPort: request.clientPort, server: server,
                           initialPort: request.initialPort)
         let now = MonotonicClock.milliseconds()
-        let inserted = store.withLock { table -> Bool in
-            if let existing = table.lookup(key) { _ = table.remove(existing) }  // a reused client port
-            if case .full = table.insert(key, virtualPort: virtualPort, aid: request.aid, mode: .cooperative,
-                                         peer: peerAddress, now: now) { return false }
-            return true
-        }
-        guard inserted else { return .refused(reason: "flow table full") }
+        guard store.record(key, virtualPort: virtualPort, aid: request.aid, mode: .cooperative, peer: peerAddress,
+                           now: now, replacing: true) else { return .refused(reason: "flow table full") }
         return .accepted(virtualPort: virtualPort)
     }
 }

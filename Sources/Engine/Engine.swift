@@ -217,10 +217,13 @@ public final class Engine {
         case .connect:
             // The local and cooperative modes route this socket's connection by its AID.
             guard let aid = request.aid, let text = request.localAddress, let address = IPAddress(text),
-                  let port = request.localPort, let transport = request.transport else {
+                  let port = request.localPort, let name = request.transport else {
                 return ControlResponse(error: "a connect registration needs aid, localAddress, localPort and transport", errorCode: "EINVAL")
             }
-            clients.register(transport: transport == "udp" ? .udp : .tcp, address: address, port: port, aid: aid,
+            guard let transport = TransportProtocol(name: name) else {
+                return ControlResponse(error: "transport must be tcp or udp, not '\(name)'", errorCode: "EINVAL")
+            }
+            clients.register(transport: transport, address: address, port: port, aid: aid,
                              now: MonotonicClock.milliseconds())
             return ControlResponse()
         case .apps:
@@ -262,7 +265,7 @@ extension FlowRecord {
     init(_ translation: Translation, now: UInt64) {
         let key = translation.key
         self.init(
-            transport: key.transport == .tcp ? "tcp" : "udp",
+            transport: key.transport.name,
             state: translation.state.rawValue, mode: translation.mode.rawValue,
             client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
             initialPort: key.initialPort, virtualPort: translation.virtualPort, aid: translation.aid,

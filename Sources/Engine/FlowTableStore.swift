@@ -27,11 +27,33 @@ public final class FlowTableStore: Sendable {
         withLock { table -> FlowUpdate? in
             guard let handle = table.lookup(key) else { return nil }
             if let virtualPort, table.virtualPort(handle) != virtualPort { return nil }
-            if decideAgain, flags.contains(.syn), !flags.contains(.ack), table.translation(handle)?.state == .closed {
+            if decideAgain, flags.startsConnection, table.translation(handle)?.state == .closed {
                 table.remove(handle)
                 return nil
             }
             return table.update(handle, direction: direction, tcpFlags: flags, bytes: bytes, now: now)
+        }
+    }
+
+    /// Records a new flow and counts its first packet, when it came with one (a cooperative
+    /// server records the flow before the packet arrives). A flow already under the key is
+    /// kept and counted, or with `replacing` (a reused client port) removed first.
+    /// Returns false when the table is full.
+    func record(
+        _ key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?, now: UInt64,
+        firstPacket: (flags: TCPFlags, bytes: Int)? = nil, replacing: Bool = false
+    ) -> Bool {
+        withLock { table -> Bool in
+            if replacing, let existing = table.lookup(key) { _ = table.remove(existing) }
+            switch table.insert(key, virtualPort: virtualPort, aid: aid, mode: mode, peer: peer, now: now) {
+            case .inserted(let handle), .existing(let handle):
+                if let firstPacket {
+                    _ = table.update(handle, direction: .toServer, tcpFlags: firstPacket.flags, bytes: firstPacket.bytes, now: now)
+                }
+                return true
+            case .full:
+                return false
+            }
         }
     }
 

@@ -45,7 +45,7 @@ public final class InstanceRegistry: Sendable {
         self.configuration = configuration
         self.statePath = statePath
         var entries = configuration.instances.map { instance in
-            Entry(aid: instance.aid.name, transport: Self.name(instance.initialPort.transport),
+            Entry(aid: instance.aid.name, transport: instance.initialPort.transport.name,
                   initialPort: instance.initialPort.port, virtualPort: instance.virtualPort,
                   fromConfiguration: true, processes: [], lastBind: 0)
         }
@@ -61,7 +61,7 @@ public final class InstanceRegistry: Sendable {
         entries.withLock { entries in
             entries.compactMap { entry in
                 guard let aid = AID(entry.aid) else { return nil }
-                return Instance(aid: aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport == "udp" ? .udp : .tcp),
+                return Instance(aid: aid, initialPort: InitialPort(port: entry.initialPort, transport: TransportProtocol(name: entry.transport) ?? .tcp),
                                 virtualPort: entry.virtualPort)
             }
         }
@@ -74,7 +74,7 @@ public final class InstanceRegistry: Sendable {
             let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
             return .refused("AID '\(aid)' is not in the configuration (applications: \(known.isEmpty ? "none" : known))")
         }
-        guard configuration.initialPorts.contains(where: { $0.port == initialPort && Self.name($0.transport) == transport }) else {
+        guard configuration.initialPorts.contains(where: { $0.port == initialPort && $0.transport.name == transport }) else {
             return .refused("\(initialPort)/\(transport) is not a multiplexed port of the configuration")
         }
         let process = AppRecord.Process(pid: pid, command: Self.command(of: pid))
@@ -151,7 +151,6 @@ public final class InstanceRegistry: Sendable {
         return state != "Z" && state != "X"
     }
 
-    static func name(_ transport: TransportProtocol) -> String { transport == .udp ? "udp" : "tcp" }
 
     // MARK: - Persistence
 

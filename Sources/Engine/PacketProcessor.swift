@@ -219,7 +219,7 @@ public struct PacketProcessor {
         if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now, decideAgain: true) {
             return translate(&packet, checksum: checksum, to: known.virtualPort, mode: known.mode)
         }
-        let opens = transport == .udp || (flags.contains(.syn) && !flags.contains(.ack))
+        let opens = Self.startsConnection(transport, flags)
         if let peerIndex = cooperation.peers.firstIndex(where: { $0.network.containsAddress(key.server) }) {
             // Cooperative client: hold the SYN and ask the peer's engine. A program that is
             // not under `vpm exec` has no AID: its connection goes out untouched.
@@ -284,12 +284,14 @@ public struct PacketProcessor {
         if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now) {
             return .success(known.virtualPort)
         }
-        // Only a connection start may open a flow: a TCP SYN without ACK, or any UDP datagram.
-        if key.transport == .tcp && !(flags.contains(.syn) && !flags.contains(.ack)) {
-            return .failure(.notConnectionStart)
-        }
+        guard Self.startsConnection(key.transport, flags) else { return .failure(.notConnectionStart) }
         guard let aid = matcher.aid(for: key.client, port: key.clientPort) else { return .failure(.noApplication) }
         return admit(key, aid: aid.name, mode: .source, peer: nil, flags: flags, bytes: bytes, now: now)
+    }
+
+    /// Only a connection start may open a flow: a TCP SYN without ACK, or any UDP datagram.
+    private static func startsConnection(_ transport: TransportProtocol, _ flags: TCPFlags) -> Bool {
+        transport == .udp || flags.startsConnection
     }
 
     /// Records a new flow of `aid` to its instance on the key's initial port.
@@ -301,15 +303,9 @@ public struct PacketProcessor {
             return .failure(.noInstance)
         }
         let target = targets[index]
-        return store.withLock { table -> Result<UInt16, DropReason> in
-            switch table.insert(key, virtualPort: target.virtualPort, aid: target.aid, mode: mode, peer: peer, now: now) {
-            case .inserted(let handle), .existing(let handle):
-                _ = table.update(handle, direction: .toServer, tcpFlags: flags, bytes: bytes, now: now)
-                return .success(target.virtualPort)
-            case .full:
-                return .failure(.tableFull)
-            }
-        }
+        guard store.record(key, virtualPort: target.virtualPort, aid: target.aid, mode: mode, peer: peer, now: now,
+                           firstPacket: (flags, bytes)) else { return .failure(.tableFull) }
+        return .success(target.virtualPort)
     }
 
     // MARK: - Cooperative negotiations
@@ -345,16 +341,8 @@ public struct PacketProcessor {
                 send(queued, refuse(key, .negotiationRefused))
                 return
             }
-            let inserted = store.withLock { table -> Bool in
-                switch table.insert(key, virtualPort: virtualPort, aid: connection.aid, mode: .cooperative, peer: peer, now: now) {
-                case .inserted(let handle), .existing(let handle):
-                    _ = table.update(handle, direction: .toServer, tcpFlags: [.syn], bytes: buffer.count, now: now)
-                    return true
-                case .full:
-                    return false
-                }
-            }
-            guard inserted else {
+            guard store.record(key, virtualPort: virtualPort, aid: connection.aid, mode: .cooperative, peer: peer, now: now,
+                               firstPacket: ([.syn], buffer.count)) else {
                 send(queued, refuse(key, .tableFull))
                 return
             }

@@ -60,8 +60,8 @@ public struct RuleSet: Sendable, Equatable {
         let toQueue = configuration.queues > 1
             ? ["-j", "NFQUEUE", "--queue-balance", "\(configuration.queue):\(last)"]
             : ["-j", "NFQUEUE", "--queue-num", "\(configuration.queue)"]
-        let transports = [TransportName.tcp, .udp].filter { name in
-            configuration.initialPorts.contains { TransportName($0.transport) == name }
+        let transports = [TransportProtocol.tcp, .udp].filter { transport in
+            configuration.initialPorts.contains { $0.transport == transport }
         }
         // The kernel datapath answers refusals in its nft table (KernelNAT), where established
         // connections do not pass by on the way.
@@ -74,52 +74,52 @@ public struct RuleSet: Sendable, Equatable {
     /// Userspace datapath: refused connections carry `refuseMark`; arriving ones (source-routed)
     /// get the answer on INPUT, local programs' own (cooperative, local mode) on OUTPUT —
     /// their connect() fails at once.
-    private static func refusalRules(_ configuration: Configuration, transports: [TransportName]) -> [Rule] {
+    private static func refusalRules(_ configuration: Configuration, transports: [TransportProtocol]) -> [Rule] {
         let mark = ["-m", "mark", "--mark", "0x" + String(refuseMark, radix: 16)]
         let cooperation = configuration.cooperation
         let refusing = cooperation.local || !cooperation.peers.isEmpty ? ["VPM-INPUT", "VPM-OUTPUT"] : ["VPM-INPUT"]
         return refusing.flatMap { chain in
             transports.map { transport in
                 let reject = transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
-                return Rule(table: "filter", chain: chain, arguments: ["-p", transport.rawValue] + mark + reject)
+                return Rule(table: "filter", chain: chain, arguments: ["-p", transport.name] + mark + reject)
             }
         }
     }
 
     /// Kernel datapath: a connection's first packet only, after conntrack (mangle table), so
     /// the verdict's mark reaches the NAT rules and the conntrack entry.
-    private static func firstPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportName]) -> [Rule] {
+    private static func firstPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportProtocol]) -> [Rule] {
         let cooperation = configuration.cooperation
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         // Not yet decided: conntrack calls every packet from the client NEW until a reply
         // comes, so a one-way UDP flow (or a retransmitted SYN) would come back to the
         // engine again and again; the connection's mark says it was decided already.
         let undecided = ["-m", "connmark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
-        func opening(_ transport: TransportName) -> [String] {
+        func opening(_ transport: TransportProtocol) -> [String] {
             (transport == .tcp ? ["--syn"] : ["-m", "conntrack", "--ctstate", "NEW"]) + undecided
         }
         var rules: [Rule] = []
         for peer in cooperation.peers {
             let tool = peer.isIPv4 ? "iptables" : "ip6tables"
             for transport in transports {
-                let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.rawValue, "--dport", range] + opening(transport)
+                let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--dport", range] + opening(transport)
                 rules.append(Rule(table: "mangle", chain: "VPM-PREROUTING", arguments: toOurs + toQueue, tool: tool))
             }
             for port in configuration.initialPorts {
-                let transport = TransportName(port.transport)
-                let toPeer = ["-d", peer.iptablesNetwork, "-p", transport.rawValue, "--dport", "\(port.port)"] + opening(transport)
+                let transport = port.transport
+                let toPeer = ["-d", peer.iptablesNetwork, "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
                 rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: toPeer + toQueue, tool: tool))
             }
         }
         for port in configuration.initialPorts {
-            let transport = TransportName(port.transport)
-            let match = ["!", "-i", "lo", "-p", transport.rawValue, "--dport", "\(port.port)"] + opening(transport)
+            let transport = port.transport
+            let match = ["!", "-i", "lo", "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
             rules.append(Rule(table: "mangle", chain: "VPM-PREROUTING", arguments: match + toQueue))
         }
         if cooperation.local {
             for port in configuration.initialPorts {
-                let transport = TransportName(port.transport)
-                let match = ["-o", "lo", "-p", transport.rawValue, "--dport", "\(port.port)"] + opening(transport)
+                let transport = port.transport
+                let match = ["-o", "lo", "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
                 rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: match + toQueue))
             }
         }
@@ -127,7 +127,7 @@ public struct RuleSet: Sendable, Equatable {
     }
 
     /// Userspace datapath: every packet of a multiplexed flow, before conntrack (raw table).
-    private static func everyPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportName]) -> [Rule] {
+    private static func everyPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportProtocol]) -> [Rule] {
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         var rules: [Rule] = []
         let cooperation = configuration.cooperation
@@ -138,44 +138,44 @@ public struct RuleSet: Sendable, Equatable {
             let tool = peer.isIPv4 ? "iptables" : "ip6tables"
             let theirs = "\(peer.virtualPorts.lowerBound):\(peer.virtualPorts.upperBound)"
             for transport in transports {
-                let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.rawValue, "--dport", range]
-                let fromTheirs = ["-s", peer.iptablesNetwork, "-p", transport.rawValue, "--sport", theirs]
+                let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--dport", range]
+                let fromTheirs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--sport", theirs]
                 for match in [toOurs, fromTheirs] {
                     rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + notrack, tool: tool))
                     rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue, tool: tool))
                 }
             }
             for port in configuration.initialPorts {
-                let toPeer = ["-d", peer.iptablesNetwork, "-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+                let toPeer = ["-d", peer.iptablesNetwork, "-p", port.transport.name, "--dport", "\(port.port)"]
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: toPeer + notrack, tool: tool))
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: toPeer + toQueue, tool: tool))
             }
         }
         for transport in transports {
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING",
-                              arguments: ["!", "-i", "lo", "-p", transport.rawValue, "--dport", range, "-j", "DROP"]))
+                              arguments: ["!", "-i", "lo", "-p", transport.name, "--dport", range, "-j", "DROP"]))
         }
         // Loopback is left alone: source-routed mode multiplexes clients on other hosts, and
         // local programs keep reaching whatever listens on the real ports.
         for port in configuration.initialPorts {
-            let match = ["!", "-i", "lo", "-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+            let match = ["!", "-i", "lo", "-p", port.transport.name, "--dport", "\(port.port)"]
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + ["-j", "CT", "--notrack"]))
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue))
         }
         for transport in transports {
-            let match = ["!", "-o", "lo", "-p", transport.rawValue, "--sport", range]
+            let match = ["!", "-o", "lo", "-p", transport.name, "--sport", range]
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + ["-j", "CT", "--notrack"]))
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
         }
         if cooperation.local {
             // Local mode: local clients of the initial ports, and our instances' replies to them.
             for port in configuration.initialPorts {
-                let match = ["-o", "lo", "-p", TransportName(port.transport).rawValue, "--dport", "\(port.port)"]
+                let match = ["-o", "lo", "-p", port.transport.name, "--dport", "\(port.port)"]
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + notrack))
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
             }
             for transport in transports {
-                let match = ["-o", "lo", "-p", transport.rawValue, "--sport", range]
+                let match = ["-o", "lo", "-p", transport.name, "--sport", range]
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + notrack))
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
             }
@@ -246,14 +246,5 @@ public struct RuleSet: Sendable, Equatable {
                 guard let output = try? Command.run(command, timeout: 10), output.status == 0 else { break }
             } while command.contains("-D")
         }
-    }
-}
-
-/// The `-p` name of a transport protocol.
-enum TransportName: String {
-    case tcp, udp
-
-    init(_ transport: TransportProtocol) {
-        self = transport == .tcp ? .tcp : .udp
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Packet
 
 /// Which local ports have sockets in this network namespace, from /proc/net/{tcp,tcp6,udp,udp6}.
 /// A virtual port whose instance closed its last socket (or whose processes all exited,
@@ -16,7 +17,7 @@ struct SocketTable {
     }
 
     func contains(_ port: UInt16, transport: String) -> Bool {
-        transport == "udp" ? udp.contains(port) : tcp.contains(port)
+        TransportProtocol(name: transport) == .udp ? udp.contains(port) : tcp.contains(port)
     }
 
     /// Lines look like `  0: 0100007F:4E21 00000000:0000 0A ...`: the local port is the hex after ':'.

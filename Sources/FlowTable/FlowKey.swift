@@ -40,8 +40,7 @@ public struct FlowKey: Hashable, Sendable {
 extension FlowKey: CustomStringConvertible {
     /// "tcp 198.18.0.2:40000 -> 198.18.0.1:9000", brackets around IPv6 addresses.
     public var description: String {
-        let name = transport == .tcp ? "tcp" : "udp"
-        return "\(name) \(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, initialPort))"
+        "\(transport.name) \(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, initialPort))"
     }
 
     private static func endpoint(_ address: IPAddress, _ port: UInt16) -> String {

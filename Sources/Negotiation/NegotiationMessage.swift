@@ -22,8 +22,6 @@ public enum NegotiationMessage {
     public static let replayWindowMilliseconds: Int64 = 60_000
     /// How long the server waits for a complete request line after accepting a connection.
     public static let readTimeout: Duration = .seconds(2)
-    /// The TCP port engines listen on for negotiations unless configured otherwise.
-    public static let defaultPort = 9901
 
     /// What a message says.
     public enum Body: Sendable, Equatable {

@@ -14,6 +14,9 @@ public struct TCPFlags: OptionSet, Hashable, Sendable {
     public static let urg = TCPFlags(rawValue: 0x20)
     public static let ece = TCPFlags(rawValue: 0x40)
     public static let cwr = TCPFlags(rawValue: 0x80)
+
+    /// A TCP connection's first segment: SYN without ACK.
+    public var startsConnection: Bool { contains(.syn) && !contains(.ack) }
 }
 
 extension TCPFlags: CustomStringConvertible {

@@ -56,7 +56,7 @@ extension ConfigurationParser {
                     }
                     let claimKey = VirtualPortKey(port: virtualPort, transport: initialPort.transport)
                     if let claim = virtualPortClaims[claimKey] {
-                        throw failure("virtual port \(virtualPort)/\(InitialPort.name(of: initialPort.transport)) is already used by \(claim.aid) \(claim.detail) (line \(claim.line)); give each instance its own virtual port", at: virtualNode)
+                        throw failure("virtual port \(virtualPort)/\(initialPort.transport.name) is already used by \(claim.aid) \(claim.detail) (line \(claim.line)); give each instance its own virtual port", at: virtualNode)
                     }
                     virtualPortClaims[claimKey] = Claim(aid: aid, line: line(of: virtualNode), detail: initialPort.description)
                     instances.append(Instance(aid: aid, initialPort: initialPort, virtualPort: virtualPort))

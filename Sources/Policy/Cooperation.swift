@@ -14,7 +14,7 @@ public struct Cooperation: Sendable, Equatable {
         public var virtualPorts: ClosedRange<UInt16>
         public var line: Int
 
-        public init(network: SourceMatch, enginePort: UInt16 = 9901, key: [UInt8], virtualPorts: ClosedRange<UInt16>, line: Int = 0) {
+        public init(network: SourceMatch, enginePort: UInt16 = Cooperation.defaultPort, key: [UInt8], virtualPorts: ClosedRange<UInt16>, line: Int = 0) {
             self.network = network
             self.enginePort = enginePort
             self.key = key
@@ -37,6 +37,7 @@ public struct Cooperation: Sendable, Equatable {
         }
     }
 
+    /// The negotiation port: a peer's, unless its `engine-port` says otherwise.
     public static let defaultPort: UInt16 = 9901
 
     /// Serve negotiations from peers on this TCP port; nil: do not serve.

@@ -19,7 +19,7 @@ public struct InitialPort: Hashable, Sendable, Comparable, CustomStringConvertib
 
     /// "9000/tcp": always with the transport, so a UDP port is never mistaken for TCP.
     public var description: String {
-        "\(port)/\(Self.name(of: transport))"
+        "\(port)/\(transport.name)"
     }
 
     public static func < (lhs: InitialPort, rhs: InitialPort) -> Bool {
@@ -30,18 +30,9 @@ public struct InitialPort: Hashable, Sendable, Comparable, CustomStringConvertib
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         let port = try DecimalNumber.port(parts[0])
         guard parts.count == 2 else { return InitialPort(port: port, transport: .tcp) }
-        switch parts[1].lowercased() {
-        case "tcp": return InitialPort(port: port, transport: .tcp)
-        case "udp": return InitialPort(port: port, transport: .udp)
-        default:
+        guard let transport = TransportProtocol(name: parts[1].lowercased()) else {
             throw InvalidValue("unknown transport '\(parts[1])' in '\(text)'; write \(port)/tcp or \(port)/udp")
         }
-    }
-
-    static func name(of transport: TransportProtocol) -> String {
-        switch transport {
-        case .tcp: "tcp"
-        case .udp: "udp"
-        }
+        return InitialPort(port: port, transport: transport)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import HostCommand
+import Packet
 public import Policy
 
 /// The kernel datapath's nft table `inet vpm`: NAT by the decision's mark, the mark kept in
@@ -36,10 +37,10 @@ public struct KernelNAT: Sendable, Equatable {
         let refuse = "0x" + String(RuleSet.refuseMark, radix: 16)
         var nat: [String] = ["\(tagged) ct mark set meta mark"]
         var refusals: [String] = [], guards: [String] = []
-        for transport in [TransportName.tcp, .udp] {
-            let ports = configuration.initialPorts.filter { TransportName($0.transport) == transport }.map { "\($0.port)" }
+        for transport in [TransportProtocol.tcp, .udp] {
+            let ports = configuration.initialPorts.filter { $0.transport == transport }.map { "\($0.port)" }
             guard !ports.isEmpty else { continue }
-            let protocolMatch = "meta l4proto \(transport.rawValue)"
+            let protocolMatch = "meta l4proto \(transport.name)"
             let initial = "\(protocolMatch) th dport { \(ports.joined(separator: ", ")) }"
             refusals.append("meta mark \(refuse) \(protocolMatch) " + (transport == .tcp ? "reject with tcp reset" : "reject"))
             nat.append("\(tagged) \(initial) dnat ip to ip daddr : \(key)")
