@@ -33,20 +33,27 @@ EXTRA_METRICS = [
     ("bulk4_machine_cpu_s_per_gbit", "kernel-nat"),
 ]
 
-# The issues' targets: the userspace datapath (path "vpm", GSO on; issue 6) and the kernel
-# datapath (path "vpm-kernel"; issue 7).
-TARGETS = [
-    ("vpm", "bulk1_gbps", ">=", 0.70, "kernel-nat"),
-    ("vpm", "bulk4_gbps", ">=", 0.70, "kernel-nat"),
-    ("vpm", "pingpong_median_us", "<=", 1.20, "kernel-nat"),
-    ("vpm", "connections_per_s", ">=", 0.80, "kernel-nat"),
-    ("vpm", "bulk1_process_cpu_s_per_gbit", "<=", 1.00, "haproxy"),
-    ("vpm", "bulk4_process_cpu_s_per_gbit", "<=", 1.00, "haproxy"),
-    ("vpm-kernel", "bulk1_gbps", ">=", 0.95, "kernel-nat"),
-    ("vpm-kernel", "bulk4_gbps", ">=", 0.95, "kernel-nat"),
-    ("vpm-kernel", "pingpong_median_us", "<=", 1.05, "kernel-nat"),
-    ("vpm-kernel", "connections_per_s", ">=", 0.85, "kernel-nat"),
+# The issues' targets. Issue 6 asks them of the engine ("vpm", as `vpm run` starts it: the
+# kernel datapath); issue 7 asks the kernel datapath for more. The userspace datapath
+# ("vpm-userspace", GSO on) is checked against issue 6's targets too, so the table says
+# where it stands.
+ISSUE_6 = [
+    ("bulk1_gbps", ">=", 0.70, "kernel-nat"),
+    ("bulk4_gbps", ">=", 0.70, "kernel-nat"),
+    ("pingpong_median_us", "<=", 1.20, "kernel-nat"),
+    ("connections_per_s", ">=", 0.80, "kernel-nat"),
+    ("bulk1_process_cpu_s_per_gbit", "<=", 1.00, "haproxy"),
+    ("bulk4_process_cpu_s_per_gbit", "<=", 1.00, "haproxy"),
 ]
+ISSUE_7 = [
+    ("bulk1_gbps", ">=", 0.95, "kernel-nat"),
+    ("bulk4_gbps", ">=", 0.95, "kernel-nat"),
+    ("pingpong_median_us", "<=", 1.05, "kernel-nat"),
+    ("connections_per_s", ">=", 0.85, "kernel-nat"),
+]
+TARGETS = ([("vpm", "issue 6") + target for target in ISSUE_6]
+           + [("vpm", "issue 7") + target for target in ISSUE_7]
+           + [("vpm-userspace", "issue 6") + target for target in ISSUE_6])
 
 
 def machine():
@@ -136,13 +143,15 @@ def main():
     print("path CPU: iperf3 client + iperf3 server + engine or haproxy, per gigabit moved")
 
     verdicts = []
-    for path, key, comparison, limit, against in TARGETS:
+    for path, issue, key, comparison, limit, against in TARGETS:
         r = ratio(path, key, against)
         if r is None:
             continue
         met = r >= limit if comparison == ">=" else r <= limit
-        verdicts.append({"path": path, "figure": key, "ratio": r, "target": f"{comparison} {limit} x {against}", "met": met})
-        print(f"target {key}: {path}/{against} = {r:.2f} (target {comparison} {limit:.2f}): {'met' if met else 'MISSED'}")
+        verdicts.append({"path": path, "issue": issue, "figure": key, "ratio": r,
+                         "target": f"{comparison} {limit} x {against}", "met": met})
+        print(f"{issue} target {key}: {path}/{against} = {r:.2f} (target {comparison} {limit:.2f}): "
+              f"{'met' if met else 'MISSED'}")
 
     engine_statistics = {}
     for path_file in sorted(glob.glob(os.path.join(arguments.stats, "stats-*.json"))):

@@ -8,9 +8,10 @@
 #   9001 -> 20018  sockperf TCP ping-pong, median and p99 round trip
 #   9002 -> 20019  nginx    new connections per second (wrk, Connection: close)
 # Paths: kernel-nat (iptables REDIRECT, nat PREROUTING), haproxy (mode tcp), vpm (the
-# engine, userspace datapath, GSO on), vpm-no-gso (userspace too), and vpm-kernel (the
-# kernel datapath, vpm run's default: the engine decides each SYN, nft NAT carries the
-# connection). Every path gets fresh namespaces for every round, so no
+# engine as `vpm run` starts it: the kernel datapath, where the engine decides each SYN and
+# nft NAT carries the connection; the bench fails if it fell back), vpm-userspace (every
+# packet through the engine, rewritten, GSO on) and vpm-userspace-no-gso (the same without
+# GSO super-packets). Every path gets fresh namespaces for every round, so no
 # path inherits another's conntrack or rules. Rounds alternate the order of the paths; the
 # table shows each figure's median over the rounds and its ratio to kernel-nat.
 # CPU per gigabit, during the bulk runs, divided by the gigabits moved: utime+stime
@@ -19,7 +20,8 @@
 # Ping-pong runs with every process of the path pinned to CPU 0 (see measure_ping_pong).
 #
 # Knobs (environment): VPM_BENCH_ROUNDS (3), VPM_BENCH_SECONDS (5 per measurement),
-# VPM_BENCH_PATHS ("kernel-nat haproxy vpm vpm-no-gso vpm-kernel"), VPM_BENCH_RESULTS (JSON record,
+# VPM_BENCH_PATHS ("kernel-nat haproxy vpm vpm-userspace vpm-userspace-no-gso"),
+# VPM_BENCH_RESULTS (JSON record,
 # Benchmarks/results/bench-results.json), VPM_BINARY (skip the build, use this vpm),
 # VPM_BENCH_SCRATCH (swift build --scratch-path), VPM_BENCH_PROFILE=1 (perf samples the
 # engine during each vpm measurement; the reports go next to the JSON record).
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 
 rounds=${VPM_BENCH_ROUNDS:-3}
 duration=${VPM_BENCH_SECONDS:-5}
-read -r -a paths <<<"${VPM_BENCH_PATHS:-kernel-nat haproxy vpm vpm-no-gso vpm-kernel}"
+read -r -a paths <<<"${VPM_BENCH_PATHS:-kernel-nat haproxy vpm vpm-userspace vpm-userspace-no-gso}"
 results=${VPM_BENCH_RESULTS:-Benchmarks/results/bench-results.json}
 profile=${VPM_BENCH_PROFILE:-0}
 
@@ -211,7 +213,7 @@ EOF
       pids+=("$path_pid")
       wait_listening 9000 9001 9002 || { cat "$work/haproxy.log" >&2; return 1; }
       ;;
-    vpm|vpm-no-gso|vpm-kernel)
+    vpm|vpm-userspace|vpm-userspace-no-gso)
       cat >"$work/vpm.yaml" <<EOF
 queue: 0
 virtual-ports: 20000-20999
@@ -226,17 +228,19 @@ sources:
   - from: 198.18.0.2
     aid: bench
 EOF
-      local gso=(--datapath userspace)
-      [ "$1" = vpm-no-gso ] && gso=(--datapath userspace --no-gso)
-      [ "$1" = vpm-kernel ] && gso=(--datapath kernel)
-      ip netns exec "$server" "$VPM_BINARY" run --config "$work/vpm.yaml" --socket "$work/vpm.sock" "${gso[@]}" \
+      local options=()  # vpm: no option, as an operator would start it
+      [ "$1" = vpm-userspace ] && options=(--datapath userspace)
+      [ "$1" = vpm-userspace-no-gso ] && options=(--datapath userspace --no-gso)
+      ip netns exec "$server" "$VPM_BINARY" run --config "$work/vpm.yaml" --socket "$work/vpm.sock" "${options[@]}" \
         >"$work/vpm-$1.log" 2>&1 &
       path_pid=$!
       pids+=("$path_pid")
       for _ in $(seq 100); do grep -q "engine running" "$work/vpm-$1.log" && break; sleep 0.05; done
       grep -q "engine running" "$work/vpm-$1.log" || { cat "$work/vpm-$1.log" >&2; return 1; }
-      if [ "$1" = vpm-kernel ] && ! grep -q "datapath=kernel" "$work/vpm-$1.log"; then
-        echo "bench: vpm-kernel fell back to another datapath:" >&2; cat "$work/vpm-$1.log" >&2; return 1
+      local expected=kernel
+      [ "$1" != vpm ] && expected=userspace
+      if ! grep -q "datapath=$expected" "$work/vpm-$1.log"; then
+        echo "bench: $1 should run the $expected datapath but did not:" >&2; cat "$work/vpm-$1.log" >&2; return 1
       fi
       ;;
     *) echo "bench: unknown path $1" >&2; return 1 ;;
