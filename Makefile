@@ -22,10 +22,12 @@ $(BIN)/libvpm-preload.so: preload/vpm_preload.c
 	@mkdir -p $(BIN)
 	cc -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $<
 
-# Installs vpm and its interception library under PREFIX (default /usr/local).
+# Installs a release build of vpm and its interception library under PREFIX (default
+# /usr/local): PREFIX/bin/vpm finds PREFIX/lib/vpm/libvpm-preload.so. DESTDIR stages it.
 PREFIX ?= /usr/local
-install: build
-	install -D -m 0755 $(BIN)/vpm $(DESTDIR)$(PREFIX)/bin/vpm
+install: deps preload
+	$(SWIFT) build -c release --product vpm
+	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
 	install -D -m 0644 $(BIN)/libvpm-preload.so $(DESTDIR)$(PREFIX)/lib/vpm/libvpm-preload.so
 
 demo: build

@@ -34,6 +34,30 @@ echo "== preload/test_preload.py"
 python3 preload/test_preload.py "$(dirname "$VPM_BINARY")/libvpm-preload.so" || status=1
 [ "$(id -u)" -eq 0 ] && sweep
 
+# What `make install` ships: a release build (whole-module optimization has broken builds
+# that debug builds accepted), staged under a temporary DESTDIR with another PREFIX, and
+# the installed vpm must find its installed interception library.
+echo
+echo "== make install (release build, staged)"
+stage=$(mktemp -d)
+if make --no-print-directory install DESTDIR="$stage" PREFIX=/opt/vpm >"$stage.log" 2>&1; then
+  "$VPM_BINARY" demo --print-config >"$stage/demo.yaml"
+  preload=$("$stage/opt/vpm/bin/vpm" exec --aid acme --config "$stage/demo.yaml" --socket "$stage/none.sock" \
+    -- sh -c 'echo "$LD_PRELOAD"' 2>&1)
+  if [ "$preload" = "$stage/opt/vpm/lib/vpm/libvpm-preload.so" ] \
+     && "$stage/opt/vpm/bin/vpm" check-config "$stage/demo.yaml" >/dev/null; then
+    echo "make install: ok ($stage/opt/vpm/bin/vpm runs and finds $preload)"
+  else
+    echo "make install: the installed vpm does not work: LD_PRELOAD was '$preload'"
+    status=1
+  fi
+else
+  tail -30 "$stage.log"
+  echo "make install: failed (above)"
+  status=1
+fi
+rm -rf "$stage" "$stage.log"
+
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 cat "$userspace_log" >> "$log"

@@ -18,7 +18,7 @@ struct Exec: ParsableCommand {
     @Option(help: "The AID the program runs as.") var aid: String?
     @Option(name: .shortAndLong, help: "Configuration file (for the multiplexed ports and AIDs).") var config = "/etc/vpm/vpm.yaml"
     @Option(help: "The engine's control socket.") var socket = ControlSocket.defaultPath
-    @Option(help: "The interception library (default: next to the vpm executable).") var preload: String?
+    @Option(help: "The interception library (default: $VPM_PRELOAD, else next to the vpm executable, else PREFIX/lib/vpm/ of an installed vpm).") var preload: String?
     @Argument(parsing: .captureForPassthrough, help: "-- COMMAND [ARGUMENTS...]") var command: [String] = []
 
     func run() throws {
@@ -63,9 +63,12 @@ struct Exec: ParsableCommand {
     private func preloadLibrary() throws -> String {
         let executableDirectory = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0])
             .resolvingSymlinksInPath().deletingLastPathComponent()
-        let candidates = [preload, ProcessInfo.processInfo.environment["VPM_PRELOAD"],
-                          executableDirectory.appendingPathComponent("libvpm-preload.so").path,
-                          "/usr/local/lib/vpm/libvpm-preload.so"].compactMap { $0 }
+        // Beside the binary (a build tree), or where `make install` puts it for any PREFIX:
+        // PREFIX/bin/vpm and PREFIX/lib/vpm/libvpm-preload.so.
+        let beside: String = executableDirectory.appendingPathComponent("libvpm-preload.so").path
+        let installed: String = executableDirectory.deletingLastPathComponent()
+            .appendingPathComponent("lib/vpm/libvpm-preload.so").path
+        let candidates = [preload, ProcessInfo.processInfo.environment["VPM_PRELOAD"], beside, installed].compactMap { $0 }
         guard let found = candidates.first(where: { FileManager.default.isReadableFile(atPath: $0) }) else {
             throw Failure("the interception library libvpm-preload.so is missing (looked in \(candidates.joined(separator: ", "))); build it with `make`")
         }
