@@ -47,8 +47,9 @@ bench-cooperative:
 	@Benchmarks/cooperative-setup.sh
 
 # Micro-benchmarks (Benchmarks/, a package of its own, so `make test` never builds them):
-# the packet rewrite and the flow table. The second run prints raw mallocs per sample of
-# 1,000 operations, so one allocation anywhere in a sample would show as 1 or more.
+# the packet rewrite, the whole per-packet decision and the flow table. The second run
+# prints raw mallocs per sample of 1,000 operations, so one allocation anywhere in a
+# sample would show as 1 or more.
 bench-micro:
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress
 	cd Benchmarks && $(SWIFT) package benchmark --no-progress --scale --metric mallocCountTotal

@@ -10,7 +10,7 @@ let package = Package(
     products: [
         .executable(name: "vpm", targets: ["vpm"]),
         // For the micro-benchmarks in Benchmarks/ (a package of their own).
-        .library(name: "VPMCore", targets: ["Packet", "FlowTable", "Netfilter"]),
+        .library(name: "VPMCore", targets: ["Packet", "FlowTable", "Netfilter", "Policy", "Engine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -21,6 +21,16 @@ let package = Package(
             path: "Benchmarks/PacketRewrite",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // PacketProcessor.process: the whole per-packet decision, both datapaths.
+        .executableTarget(
+            name: "PacketDecision",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "VPMCore", package: "vpm"),
+            ],
+            path: "Benchmarks/PacketDecision",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         // FlowTable lookup + update at 10 to 1,000,000 flows, and resident memory per flow.
         .executableTarget(
             name: "FlowTableLookup",
