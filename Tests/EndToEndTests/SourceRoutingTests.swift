@@ -170,12 +170,10 @@ final class SourceRoutingTests: XCTestCase {
     func testClientWithoutApplicationIsRefusedAtOnce() throws {
         try withEngine("refuse", megabytes: 1) { lab, engine, directory in
             let unknown = lab.clients[3]
-            let started = Date()
             let output = try lab.run(unknown, ["socat", "-u", "OPEN:/dev/null", "TCP:\(lab.server.address):9000"], timeout: 10)
-            let elapsed = Date().timeIntervalSince(started)
             XCTAssertNotEqual(output.status, 0)
+            // A reset ("Connection refused"), not a dropped SYN ("Connection timed out").
             XCTAssertTrue(output.standardError.contains("Connection refused"), output.standardError)
-            XCTAssertLessThan(elapsed, 1.0, "a refusal must be immediate, not a timeout")
             let files = try FileManager.default.contentsOfDirectory(atPath: directory)
             XCTAssertFalse(files.contains { $0.contains(".from.") }, "an instance saw the refused client: \(files)")
             XCTAssertEqual(try Self.flows(engine), [])
@@ -183,6 +181,8 @@ final class SourceRoutingTests: XCTestCase {
                 guard let output = try? engine.stats(json: true).standardOutput else { return false }
                 return (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)))?.refused == 1
             }
+            let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
+            XCTAssertEqual(statistics.reasons["no AID matches the client"], 1, "\(statistics.reasons)")
             try NetworkLab.poll("the refusal to be logged", timeout: 5) { engine.log.contains("no AID matches the client") }
         }
     }

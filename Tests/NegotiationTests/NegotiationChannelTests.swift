@@ -18,12 +18,13 @@ final class NegotiationChannelTests: XCTestCase {
 
     /// A started server on 127.0.0.1 that has one instance: AID "acme" on 9000/tcp → 20017.
     private func startServer(host: String = "127.0.0.1", readTimeout: Duration = .seconds(2),
-                             key: @escaping @Sendable (String) -> SymmetricKey? = { _ in Fixtures.key }) throws -> NegotiationServer {
+                             key: @escaping @Sendable (String) -> SymmetricKey? = { _ in Fixtures.key },
+                             rejected: NegotiationServer.RejectionObserver? = nil) throws -> NegotiationServer {
         let server = NegotiationServer(host: host, port: 0, key: key, handler: { request, _ in
             request.aid == "acme" && request.initialPort == 9000
                 ? .accepted(virtualPort: 20017)
                 : .refused(reason: "no instance of AID \(request.aid) listens on \(request.initialPort)/\(request.transport)")
-        }, rejected: nil, nonceCapacity: 65_536, readTimeout: readTimeout, clock: { NegotiationMessage.currentTimestamp() })
+        }, rejected: rejected, nonceCapacity: 65_536, readTimeout: readTimeout, clock: { NegotiationMessage.currentTimestamp() })
         try server.start()
         servers.append(server)
         return server
@@ -38,21 +39,19 @@ final class NegotiationChannelTests: XCTestCase {
     /// Runs one negotiation and waits for its completion (at most `wait` seconds).
     private func negotiate(_ client: NegotiationClient, port: Int, host: String = "127.0.0.1",
                            request: NegotiationRequest = Fixtures.request, key: SymmetricKey = Fixtures.key,
-                           timeout: Duration = .seconds(2), waitLimit: TimeInterval = 10) -> (NegotiationAnswer?, TimeInterval) {
+                           timeout: Duration = .seconds(2), waitLimit: TimeInterval = 10) -> NegotiationAnswer? {
         let result = Mutex<NegotiationAnswer?>(nil)
         let calls = Mutex(0)
         let done = expectation(description: "completion")
-        let started = Date()
         client.negotiate(request, engine: host, port: port, key: key, timeout: timeout) { answer in
             calls.withLock { $0 += 1 }
             result.withLock { $0 = answer }
             done.fulfill()
         }
         wait(for: [done], timeout: waitLimit)
-        let elapsed = Date().timeIntervalSince(started)
         Thread.sleep(forTimeInterval: 0.05)
         XCTAssertEqual(calls.withLock { $0 }, 1, "completion called exactly once")
-        return (result.withLock { $0 }, elapsed)
+        return result.withLock { $0 }
     }
 
     private func isFailed(_ answer: NegotiationAnswer?) -> Bool {
@@ -72,7 +71,7 @@ final class NegotiationChannelTests: XCTestCase {
         let client = makeClient()
         let port = try XCTUnwrap(server.boundPort)
         XCTAssertNotEqual(port, 0)
-        XCTAssertEqual(negotiate(client, port: port).0, .accepted(virtualPort: 20017))
+        XCTAssertEqual(negotiate(client, port: port), .accepted(virtualPort: 20017))
         XCTAssertEqual(server.statistics, NegotiationStatistics(accepted: 1))
         XCTAssertEqual(client.statistics.sent, 1)
         XCTAssertEqual(client.statistics.answered, 1)
@@ -84,7 +83,7 @@ final class NegotiationChannelTests: XCTestCase {
         let client = makeClient()
         var request = Fixtures.request
         request.aid = "globex"
-        let answer = negotiate(client, port: try XCTUnwrap(server.boundPort), request: request).0
+        let answer = negotiate(client, port: try XCTUnwrap(server.boundPort), request: request)
         XCTAssertEqual(answer, .refused(reason: "no instance of AID globex listens on 9000/tcp"))
         XCTAssertEqual(server.statistics, NegotiationStatistics(refused: 1))
         XCTAssertEqual(client.statistics.refused, 1)
@@ -100,7 +99,7 @@ final class NegotiationChannelTests: XCTestCase {
             throw XCTSkip("no IPv6 loopback here: \(error)")
         }
         servers.append(server)
-        XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort), host: "::1").0, .accepted(virtualPort: 20018))
+        XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort), host: "::1"), .accepted(virtualPort: 20018))
     }
 
     func testServerSeesThePeerAddressAndChoosesTheKeyByIt() throws {
@@ -109,7 +108,7 @@ final class NegotiationChannelTests: XCTestCase {
             asked.withLock { $0.append(peer) }
             return Fixtures.key
         })
-        XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort)).0, .accepted(virtualPort: 20017))
+        XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort)), .accepted(virtualPort: 20017))
         XCTAssertEqual(asked.withLock { $0 }, ["127.0.0.1"])
     }
 
@@ -118,9 +117,11 @@ final class NegotiationChannelTests: XCTestCase {
     func testTimeoutAgainstAListenerThatNeverAccepts() {
         let silent = SilentListener()
         let client = makeClient()
-        let (answer, elapsed) = negotiate(client, port: silent.port, timeout: .milliseconds(500))
-        XCTAssertTrue(isFailed(answer), "\(String(describing: answer))")
-        XCTAssertLessThan(elapsed, 3)
+        let timeout = Duration.milliseconds(500)
+        let answer = negotiate(client, port: silent.port, timeout: timeout)
+        // The client's own deadline ended it: the reason names that timeout.
+        guard case .failed(let reason) = answer else { return XCTFail("\(String(describing: answer))") }
+        XCTAssertTrue(reason.contains("no answer") && reason.contains("within \(timeout)"), reason)
         XCTAssertEqual(client.statistics.timedOut, 1)
     }
 
@@ -128,25 +129,27 @@ final class NegotiationChannelTests: XCTestCase {
         let hanging = HangingEngine()
         defer { hanging.stop() }
         let client = makeClient()
-        let (answer, elapsed) = negotiate(client, port: hanging.port, timeout: .milliseconds(500))
+        let timeout = Duration.milliseconds(500)
+        let answer = negotiate(client, port: hanging.port, timeout: timeout)
+        // The client's own deadline ended it: the reason names that timeout.
         guard case .failed(let reason) = answer else { return XCTFail("\(String(describing: answer))") }
-        XCTAssertTrue(reason.contains("no answer"), reason)
-        XCTAssertLessThan(elapsed, 3)
+        XCTAssertTrue(reason.contains("no answer") && reason.contains("within \(timeout)"), reason)
         XCTAssertEqual(client.statistics.timedOut, 1)
         XCTAssertEqual(client.statistics.answered, 0)
     }
 
     func testUnreachablePeerFailsQuickly() {
         let client = makeClient()
-        let (answer, elapsed) = negotiate(client, port: TestSockets.closedPort(), timeout: .seconds(5))
+        // The deadline is far beyond the helper's wait: only the refusal can end it in time.
+        let answer = negotiate(client, port: TestSockets.closedPort(), timeout: .seconds(3600))
         guard case .failed(let reason) = answer else { return XCTFail("\(String(describing: answer))") }
-        XCTAssertTrue(reason.contains("unreachable"), reason)
-        XCTAssertLessThan(elapsed, 1)
+        XCTAssertTrue(reason.contains("unreachable: connection refused"), reason)
         XCTAssertEqual(client.statistics.unreachable, 1)
+        XCTAssertEqual(client.statistics.timedOut, 0)
     }
 
     func testAPeerAddressThatIsNotAnIPFailsAtOnce() {
-        let (answer, _) = negotiate(makeClient(), port: 9901, host: "not an address")
+        let answer = negotiate(makeClient(), port: 9901, host: "not an address")
         XCTAssertTrue(isFailed(answer))
     }
 
@@ -181,7 +184,7 @@ final class NegotiationChannelTests: XCTestCase {
                 return forge(request)
             }
             defer { engine.stop() }
-            let (result, _) = negotiate(client, port: engine.port)
+            let result = negotiate(client, port: engine.port)
             if name == "valid (control)" {
                 XCTAssertEqual(result, .accepted(virtualPort: 20017), name)
             } else {
@@ -306,10 +309,16 @@ final class NegotiationChannelTests: XCTestCase {
     }
 
     func testASilentPeerIsCutOffAfterTheReadTimeout() throws {
-        let server = try startServer(readTimeout: .milliseconds(300))
-        let started = Date()
-        XCTAssertEqual(TestSockets.exchange(port: try XCTUnwrap(server.boundPort), send: Array("VPM1 ".utf8), shutdownWrite: false), [])
-        XCTAssertLessThan(Date().timeIntervalSince(started), 4)
+        let readTimeout = Duration.milliseconds(300)
+        let rejections = Mutex<[String]>([])
+        let server = try startServer(readTimeout: readTimeout, rejected: { reason, _, detail in
+            rejections.withLock { $0.append("\(reason): \(detail)") }
+        })
+        // The client waits far longer than the read timeout: the server's deadline closes the
+        // connection (and reports why before it closes), not the client's receive timeout.
+        XCTAssertEqual(TestSockets.exchange(port: try XCTUnwrap(server.boundPort), send: Array("VPM1 ".utf8),
+                                            shutdownWrite: false, timeout: 300), [])
+        XCTAssertEqual(rejections.withLock { $0 }, ["malformed: no complete line within \(readTimeout)"])
         XCTAssertEqual(server.statistics, NegotiationStatistics(malformed: 1))
     }
 
@@ -328,13 +337,13 @@ final class NegotiationChannelTests: XCTestCase {
                        .ack(inReplyTo: try NegotiationMessage.decode(line, key: Fixtures.key).nonce, virtualPort: 20017))
         XCTAssertEqual(TestSockets.exchange(port: port, send: line), [], "the same line again")
         XCTAssertEqual(server.statistics, NegotiationStatistics(accepted: 1, malformed: 1, forged: 2, stale: 1, replayed: 1))
-        XCTAssertEqual(negotiate(makeClient(), port: port).0, .accepted(virtualPort: 20017), "still serving")
+        XCTAssertEqual(negotiate(makeClient(), port: port), .accepted(virtualPort: 20017), "still serving")
     }
 
     func testAnUnknownPeerIsForgedAndUnknown() throws {
         let server = try startServer(key: { _ in nil })
         let client = makeClient()
-        let (answer, _) = negotiate(client, port: try XCTUnwrap(server.boundPort))
+        let answer = negotiate(client, port: try XCTUnwrap(server.boundPort))
         XCTAssertTrue(isFailed(answer))
         XCTAssertEqual(server.statistics, NegotiationStatistics(forged: 1, unknownPeer: 1))
         XCTAssertEqual(client.statistics.badAnswer, 1)
@@ -358,6 +367,6 @@ final class NegotiationChannelTests: XCTestCase {
         XCTAssertNil(server.boundPort)
         server.stop()  // twice is fine
         try server.start()
-        XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort)).0, .accepted(virtualPort: 20017))
+        XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort)), .accepted(virtualPort: 20017))
     }
 }
