@@ -310,7 +310,8 @@ public struct PacketProcessor {
 
     // MARK: - Cooperative negotiations
 
-    /// Whether SYNs wait for negotiation outcomes.
+    /// Whether SYNs wait for negotiation outcomes (tests and diagnostics; the queue thread
+    /// is woken by the outcomes themselves).
     public var holdsConnections: Bool { !held.isEmpty }
 
     /// Keys of SYNs held longer than `limit` milliseconds (their negotiation never answered):

@@ -126,6 +126,7 @@ final class NetfilterQueueTests: XCTestCase {
 
     /// A signal from another thread ends the queue's wait with `.wakeup` (and no packets);
     /// the wake-up is cleared by the wait that reported it, so the next wait times out.
+    /// Signals given before a wait add up to one wake-up.
     func testWakeupEndsTheWaitFromAnotherThread() throws {
         try Privileged.requireRoot()
         let lab = try NetworkLab(name: Privileged.labName("wake"))
@@ -137,16 +138,25 @@ final class NetfilterQueueTests: XCTestCase {
             do {
                 try lab.enterOnCurrentThread(lab.server)
                 let queue = try NetfilterQueue(QueueConfiguration(queueNumber: 9))
-                seen.append("quiet: \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 0).rawValue)")
+                func wait(_ label: String, _ timeout: Int32) throws {
+                    seen.append("\(label): \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: timeout).rawValue)")
+                }
+                try wait("quiet", 0)
+                let signalled = DispatchSemaphore(value: 0)
                 let signaller = Thread { [wakeup = queue.wakeup] in
-                    usleep(50_000)
+                    usleep(50_000)  // most likely while the wait below sleeps; before it works too
                     wakeup.signal()
-                    wakeup.signal()
+                    signalled.signal()
                 }
                 signaller.start()
                 // Far longer than the signal takes: only a missed wake-up runs into it.
-                seen.append("signalled: \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 30_000).rawValue)")
-                seen.append("after: \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 10).rawValue)")
+                try wait("signalled", 30_000)
+                signalled.wait()
+                try wait("after", 10)
+                queue.wakeup.signal()
+                queue.wakeup.signal()
+                try wait("twice", 0)
+                try wait("after twice", 10)
             } catch {
                 seen.append("failed: \(error)")
             }
@@ -154,6 +164,6 @@ final class NetfilterQueueTests: XCTestCase {
         thread.start()
         finished.wait()
         let wakeup = NetfilterQueue.Readiness.wakeup.rawValue
-        XCTAssertEqual(seen, ["quiet: 0", "signalled: \(wakeup)", "after: 0"])
+        XCTAssertEqual(seen, ["quiet: 0", "signalled: \(wakeup)", "after: 0", "twice: \(wakeup)", "after twice: 0"])
     }
 }
