@@ -24,10 +24,13 @@ $(BIN)/libvpm-preload.so: preload/vpm_preload.c
 
 # Installs a release build of vpm and its interception library under PREFIX (default
 # /usr/local): PREFIX/bin/vpm finds PREFIX/lib/vpm/libvpm-preload.so. DESTDIR stages it.
+# The Swift runtime is linked in (--static-swift-stdlib) and the binary stripped, so the
+# installed vpm needs only Debian's libraries, not the toolchain it was built with.
 PREFIX ?= /usr/local
+INSTALL_BUILD := $(SWIFT) build -c release --static-swift-stdlib --product vpm --scratch-path .build/install
 install: deps preload
-	$(SWIFT) build -c release --product vpm
-	install -D -m 0755 "$$($(SWIFT) build -c release --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
+	$(INSTALL_BUILD)
+	install -D -s -m 0755 "$$($(INSTALL_BUILD) --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
 	install -D -m 0644 $(BIN)/libvpm-preload.so $(DESTDIR)$(PREFIX)/lib/vpm/libvpm-preload.so
 
 demo: build

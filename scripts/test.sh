@@ -35,20 +35,23 @@ python3 preload/test_preload.py "$(dirname "$VPM_BINARY")/libvpm-preload.so" || 
 [ "$(id -u)" -eq 0 ] && sweep
 
 # What `make install` ships: a release build (whole-module optimization has broken builds
-# that debug builds accepted), staged under a temporary DESTDIR with another PREFIX, and
-# the installed vpm must find its installed interception library.
+# that debug builds accepted) with the Swift runtime linked in, staged under a temporary
+# DESTDIR with another PREFIX. The installed vpm must find its installed interception
+# library and must not need the toolchain's libraries.
 echo
 echo "== make install (release build, staged)"
-stage=$(mktemp -d)
+stage=$(realpath "$(mktemp -d)")
 if make --no-print-directory install DESTDIR="$stage" PREFIX=/opt/vpm >"$stage.log" 2>&1; then
   "$VPM_BINARY" demo --print-config >"$stage/demo.yaml"
-  preload=$("$stage/opt/vpm/bin/vpm" exec --aid acme --config "$stage/demo.yaml" --socket "$stage/none.sock" \
-    -- sh -c 'echo "$LD_PRELOAD"' 2>&1)
+  preload=$(env -u LD_PRELOAD "$stage/opt/vpm/bin/vpm" exec --aid acme --config "$stage/demo.yaml" \
+    --socket "$stage/none.sock" -- sh -c 'echo "$LD_PRELOAD"' 2>&1)
   if [ "$preload" = "$stage/opt/vpm/lib/vpm/libvpm-preload.so" ] \
-     && "$stage/opt/vpm/bin/vpm" check-config "$stage/demo.yaml" >/dev/null; then
+     && "$stage/opt/vpm/bin/vpm" check-config "$stage/demo.yaml" >/dev/null \
+     && ! ldd "$stage/opt/vpm/bin/vpm" | grep -q libswift; then
     echo "make install: ok ($stage/opt/vpm/bin/vpm runs and finds $preload)"
   else
-    echo "make install: the installed vpm does not work: LD_PRELOAD was '$preload'"
+    echo "make install: the installed vpm does not work: LD_PRELOAD was '$preload'; its libraries:"
+    ldd "$stage/opt/vpm/bin/vpm"
     status=1
   fi
 else

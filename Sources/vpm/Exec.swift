@@ -64,11 +64,12 @@ struct Exec: ParsableCommand {
         let executableDirectory = URL(fileURLWithPath: Bundle.main.executablePath ?? CommandLine.arguments[0])
             .resolvingSymlinksInPath().deletingLastPathComponent()
         // Beside the binary (a build tree), or where `make install` puts it for any PREFIX:
-        // PREFIX/bin/vpm and PREFIX/lib/vpm/libvpm-preload.so.
+        // PREFIX/bin/vpm and PREFIX/lib/vpm/libvpm-preload.so; last, the default PREFIX's.
         let beside: String = executableDirectory.appendingPathComponent("libvpm-preload.so").path
         let installed: String = executableDirectory.deletingLastPathComponent()
             .appendingPathComponent("lib/vpm/libvpm-preload.so").path
-        let candidates = [preload, ProcessInfo.processInfo.environment["VPM_PRELOAD"], beside, installed].compactMap { $0 }
+        let candidates = [preload, ProcessInfo.processInfo.environment["VPM_PRELOAD"], beside, installed,
+                          "/usr/local/lib/vpm/libvpm-preload.so"].compactMap { $0 }
         guard let found = candidates.first(where: { FileManager.default.isReadableFile(atPath: $0) }) else {
             throw Failure("the interception library libvpm-preload.so is missing (looked in \(candidates.joined(separator: ", "))); build it with `make`")
         }
