@@ -122,7 +122,8 @@ for datapath in "${datapaths[@]}"; do
   virtual=""
   for _ in $(seq 100); do
     virtual=$("$VPM_BINARY" apps --socket "$work/server.sock" --json 2>/dev/null | python3 -c \
-      'import json,sys; print(next((a["virtualPort"] for a in json.load(sys.stdin) if a["aid"] == "acme"), ""))')
+      'import json,sys; print(next((a["virtualPort"] for a in json.load(sys.stdin) if a["aid"] == "acme"), ""))' \
+      2>/dev/null || true)
     [ -n "$virtual" ] && break
     sleep 0.1
   done
