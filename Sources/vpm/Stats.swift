@@ -29,9 +29,14 @@ struct Stats: ParsableCommand {
             ("kernel queue drops", "\(s.kernelQueueDropped) queue full, \(s.kernelUserDropped) socket full"),
             ("flows", "\(s.flowsActive) active of \(s.flowCapacity), \(s.flowsInserted) inserted, \(s.flowsExpired) expired, \(s.flowsEvicted) evicted, \(s.flowsRefusedFull) refused (full)"),
         ] + s.reasons.sorted { $0.key < $1.key }.map { ("  \($0.key)", "\($0.value)") }
-            + (s.negotiations.isEmpty ? [] : [("negotiations served", s.negotiations.sorted { $0.key < $1.key }
-                .filter { $0.value > 0 }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))])
+            + (s.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(s.negotiations))])
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }
+    }
+
+    /// "accepted 3, refused 1", or "none yet" for a negotiation server that served nothing.
+    static func outcomes(_ counts: [String: UInt64]) -> String {
+        let served = counts.sorted { $0.key < $1.key }.filter { $0.value > 0 }.map { "\($0.key) \($0.value)" }
+        return served.isEmpty ? "none yet" : served.joined(separator: ", ")
     }
 }
