@@ -90,6 +90,7 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet"]),
         .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
+        .testTarget(name: "HostCommandTests", dependencies: ["HostCommand"]),
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
