@@ -77,7 +77,7 @@ public enum Command {
 
     // MARK: - Processes and pipes
 
-    private struct SpawnFailure: Error { var code: Int32 }
+    struct SpawnFailure: Error { var code: Int32 }
 
     /// A pipe; the child gets the write end as stdout or stderr.
     private final class Pipe {
@@ -110,9 +110,9 @@ public enum Command {
         }
     }
 
-    /// Starts `arguments` with stdin from /dev/null, stdout and stderr into the pipes, and
-    /// default dispositions for the signals the engine handles or ignores.
-    private static func spawn(_ arguments: [String], output: Int32, error: Int32) throws -> pid_t {
+    /// Starts `arguments` (looked up on PATH) with stdin from /dev/null, stdout and stderr on
+    /// the given descriptors, and default dispositions for the signals vpm handles or ignores.
+    static func spawn(_ arguments: [String], output: Int32, error: Int32) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -170,7 +170,7 @@ public enum Command {
     }
 
     /// The exit status once `pid` has exited (reaping it), else nil.
-    private static func exitStatus(_ pid: pid_t) -> Int32? {
+    static func exitStatus(_ pid: pid_t) -> Int32? {
         var status: Int32 = 0
         while true {
             let result = waitpid(pid, &status, WNOHANG)

@@ -12,7 +12,7 @@ public final class EngineRun: @unchecked Sendable {
     public var configurationPath: String { "\(directory)/vpm.yaml" }
     public var socketPath: String { "\(directory)/vpm.sock" }
     public var logPath: String { "\(directory)/engine.log" }
-    private var process: Process?
+    private var process: BackgroundProcess?
     /// `--datapath` for `vpm run`: from the environment variable `VPM_TEST_DATAPATH` unless
     /// set (the test suite runs its end-to-end tests once per datapath); nil: the default.
     public var datapath: String? = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"].flatMap { $0.isEmpty ? nil : $0 }
@@ -74,7 +74,7 @@ public final class EngineRun: @unchecked Sendable {
     }
 
     /// `vpm exec --aid AID -- arguments` on this engine's host, against this engine.
-    public func exec(_ aid: String, _ arguments: [String], log: String) throws -> Process {
+    public func exec(_ aid: String, _ arguments: [String], log: String) throws -> BackgroundProcess {
         try lab.spawn(host, [vpmExecutable, "exec", "--aid", aid, "--config", configurationPath, "--socket", socketPath, "--"]
                       + arguments, log: "\(directory)/\(log)")
     }

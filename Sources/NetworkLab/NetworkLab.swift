@@ -22,7 +22,7 @@ public final class NetworkLab: @unchecked Sendable {
     public let server: Host
     /// The first client.
     public var client: Host { clients[0] }
-    private var processes: [Process] = []
+    private var processes: [BackgroundProcess] = []
     private let lock = NSLock()
     private var tornDown = false
 
@@ -86,22 +86,15 @@ public final class NetworkLab: @unchecked Sendable {
 
     /// Starts a background command inside `host`; `tearDown()` stops it.
     /// Its output goes to `log` (a file path), so a failing test can show it.
-    public func spawn(_ host: Host, _ arguments: [String], log: String) throws -> Process {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ip", "netns", "exec", host.namespace] + arguments
+    public func spawn(_ host: Host, _ arguments: [String], log: String) throws -> BackgroundProcess {
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        let process = try BackgroundProcess(["ip", "netns", "exec", host.namespace] + arguments, log: log)
         lock.withLock { processes.append(process) }
         return process
     }
 
     /// Sends SIGTERM, then SIGKILL after `grace` seconds, and waits for the process.
-    public func stop(_ process: Process, grace: TimeInterval = 5) {
+    public func stop(_ process: BackgroundProcess, grace: TimeInterval = 5) {
         guard process.isRunning else { return }
         process.terminate()
         let deadline = Date().addingTimeInterval(grace)
@@ -113,7 +106,7 @@ public final class NetworkLab: @unchecked Sendable {
     /// Stops every spawned process and deletes both namespaces (which removes the veth
     /// pair and every rule installed inside them). Safe to call more than once.
     public func tearDown() {
-        let running: [Process] = lock.withLock {
+        let running: [BackgroundProcess] = lock.withLock {
             if tornDown { return [] }
             tornDown = true
             defer { processes = [] }

@@ -30,7 +30,7 @@ final class ExecTests: XCTestCase {
         var vpm: String
 
         /// `vpm exec --aid AID -- arguments` on the server host; its output goes to LOG.
-        func exec(_ aid: String, _ arguments: [String], log: String) throws -> Process {
+        func exec(_ aid: String, _ arguments: [String], log: String) throws -> BackgroundProcess {
             try lab.spawn(lab.server, [vpm, "exec", "--aid", aid, "--config", engine.configurationPath,
                                        "--socket", engine.socketPath, "--"] + arguments, log: "\(directory)/\(log)")
         }
@@ -142,7 +142,7 @@ final class ExecTests: XCTestCase {
     func testRangeExhaustionWaitsForAFreedPort() throws {
         let allocation = "allocation: {when-exhausted: wait, wait-timeout: 8s}"
         try withEngine("wait", configuration: Self.configuration(range: "20000-20001", allocation: allocation)) { setup in
-            var first: Process?
+            var first: BackgroundProcess?
             for aid in ["acme", "globex"] {
                 let process = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
                 if aid == "acme" { first = process }

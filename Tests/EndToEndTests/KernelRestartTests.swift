@@ -96,7 +96,7 @@ final class KernelRestartTests: XCTestCase {
     }
 
     /// A connection that stays open (socat holds it) from the acme client, through `engine`.
-    private func openConnection(_ lab: NetworkLab, _ directory: String, name: String) throws -> Process {
+    private func openConnection(_ lab: NetworkLab, _ directory: String, name: String) throws -> BackgroundProcess {
         let client = try lab.spawn(lab.clients[0], ["socat", "-u", "TCP:\(lab.server.address):9000", "CREATE:\(directory)/\(name)"],
                                    log: "\(directory)/\(name).log")
         do {

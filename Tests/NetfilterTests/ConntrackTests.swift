@@ -54,8 +54,8 @@ final class ConntrackTests: XCTestCase {
 
         // 10,000 bytes on each connection, which then stays open (idle) until torn down:
         // `ignoreeof` makes socat wait for more at the end of the file instead of closing.
-        // (socat alone, not `(head; sleep) | socat`: with a shell pipeline, NetworkLab.stop's
-        // Process.waitUntilExit did not return before the `sleep` ended.)
+        // (socat alone, not `(head; sleep) | socat`: a shell pipeline's `sleep` would outlive
+        // the stop.)
         let size = 10_000
         let sent = "\(directory)/sent"
         try NetworkLab.makeRandomFile(sent, count: size)
