@@ -22,6 +22,10 @@ public final class InstanceRegistry: Sendable {
         /// Monotonic milliseconds of the last bind; the socket check waits a grace period
         /// after it (a socket is invisible in /proc/net between bind() and listen()).
         var lastBind: UInt64
+
+        /// `transport` as the packet path names it (the name stays a string in the state file
+        /// and on the control socket; a bind only registers a configured port's "tcp"/"udp").
+        var transportProtocol: TransportProtocol { TransportProtocol(name: transport) ?? .tcp }
     }
 
     /// A bind request's outcome.
@@ -61,7 +65,7 @@ public final class InstanceRegistry: Sendable {
         entries.withLock { entries in
             entries.compactMap { entry in
                 guard let aid = AID(entry.aid) else { return nil }
-                return Instance(aid: aid, initialPort: InitialPort(port: entry.initialPort, transport: TransportProtocol(name: entry.transport) ?? .tcp),
+                return Instance(aid: aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transportProtocol),
                                 virtualPort: entry.virtualPort)
             }
         }
@@ -107,7 +111,7 @@ public final class InstanceRegistry: Sendable {
             var released: [Entry] = []
             entries.removeAll { entry in
                 guard !entry.fromConfiguration, MonotonicClock.elapsed(since: entry.lastBind, now: now) >= Self.graceMilliseconds,
-                      !sockets.contains(entry.virtualPort, transport: entry.transport) else { return false }
+                      !sockets.contains(entry.virtualPort, transport: entry.transportProtocol) else { return false }
                 released.append(entry)
                 return true
             }
@@ -170,7 +174,7 @@ public final class InstanceRegistry: Sendable {
         for var entry in saved {
             guard configuration.virtualPorts.contains(entry.virtualPort),
                   let aid = AID(entry.aid), configuration.application(aid) != nil,
-                  sockets.contains(entry.virtualPort, transport: entry.transport),
+                  sockets.contains(entry.virtualPort, transport: entry.transportProtocol),
                   !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
             else { continue }
             entry.lastBind = 0

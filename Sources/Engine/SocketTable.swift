@@ -16,8 +16,8 @@ struct SocketTable {
         return table
     }
 
-    func contains(_ port: UInt16, transport: String) -> Bool {
-        TransportProtocol(name: transport) == .udp ? udp.contains(port) : tcp.contains(port)
+    func contains(_ port: UInt16, transport: TransportProtocol) -> Bool {
+        transport == .udp ? udp.contains(port) : tcp.contains(port)
     }
 
     /// Lines look like `  0: 0100007F:4E21 00000000:0000 0A ...`: the local port is the hex after ':'.
