@@ -24,8 +24,7 @@ public final class BackgroundProcess: Sendable {
         do {
             processIdentifier = try Command.spawn(arguments, output: descriptor, error: descriptor)
         } catch let failure as Command.SpawnFailure {
-            throw CommandError.failed(arguments.joined(separator: " "), 127,
-                                      "cannot run \(arguments[0]): \(String(cString: strerror(failure.code)))")
+            throw CommandError.failed(arguments.joined(separator: " "), 127, failure.message(arguments[0]))
         }
     }
 

@@ -28,8 +28,7 @@ public enum Command {
         do {
             pid = try spawn(arguments, output: output.writing, error: error.writing)
         } catch let failure as SpawnFailure {
-            return CommandOutput(status: 127, standardOutput: "",
-                                 standardError: "cannot run \(arguments[0]): \(String(cString: strerror(failure.code)))\n")
+            return CommandOutput(status: 127, standardOutput: "", standardError: failure.message(arguments[0]) + "\n")
         }
         output.closeWriting()
         error.closeWriting()
@@ -77,7 +76,11 @@ public enum Command {
 
     // MARK: - Processes and pipes
 
-    struct SpawnFailure: Error { var code: Int32 }
+    /// posix_spawnp's error: the program is missing, not executable, ...
+    struct SpawnFailure: Error {
+        var code: Int32
+        func message(_ program: String) -> String { "cannot run \(program): \(String(cString: strerror(code)))" }
+    }
 
     /// A pipe; the child gets the write end as stdout or stderr.
     private final class Pipe {
