@@ -97,30 +97,46 @@ final class NetfilterQueueTests: XCTestCase {
         }
     }
 
-    func testBindingAnOwnedQueueSaysWhoOwnsIt() throws {
-        try Privileged.requireRoot()
-        let lab = try NetworkLab(name: Privileged.labName("busy"))
-        defer { lab.tearDown() }
+    /// What a test's namespace thread recorded, read after the thread has ended.
+    final class Lines: @unchecked Sendable {
+        var all: [String] = []
+        func append(_ line: String) { all.append(line) }
+    }
+
+    /// Runs `body` on a thread that has entered the lab's server namespace (a queue binds in
+    /// the namespace of the thread that opens it) and returns what it recorded; an error it
+    /// throws is recorded as "failed: …".
+    private func inServerNamespace(_ lab: NetworkLab, _ body: @escaping @Sendable (Lines) throws -> Void) -> [String] {
+        let lines = Lines()
         let finished = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var messages: [String] = []
         let thread = Thread {
             defer { finished.signal() }
             do {
                 try lab.enterOnCurrentThread(lab.server)
-                let first = try NetfilterQueue(QueueConfiguration(queueNumber: 7))
-                do {
-                    _ = try NetfilterQueue(QueueConfiguration(queueNumber: 7))
-                    messages.append("second bind succeeded")
-                } catch {
-                    messages.append("\(error)")
-                }
-                withExtendedLifetime(first) {}
+                try body(lines)
             } catch {
-                messages.append("first bind failed: \(error)")
+                lines.append("failed: \(error)")
             }
         }
         thread.start()
         finished.wait()
+        return lines.all
+    }
+
+    func testBindingAnOwnedQueueSaysWhoOwnsIt() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("busy"))
+        defer { lab.tearDown() }
+        let messages = inServerNamespace(lab) { lines in
+            let first = try NetfilterQueue(QueueConfiguration(queueNumber: 7))
+            do {
+                _ = try NetfilterQueue(QueueConfiguration(queueNumber: 7))
+                lines.append("second bind succeeded")
+            } catch {
+                lines.append("\(error)")
+            }
+            withExtendedLifetime(first) {}
+        }
         XCTAssertEqual(messages, ["cannot bind queue 7: another process owns it (is vpm already running?)"])
     }
 
@@ -131,38 +147,28 @@ final class NetfilterQueueTests: XCTestCase {
         try Privileged.requireRoot()
         let lab = try NetworkLab(name: Privileged.labName("wake"))
         defer { lab.tearDown() }
-        let finished = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var seen: [String] = []
-        let thread = Thread {
-            defer { finished.signal() }
-            do {
-                try lab.enterOnCurrentThread(lab.server)
-                let queue = try NetfilterQueue(QueueConfiguration(queueNumber: 9))
-                func wait(_ label: String, _ timeout: Int32) throws {
-                    seen.append("\(label): \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: timeout).rawValue)")
-                }
-                try wait("quiet", 0)
-                let signalled = DispatchSemaphore(value: 0)
-                let signaller = Thread { [wakeup = queue.wakeup] in
-                    usleep(50_000)  // most likely while the wait below sleeps; before it works too
-                    wakeup.signal()
-                    signalled.signal()
-                }
-                signaller.start()
-                // Far longer than the signal takes: only a missed wake-up runs into it.
-                try wait("signalled", 30_000)
-                signalled.wait()
-                try wait("after", 10)
-                queue.wakeup.signal()
-                queue.wakeup.signal()
-                try wait("twice", 0)
-                try wait("after twice", 10)
-            } catch {
-                seen.append("failed: \(error)")
+        let seen = inServerNamespace(lab) { lines in
+            let queue = try NetfilterQueue(QueueConfiguration(queueNumber: 9))
+            func wait(_ label: String, _ timeout: Int32) throws {
+                lines.append("\(label): \(try queue.waitForPacketsOrWakeup(timeoutMilliseconds: timeout).rawValue)")
             }
+            try wait("quiet", 0)
+            let signalled = DispatchSemaphore(value: 0)
+            let signaller = Thread { [wakeup = queue.wakeup] in
+                usleep(50_000)  // most likely while the wait below sleeps; before it works too
+                wakeup.signal()
+                signalled.signal()
+            }
+            signaller.start()
+            // Far longer than the signal takes: only a missed wake-up runs into it.
+            try wait("signalled", 30_000)
+            signalled.wait()
+            try wait("after", 10)
+            queue.wakeup.signal()
+            queue.wakeup.signal()
+            try wait("twice", 0)
+            try wait("after twice", 10)
         }
-        thread.start()
-        finished.wait()
         let wakeup = NetfilterQueue.Readiness.wakeup.rawValue
         XCTAssertEqual(seen, ["quiet: 0", "signalled: \(wakeup)", "after: 0", "twice: \(wakeup)", "after twice: 0"])
     }
