@@ -168,12 +168,8 @@ extension FlowStore {
         slots[index].counters = counters
         // Each state's list is in last-seen order, which expiry and eviction rely on: a flow
         // moves to its tail only when it was seen now (or changes list).
-        if moved {
-            slots[index].lastSeen = now
-            move(handle.slot, from: previous.listIndex, to: state.listIndex)
-        } else if previous != state {
-            move(handle.slot, from: previous.listIndex, to: state.listIndex)
-        }
+        if moved { slots[index].lastSeen = now }
+        if moved || previous != state { move(handle.slot, from: previous.listIndex, to: state.listIndex) }
         return true
     }
 }
