@@ -146,7 +146,7 @@ public struct PacketProcessor {
         let source = packet.sourceAddress
         let flags = packet.tcpFlags, bytes = packet.bytes.count
         let target = targetByVirtualPort[Self.slot(transport, packet.destinationPort)]
-        let peer = cooperation.peers.isEmpty ? nil : cooperation.peer(for: source)
+        let peer = cooperation.peer(for: source)
         if peer != nil, virtualPorts.contains(packet.destinationPort) {
             // Server side of a cooperative flow: it crossed the wire on the virtual port,
             // and only a flow negotiated for this very port may use it.
@@ -310,9 +310,9 @@ public struct PacketProcessor {
 
     // MARK: - Cooperative negotiations
 
-    /// Whether SYNs wait for negotiation outcomes (tests and diagnostics; the queue thread
-    /// is woken by the outcomes themselves).
-    public var holdsConnections: Bool { !held.isEmpty }
+    /// Whether SYNs wait for negotiation outcomes (the queue thread's housekeeping then looks
+    /// for outcomes too, in case a wake-up went astray).
+    var holdsConnections: Bool { !held.isEmpty }
 
     /// Keys of SYNs held longer than `limit` milliseconds (their negotiation never answered):
     /// the engine refuses them with `complete(_:virtualPort: nil, …)`.

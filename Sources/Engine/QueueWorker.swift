@@ -85,13 +85,16 @@ final class QueueWorker: @unchecked Sendable {
                 logger.debug("negotiating", metadata: ["client": "\(Engine.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
                 cooperation.negotiate(key, aid: aid, peer: peer, worker: index)
             }
-            if readiness.contains(.wakeup) {
+            let now = MonotonicClock.milliseconds()
+            let housekeeping = MonotonicClock.elapsed(since: lastHousekeeping, now: now) >= 200
+            // Outcomes arrive with a wake-up; housekeeping looks too while SYNs are held, so
+            // an outcome whose signal went astray waits at most 200 ms, not the time limit.
+            if readiness.contains(.wakeup) || (housekeeping && processor.holdsConnections) {
                 for outcome in cooperation.takeOutcomes(worker: index) {
                     complete(outcome)
                 }
             }
-            let now = MonotonicClock.milliseconds()
-            guard MonotonicClock.elapsed(since: lastHousekeeping, now: now) >= 200 else { continue }
+            guard housekeeping else { continue }
             lastHousekeeping = now
             if index == 0 { store.withLock { _ = $0.expire(now: now, limit: 50_000) } }
             for key in processor.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {
