@@ -141,14 +141,8 @@ public final class Engine {
     /// setting to restore at the end.
     private func chooseDatapath() throws -> (Datapath, ConntrackAccounting?) {
         guard options.datapath == .kernel else { return (.userspace, nil) }
-        var reason = options.installRules ? KernelNAT.unavailableReason(configuration: options.configuration) : nil
-        if reason == nil {
-            // A dump, not just a socket: binding succeeds even without nf_conntrack_netlink.
-            do { _ = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
-                reason = "conntrack's netlink interface is not available: \(error)"
-            }
-        }
-        if let reason {
+        if let reason = Datapath.kernelUnavailableReason(configuration: options.configuration,
+                                                         checkingNAT: options.installRules) {
             logger.warning("kernel datapath unavailable, falling back to the userspace datapath", metadata: ["reason": "\(reason)"])
             return (.userspace, nil)
         }

@@ -112,11 +112,8 @@ struct HostProbe {
     /// `vpm run --datapath kernel` needs nft NAT with maps and ctnetlink; without them the
     /// engine falls back to the userspace datapath.
     private func kernelDatapath(_ inside: [String]) -> Result {
-        if let reason = KernelNAT.unavailableReason(prefix: inside) {
+        if let reason = Datapath.kernelUnavailableReason(prefix: inside) {
             return Result(status: .info, name: "kernel datapath", detail: "not available (\(reason)); vpm run --datapath kernel falls back to userspace")
-        }
-        do { _ = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
-            return Result(status: .info, name: "kernel datapath", detail: "not available (conntrack netlink: \(error)); vpm run --datapath kernel falls back to userspace")
         }
         return Result(status: .ok, name: "kernel datapath", detail: "available: nft NAT with a mark map, ct mark, conntrack netlink")
     }

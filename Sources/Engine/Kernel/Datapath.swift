@@ -1,3 +1,6 @@
+import Netfilter
+public import Policy
+
 /// What carries a decided connection's packets (docs/datapaths.md).
 public enum Datapath: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Every packet of a multiplexed flow passes through the engine, which rewrites its
@@ -8,4 +11,21 @@ public enum Datapath: String, Sendable, CaseIterable, CustomStringConvertible {
     case kernel
 
     public var description: String { rawValue }
+}
+
+extension Datapath {
+    /// Why this host cannot carry the kernel datapath, or nil. nft must build the whole NAT
+    /// table (a throwaway copy, run with `prefix`, e.g. `ip netns exec NS`; skipped with
+    /// `checkingNAT` false, for an engine that leaves the rules to the operator), and
+    /// conntrack must answer a dump: binding its socket succeeds even without
+    /// nf_conntrack_netlink. Shared by `vpm run` (fallback) and `vpm probe`.
+    public static func kernelUnavailableReason(
+        configuration: Configuration = KernelNAT.probeConfiguration, prefix: [String] = [], checkingNAT: Bool = true
+    ) -> String? {
+        if checkingNAT, let reason = KernelNAT.unavailableReason(configuration: configuration, prefix: prefix) { return reason }
+        do { _ = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
+            return "conntrack's netlink interface does not answer: \(error)"
+        }
+        return nil
+    }
 }
