@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what vpm needs from Debian when it is missing: the netfilter libraries it links,
-# and the real tools its demo and tests drive (iptables, nft, conntrack, iproute2, socat, ethtool).
+# and the real tools its demo and tests drive (iptables, nft, conntrack, iproute2, socat, ethtool,
+# tcpdump).
 set -euo pipefail
 
 packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
-  socat ethtool coreutils nginx-light python3 curl                 # demo and tests
+  socat ethtool coreutils nginx-light python3 curl tcpdump         # demo and tests
 )
 
 missing=()
