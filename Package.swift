@@ -29,6 +29,16 @@ let package = Package(
         ),
         // Only what Swift cannot import: function-like macros and static inline helpers.
         .target(name: "CNetfilterShim"),
+        // `vpm exec`'s seccomp filter, the fork that installs it, the seccomp ioctls and the
+        // raw syscalls (pidfd_getfd, process_vm_readv) Swift cannot call: no library.
+        .target(name: "CInterceptionShim"),
+        // `vpm exec`'s supervisor: the program's bind/connect/getsockname through seccomp
+        // user notification, for every program and every user.
+        .target(
+            name: "Interception",
+            dependencies: ["CInterceptionShim", "Control", "Policy", "Packet"],
+            swiftSettings: strict
+        ),
         // The only Swift module that touches the C libraries.
         .target(
             name: "Netfilter",
@@ -77,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "vpm",
             dependencies: [
-                "Engine", "Netfilter", "Packet", "Policy", "Control", "NetworkLab", "HostCommand",
+                "Engine", "Netfilter", "Packet", "Policy", "Control", "NetworkLab", "HostCommand", "Interception",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -90,6 +100,7 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet"]),
         .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
+        .testTarget(name: "InterceptionTests", dependencies: ["Interception", "Packet"]),
         .testTarget(name: "HostCommandTests", dependencies: ["HostCommand"]),
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),

@@ -15,6 +15,9 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var localPort: UInt16?
     public var remoteAddress: String?
     public var remotePort: UInt16?
+    /// bind: the program's process, when the peer (`vpm exec`'s supervisor) is not the
+    /// program itself; shown by `vpm apps`.
+    public var pid: Int32?
 
     public init(_ command: Command) { self.command = command }
 }

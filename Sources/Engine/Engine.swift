@@ -193,19 +193,21 @@ public final class Engine {
             guard let aid = request.aid, let port = request.initialPort, let transport = request.transport else {
                 return ControlResponse(error: "a bind request needs aid, initialPort and transport", errorCode: "EINVAL")
             }
-            switch registry.bind(aid: aid, initialPort: port, transport: transport, pid: peer.pid, now: MonotonicClock.milliseconds) {
+            // `vpm exec`'s supervisor names the program's process; a peer may only name its own.
+            let pid = request.pid.flatMap { InstanceRegistry.owner(of: $0) == peer.uid || peer.uid == 0 ? $0 : nil } ?? peer.pid
+            switch registry.bind(aid: aid, initialPort: port, transport: transport, pid: pid, now: MonotonicClock.milliseconds) {
             case .allocated(let virtualPort):
                 logger.info("instance bound", metadata: [
-                    "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(peer.pid)",
+                    "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(pid)",
                 ])
                 return ControlResponse(virtualPort: virtualPort)
             case .exhausted:
                 logger.warning("virtual port range exhausted: bind refused", metadata: [
-                    "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(peer.pid)",
+                    "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(pid)",
                 ])
                 return ControlResponse(error: "the virtual port range is exhausted (every port has an instance); widen virtual-ports, stop an instance, or set allocation: {when-exhausted: wait}", errorCode: "EADDRINUSE")
             case .refused(let reason):
-                logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(peer.pid)", "reason": "\(reason)"])
+                logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(pid)", "reason": "\(reason)"])
                 return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
             }
         case .connect:

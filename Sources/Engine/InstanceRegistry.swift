@@ -147,6 +147,13 @@ public final class InstanceRegistry: Sendable {
         return String(decoding: data, as: UTF8.self).split(separator: "\0").joined(separator: " ")
     }
 
+    /// The real user id of a process (`Uid:` in /proc/PID/status), nil when it is gone.
+    static func owner(of pid: Int32) -> UInt32? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return nil }
+        return line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { UInt32($0) }
+    }
+
     /// Alive and not a zombie.
     static func isAlive(_ pid: Int32) -> Bool {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

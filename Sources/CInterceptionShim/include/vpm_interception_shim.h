@@ -1,0 +1,47 @@
+// What Swift cannot import for `vpm exec`'s supervisor: the BPF filter (macros), the fork
+// that installs it before execve (no Swift may run between fork and exec), the seccomp
+// ioctls (macros), and raw syscalls that glibc does not wrap or wraps variadically.
+#ifndef VPM_INTERCEPTION_SHIM_H
+#define VPM_INTERCEPTION_SHIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <linux/seccomp.h>
+#include <sys/syscall.h>
+
+/// The intercepted system calls' numbers on this architecture.
+static const int vpm_syscall_bind = __NR_bind;
+static const int vpm_syscall_connect = __NR_connect;
+static const int vpm_syscall_getsockname = __NR_getsockname;
+
+/// Starts `path` as a child that intercepts bind, connect and getsockname through a seccomp
+/// listener and gets ENOSYS for io_uring_setup (and for other syscall ABIs). The child dies
+/// with its parent (PR_SET_PDEATHSIG). Returns the child's pid and stores the listener in
+/// `listener`; on failure returns -1 with errno set and `stage` naming the step that failed.
+pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const envp[],
+                            int *listener, const char **stage);
+
+/// SECCOMP_IOCTL_NOTIF_RECV into a zeroed `notification`: 0, or -1 with errno.
+int vpm_notification_receive(int listener, struct seccomp_notif *notification);
+/// SECCOMP_IOCTL_NOTIF_SEND: `error` 0 answers `value`; `continue_call` lets the kernel run
+/// the call itself. 0, or -1 with errno (ENOENT: the caller is gone).
+int vpm_notification_respond(int listener, uint64_t id, int64_t value, int32_t error, int continue_call);
+/// SECCOMP_IOCTL_NOTIF_ID_VALID: 1 while the notifying thread still waits for its answer.
+int vpm_notification_valid(int listener, uint64_t id);
+
+int vpm_pidfd_open(pid_t pid);
+int vpm_pidfd_getfd(int pidfd, int fd);
+/// process_vm_readv / process_vm_writev of one range: bytes moved, or -1 with errno.
+ssize_t vpm_read_memory(pid_t pid, uint64_t address, void *buffer, size_t length);
+ssize_t vpm_write_memory(pid_t pid, uint64_t address, const void *buffer, size_t length);
+
+/// Sends `data` with `descriptor` attached (SCM_RIGHTS); bytes sent or -1 with errno.
+ssize_t vpm_send_with_descriptor(int socket, const void *data, size_t length, int descriptor);
+/// Receives into `data`; a descriptor that came with it lands in `descriptor` (else -1).
+ssize_t vpm_receive_with_descriptor(int socket, void *data, size_t length, int *descriptor);
+
+/// PR_SET_CHILD_SUBREAPER: orphans of the program (daemons) stay this process's children.
+int vpm_become_subreaper(void);
+
+#endif

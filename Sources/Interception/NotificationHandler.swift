@@ -1,0 +1,230 @@
+import CInterceptionShim
+import Control
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Packet
+import Policy
+import Synchronization
+
+/// Answers the program's intercepted system calls, one handler per call, each small:
+/// read the arguments from the program, decide, act on a duplicate of its socket, answer.
+/// Whatever is not ours (another port, another kind of socket) is let through at once
+/// (SECCOMP_USER_NOTIF_FLAG_CONTINUE), and the kernel runs the call as usual.
+final class NotificationHandler: Sendable {
+    private let listener: Int32
+    private let settings: InterceptionSettings
+    /// Virtual ports this instance's sockets are bound to → the initial port the program
+    /// asked for: what getsockname() reports. One supervisor serves the whole process tree,
+    /// so forked workers and re-executed programs share it.
+    private let initialPorts = Mutex<[VirtualPortKey: UInt16]>([:])
+
+    struct VirtualPortKey: Hashable {
+        var transport: TransportProtocol
+        var port: UInt16
+    }
+
+    init(listener: Int32, settings: InterceptionSettings) {
+        self.listener = listener
+        self.settings = settings
+    }
+
+    /// Handles one notification. Binds and connects that need the engine run on a thread
+    /// of their own (a bind may wait for a free port); the rest is answered here.
+    func handle(_ notification: seccomp_notif) {
+        let call = Call(notification)
+        switch call.number {
+        case vpm_syscall_bind, vpm_syscall_connect:
+            guard let (socket, address, transport) = socketCall(call) else { return answer(call, .continue) }
+            let isBind = call.number == vpm_syscall_bind
+            Thread.detachNewThread { [self] in
+                if isBind { bind(call, socket, address, transport) } else { connect(call, socket, address, transport) }
+            }
+        case vpm_syscall_getsockname:
+            getsockname(call)
+        default:
+            answer(call, .continue)
+        }
+    }
+
+    // MARK: - bind
+
+    private func bind(_ call: Call, _ socket: SendableSocket, _ requested: SocketAddress, _ transport: TransportProtocol) {
+        var request = ControlRequest(.bind)
+        request.aid = settings.aid.name
+        request.initialPort = requested.port
+        request.transport = transport.name
+        request.pid = InterceptedSocket.threadGroup(of: call.pid)
+        let what = "port \(requested.port)/\(transport.name) for AID \(settings.aid)"
+        let response: ControlResponse
+        do {
+            response = try ControlSocket.send(request, to: settings.socketPath, timeoutSeconds: settings.answerTimeoutSeconds)
+        } catch {
+            say("vpm: cannot bind \(what): \(error)")
+            return answer(call, .error(EADDRNOTAVAIL))
+        }
+        guard let virtualPort = response.virtualPort else {
+            say("vpm: cannot bind \(what): \(response.error ?? "the engine gave no virtual port")")
+            return answer(call, .error(Self.errorNumber(response.errorCode) ?? EADDRNOTAVAIL))
+        }
+        var actual = requested
+        actual.port = virtualPort
+        let error = socket.value.bind(actual)
+        if error != 0 {
+            say("vpm: cannot bind \(what) on its virtual port \(actual): \(String(cString: strerror(error)))")
+            return answer(call, .error(error))
+        }
+        initialPorts.withLock { $0[VirtualPortKey(transport: transport, port: virtualPort)] = requested.port }
+        if settings.debug { say("vpm: debug: pid \(call.pid) bind \(requested)/\(transport.name) -> \(actual) (AID \(settings.aid))") }
+        answer(call, .success)
+    }
+
+    // MARK: - connect
+
+    /// Registers the connection's local address:port with the engine (local and cooperative
+    /// modes route it by this AID), then lets the kernel connect as the program asked.
+    private func connect(_ call: Call, _ socket: SendableSocket, _ remote: SocketAddress, _ transport: TransportProtocol) {
+        defer { answer(call, .continue) }
+        if transport == .tcp && socket.value.isConnecting { return }
+        guard var local = socket.value.localAddress else {
+            return say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): the local address is not known")
+        }
+        if local.port == 0 {
+            // Not bound yet: take an ephemeral port now, so the engine learns it before the
+            // connection's first packet.
+            let error = socket.value.bind(SocketAddress(local.family == .ipv4 ? IPAddress(ipv4: 0) : .any, port: 0, family: local.family))
+            guard error == 0, let bound = socket.value.localAddress, bound.port != 0 else {
+                return say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): cannot take an ephemeral local port first")
+            }
+            local = bound
+        }
+        if local.isWildcard, let source = Self.routeSource(to: remote) {
+            local = SocketAddress(source.address, port: local.port, family: local.family)
+        }
+        var request = ControlRequest(.connect)
+        request.aid = settings.aid.name
+        request.transport = transport.name
+        request.localAddress = "\(local.address)"
+        request.localPort = local.port
+        request.remoteAddress = "\(remote.address)"
+        request.remotePort = remote.port
+        do {
+            let response = try ControlSocket.send(request, to: settings.socketPath, timeoutSeconds: 5)
+            if let error = response.error { throw ControlError(error) }
+            if settings.debug { say("vpm: debug: pid \(call.pid) connect \(local) -> \(remote)/\(transport.name) registered (AID \(settings.aid))") }
+        } catch {
+            say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): \(error)")
+        }
+    }
+
+    /// The source address the routing table picks for `remote` (a UDP socket connected,
+    /// never used: nothing is sent).
+    private static func routeSource(to remote: SocketAddress) -> SocketAddress? {
+        let probe = Glibc.socket(Int32(remote.family.rawValue), Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return nil }
+        defer { close(probe) }
+        let connected = remote.bytes.withUnsafeBytes { raw in
+            Glibc.connect(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+        }
+        guard connected == 0 else { return nil }
+        var storage = [UInt8](repeating: 0, count: 128)
+        var length = socklen_t(storage.count)
+        let named = storage.withUnsafeMutableBytes { raw in
+            Glibc.getsockname(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+        }
+        return named == 0 ? SocketAddress(bytes: storage.prefix(Int(length))) : nil
+    }
+
+    // MARK: - getsockname
+
+    /// For a socket on one of this instance's virtual ports (listening or accepted), the
+    /// initial port; anything else is the kernel's to answer.
+    private func getsockname(_ call: Call) {
+        let (number, addressPointer, lengthPointer) = (Int32(truncatingIfNeeded: call.arguments.0), call.arguments.1, call.arguments.2)
+        guard let socket = InterceptedSocket(pid: call.pid, number: number, stillWaiting: { isPending(call) }),
+              let transport = socket.transport, var local = socket.localAddress,
+              let initial = initialPorts.withLock({ $0[VirtualPortKey(transport: transport, port: local.port)] })
+        else { return answer(call, .continue) }
+        local.port = initial
+        let memory = ProgramMemory(pid: call.pid)
+        guard let offered = memory.readLength(lengthPointer) else { return answer(call, .error(EFAULT)) }
+        guard Int32(bitPattern: offered) >= 0 else { return answer(call, .error(EINVAL)) }
+        // As the kernel does: at most what the program offered, and the full length back.
+        let bytes = Array(local.bytes.prefix(Int(offered)))
+        guard isPending(call) else { return }
+        guard memory.write(bytes, to: addressPointer), memory.writeLength(UInt32(local.bytes.count), to: lengthPointer) else {
+            return answer(call, .error(EFAULT))
+        }
+        answer(call, .success)
+    }
+
+    // MARK: - Helpers
+
+    /// The socket and the IPv4/IPv6 address of a bind() or connect() to one of our initial
+    /// ports; nil when the call is not ours.
+    private func socketCall(_ call: Call) -> (SendableSocket, SocketAddress, TransportProtocol)? {
+        let (number, pointer, length) = (Int32(truncatingIfNeeded: call.arguments.0), call.arguments.1, Int(truncatingIfNeeded: call.arguments.2))
+        guard length >= SocketAddress.Field.ipv4Length, length <= 128,
+              let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length),
+              let address = SocketAddress(bytes: bytes), address.port != 0,
+              let socket = InterceptedSocket(pid: call.pid, number: number, stillWaiting: { isPending(call) }),
+              let transport = socket.transport, settings.isMultiplexed(address.port, transport)
+        else { return nil }
+        return (SendableSocket(value: socket), address, transport)
+    }
+
+    private func isPending(_ call: Call) -> Bool { vpm_notification_valid(listener, call.id) == 1 }
+
+    private enum Answer {
+        case `continue`, success
+        case error(Int32)
+    }
+
+    private func answer(_ call: Call, _ answer: Answer) {
+        switch answer {
+        case .continue: _ = vpm_notification_respond(listener, call.id, 0, 0, 1)
+        case .success: _ = vpm_notification_respond(listener, call.id, 0, 0, 0)
+        case .error(let code): _ = vpm_notification_respond(listener, call.id, 0, -code, 0)
+        }
+    }
+
+    private func say(_ line: String) {
+        let text = line.hasSuffix("\n") ? line : line + "\n"
+        text.utf8CString.withUnsafeBufferPointer { buffer in
+            _ = Glibc.write(STDERR_FILENO, buffer.baseAddress, buffer.count - 1)
+        }
+    }
+
+    /// The errno the engine names for the program ("EADDRINUSE" …).
+    static func errorNumber(_ name: String?) -> Int32? {
+        switch name {
+        case "EADDRINUSE": EADDRINUSE
+        case "EADDRNOTAVAIL": EADDRNOTAVAIL
+        case "EACCES": EACCES
+        case "EPERM": EPERM
+        case "EINVAL": EINVAL
+        default: nil
+        }
+    }
+}
+
+/// One intercepted call: who made it and its arguments.
+struct Call: Sendable {
+    var id: UInt64
+    var pid: Int32
+    var number: Int32
+    var arguments: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64)
+
+    init(_ notification: seccomp_notif) {
+        id = notification.id
+        pid = Int32(bitPattern: notification.pid)
+        number = notification.data.nr
+        arguments = notification.data.args
+    }
+}
+
+/// A socket handed to the thread that finishes its call (it is used by that thread only).
+struct SendableSocket: @unchecked Sendable {
+    let value: InterceptedSocket
+}
