@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
-  socat ethtool coreutils nginx-light python3 curl tcpdump         # demo and tests
+  socat ethtool coreutils nginx-light python3 curl tcpdump caddy   # demo and tests
 )
 
 missing=()

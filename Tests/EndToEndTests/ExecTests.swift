@@ -228,16 +228,111 @@ final class ExecTests: XCTestCase {
         XCTAssertTrue(output.standardError.contains("is `vpm run` running?"), output.standardError)
     }
 
-    func testStaticExecutableIsRefused() throws {
-        let directory = Privileged.scratchDirectory("static")
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try "int main(void) { return 0; }\n".write(toFile: "\(directory)/tiny.c", atomically: true, encoding: .utf8)
-        try Command.checked(["cc", "-static", "-o", "\(directory)/tiny", "\(directory)/tiny.c"])
-        try Self.configuration().write(toFile: "\(directory)/vpm.yaml", atomically: true, encoding: .utf8)
-        let output = try Command.run([try Privileged.vpmExecutable(), "exec", "--aid", "acme", "--config", "\(directory)/vpm.yaml",
-                                      "--", "\(directory)/tiny"])
-        XCTAssertEqual(output.status, 1)
-        XCTAssertTrue(output.standardError.contains("statically linked"), output.standardError)
+    /// A statically linked C server (no dynamic loader: only the syscall boundary sees it)
+    /// that first tries io_uring, then re-executes itself, then binds 9000 and reports what
+    /// getsockname() says, for the listening socket and for every accepted one.
+    static let staticServer = #"""
+        #define _GNU_SOURCE
+        #include <arpa/inet.h>
+        #include <errno.h>
+        #include <netinet/in.h>
+        #include <stdio.h>
+        #include <stdlib.h>
+        #include <string.h>
+        #include <sys/socket.h>
+        #include <sys/syscall.h>
+        #include <unistd.h>
+
+        int main(int argc, char **argv) {
+            if (argc != 4) return 2;
+            if (strcmp(argv[1], "reexec") == 0) {   /* a program that re-executes itself */
+                argv[1] = "serve";
+                execv("/proc/self/exe", argv);
+                perror("execv");
+                return 1;
+            }
+            char params[120] = {0};                  /* struct io_uring_params */
+            long ring = syscall(__NR_io_uring_setup, 4, params);
+            printf("io_uring_setup: %s\n", ring < 0 ? strerror(errno) : "a ring");
+            int listener = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+            setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+            struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[3])) };
+            if (bind(listener, (struct sockaddr *)&address, sizeof(address)) != 0) { perror("bind"); return 1; }
+            if (listen(listener, 64) != 0) { perror("listen"); return 1; }
+            struct sockaddr_in name;
+            socklen_t length = sizeof(name);
+            getsockname(listener, (struct sockaddr *)&name, &length);
+            printf("listening; getsockname says port %d\n", ntohs(name.sin_port));
+            fflush(stdout);
+            for (;;) {
+                int connection = accept(listener, NULL, NULL);
+                if (connection < 0) continue;
+                length = sizeof(name);
+                getsockname(connection, (struct sockaddr *)&name, &length);
+                char line[256];
+                int count = snprintf(line, sizeof(line), "%s on port %d\n", argv[2], ntohs(name.sin_port));
+                if (write(connection, line, count) != count) perror("write");
+                close(connection);
+            }
+        }
+        """#
+
+    func testStaticServerThatReexecutesItselfAndTriesIoUring() throws {
+        try withEngine("static") { setup in
+            try Self.staticServer.write(toFile: "\(setup.directory)/server.c", atomically: true, encoding: .utf8)
+            let binary = "\(setup.directory)/server"
+            try Command.checked(["cc", "-static", "-O2", "-o", binary, "\(setup.directory)/server.c"])
+            let linkage = try Command.run(["ldd", binary])
+            XCTAssertTrue((linkage.standardOutput + linkage.standardError).contains("not a dynamic executable"), "the server must be static")
+            for aid in ["acme", "globex"] {
+                _ = try setup.exec(aid, [binary, "reexec", aid, "9000"], log: "\(aid).log")
+            }
+            try NetworkLab.poll("both static servers to register", timeout: 15) {
+                ((try? setup.apps()) ?? []).filter { !$0.processes.isEmpty }.count == 2
+            }
+            for app in try setup.apps() { try setup.lab.waitForListener(setup.lab.server, port: app.virtualPort) }
+            for (index, aid) in ["acme", "globex"].enumerated() {
+                let answer = try setup.lab.checked(setup.lab.clients[index], ["socat", "-T", "3", "STDIO", "TCP:\(setup.lab.server.address):9000"])
+                XCTAssertEqual(answer.standardOutput, "\(aid) on port 9000\n", "the accepted socket's getsockname() says 9000")
+                let log = setup.text("\(aid).log")
+                XCTAssertTrue(log.contains("io_uring_setup: Function not implemented"), "io_uring refused with ENOSYS: \(log)")
+                XCTAssertTrue(log.contains("listening; getsockname says port 9000"), log)
+            }
+            // The same binary without vpm exec gets a ring: the refusal above is the filter's.
+            let plain = try setup.lab.run(setup.lab.server, ["timeout", "1", binary, "serve", "plain", "9999"])
+            XCTAssertTrue(plain.standardOutput.contains("io_uring_setup: a ring"), plain.standardOutput + plain.standardError)
+        }
+    }
+
+    /// Two unmodified Go programs (Go binds with raw syscalls, never through libc).
+    func testTwoGoServersShareThePort() throws {
+        try withEngine("caddy") { setup in
+            var roots: [String] = []
+            for aid in ["acme", "globex"] {
+                let root = "\(setup.directory)/\(aid)-www"
+                try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+                try "caddy of \(aid)\n".write(toFile: "\(root)/index.html", atomically: true, encoding: .utf8)
+                try NetworkLab.makeRandomFile("\(root)/big.bin", count: 8 << 20)
+                roots.append(root)
+                // HOME and XDG dirs: caddy writes its state there; one each, as two tenants would have.
+                _ = try setup.exec(aid, ["env", "HOME=\(setup.directory)/\(aid)-home", "XDG_DATA_HOME=\(setup.directory)/\(aid)-home",
+                                         "XDG_CONFIG_HOME=\(setup.directory)/\(aid)-home",
+                                         "caddy", "file-server", "--listen", ":9000", "--root", root], log: "\(aid)-caddy.log")
+            }
+            try NetworkLab.poll("both caddy servers to register", timeout: 20) {
+                ((try? setup.apps()) ?? []).filter { !$0.processes.isEmpty }.count == 2
+            }
+            let apps = try setup.apps()
+            XCTAssertEqual(Set(apps.map(\.virtualPort)).count, 2, "\(apps)")
+            for app in apps { try setup.lab.waitForListener(setup.lab.server, port: app.virtualPort) }
+            for (index, aid) in ["acme", "globex"].enumerated() {
+                let client = setup.lab.clients[index]
+                let page = try setup.lab.checked(client, ["curl", "-sS", "--max-time", "10", "http://\(setup.lab.server.address):9000/"])
+                XCTAssertEqual(page.standardOutput, "caddy of \(aid)\n")
+                let download = "\(setup.directory)/\(aid).download"
+                try setup.lab.checked(client, ["curl", "-sS", "--max-time", "30", "-o", download, "http://\(setup.lab.server.address):9000/big.bin"])
+                XCTAssertEqual(try NetworkLab.sha256(download), try NetworkLab.sha256("\(roots[index])/big.bin"))
+            }
+        }
     }
 }
