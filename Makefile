@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build preload install demo test clean bench bench-micro bench-cooperative fuzz
+.PHONY: all deps build install demo test clean bench bench-micro bench-cooperative fuzz
 
 all: build
 
@@ -12,26 +12,15 @@ deps:
 
 build: deps
 	$(SWIFT) build
-	@$(MAKE) --no-print-directory preload
 
-# The interception layer of `vpm exec`: plain C, linked only against libc (a SwiftPM
-# library would drag the Swift runtime into every intercepted program).
-preload: $(BIN)/libvpm-preload.so
-
-$(BIN)/libvpm-preload.so: preload/vpm_preload.c
-	@mkdir -p $(BIN)
-	cc -shared -fPIC -O2 -Wall -Wextra -Werror -o $@ $<
-
-# Installs a release build of vpm and its interception library under PREFIX (default
-# /usr/local): PREFIX/bin/vpm finds PREFIX/lib/vpm/libvpm-preload.so. DESTDIR stages it.
+# Installs a release build of vpm under PREFIX (default /usr/local). DESTDIR stages it.
 # The Swift runtime is linked in (--static-swift-stdlib) and the binary stripped, so the
 # installed vpm needs only Debian's libraries, not the toolchain it was built with.
 PREFIX ?= /usr/local
 INSTALL_BUILD := $(SWIFT) build -c release --static-swift-stdlib --product vpm --scratch-path .build/install
-install: deps preload
+install: deps
 	$(INSTALL_BUILD)
 	install -D -s -m 0755 "$$($(INSTALL_BUILD) --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
-	install -D -m 0644 $(BIN)/libvpm-preload.so $(DESTDIR)$(PREFIX)/lib/vpm/libvpm-preload.so
 
 demo: build
 	$(BIN)/vpm demo

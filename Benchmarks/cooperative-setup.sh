@@ -21,8 +21,6 @@ scripts/install-deps.sh
 if [ -z "${VPM_BINARY:-}" ]; then
   swift build -c release --product vpm
   VPM_BINARY="$(swift build -c release --show-bin-path)/vpm"
-  make --no-print-directory preload
-  cp .build/debug/libvpm-preload.so "$(dirname "$VPM_BINARY")/"
 fi
 
 prefix=vpmcb-$$

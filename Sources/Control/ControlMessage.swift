@@ -1,6 +1,6 @@
 /// What a client asks the engine over the control socket: one JSON object per line.
-/// `vpm flows`/`stats`/`apps` send only a command; the interception layer of `vpm exec`
-/// (preload/vpm_preload.c, which writes this JSON by hand) sends `bind` and `connect`.
+/// `vpm flows`/`stats`/`apps` send only a command; `vpm exec`'s supervisor (the Interception
+/// module) sends `bind` and `connect` for the program it runs.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable { case flows, stats, apps, bind, connect }
     public var command: Command

@@ -8,7 +8,7 @@ final class SocketAddressTests: XCTestCase {
     let ipv4: [UInt8] = [0x02, 0x00, 0x23, 0x28, 198, 18, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
     // AF_INET6 (10), port 9000, flow info 0x12345678, 2001:db8::7, scope id 3.
     let ipv6: [UInt8] = [0x0A, 0x00, 0x23, 0x28, 0x12, 0x34, 0x56, 0x78,
-                         0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
+                         0x20, 0x01, 0x0D, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7,
                          0x03, 0x00, 0x00, 0x00]
 
     func testIPv4FieldByField() throws {
