@@ -8,28 +8,38 @@ import Glibc
 public struct ControlPeer: Sendable, Equatable {
     public var pid: Int32
     public var uid: UInt32
+    /// The primary group and the supplementary groups (SO_PEERGROUPS).
+    public var gids: [UInt32]
+
+    public init(pid: Int32, uid: UInt32, gids: [UInt32]) {
+        self.pid = pid
+        self.uid = uid
+        self.gids = gids
+    }
 }
 
-/// The engine's side of the control socket: accepts connections, checks the peer's
+/// The engine's side of the control socket: accepts connections, reads the peer's
 /// credentials, reads one request and writes one response, each connection on its own
 /// thread (a `bind` may wait for a virtual port to free up; nobody else waits for it).
+/// What a peer may ask is the handler's decision; who may connect at all is the socket
+/// file's mode: 0600 (root), or 0660 owned by the control group.
 public final class ControlListener: @unchecked Sendable {
     public let path: String
     private let descriptor: Int32
     private let handler: @Sendable (ControlRequest, ControlPeer) -> ControlResponse
-    private let allowedUser: uid_t
     /// Signalled when the accept loop has returned: only then may the descriptor be
     /// closed, or a later socket reusing its number could be accepted on by this loop.
     private let finished = DispatchSemaphore(value: 0)
     private let started = NSLock()
     private var running = false
 
-    /// Binds `path` (mode 0600; its directory is created 0755). Refuses when another engine
-    /// answers there; removes a stale socket file left by an engine that died.
-    public init(path: String, handler: @escaping @Sendable (ControlRequest, ControlPeer) -> ControlResponse) throws {
+    /// Binds `path` (mode 0600, or 0660 owned by `group`; its directory is created 0755).
+    /// Refuses when another engine answers there; removes a stale socket file left by an
+    /// engine that died.
+    public init(path: String, group: UInt32? = nil,
+                handler: @escaping @Sendable (ControlRequest, ControlPeer) -> ControlResponse) throws {
         self.path = path
         self.handler = handler
-        allowedUser = getuid()
         if FileManager.default.fileExists(atPath: path) {
             if let other = try? ControlSocket.connect(to: path) {
                 Glibc.close(other)
@@ -57,6 +67,13 @@ public final class ControlListener: @unchecked Sendable {
             let message = String(cString: strerror(errno))
             Glibc.close(descriptor)
             throw ControlError("cannot listen on \(path): \(message)")
+        }
+        // The group first, then the mode: members get in only once the owner is right.
+        if let group, chown(path, uid_t.max, group) != 0 || chmod(path, 0o660) != 0 {
+            let message = String(cString: strerror(errno))
+            Glibc.close(descriptor)
+            unlink(path)
+            throw ControlError("cannot give \(path) to the control group (gid \(group)): \(message)")
         }
     }
 
@@ -93,8 +110,8 @@ public final class ControlListener: @unchecked Sendable {
         setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let response: ControlResponse
         let peer = peerCredentials(connection)
-        if peer == nil || !(peer!.uid == 0 || peer!.uid == allowedUser) {
-            response = ControlResponse(error: "permission denied: only root or the engine's own user may use the control socket")
+        if peer == nil {
+            response = ControlResponse(error: "permission denied: the kernel did not say who is asking (SO_PEERCRED)", errorCode: "EACCES")
         } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16),
                   let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
             response = handler(request, peer!)
@@ -106,13 +123,20 @@ public final class ControlListener: @unchecked Sendable {
         try? ControlSocket.writeAll(data, to: connection, path: path)
     }
 
-    /// SO_PEERCRED: the mode 0600 already keeps others out; this also covers a socket
-    /// file whose mode someone widened.
+    /// SO_PEERCRED and SO_PEERGROUPS: the kernel's word on who connected, whatever the
+    /// socket file's mode says.
     private func peerCredentials(_ connection: Int32) -> ControlPeer? {
         var credentials = PeerCredentials()
         var length = socklen_t(MemoryLayout<PeerCredentials>.size)
         guard getsockopt(connection, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return nil }
-        return ControlPeer(pid: credentials.pid, uid: credentials.uid)
+        var groups = [UInt32](repeating: 0, count: 256)
+        var groupsLength = socklen_t(groups.count * MemoryLayout<UInt32>.size)
+        let peerGroups: Int32 = 59  // SO_PEERGROUPS (Linux 4.13)
+        var gids = [credentials.gid]
+        if getsockopt(connection, SOL_SOCKET, peerGroups, &groups, &groupsLength) == 0 {
+            gids += groups.prefix(Int(groupsLength) / MemoryLayout<UInt32>.size).filter { $0 != credentials.gid }
+        }
+        return ControlPeer(pid: credentials.pid, uid: credentials.uid, gids: gids)
     }
 
     /// Stops accepting and removes the socket file.

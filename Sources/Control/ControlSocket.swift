@@ -41,7 +41,7 @@ public enum ControlSocket {
             case ENOENT, ECONNREFUSED:
                 throw ControlError("no engine answers at \(path): is `vpm run` running? (start it, or pass --socket PATH)")
             case EACCES, EPERM:
-                throw ControlError("permission denied on \(path): the control socket is root's (run as root)")
+                throw ControlError("permission denied on \(path): only root and the members of the engine's control group may use it (control: {group: NAME} in the configuration; run as root, or ask an operator to add you to that group)")
             default:
                 throw ControlError("cannot connect to \(path): \(String(cString: strerror(code)))")
             }

@@ -5,6 +5,9 @@ import Netfilter
 import Packet
 public import Policy
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `vpm run`: the queue loop, the control socket and the rules, for one configuration.
 public final class Engine {
@@ -49,9 +52,16 @@ public final class Engine {
 
         // Order matters: a second engine must fail before it touches the first one's rules,
         // so the control socket and the queues come before the rules.
-        let listener = try ControlListener(path: options.socketPath) { [options, logger] request, peer in
+        var controlGroup: UInt32?
+        if let group = configuration.control.group {
+            guard let gid = Caller.groupID(group) else {
+                throw ControlError("the control group '\(group)' does not exist: create it (groupadd \(group)) or change control: group in the configuration")
+            }
+            controlGroup = gid
+        }
+        let listener = try ControlListener(path: options.socketPath, group: controlGroup) { [options, logger] request, peer in
             Self.answer(request, peer: peer, store: store, registry: registry, clients: clients, cooperation: cooperation,
-                        workers: workers, conntrack: conntrack, queue: options.configuration.queue, logger: logger)
+                        workers: workers, conntrack: conntrack, configuration: options.configuration, logger: logger)
         }
         defer { listener.close() }
         for index in 0..<configuration.queues {
@@ -186,8 +196,29 @@ public final class Engine {
     private static func answer(
         _ request: ControlRequest, peer: ControlPeer, store: FlowTableStore, registry: InstanceRegistry,
         clients: ClientSockets, cooperation: CooperationService, workers: WorkerList, conntrack: ConntrackSync?,
-        queue: UInt16, logger: Logger
+        configuration: Configuration, logger: Logger
     ) -> ControlResponse {
+        // Root and the engine's own user may do anything; everyone else what the
+        // configuration grants (docs/security.md).
+        if peer.uid != 0 && peer.uid != getuid() {
+            let caller = Caller(peer)
+            let refusal: String?
+            switch request.command {
+            case .flows, .stats, .apps:
+                refusal = configuration.readRefusal(for: caller)
+            case .bind, .connect:
+                refusal = configuration.readRefusal(for: caller)
+                    ?? request.aid.flatMap(AID.init).flatMap { configuration.registrationRefusal(aid: $0, for: caller) }
+            }
+            if let refusal {
+                logger.warning("control request refused", metadata: [
+                    "command": "\(request.command.rawValue)", "aid": "\(request.aid ?? "-")", "uid": "\(peer.uid)", "pid": "\(peer.pid)",
+                    "reason": "\(refusal)",
+                ])
+                return ControlResponse(error: refusal, errorCode: "EACCES")
+            }
+        }
+        let queue = configuration.queue
         switch request.command {
         case .bind:
             guard let aid = request.aid, let port = request.initialPort, let transport = request.transport else {

@@ -28,6 +28,8 @@ public struct Configuration: Sendable {
     public var allocation: AllocationPolicy
     /// Cooperative peers and local mode.
     public var cooperation: Cooperation
+    /// Who may use the control socket beyond root.
+    public var control: ControlAccess = .rootOnly
 
     public init(
         queue: UInt16 = Configuration.defaultQueue,

@@ -2,7 +2,7 @@ import Packet
 import Yams
 
 extension ConfigurationParser {
-    static let applicationKeys = ["instances", "executables"]
+    static let applicationKeys = ["instances", "executables", "users", "groups"]
 
     /// Where a virtual port or an executable was first claimed, for "already used" messages.
     private struct Claim {
@@ -77,7 +77,15 @@ extension ConfigurationParser {
                     executables.append(path)
                 }
             }
-            applications.append(Application(aid: aid, instances: instances, executables: executables))
+            var principals: [String: [String]] = [:]
+            for key in ["users", "groups"] {
+                guard let listNode = fields[key] else { continue }
+                for item in try sequence(listNode, named: "'\(key)' of application '\(aid)'", example: key == "users" ? "[alice, 1001]" : "[acme-ops]") {
+                    principals[key, default: []].append(try principal(item, named: key == "users" ? "a user of \(aid)" : "a group of \(aid)"))
+                }
+            }
+            applications.append(Application(aid: aid, instances: instances, executables: executables,
+                                            users: principals["users"] ?? [], groups: principals["groups"] ?? []))
         }
         return applications
     }

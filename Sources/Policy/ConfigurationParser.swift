@@ -5,7 +5,7 @@ import Yams
 /// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
 /// line to fix instead of misrouting connections later.
 struct ConfigurationParser {
-    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative"]
+    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control"]
 
     let file: String
     let text: String
@@ -65,6 +65,12 @@ struct ConfigurationParser {
             cooperation: cooperation
         )
         configuration.queues = queues
+        if let node = fields["control"] {
+            let controlFields = try self.fields(of: node, named: "'control'", allowed: ["group"])
+            if let groupNode = controlFields["group"] {
+                configuration.control.group = try principal(groupNode, named: "the control group")
+            }
+        }
         return configuration
     }
 
@@ -109,6 +115,20 @@ struct ConfigurationParser {
     func initialPort(_ node: Node) throws(ConfigurationError) -> InitialPort {
         let text = try scalar(node, named: "an initial port")
         return try value(at: node) { () throws(InvalidValue) in try InitialPort.parse(text) }
+    }
+
+    /// A user or group: a name as the system spells them, or a numeric id.
+    func principal(_ node: Node, named name: String) throws(ConfigurationError) -> String {
+        let text = try scalar(node, named: name)
+        let allowed = text.utf8.allSatisfy { byte in
+            (byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z")) || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z"))
+                || (byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9")) || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "-")
+                || byte == UInt8(ascii: ".")
+        }
+        guard !text.isEmpty, text.utf8.count <= 32, allowed, !text.hasPrefix("-") else {
+            throw failure("\(name) '\(text)' is not a user or group name (letters, digits, _ - .; at most 32) nor a numeric id", at: node)
+        }
+        return text
     }
 
     func aid(_ node: Node) throws(ConfigurationError) -> AID {

@@ -335,4 +335,73 @@ final class ExecTests: XCTestCase {
             }
         }
     }
+
+    // MARK: - Who may run instances (docs/security.md)
+
+    /// `setpriv` to an unprivileged uid (no entry in /etc/passwd needed: the configuration
+    /// names users and groups by number too), with the given groups.
+    static func asUser(_ uid: Int, groups: [Int]) -> [String] {
+        ["setpriv", "--reuid", "\(uid)", "--regid", "\(uid)",
+         groups.isEmpty ? "--clear-groups" : "--groups=\(groups.map(String.init).joined(separator: ","))", "--"]
+    }
+
+    func testUnprivilegedUsersRunOnlyTheirOwnAIDs() throws {
+        let configuration = """
+            virtual-ports: 20000-20999
+            ports: [9000]
+            control: {group: "64100"}
+            applications:
+              acme: {users: ["64001"]}
+              globex: {groups: ["64200"]}
+            sources:
+              - {from: 198.18.1.0/24, aid: acme}
+              - {from: 198.18.2.0/24, aid: globex}
+            """
+        try withEngine("users", configuration: configuration) { setup in
+            let (lab, engine) = (setup.lab, setup.engine)
+            func exec(_ user: [String], _ aid: String, _ log: String) throws -> BackgroundProcess {
+                try lab.spawn(lab.server, user + [setup.vpm, "exec", "--aid", aid, "--config", engine.configurationPath,
+                                                  "--socket", engine.socketPath, "--",
+                                                  "socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid) as $(id -u)"],
+                              log: "\(setup.directory)/\(log)")
+            }
+            let alice = Self.asUser(64001, groups: [64100])            // named in acme's users
+            let bob = Self.asUser(64002, groups: [64100, 64200])       // in globex's group
+            let mallory = Self.asUser(64003, groups: [])               // not in the control group
+
+            // alice runs acme with no privileges; bob runs globex through his group.
+            _ = try exec(alice, "acme", "alice-acme.log")
+            _ = try exec(bob, "globex", "bob-globex.log")
+            try NetworkLab.poll("both instances", timeout: 15) { ((try? setup.apps()) ?? []).filter { !$0.processes.isEmpty }.count == 2 }
+            for app in try setup.apps() { try lab.waitForListener(lab.server, port: app.virtualPort) }
+            XCTAssertEqual(try lab.checked(lab.clients[0], ["socat", "-T", "3", "STDIO", "TCP:\(lab.server.address):9000"]).standardOutput, "acme as 64001\n")
+            XCTAssertEqual(try lab.checked(lab.clients[1], ["socat", "-T", "3", "STDIO", "TCP:\(lab.server.address):9000"]).standardOutput, "globex as 64002\n")
+
+            // alice asking for globex: refused, naming the AID and the rule; the program's bind fails.
+            let refused = try lab.run(lab.server, alice + [setup.vpm, "exec", "--aid", "globex", "--config", engine.configurationPath,
+                                                          "--socket", engine.socketPath, "--", "socat", "TCP-LISTEN:9000", "STDIO"], timeout: 20)
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.standardError.contains("vpm: cannot bind port 9000/tcp for AID globex: permission denied: uid 64001 may not run instances of AID globex"), refused.standardError)
+            XCTAssertTrue(refused.standardError.contains("applications.globex allows no users and groups [64200]"), refused.standardError)
+            XCTAssertTrue(refused.standardError.contains("Permission denied"), "socat's own bind error: \(refused.standardError)")
+            XCTAssertEqual(try setup.apps().count, 2, "the refused bind registered nothing")
+
+            // The control group may read; anyone else cannot even connect.
+            let reading = try lab.run(lab.server, alice + [setup.vpm, "apps", "--socket", engine.socketPath])
+            XCTAssertEqual(reading.status, 0, reading.standardError)
+            XCTAssertTrue(reading.standardOutput.contains("globex"), reading.standardOutput)
+            for command in [["apps"], ["flows"], ["stats"]] {
+                let outsider = try lab.run(lab.server, mallory + [setup.vpm] + command + ["--socket", engine.socketPath])
+                XCTAssertNotEqual(outsider.status, 0)
+                XCTAssertTrue(outsider.standardError.contains("permission denied on \(engine.socketPath)"), outsider.standardError)
+            }
+            let outsiderExec = try lab.run(lab.server, mallory + [setup.vpm, "exec", "--aid", "acme", "--config", engine.configurationPath,
+                                                                  "--socket", engine.socketPath, "--", "socat", "TCP-LISTEN:9000", "STDIO"], timeout: 20)
+            XCTAssertNotEqual(outsiderExec.status, 0)
+            XCTAssertTrue(outsiderExec.standardError.contains("permission denied on \(engine.socketPath)"), outsiderExec.standardError)
+            let mode = try FileManager.default.attributesOfItem(atPath: engine.socketPath)
+            XCTAssertEqual((mode[.posixPermissions] as? NSNumber)?.intValue, 0o660)
+            XCTAssertEqual((mode[.groupOwnerAccountID] as? NSNumber)?.intValue, 64100)
+        }
+    }
 }
