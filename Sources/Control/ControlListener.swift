@@ -26,7 +26,7 @@ public struct ControlPeer: Sendable, Equatable {
 public final class ControlListener: @unchecked Sendable {
     public let path: String
     private let descriptor: Int32
-    private let handler: @Sendable (ControlRequest, ControlPeer) -> ControlResponse
+    private let handler: @Sendable (ControlRequest, ControlPeer, Int32?) -> ControlResponse
     /// Signalled when the accept loop has returned: only then may the descriptor be
     /// closed, or a later socket reusing its number could be accepted on by this loop.
     private let finished = DispatchSemaphore(value: 0)
@@ -37,7 +37,7 @@ public final class ControlListener: @unchecked Sendable {
     /// Refuses when another engine answers there; removes a stale socket file left by an
     /// engine that died.
     public init(path: String, group: UInt32? = nil,
-                handler: @escaping @Sendable (ControlRequest, ControlPeer) -> ControlResponse) throws {
+                handler: @escaping @Sendable (ControlRequest, ControlPeer, Int32?) -> ControlResponse) throws {
         self.path = path
         self.handler = handler
         if FileManager.default.fileExists(atPath: path) {
@@ -109,12 +109,16 @@ public final class ControlListener: @unchecked Sendable {
         setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let response: ControlResponse
+        // A descriptor the peer sent with its request (a bind's socket): the handler uses
+        // it while answering; it is closed here in every case.
+        var descriptor: Int32?
+        defer { if let descriptor { Glibc.close(descriptor) } }
         let peer = peerCredentials(connection)
         if peer == nil {
             response = ControlResponse(error: "permission denied: the kernel did not say who is asking (SO_PEERCRED)", errorCode: "EACCES")
-        } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16),
+        } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16, descriptor: &descriptor),
                   let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
-            response = handler(request, peer!)
+            response = handler(request, peer!, descriptor)
         } else {
             response = ControlResponse(error: "could not read a request; send one JSON line such as {\"command\":\"flows\"}")
         }

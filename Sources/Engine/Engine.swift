@@ -59,8 +59,8 @@ public final class Engine {
             }
             controlGroup = gid
         }
-        let listener = try ControlListener(path: options.socketPath, group: controlGroup) { [options, logger] request, peer in
-            Self.answer(request, peer: peer, store: store, registry: registry, clients: clients, cooperation: cooperation,
+        let listener = try ControlListener(path: options.socketPath, group: controlGroup) { [options, logger] request, peer, descriptor in
+            Self.answer(request, peer: peer, descriptor: descriptor, store: store, registry: registry, clients: clients, cooperation: cooperation,
                         workers: workers, conntrack: conntrack, configuration: options.configuration, logger: logger)
         }
         defer { listener.close() }
@@ -194,7 +194,7 @@ public final class Engine {
     }
 
     private static func answer(
-        _ request: ControlRequest, peer: ControlPeer, store: FlowTableStore, registry: InstanceRegistry,
+        _ request: ControlRequest, peer: ControlPeer, descriptor: Int32?, store: FlowTableStore, registry: InstanceRegistry,
         clients: ClientSockets, cooperation: CooperationService, workers: WorkerList, conntrack: ConntrackSync?,
         configuration: Configuration, logger: Logger
     ) -> ControlResponse {
@@ -221,13 +221,34 @@ public final class Engine {
         let queue = configuration.queue
         switch request.command {
         case .bind:
-            guard let aid = request.aid, let port = request.initialPort, let transport = request.transport else {
-                return ControlResponse(error: "a bind request needs aid, initialPort and transport", errorCode: "EINVAL")
+            guard let aid = request.aid, let port = request.initialPort, let transport = request.transport,
+                  let protocolName = TransportProtocol(name: transport) else {
+                return ControlResponse(error: "a bind request needs aid, initialPort and transport (tcp or udp)", errorCode: "EINVAL")
             }
+            // The engine binds the program's socket itself and marks it, so only the sockets it
+            // bound for an AID ever receive that AID's clients (docs/security.md).
+            guard let descriptor else {
+                return ControlResponse(error: "a bind request carries the program's socket (SCM_RIGHTS); is vpm exec older than the engine? Use the vpm that runs the engine", errorCode: "EINVAL")
+            }
+            let address = request.localAddress.flatMap(IPAddress.init) ?? IPAddress(ipv4: 0)
             // `vpm exec`'s supervisor names the program's process; a peer may only name its own.
             let pid = request.pid.flatMap { InstanceRegistry.owner(of: $0) == peer.uid || peer.uid == 0 ? $0 : nil } ?? peer.pid
             switch registry.bind(aid: aid, initialPort: port, transport: transport, pid: pid, now: MonotonicClock.milliseconds) {
             case .allocated(let virtualPort):
+                switch InstanceSocket(descriptor: descriptor).adopt(address: address, virtualPort: virtualPort, transport: protocolName) {
+                case .success(let inode):
+                    registry.attach(inode: inode, aid: aid, virtualPort: virtualPort, transport: transport)
+                case .failure(.unsuitable(let reason)):
+                    return ControlResponse(error: "cannot bind this socket for AID \(aid): \(reason)", errorCode: "EINVAL")
+                case .failure(.system(let call, let code)):
+                    let name = code == EADDRINUSE ? "EADDRINUSE" : code == EACCES ? "EACCES" : "EADDRNOTAVAIL"
+                    logger.warning("instance socket not bound", metadata: [
+                        "aid": "\(aid)", "virtual-port": "\(virtualPort)", "call": "\(call)", "error": "\(String(cString: strerror(code)))",
+                    ])
+                    return ControlResponse(error: "\(call) of virtual port \(virtualPort) failed: \(String(cString: strerror(code)))"
+                                           + (code == EADDRINUSE ? " (another program holds the port: see `ss -lnp sport = :\(virtualPort)`)" : ""),
+                                           errorCode: name)
+                }
                 logger.info("instance bound", metadata: [
                     "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(pid)",
                 ])

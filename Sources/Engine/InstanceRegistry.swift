@@ -22,6 +22,10 @@ public final class InstanceRegistry: Sendable {
         /// Monotonic milliseconds of the last bind; the socket check waits a grace period
         /// after it (a socket is invisible in /proc/net between bind() and listen()).
         var lastBind: UInt64
+        /// The inodes of the sockets the engine bound for this instance: only they keep it
+        /// alive, not another program's socket on its port. Nil for the configuration's
+        /// instances (and registrations saved by an engine that did not record them).
+        var inodes: Set<UInt64>?
 
         /// `transport` as the packet path names it (the name stays a string in the state file
         /// and on the control socket; a bind only registers a configured port's "tcp"/"udp").
@@ -93,7 +97,7 @@ public final class InstanceRegistry: Sendable {
                 let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
                 guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) }) else { return .exhausted }
                 entries.append(Entry(aid: aid, transport: transport, initialPort: initialPort, virtualPort: port,
-                                     fromConfiguration: false, processes: [process], lastBind: now()))
+                                     fromConfiguration: false, processes: [process], lastBind: now(), inodes: []))
                 return .allocated(port)
             }
             if case .allocated = result { changed() }
@@ -102,8 +106,19 @@ public final class InstanceRegistry: Sendable {
         }
     }
 
-    /// Releases the virtual ports of `vpm exec` instances that have no socket left on them
-    /// (closed, or their processes exited), and forgets processes that are gone.
+    /// Records a socket the engine bound for AID's instance on `virtualPort`.
+    func attach(inode: UInt64, aid: String, virtualPort: UInt16, transport: String) {
+        entries.withLock { entries in
+            guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport })
+            else { return }
+            entries[index].inodes = (entries[index].inodes ?? []).union([inode])
+        }
+        save()
+    }
+
+    /// Releases the virtual ports of `vpm exec` instances that have none of their sockets
+    /// left on them (closed, their processes exited, or another program holds the port
+    /// now), and forgets processes that are gone.
     /// Returns the released instances.
     @discardableResult
     func releaseUnused(sockets: SocketTable, now: UInt64) -> [Entry] {
@@ -111,7 +126,8 @@ public final class InstanceRegistry: Sendable {
             var released: [Entry] = []
             entries.removeAll { entry in
                 guard !entry.fromConfiguration, MonotonicClock.elapsed(since: entry.lastBind, now: now) >= Self.graceMilliseconds,
-                      !sockets.contains(entry.virtualPort, transport: entry.transportProtocol) else { return false }
+                      !sockets.contains(entry.virtualPort, transport: entry.transportProtocol, inodes: entry.inodes)
+                else { return false }
                 released.append(entry)
                 return true
             }
@@ -181,7 +197,7 @@ public final class InstanceRegistry: Sendable {
         for var entry in saved {
             guard configuration.virtualPorts.contains(entry.virtualPort),
                   let aid = AID(entry.aid), configuration.application(aid) != nil,
-                  sockets.contains(entry.virtualPort, transport: entry.transportProtocol),
+                  sockets.contains(entry.virtualPort, transport: entry.transportProtocol, inodes: entry.inodes),
                   !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
             else { continue }
             entry.lastBind = 0

@@ -50,16 +50,21 @@ final class NotificationHandler: Sendable {
 
     // MARK: - bind
 
+    /// Asks the engine for the AID's virtual port, handing it the program's socket: the
+    /// engine binds it (to the address the program asked for) and marks it.
     private func bind(_ call: Call, _ socket: SendableSocket, _ requested: SocketAddress, _ transport: TransportProtocol) {
         var request = ControlRequest(.bind)
         request.aid = settings.aid.name
         request.initialPort = requested.port
         request.transport = transport.name
         request.pid = InterceptedSocket.threadGroup(of: call.pid)
+        request.localAddress = "\(requested.address)"
         let what = "port \(requested.port)/\(transport.name) for AID \(settings.aid)"
         let response: ControlResponse
         do {
-            response = try ControlSocket.send(request, to: settings.socketPath, timeoutSeconds: settings.answerTimeoutSeconds)
+            // The engine binds the socket itself (and marks it as the instance's).
+            response = try ControlSocket.send(request, to: settings.socketPath, descriptor: socket.value.descriptor,
+                                              timeoutSeconds: settings.answerTimeoutSeconds)
         } catch {
             say("vpm: cannot bind \(what): \(error)")
             return answer(call, .error(EADDRNOTAVAIL))
@@ -70,11 +75,6 @@ final class NotificationHandler: Sendable {
         }
         var actual = requested
         actual.port = virtualPort
-        let error = socket.value.bind(actual)
-        if error != 0 {
-            say("vpm: cannot bind \(what) on its virtual port \(actual): \(String(cString: strerror(error)))")
-            return answer(call, .error(error))
-        }
         initialPorts.withLock { $0[VirtualPortKey(transport: transport, port: virtualPort)] = requested.port }
         if settings.debug { say("vpm: debug: pid \(call.pid) bind \(requested)/\(transport.name) -> \(actual) (AID \(settings.aid))") }
         answer(call, .success)

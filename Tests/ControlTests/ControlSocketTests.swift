@@ -1,5 +1,8 @@
 @testable import Control
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import XCTest
 
 /// The control socket end to end in a temporary folder: no root, no engine.
@@ -22,7 +25,7 @@ final class ControlSocketTests: XCTestCase {
 
     func testRequestAndResponseRoundTrip() throws {
         let path = "\(directory!)/vpm.sock"
-        let listener = try ControlListener(path: path) { request, _ in
+        let listener = try ControlListener(path: path) { request, _, _ in
             request.command == .flows ? ControlResponse(flows: [Self.flow]) : ControlResponse(error: "no stats here")
         }
         listener.start()
@@ -33,22 +36,44 @@ final class ControlSocketTests: XCTestCase {
         XCTAssertEqual(mode, 0o600)
     }
 
+    /// A bind carries the program's socket: the engine receives the same open file (same
+    /// inode), a descriptor of its own that it may bind and then close.
+    func testADescriptorTravelsWithTheRequest() throws {
+        let path = "\(directory!)/vpm.sock"
+        let listener = try ControlListener(path: path) { _, _, descriptor in
+            guard let descriptor else { return ControlResponse(error: "no descriptor") }
+            var status = stat()
+            fstat(descriptor, &status)
+            return ControlResponse(virtualPort: UInt16(truncatingIfNeeded: status.st_ino))
+        }
+        listener.start()
+        defer { listener.close() }
+        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(socket) }
+        var status = stat()
+        fstat(socket, &status)
+        let answer = try ControlSocket.send(ControlRequest(.bind), to: path, descriptor: socket)
+        XCTAssertEqual(answer.virtualPort, UInt16(truncatingIfNeeded: status.st_ino))
+        // Without one, the handler says so.
+        XCTAssertEqual(try ControlSocket.send(ControlRequest(.bind), to: path).error, "no descriptor")
+    }
+
     func testSecondListenerOnALiveSocketIsRefused() throws {
         let path = "\(directory!)/vpm.sock"
-        let first = try ControlListener(path: path) { _, _ in ControlResponse() }
+        let first = try ControlListener(path: path) { _, _, _ in ControlResponse() }
         first.start()
         defer { first.close() }
-        XCTAssertThrowsError(try ControlListener(path: path) { _, _ in ControlResponse() }) { error in
+        XCTAssertThrowsError(try ControlListener(path: path) { _, _, _ in ControlResponse() }) { error in
             XCTAssertTrue("\(error)".contains("another engine answers"), "\(error)")
         }
     }
 
     func testStaleSocketFileIsReplaced() throws {
         let path = "\(directory!)/vpm.sock"
-        let first = try ControlListener(path: path) { _, _ in ControlResponse() }
+        let first = try ControlListener(path: path) { _, _, _ in ControlResponse() }
         first.close()
         _ = FileManager.default.createFile(atPath: path, contents: nil)  // as if the engine died
-        let second = try ControlListener(path: path) { _, _ in ControlResponse(flows: []) }
+        let second = try ControlListener(path: path) { _, _, _ in ControlResponse(flows: []) }
         second.start()
         defer { second.close() }
         XCTAssertEqual(try ControlSocket.send(ControlRequest(.flows), to: path).flows, [])

@@ -52,18 +52,30 @@ final class InstanceRegistryTests: XCTestCase {
     func testPortIsReleasedOnlyWhenItsSocketIsGoneAfterTheGracePeriod() throws {
         let registry = try registry()
         _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: "tcp")
         let generation = registry.generation
         // Within the grace period a missing socket (between bind and listen) is expected.
         clock += 1000
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock), [])
         // Past it, with the socket present: kept.
         clock += 5000
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001]), now: clock), [])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5]]), now: clock), [])
         // Socket gone: released, routes change, the port is free again; the configured one stays.
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).map(\.virtualPort), [20001])
         XCTAssertGreaterThan(registry.generation, generation)
         XCTAssertEqual(registry.snapshot().map(\.aid), ["fixed"])
         XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 2, now: now), .allocated(20001))
+    }
+
+    /// The instance exited and another program bound its port: that socket does not keep
+    /// the instance (and its AID's clients) alive.
+    func testAnotherProgramsSocketOnThePortDoesNotKeepTheInstance() throws {
+        let registry = try registry()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: "tcp")
+        clock += 5000
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5, 6]]), now: clock), [])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [9]]), now: clock).map(\.virtualPort), [20001])
     }
 
     func testABindNewerThanTheWatchersClockIsNotReleased() throws {
@@ -94,6 +106,9 @@ final class InstanceRegistryTests: XCTestCase {
         let configuration = try Configuration.parse("virtual-ports: \(port)-\(port)\nports: [9]\napplications: {acme: {}}\n")
         let before = InstanceRegistry(configuration: configuration, statePath: path)
         XCTAssertEqual(before.bind(aid: "acme", initialPort: 9, transport: "tcp", pid: getpid(), now: now), .allocated(port))
+        var status = stat()
+        XCTAssertEqual(fstat(listener, &status), 0)
+        before.attach(inode: UInt64(status.st_ino), aid: "acme", virtualPort: port, transport: "tcp")
         // A restarted engine keeps the registration while its socket exists ...
         XCTAssertEqual(InstanceRegistry(configuration: configuration, statePath: path).snapshot().map(\.virtualPort), [port])
         // ... and drops it once the socket is gone.
@@ -108,6 +123,6 @@ final class InstanceRegistryTests: XCTestCase {
                0: 00000000:4E21 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0
                1: 0100007F:0050 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 20 4 30 10 -1
             """
-        XCTAssertEqual(SocketTable.parse(text), [20001, 80])
+        XCTAssertEqual(SocketTable.parse(text), [20001: [1], 80: [2]])
     }
 }
