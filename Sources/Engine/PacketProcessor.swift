@@ -253,13 +253,16 @@ public struct PacketProcessor {
     private mutating func translate(
         _ packet: inout IPPacket, checksum: ChecksumState, to virtualPort: UInt16, mode: FlowMode, slot: Int? = nil
     ) -> Verdict {
+        let target = targetByVirtualPort[Self.slot(packet.transportProtocol, virtualPort)]
+        let aidSlot = slot ?? (target >= 0 ? targets[Int(target)].slot : 0)
         guard datapath == .kernel else {
-            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
+            // Over lo the packet meets VPM-INPUT's guard, which lets only decided packets
+            // reach a virtual port: local mode's carry the decision's mark.
+            let decision = mode == .local ? KernelMark(mode: mode, slot: aidSlot, virtualPort: virtualPort).value : nil
+            return rewrite(&packet, checksum: checksum, mark: decision) { (packet: inout IPPacket, state) throws(PacketError) in
                 try packet.setDestinationPort(virtualPort, checksum: state)
             }
         }
-        let target = targetByVirtualPort[Self.slot(packet.transportProtocol, virtualPort)]
-        let aidSlot = slot ?? (target >= 0 ? targets[Int(target)].slot : 0)
         return mark(KernelMark(mode: mode, slot: aidSlot, virtualPort: virtualPort))
     }
 
@@ -269,13 +272,13 @@ public struct PacketProcessor {
     }
 
     private mutating func rewrite(
-        _ packet: inout IPPacket, checksum: ChecksumState,
+        _ packet: inout IPPacket, checksum: ChecksumState, mark: UInt32? = nil,
         _ change: (inout IPPacket, ChecksumState) throws(PacketError) -> Void
     ) -> Verdict {
         do { try change(&packet, checksum) } catch { return drop(DropReason(error)) }
         counters.rewritten &+= 1
         if checksum == .partial { counters.checksumRecomputed &+= 1 } else { counters.checksumIncremental &+= 1 }
-        return .acceptModified(length: packet.bytes.count)
+        return .acceptModified(length: packet.bytes.count, mark: mark)
     }
 
     /// Finds or records the flow of an arriving packet. Returns its virtual port, or why

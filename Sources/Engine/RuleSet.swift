@@ -11,7 +11,9 @@ import HostCommand
 ///   VPM-OUTPUT      leaving traffic from a virtual port (not to lo) -> NOTRACK, NFQUEUE
 /// filter table:
 ///   VPM-INPUT       connections the engine refused carry `refuseMark` -> REJECT
-///                   (TCP reset, ICMP port unreachable), built by the kernel itself
+///                   (TCP reset, ICMP port unreachable), built by the kernel itself;
+///                   virtual ports: over lo only with the local-mode decision's mark, and
+///                   only to sockets the engine bound for instances (`ownershipRules`)
 ///
 /// The kernel datapath (`Datapath.kernel`) queues only each connection's first packet, after
 /// conntrack has seen it, and lets `KernelNAT` (nft) translate the connection:
@@ -69,6 +71,40 @@ public struct RuleSet: Sendable, Equatable {
             ? Self.firstPacketRules(configuration, toQueue: toQueue, transports: transports)
             : Self.everyPacketRules(configuration, toQueue: toQueue, transports: transports)
                 + Self.refusalRules(configuration, transports: transports)
+                + Self.ownershipRules(configuration, transports: transports)
+    }
+
+    /// Userspace datapath: virtual ports belong to their instances.
+    /// - Over lo (127.0.0.1 or the host's own address), a packet to a virtual port must carry
+    ///   the mark of the engine's local-mode decision; a local program dialing the port
+    ///   directly is refused. (From other hosts, VPM-PREROUTING drops such packets.)
+    /// - A connection to a virtual port reaches only a socket the engine bound for an
+    ///   instance (SO_MARK `InstanceSocket.mark`, copied to the packet by the socket match),
+    ///   not another program's socket on the port. The configuration's own instances, which
+    ///   listen on their ports themselves, are left out first.
+    private static func ownershipRules(_ configuration: Configuration, transports: [TransportProtocol]) -> [Rule] {
+        let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
+        let decided = ["-m", "mark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
+        let owned = ["-m", "mark", "!", "--mark", "0x" + String(InstanceSocket.mark, radix: 16)]
+        func reject(_ transport: TransportProtocol) -> [String] {
+            transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
+        }
+        var rules: [Rule] = []
+        for transport in transports {
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT",
+                              arguments: ["-i", "lo", "-p", transport.name, "--dport", range] + decided + reject(transport)))
+        }
+        for instance in configuration.instances where transports.contains(instance.transport) {
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT",
+                              arguments: ["-p", instance.transport.name, "--dport", "\(instance.virtualPort)", "-j", "RETURN"]))
+        }
+        for transport in transports {
+            let opening = ["-p", transport.name, "--dport", range] + (transport == .tcp ? ["--syn"] : [])
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT",
+                              arguments: opening + ["-m", "socket", "--nowildcard", "--restore-skmark"]))
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT", arguments: opening + owned + reject(transport)))
+        }
+        return rules
     }
 
     /// Userspace datapath: refused connections carry `refuseMark`; arriving ones (source-routed)

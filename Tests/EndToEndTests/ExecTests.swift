@@ -404,4 +404,65 @@ final class ExecTests: XCTestCase {
             XCTAssertEqual((mode[.groupOwnerAccountID] as? NSNumber)?.intValue, 64100)
         }
     }
+
+    // MARK: - Virtual ports belong to their instances (docs/security.md)
+
+    func testNobodyDialsAVirtualPortDirectly() throws {
+        try withEngine("direct") { setup in
+            let lab = setup.lab
+            _ = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            let port = try XCTUnwrap(setup.apps().first?.virtualPort)
+            try lab.waitForListener(lab.server, port: port)
+            // Through the initial port, acme's client gets acme: the instance works.
+            XCTAssertEqual(try lab.checked(lab.clients[0], ["socat", "-T", "3", "STDIO", "TCP:\(lab.server.address):9000"]).standardOutput, "acme\n")
+            // A client of another AID (and acme's own) dialing the virtual port: nothing.
+            for client in lab.clients.prefix(2) {
+                let direct = try lab.run(client, ["socat", "-T", "2", "STDIO", "TCP:\(lab.server.address):\(port),connect-timeout=2"])
+                XCTAssertNotEqual(direct.status, 0, "\(client.address) reached the virtual port directly")
+                XCTAssertFalse(direct.standardOutput.contains("acme"))
+            }
+            // A local program, unprivileged or root, over loopback or the host's own address: refused.
+            for user in [Self.asUser(64003, groups: []), []] {
+                for address in ["127.0.0.1", lab.server.address] {
+                    let local = try lab.run(lab.server, user + ["socat", "-T", "2", "STDIO", "TCP:\(address):\(port),connect-timeout=2"])
+                    XCTAssertNotEqual(local.status, 0, "\(user) reached \(address):\(port)")
+                    XCTAssertFalse(local.standardOutput.contains("acme"))
+                    XCTAssertTrue(local.standardError.contains("Connection refused"), "refused at once: \(local.standardError)")
+                }
+            }
+        }
+    }
+
+    func testAnotherUserTakingAnExitedInstancesPortGetsNoClients() throws {
+        try withEngine("takeover") { setup in
+            let lab = setup.lab
+            let globex = try setup.exec("globex", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo globex"], log: "globex.log")
+            try NetworkLab.poll("globex to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            let port = try XCTUnwrap(setup.apps().first?.virtualPort)
+            try lab.waitForListener(lab.server, port: port)
+            XCTAssertEqual(try lab.checked(lab.clients[1], ["socat", "-T", "3", "STDIO", "TCP:\(lab.server.address):9000"]).standardOutput, "globex\n")
+
+            // globex stops; at once another user binds its virtual port.
+            lab.stop(globex)
+            _ = try lab.spawn(lab.server, Self.asUser(64003, groups: []) + ["socat", "TCP-LISTEN:\(port),reuseaddr,fork", "SYSTEM:echo stolen"],
+                              log: "\(setup.directory)/thief.log")
+            try lab.waitForListener(lab.server, port: port)
+            // globex's clients are refused, before and after the engine notices.
+            let deadline = Date().addingTimeInterval(6)
+            var attempts = 0
+            repeat {
+                let attempt = try lab.run(lab.clients[1], ["socat", "-T", "2", "STDIO", "TCP:\(lab.server.address):9000,connect-timeout=2"])
+                XCTAssertFalse(attempt.standardOutput.contains("stolen"), "globex's client was handed to another user's socket")
+                XCTAssertNotEqual(attempt.status, 0)
+                attempts += 1
+                usleep(300_000)
+            } while Date() < deadline
+            XCTAssertGreaterThan(attempts, 3)
+            try NetworkLab.poll("vpm apps to drop globex", timeout: 15) { (try? setup.apps())?.isEmpty ?? false }
+            XCTAssertTrue(setup.engine.log.contains("virtual port released"), setup.engine.log)
+            let stillThere = try lab.run(lab.server, ["socat", "-T", "2", "STDIO", "TCP:127.0.0.1:\(port),connect-timeout=2"])
+            XCTAssertFalse(stillThere.standardOutput.contains("stolen"), "the port is still guarded locally")
+        }
+    }
 }

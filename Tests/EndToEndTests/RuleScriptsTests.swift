@@ -38,7 +38,7 @@ final class RuleScriptsTests: XCTestCase {
         try lab.checked(lab.server, [vpm, "rules", "remove"])
         XCTAssertEqual(try ruleset(), before)
 
-        try lab.checked(lab.server, ["sh", "\(scripts)/install.sh", "3", "21000:21999", "9000/tcp", "7000", "5353/udp"])
+        try lab.checked(lab.server, ["sh", "\(scripts)/install.sh", "3", "21000:21999", "9000/tcp", "7000", "5353/udp", "--", "21017/tcp"])
         XCTAssertEqual(try ruleset(), byEngine, "iptables/install.sh differs from `vpm rules install`")
         try lab.checked(lab.server, ["sh", "\(scripts)/remove.sh"])
         XCTAssertEqual(try ruleset(), before)

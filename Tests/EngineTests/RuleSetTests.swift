@@ -22,6 +22,16 @@ final class RuleSetTests: XCTestCase {
             "-t raw -A VPM-OUTPUT ! -o lo -p udp --sport 20000:20999 -j NFQUEUE --queue-num 0",
             "-t filter -A VPM-INPUT -p tcp -m mark --mark 0x76706d01 -j REJECT --reject-with tcp-reset",
             "-t filter -A VPM-INPUT -p udp -m mark --mark 0x76706d01 -j REJECT",
+            // Virtual ports: over lo only decided packets; only to sockets vpm bound, but for the
+            // configuration's own instances (20017, 20018).
+            "-t filter -A VPM-INPUT -i lo -p tcp --dport 20000:20999 -m mark ! --mark 0x50000000/0xf0000000 -j REJECT --reject-with tcp-reset",
+            "-t filter -A VPM-INPUT -i lo -p udp --dport 20000:20999 -m mark ! --mark 0x50000000/0xf0000000 -j REJECT",
+            "-t filter -A VPM-INPUT -p tcp --dport 20017 -j RETURN",
+            "-t filter -A VPM-INPUT -p tcp --dport 20018 -j RETURN",
+            "-t filter -A VPM-INPUT -p tcp --dport 20000:20999 --syn -m socket --nowildcard --restore-skmark",
+            "-t filter -A VPM-INPUT -p tcp --dport 20000:20999 --syn -m mark ! --mark 0x76706d02 -j REJECT --reject-with tcp-reset",
+            "-t filter -A VPM-INPUT -p udp --dport 20000:20999 -m socket --nowildcard --restore-skmark",
+            "-t filter -A VPM-INPUT -p udp --dport 20000:20999 -m mark ! --mark 0x76706d02 -j REJECT",
             "-t raw -I PREROUTING 1 -j VPM-PREROUTING",
             "-t raw -I OUTPUT 1 -j VPM-OUTPUT",
             "-t filter -I INPUT 1 -j VPM-INPUT",

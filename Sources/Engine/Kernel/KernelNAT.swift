@@ -9,11 +9,13 @@ public import Policy
 ///     map vport        mark & 0xf000ffff -> virtual port (our range and every peer's)
 ///     chain prerouting nat, priority -100: clients arriving at an initial port
 ///     chain output     nat, priority -100: local clients (local mode, cooperative peers);
-///                      local programs' refused connections get a reset
+///                      local programs' refused connections get a reset, and so does a
+///                      local program dialing a virtual port directly over lo
 ///     chain input      nat, input hook, priority 100: refused connections (the refuse
-///                      mark) get a reset or ICMP port unreachable; drop traffic (not from
-///                      lo) to a virtual port whose conntrack entry carries no vpm mark, and
-///                      to an initial port NAT did not translate
+///                      mark) get a reset or ICMP port unreachable; traffic to a virtual port
+///                      whose conntrack entry carries no vpm mark is dropped (not from lo),
+///                      and so is traffic to an initial port NAT did not translate; a virtual port's connection whose listening socket the
+///                      engine did not bind (no `InstanceSocket.mark`) is refused
 ///
 /// Every chain is a NAT chain, and the kernel runs NAT chains for a connection's first
 /// packet only: established packets meet no vpm rule at all (the NAT hooks themselves are
@@ -36,7 +38,7 @@ public struct KernelNAT: Sendable, Equatable {
         let ours = "\(configuration.virtualPorts.lowerBound)-\(configuration.virtualPorts.upperBound)"
         let refuse = "0x" + String(RuleSet.refuseMark, radix: 16)
         var nat: [String] = ["\(tagged) ct mark set meta mark"]
-        var refusals: [String] = [], guards: [String] = []
+        var refusals: [String] = [], guards: [String] = [], localGuards: [String] = []
         for transport in [TransportProtocol.tcp, .udp] {
             let ports = configuration.initialPorts.filter { $0.transport == transport }.map { "\($0.port)" }
             guard !ports.isEmpty else { continue }
@@ -45,8 +47,21 @@ public struct KernelNAT: Sendable, Equatable {
             refusals.append("meta mark \(refuse) \(protocolMatch) " + (transport == .tcp ? "reject with tcp reset" : "reject"))
             nat.append("\(tagged) \(initial) dnat ip to ip daddr : \(key)")
             nat.append("\(tagged) \(initial) dnat ip6 to ip6 daddr : \(key)")
-            guards.append("iifname != \"lo\" \(protocolMatch) th dport \(ours) ct mark & 0x\(String(KernelMark.tagMask, radix: 16)) != 0x\(String(KernelMark.tag, radix: 16)) drop")
+            let reject = transport == .tcp ? "reject with tcp reset" : "reject"
+            let undecided = "ct mark & 0x\(String(KernelMark.tagMask, radix: 16)) != 0x\(String(KernelMark.tag, radix: 16))"
+            // A local program dialing a virtual port directly (127.0.0.1 or the host's own
+            // address) is refused at once, on the way out: a local connection's NAT is set up
+            // in output, so the input chain never sees it. Decided ones were DNATed above,
+            // which ends the chain. From elsewhere the packet is dropped.
+            localGuards.append("oifname \"lo\" \(protocolMatch) th dport \(ours) \(undecided) \(reject)")
+            guards.append("iifname != \"lo\" \(protocolMatch) th dport \(ours) \(undecided) drop")
             guards.append("iifname != \"lo\" \(initial) ct status ! dnat drop")
+            // Only a socket the engine bound for an instance (SO_MARK) receives a virtual
+            // port's connections, not another program that bound the port after the instance
+            // exited. The configuration's own instances listen on their ports themselves.
+            let fixed = configuration.instances.filter { $0.transport == transport }.map { "\($0.virtualPort)" }
+            let exceptFixed = fixed.isEmpty ? "" : " th dport != { \(fixed.joined(separator: ", ")) }"
+            guards.append("\(protocolMatch) th dport \(ours)\(exceptFixed) socket mark != 0x\(String(InstanceSocket.mark, radix: 16)) \(reject)")
         }
         let input = refusals + guards
         let name = "inet \(table)"
@@ -80,6 +95,7 @@ public struct KernelNAT: Sendable, Equatable {
         if configuration.cooperation.local || !configuration.cooperation.peers.isEmpty {
             for rule in refusals { lines.append("add rule \(name) output \(rule)") }
         }
+        for rule in localGuards { lines.append("add rule \(name) output \(rule)") }
         for rule in input { lines.append("add rule \(name) input \(rule)") }
         script = lines.joined(separator: "\n") + "\n"
     }
