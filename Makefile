@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build install demo test clean bench bench-micro bench-cooperative fuzz
+.PHONY: all deps build install demo test clean bench bench-micro bench-cooperative bench-exec fuzz
 
 all: build
 
@@ -37,6 +37,11 @@ bench:
 # connect() timed from an instance's client, against the same loop with no engine.
 bench-cooperative:
 	@Benchmarks/cooperative-setup.sh
+
+# The cost of vpm exec's interception (root, under a minute): bind, getsockname and connect
+# from one C program, plain and under vpm exec, same run; medians and ratios.
+bench-exec:
+	@Benchmarks/interception-cost.sh
 
 # Micro-benchmarks (Benchmarks/, a package of its own, so `make test` never builds them):
 # the packet rewrite, the whole per-packet decision and the flow table. The second run

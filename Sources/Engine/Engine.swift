@@ -39,6 +39,7 @@ public final class Engine {
     public func run() throws {
         StopSignal.install()
         let configuration = options.configuration
+        if let problem = EphemeralPorts.read()?.problem(configuration.virtualPorts) { throw ControlError(problem) }
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
         let store = FlowTableStore(table)
         let clients = ClientSockets()

@@ -37,7 +37,9 @@ final class PacketProcessorModesTests: XCTestCase {
         let loopback = IPAddress.loopbackIPv4
         clients.register(transport: .tcp, address: loopback, port: 41000, aid: "acme", now: 1000)
         var packet = try syn(from: loopback, 41000, to: loopback, 9000)
-        XCTAssertEqual(process(&processor, &packet, outputInterface: 1), .acceptModified(length: packet.count))
+        // Rewritten, and marked as decided: VPM-INPUT lets only such packets reach a virtual port over lo.
+        let decided = KernelMark(mode: .local, slot: 1, virtualPort: 20017).value
+        XCTAssertEqual(process(&processor, &packet, outputInterface: 1), .acceptModified(length: packet.count, mark: decided))
         XCTAssertEqual(try destinationPort(&packet), 20017)
         XCTAssertEqual(processor.store.withLock { $0.snapshot() }.first?.mode, .local)
 

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The cost of vpm exec's interception (root, under a minute): the same C program
+# (Benchmarks/interception/calls.c) makes the same calls plain and under `vpm exec`, in a
+# throwaway network namespace with an engine; medians of 3 runs, ratio exec / plain.
+#   bind+listen on the initial port 9000 (under vpm exec: a round trip to the engine)
+#   getsockname on it (under vpm exec: answered by the supervisor with the initial port)
+#   connect to a port that is not multiplexed (under vpm exec: to the supervisor and back)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "bench-exec: needs root (a namespace and an engine); run: sudo make bench-exec" >&2; exit 1; }
+scripts/install-deps.sh
+if [ -z "${VPM_BINARY:-}" ]; then
+  swift build -c release --product vpm
+  VPM_BINARY="$(swift build -c release --show-bin-path)/vpm"
+fi
+work=$(mktemp -d /tmp/vpm-exec-bench.XXXXXX)
+namespace=vpmxb-$$
+engine=""
+cleanup() {
+  [ -n "$engine" ] && kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
+  ip netns pids "$namespace" 2>/dev/null | xargs -r kill -9 2>/dev/null
+  ip netns delete "$namespace" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns add "$namespace"
+ip -n "$namespace" link set lo up
+cc -O2 -Wall -Wextra -Werror -pthread -o "$work/calls" Benchmarks/interception/calls.c
+cat > "$work/vpm.yaml" <<YAML
+virtual-ports: 20000-20999
+ports: [9000]
+applications:
+  acme: {}
+YAML
+ip netns exec "$namespace" "$VPM_BINARY" run --config "$work/vpm.yaml" --socket "$work/vpm.sock" >"$work/engine.log" 2>&1 &
+engine=$!
+for _ in $(seq 100); do [ -S "$work/vpm.sock" ] && break; sleep 0.1; done
+[ -S "$work/vpm.sock" ] || { cat "$work/engine.log"; echo "bench-exec: the engine did not start" >&2; exit 1; }
+
+run() {  # run plain|exec MODE N PORT -> median nanoseconds per call of 3 runs
+  local how=$1; shift
+  local prefix=(ip netns exec "$namespace")
+  [ "$how" = exec ] && prefix+=("$VPM_BINARY" exec --aid acme --config "$work/vpm.yaml" --socket "$work/vpm.sock" --)
+  for _ in 1 2 3; do timeout 120 "${prefix[@]}" "$work/calls" "$@" | awk '{print $3}'; done | sort -n | sed -n 2p
+}
+
+printf '%-34s %12s %12s %8s\n' "call (per call)" "plain ns" "vpm exec ns" "ratio"
+for spec in "bind 2000 9000:bind+listen on the initial port" \
+            "getsockname 100000 9000:getsockname" \
+            "connect 5000 7000:connect to a port not multiplexed"; do
+  read -r mode count port <<<"${spec%%:*}"
+  plain=$(run plain "$mode" "$count" "$port")
+  intercepted=$(run exec "$mode" "$count" "$port")
+  ratio=$(awk -v a="$intercepted" -v b="$plain" 'BEGIN { printf "%.1f", a / b }')
+  printf '%-34s %12s %12s %7sx\n' "${spec#*:}" "$plain" "$intercepted" "$ratio"
+done
