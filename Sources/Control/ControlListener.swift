@@ -119,6 +119,10 @@ public final class ControlListener: @unchecked Sendable {
         } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16, descriptor: &descriptor),
                   let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
             response = handler(request, peer!, descriptor)
+            // Closed before the answer goes out: the caller may close its own descriptor at once
+            // and expect the socket gone (a program that binds, closes and binds again).
+            if let received = descriptor { Glibc.close(received) }
+            descriptor = nil
         } else {
             response = ControlResponse(error: "could not read a request; send one JSON line such as {\"command\":\"flows\"}")
         }

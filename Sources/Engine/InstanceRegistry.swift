@@ -85,22 +85,28 @@ public final class InstanceRegistry: Sendable {
         guard configuration.initialPorts.contains(where: { $0.port == initialPort && $0.transport.name == transport }) else {
             return .refused("\(initialPort)/\(transport) is not a multiplexed port of the configuration")
         }
-        let process = AppRecord.Process(pid: pid, command: Self.command(of: pid))
         let deadline = now() + UInt64(configuration.allocation.waitTimeout) * 1000
         while true {
+            var created = false
             let result: Allocation = entries.withLock { entries in
                 if let index = entries.firstIndex(where: { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }) {
-                    if !entries[index].processes.contains(where: { $0.pid == pid }) { entries[index].processes.append(process) }
+                    if !entries[index].processes.contains(where: { $0.pid == pid }) {
+                        entries[index].processes.append(AppRecord.Process(pid: pid, command: Self.command(of: pid)))
+                    }
                     entries[index].lastBind = now()
                     return .allocated(entries[index].virtualPort)
                 }
                 let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
                 guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) }) else { return .exhausted }
                 entries.append(Entry(aid: aid, transport: transport, initialPort: initialPort, virtualPort: port,
-                                     fromConfiguration: false, processes: [process], lastBind: now(), inodes: []))
+                                     fromConfiguration: false, processes: [AppRecord.Process(pid: pid, command: Self.command(of: pid))],
+                                     lastBind: now(), inodes: []))
+                created = true
                 return .allocated(port)
             }
-            if case .allocated = result { changed() }
+            // Routes change only with a new instance; the state file is written by `attach`,
+            // once the instance has its socket.
+            if created { changes.add(1, ordering: .releasing) }
             guard result == .exhausted, configuration.allocation.whenExhausted == .wait, now() < deadline else { return result }
             usleep(100_000)
         }
@@ -133,6 +139,12 @@ public final class InstanceRegistry: Sendable {
             }
             for index in entries.indices {
                 entries[index].processes.removeAll { !Self.isAlive($0.pid) }
+                // Forget the sockets that are gone (a program that binds again and again).
+                if let inodes = entries[index].inodes,
+                   MonotonicClock.elapsed(since: entries[index].lastBind, now: now) >= Self.graceMilliseconds {
+                    entries[index].inodes = inodes.intersection(sockets.inodes(on: entries[index].virtualPort,
+                                                                               transport: entries[index].transportProtocol))
+                }
             }
             return released
         }

@@ -24,6 +24,10 @@ struct SocketTable {
         return !found.isDisjoint(with: inodes)
     }
 
+    func inodes(on port: UInt16, transport: TransportProtocol) -> Set<UInt64> {
+        (transport == .udp ? udp[port] : tcp[port]) ?? []
+    }
+
     static func sockets(_ file: String) -> [UInt16: Set<UInt64>] {
         guard let text = try? String(contentsOfFile: "/proc/net/\(file)", encoding: .utf8) else { return [:] }
         return parse(text)

@@ -1,23 +1,24 @@
 import CInterceptionShim
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-public import Packet
+import Packet
 
 /// A duplicate of one of the program's sockets, taken with pidfd_getfd: the supervisor
 /// binds, names and inspects the program's socket through it (one open file, two
 /// descriptors). Closed on deinit.
 final class InterceptedSocket {
-    let descriptor: Int32
+    private(set) var descriptor: Int32
 
     /// The program's descriptor `number` in process `pid` (a thread id is fine): nil when
     /// the process is gone or `number` is not open there (the kernel's own answer follows
     /// when the call is let through).
-    init?(pid: Int32, number: Int32, stillWaiting: () -> Bool) {
-        guard let leader = Self.threadGroup(of: pid) else { return nil }
+    init?(pid: Int32, number: Int32, threadGroups: ThreadGroups, stillWaiting: () -> Bool) {
+        guard let leader = threadGroups.leader(of: pid) else { return nil }
         let pidfd = vpm_pidfd_open(leader)
         guard pidfd >= 0 else { return nil }
-        defer { close(pidfd) }
+        defer { Glibc.close(pidfd) }
         // The pidfd names the process for good; the notification still pending proves the
         // pid was not reused in between.
         guard stillWaiting() else { return nil }
@@ -26,7 +27,14 @@ final class InterceptedSocket {
         self.descriptor = descriptor
     }
 
-    deinit { close(descriptor) }
+    deinit { close() }
+
+    /// Closes the duplicate. Done before the call is answered: a program that closes its
+    /// socket right after must not find the port still held by our copy.
+    func close() {
+        if descriptor >= 0 { Glibc.close(descriptor) }
+        descriptor = -1
+    }
 
     /// TCP or UDP over IPv4/IPv6; nil for any other socket (or not a socket).
     var transport: TransportProtocol? {
@@ -78,12 +86,29 @@ final class InterceptedSocket {
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 256)
         while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
+            let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if text.hasPrefix("Tgid:") {
                 return Int32(text.dropFirst(5).trimmingCharacters(in: " \t\n"))
             }
         }
         return nil
+    }
+}
+
+/// Thread id → process id, remembered: reading /proc/TID/status on every call would cost
+/// more than the rest of the call's handling. A remembered answer is checked with one
+/// access() of /proc/PID/task/TID, so a reused thread id cannot map to a wrong process.
+final class ThreadGroups: Sendable {
+    private let known = Mutex<[Int32: Int32]>([:])
+
+    func leader(of tid: Int32) -> Int32? {
+        if let cached = known.withLock({ $0[tid] }), access("/proc/\(cached)/task/\(tid)", F_OK) == 0 { return cached }
+        guard let found = InterceptedSocket.threadGroup(of: tid) else { return nil }
+        known.withLock { table in
+            if table.count >= 4096 { table.removeAll(keepingCapacity: true) }
+            table[tid] = found
+        }
+        return found
     }
 }
 

@@ -1,4 +1,4 @@
-public import Packet
+import Packet
 public import Policy
 
 /// What `vpm exec`'s supervisor needs to know: whose instance it runs, which ports are

@@ -19,6 +19,9 @@ final class NotificationHandler: Sendable {
     /// asked for: what getsockname() reports. One supervisor serves the whole process tree,
     /// so forked workers and re-executed programs share it.
     private let initialPorts = Mutex<[VirtualPortKey: UInt16]>([:])
+    /// Set once the first bind succeeded: until then no getsockname() needs an answer of ours.
+    private let hasVirtualPorts = Atomic<Bool>(false)
+    private let threadGroups = ThreadGroups()
 
     struct VirtualPortKey: Hashable {
         var transport: TransportProtocol
@@ -67,17 +70,18 @@ final class NotificationHandler: Sendable {
                                               timeoutSeconds: settings.answerTimeoutSeconds)
         } catch {
             say("vpm: cannot bind \(what): \(error)")
-            return answer(call, .error(EADDRNOTAVAIL))
+            return answer(call, .error(EADDRNOTAVAIL), closing: socket)
         }
         guard let virtualPort = response.virtualPort else {
             say("vpm: cannot bind \(what): \(response.error ?? "the engine gave no virtual port")")
-            return answer(call, .error(Self.errorNumber(response.errorCode) ?? EADDRNOTAVAIL))
+            return answer(call, .error(Self.errorNumber(response.errorCode) ?? EADDRNOTAVAIL), closing: socket)
         }
         var actual = requested
         actual.port = virtualPort
         initialPorts.withLock { $0[VirtualPortKey(transport: transport, port: virtualPort)] = requested.port }
+        hasVirtualPorts.store(true, ordering: .releasing)
         if settings.debug { say("vpm: debug: pid \(call.pid) bind \(requested)/\(transport.name) -> \(actual) (AID \(settings.aid))") }
-        answer(call, .success)
+        answer(call, .success, closing: socket)
     }
 
     // MARK: - connect
@@ -85,7 +89,7 @@ final class NotificationHandler: Sendable {
     /// Registers the connection's local address:port with the engine (local and cooperative
     /// modes route it by this AID), then lets the kernel connect as the program asked.
     private func connect(_ call: Call, _ socket: SendableSocket, _ remote: SocketAddress, _ transport: TransportProtocol) {
-        defer { answer(call, .continue) }
+        defer { answer(call, .continue, closing: socket) }
         if transport == .tcp && socket.value.isConnecting { return }
         guard var local = socket.value.localAddress else {
             return say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): the local address is not known")
@@ -141,9 +145,13 @@ final class NotificationHandler: Sendable {
     /// For a socket on one of this instance's virtual ports (listening or accepted), the
     /// initial port; anything else is the kernel's to answer.
     private func getsockname(_ call: Call) {
+        guard hasVirtualPorts.load(ordering: .acquiring) else { return answer(call, .continue) }
         let (number, addressPointer, lengthPointer) = (Int32(truncatingIfNeeded: call.arguments.0), call.arguments.1, call.arguments.2)
-        guard let socket = InterceptedSocket(pid: call.pid, number: number, stillWaiting: { isPending(call) }),
-              let transport = socket.transport, var local = socket.localAddress,
+        guard let socket = InterceptedSocket(pid: call.pid, number: number, threadGroups: threadGroups, stillWaiting: { isPending(call) })
+        else { return answer(call, .continue) }
+        let (transport, name) = (socket.transport, socket.localAddress)
+        socket.close()
+        guard let transport, var local = name,
               let initial = initialPorts.withLock({ $0[VirtualPortKey(transport: transport, port: local.port)] })
         else { return answer(call, .continue) }
         local.port = initial
@@ -168,7 +176,9 @@ final class NotificationHandler: Sendable {
         guard length >= SocketAddress.Field.ipv4Length, length <= 128,
               let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length),
               let address = SocketAddress(bytes: bytes), address.port != 0,
-              let socket = InterceptedSocket(pid: call.pid, number: number, stillWaiting: { isPending(call) }),
+              // Most connects go elsewhere: answer them before touching the program's socket.
+              settings.initialPorts.contains(where: { $0.port == address.port }),
+              let socket = InterceptedSocket(pid: call.pid, number: number, threadGroups: threadGroups, stillWaiting: { isPending(call) }),
               let transport = socket.transport, settings.isMultiplexed(address.port, transport)
         else { return nil }
         return (SendableSocket(value: socket), address, transport)
@@ -181,7 +191,8 @@ final class NotificationHandler: Sendable {
         case error(Int32)
     }
 
-    private func answer(_ call: Call, _ answer: Answer) {
+    private func answer(_ call: Call, _ answer: Answer, closing socket: SendableSocket? = nil) {
+        socket?.value.close()
         switch answer {
         case .continue: _ = vpm_notification_respond(listener, call.id, 0, 0, 1)
         case .success: _ = vpm_notification_respond(listener, call.id, 0, 0, 0)

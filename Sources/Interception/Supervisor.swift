@@ -30,16 +30,16 @@ public enum Supervisor {
             let step = stage.map { String(cString: $0) } ?? "fork"
             throw InterceptionError(Self.explain(step: step, code: code, path: path))
         }
+        // Where the kernel has it (6.6+), each intercepted call switches to this process and
+        // back on one CPU instead of waking it elsewhere (measured in docs/instances.md).
+        _ = vpm_notification_synchronous(listener)
         forwardedTo.store(child, ordering: .relaxed)
         for signal in forwardedSignals { Glibc.signal(signal, forwardSignal) }
 
         let handler = NotificationHandler(listener: listener, settings: settings)
         let loop = NotificationLoop(listener: listener, handler: handler)
         loop.start()
-        let status = waitForEveryone(child: child)
-        loop.stop()
-        close(listener)
-        return status
+        return waitForEveryone(child: child)
     }
 
     /// Waits for the program, then for what it left behind (reparented to us); the
@@ -88,13 +88,12 @@ private let forwardSignal: @convention(c) (Int32) -> Void = { signal in
     if pid > 0 { kill(pid, signal) }
 }
 
-/// Receives notifications on a thread of its own until stopped or until no process uses
-/// the filter any more.
+/// Receives notifications on a thread of its own, blocked in SECCOMP_IOCTL_NOTIF_RECV (no
+/// poll in between: with synchronous wake-ups the kernel switches straight to it). It ends
+/// with the process: `vpm exec` exits once no process under the filter is left.
 private final class NotificationLoop: Sendable {
     private let listener: Int32
     private let handler: NotificationHandler
-    private let stopping = Atomic<Bool>(false)
-    private let finished = DispatchSemaphore(value: 0)
 
     init(listener: Int32, handler: NotificationHandler) {
         self.listener = listener
@@ -102,29 +101,13 @@ private final class NotificationLoop: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
-            run()
-            finished.signal()
-        }
+        let thread = Thread { [self] in run() }
         thread.name = "vpm-exec-notifications"
         thread.start()
     }
 
-    func stop() {
-        stopping.store(true, ordering: .relaxed)
-        finished.wait()
-    }
-
     private func run() {
-        while !stopping.load(ordering: .relaxed) {
-            var poller = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&poller, 1, 200)
-            if ready < 0 && errno != EINTR { return }
-            guard ready > 0 else { continue }
-            if poller.revents & Int16(POLLIN) == 0 {
-                if poller.revents & Int16(POLLHUP) != 0 { return }  // no process left under the filter
-                continue
-            }
+        while true {
             var notification = seccomp_notif()
             guard vpm_notification_receive(listener, &notification) == 0 else {
                 if errno == ENOENT || errno == EINTR { continue }  // the caller died meanwhile

@@ -29,6 +29,10 @@ int vpm_notification_receive(int listener, struct seccomp_notif *notification);
 int vpm_notification_respond(int listener, uint64_t id, int64_t value, int32_t error, int continue_call);
 /// SECCOMP_IOCTL_NOTIF_ID_VALID: 1 while the notifying thread still waits for its answer.
 int vpm_notification_valid(int listener, uint64_t id);
+/// SECCOMP_USER_NOTIF_FD_SYNC_WAKE_UP (Linux 6.6): the kernel switches straight to the
+/// waiting supervisor and back instead of waking it on another CPU. 0, or -1 with errno
+/// (EINVAL on older kernels, where the plain wake-up still works).
+int vpm_notification_synchronous(int listener);
 
 int vpm_pidfd_open(pid_t pid);
 int vpm_pidfd_getfd(int pidfd, int fd);
