@@ -10,7 +10,7 @@ let package = Package(
     products: [
         .executable(name: "vpm", targets: ["vpm"]),
         // For the micro-benchmarks in Benchmarks/ (a package of their own).
-        .library(name: "VPMCore", targets: ["Packet", "FlowTable", "Netfilter", "Policy", "Engine"]),
+        .library(name: "VPMCore", targets: ["Packet", "FlowTable", "Netfilter", "Policy", "Decision", "Engine"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -74,11 +74,14 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The queue loop, per-packet decisions, rules, control server.
+        // The per-packet decision: policy, AID, flow table, holding for negotiation. No
+        // netfilter and no root: tested with byte fixtures.
+        .target(name: "Decision", dependencies: ["Packet", "FlowTable", "Policy"], swiftSettings: strict),
+        // The queue loop, the datapaths (rules, verdicts), instances, control server.
         .target(
             name: "Engine",
             dependencies: [
-                "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
+                "Decision", "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -104,7 +107,8 @@ let package = Package(
         .testTarget(name: "HostCommandTests", dependencies: ["HostCommand"]),
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
+        .testTarget(name: "DecisionTests", dependencies: ["Decision", "Packet", "FlowTable", "Policy"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport"]),
     ]
 )

@@ -21,7 +21,7 @@ let package = Package(
             path: "Benchmarks/PacketRewrite",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
-        // PacketProcessor.process: the whole per-packet decision, both datapaths.
+        // PacketPipeline.process: the whole per-packet decision and verdict, both datapaths.
         .executableTarget(
             name: "PacketDecision",
             dependencies: [

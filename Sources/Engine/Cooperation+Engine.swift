@@ -1,3 +1,4 @@
+import Decision
 import Crypto
 import FlowTable
 import Foundation
@@ -26,7 +27,7 @@ final class CooperationService: Sendable {
     private let outcomes: Mutex<[(waiting: [Outcome], wakeup: QueueWakeup?)]>
     private let logger: Logger
 
-    init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, workers: Int, logger: Logger) {
+    init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, workers: Int, logger: Logger) {
         self.configuration = configuration
         outcomes = Mutex(Array(repeating: ([], nil), count: max(1, workers)))
         self.logger = logger
@@ -99,7 +100,7 @@ final class CooperationService: Sendable {
     /// A peer's NEGOTIATE: its client's AID must have an instance on the initial port here.
     /// The flow is recorded before the ACK leaves, so the SYN that follows is admitted.
     private static func answer(
-        _ request: NegotiationRequest, peerAddress: String, cooperation: Cooperation, store: FlowTableStore,
+        _ request: NegotiationRequest, peerAddress: String, cooperation: Cooperation, store: SharedFlowTable,
         registry: InstanceRegistry, logger: Logger
     ) -> NegotiationAnswer {
         guard let client = IPAddress(request.client), let server = IPAddress(request.server),

@@ -1,3 +1,4 @@
+import Decision
 import Control
 import FlowTable
 public import Logging
@@ -41,7 +42,7 @@ public final class Engine {
         let configuration = options.configuration
         if let problem = EphemeralPorts.read()?.problem(configuration.virtualPorts) { throw ControlError(problem) }
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
-        let store = FlowTableStore(table)
+        let store = SharedFlowTable(table)
         let clients = ClientSockets()
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")
         let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
@@ -166,7 +167,7 @@ public final class Engine {
     }
 
     /// The workers' counters, summed, with the flow table's.
-    private static func statistics(_ workers: [QueueWorker], store: FlowTableStore) -> EngineStatistics {
+    private static func statistics(_ workers: [QueueWorker], store: SharedFlowTable) -> EngineStatistics {
         var statistics = EngineStatistics()
         var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
         for worker in workers {
@@ -195,7 +196,7 @@ public final class Engine {
     }
 
     private static func answer(
-        _ request: ControlRequest, peer: ControlPeer, descriptor: Int32?, store: FlowTableStore, registry: InstanceRegistry,
+        _ request: ControlRequest, peer: ControlPeer, descriptor: Int32?, store: SharedFlowTable, registry: InstanceRegistry,
         clients: ClientSockets, cooperation: CooperationService, workers: WorkerList, conntrack: ConntrackSync?,
         configuration: Configuration, logger: Logger
     ) -> ControlResponse {

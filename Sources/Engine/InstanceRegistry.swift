@@ -1,3 +1,4 @@
+import Decision
 import Control
 import Foundation
 public import Policy

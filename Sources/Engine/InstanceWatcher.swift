@@ -1,3 +1,4 @@
+import Decision
 import Foundation
 import Logging
 import Packet
@@ -9,12 +10,12 @@ import Synchronization
 /// thread notices through the registry's generation.
 final class InstanceWatcher: Sendable {
     private let registry: InstanceRegistry
-    private let store: FlowTableStore
+    private let store: SharedFlowTable
     private let logger: Logger
     private let stopping = Atomic<Bool>(false)
     private let finished = DispatchSemaphore(value: 0)
 
-    init(registry: InstanceRegistry, store: FlowTableStore, logger: Logger) {
+    init(registry: InstanceRegistry, store: SharedFlowTable, logger: Logger) {
         self.registry = registry
         self.store = store
         self.logger = logger

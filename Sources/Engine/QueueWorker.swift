@@ -1,3 +1,4 @@
+import Decision
 import FlowTable
 import Foundation
 import Logging
@@ -13,10 +14,10 @@ import Synchronization
 final class QueueWorker: @unchecked Sendable {
     let index: Int
     private let queue: NetfilterQueue
-    private var processor: PacketProcessor
+    private var pipeline: PacketPipeline
     private let registry: InstanceRegistry
     private let cooperation: CooperationService
-    private let store: FlowTableStore
+    private let store: SharedFlowTable
     private let configuration: Configuration
     private let logger: Logger
     private let published = Mutex((EngineCounters(), QueueStatistics()))
@@ -25,12 +26,12 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Binds the queue (throws before anything runs, so start-up can fail cleanly).
     init(index: Int, queueConfiguration: QueueConfiguration, configuration: Configuration, datapath: Datapath,
-         store: FlowTableStore, clients: ClientSockets, registry: InstanceRegistry, cooperation: CooperationService,
+         store: SharedFlowTable, clients: ClientSockets, registry: InstanceRegistry, cooperation: CooperationService,
          logger: Logger) throws {
         self.index = index
         queue = try NetfilterQueue(queueConfiguration)
-        processor = PacketProcessor(configuration: configuration, store: store, clients: clients, datapath: datapath)
-        processor.updateRoutes(registry.instances(), generation: registry.generation)
+        pipeline = PacketPipeline(configuration: configuration, store: store, clients: clients, datapath: datapath)
+        pipeline.updateRoutes(registry.instances(), generation: registry.generation)
         self.registry = registry
         self.cooperation = cooperation
         self.store = store
@@ -62,7 +63,7 @@ final class QueueWorker: @unchecked Sendable {
     }
 
     private func publish() {
-        published.withLock { $0 = (processor.counters, queue.statistics) }
+        published.withLock { $0 = (pipeline.counters, queue.statistics) }
     }
 
     private func run() throws {
@@ -74,14 +75,14 @@ final class QueueWorker: @unchecked Sendable {
             if readiness.contains(.packets) {
                 // After the wait: an instance registered while we slept must be routable
                 // for the very SYN that woke us.
-                if registry.generation != processor.routesGeneration {
+                if registry.generation != pipeline.routesGeneration {
                     let generation = registry.generation
-                    processor.updateRoutes(registry.instances(), generation: generation)
+                    pipeline.updateRoutes(registry.instances(), generation: generation)
                 }
                 let now = MonotonicClock.milliseconds()
-                try queue.drain { processor.process($0, now: now) }
+                try queue.drain { pipeline.process($0, now: now) }
             }
-            for (key, aid, peer) in processor.takeNegotiations() {
+            for (key, aid, peer) in pipeline.takeNegotiations() {
                 logger.debug("negotiating", metadata: ["client": "\(Engine.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
                 cooperation.negotiate(key, aid: aid, peer: peer, worker: index)
             }
@@ -89,7 +90,7 @@ final class QueueWorker: @unchecked Sendable {
             let housekeeping = MonotonicClock.elapsed(since: lastHousekeeping, now: now) >= 200
             // Outcomes arrive with a wake-up; housekeeping looks too while SYNs are held, so
             // an outcome whose signal went astray waits at most 200 ms, not the time limit.
-            if readiness.contains(.wakeup) || (housekeeping && processor.holdsConnections) {
+            if readiness.contains(.wakeup) || (housekeeping && pipeline.holdsConnections) {
                 for outcome in cooperation.takeOutcomes(worker: index) {
                     complete(outcome)
                 }
@@ -97,21 +98,21 @@ final class QueueWorker: @unchecked Sendable {
             guard housekeeping else { continue }
             lastHousekeeping = now
             if index == 0 { store.withLock { _ = $0.expire(now: now, limit: 50_000) } }
-            for key in processor.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {
+            for key in pipeline.overdue(now: now, limit: UInt64(configuration.cooperation.timeoutMilliseconds) + 1000) {
                 // A negotiation that never answered (its client should have): refuse it.
-                processor.complete(key, virtualPort: nil, peer: "-", now: now) { packet, verdict in
+                pipeline.complete(key, virtualPort: nil, peer: "-", now: now) { packet, verdict in
                     queue.sendVerdict(verdict, for: packet)
                 }
             }
             publish()
-            if processor.counters.refused != lastLoggedRefusals, let refusal = processor.lastRefusal {
+            if pipeline.counters.refused != lastLoggedRefusals, let refusal = pipeline.lastRefusal {
                 logger.notice("refused connections", metadata: [
-                    "count": "\(processor.counters.refused - lastLoggedRefusals)",
+                    "count": "\(pipeline.counters.refused - lastLoggedRefusals)",
                     "last-client": "\(Engine.endpoint(refusal.client, refusal.clientPort))",
                     "port": "\(refusal.initialPort)",
                     "reason": "\(refusal.reason.name)",
                 ])
-                lastLoggedRefusals = processor.counters.refused
+                lastLoggedRefusals = pipeline.counters.refused
             }
         }
     }
@@ -131,7 +132,7 @@ final class QueueWorker: @unchecked Sendable {
                 "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
             ])
         }
-        processor.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer, now: MonotonicClock.milliseconds()) { packet, verdict in
+        pipeline.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer, now: MonotonicClock.milliseconds()) { packet, verdict in
             queue.sendVerdict(verdict, for: packet)
         }
     }

@@ -1,3 +1,4 @@
+import Decision
 @testable import Engine
 import FlowTable
 import Netfilter
@@ -71,12 +72,12 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertFalse(lines.contains { $0.hasPrefix("delete") }, "refreshing must never delete a chain: NAT would stop for running connections")
     }
 
-    func makeProcessor(_ text: String = KernelDatapathTests.configuration, clients: ClientSockets = ClientSockets()) throws -> PacketProcessor {
-        PacketProcessor(configuration: try Configuration.parse(text), store: FlowTableStore(FlowTable(capacity: 8)),
+    func makeProcessor(_ text: String = KernelDatapathTests.configuration, clients: ClientSockets = ClientSockets()) throws -> PacketPipeline {
+        PacketPipeline(configuration: try Configuration.parse(text), store: SharedFlowTable(FlowTable(capacity: 8)),
                         clients: clients, datapath: .kernel)
     }
 
-    func process(_ processor: inout PacketProcessor, _ bytes: inout [UInt8], hook: UInt8, outputInterface: UInt32 = 2) -> Verdict {
+    func process(_ processor: inout PacketPipeline, _ bytes: inout [UInt8], hook: UInt8, outputInterface: UInt32 = 2) -> Verdict {
         bytes.withUnsafeMutableBytes { buffer in
             processor.process(QueuedPacket(id: 9, hardwareProtocol: 0x0800, hook: hook, mark: nil, payload: buffer,
                                            originalLength: buffer.count, info: [], outputInterface: outputInterface), now: 1000)

@@ -1,8 +1,9 @@
-// The engine's whole per-packet decision, PacketProcessor.process, as a queue thread runs
+// The engine's whole per-packet decision, PacketPipeline.process (decision, then the datapath), as a queue thread runs
 // it: parse, look the flow up under the flow table's lock, advance its state, then rewrite
 // the ports (userspace datapath) or answer with a mark (kernel datapath). Every buffer is
 // made before measuring; Malloc (total) > 0 would mean the decision allocates.
 import Benchmark
+import Decision
 import Engine
 import FlowTable
 import Netfilter
@@ -53,8 +54,8 @@ private func queued(_ buffer: UnsafeMutableRawBufferPointer, hook: UInt8) -> Que
 }
 
 /// A processor whose flow table holds one established connection from client:40000.
-private func establishedProcessor(_ datapath: Datapath) -> PacketProcessor {
-    var processor = PacketProcessor(configuration: configuration, store: FlowTableStore(FlowTable(capacity: 1024)),
+private func establishedProcessor(_ datapath: Datapath) -> PacketPipeline {
+    var processor = PacketPipeline(configuration: configuration, store: SharedFlowTable(FlowTable(capacity: 1024)),
                                     datapath: datapath)
     let handshake = [
         (segment(from: client, 40_000, to: server, 9000, flags: [.syn]), preRouting),
@@ -105,8 +106,8 @@ let benchmarks: @Sendable () -> Void = {
     // its flow recorded and the verdict carries the mark; the flow is removed again so that
     // every iteration decides a new connection.
     Benchmark("decide kernel, SYN of a new connection (+ flow removed)") { benchmark in
-        let store = FlowTableStore(FlowTable(capacity: 1024))
-        var processor = PacketProcessor(configuration: configuration, store: store, datapath: .kernel)
+        let store = SharedFlowTable(FlowTable(capacity: 1024))
+        var processor = PacketPipeline(configuration: configuration, store: store, datapath: .kernel)
         let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
         defer { syn.deallocate() }
         let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)

@@ -1,5 +1,5 @@
 // The engine's per-packet rewrite: parse an IP packet in place and change its destination
-// port, as PacketProcessor does for every packet it translates. The buffers are made once,
+// port, as the userspace datapath does for every packet it translates. The buffers are made once,
 // before measuring; a run that allocates shows up as Malloc (total) > 0.
 import Benchmark
 import Packet

@@ -1,3 +1,4 @@
+import Decision
 import FlowTable
 import Foundation
 import Logging
@@ -22,7 +23,7 @@ final class ConntrackSync: @unchecked Sendable {
     static let grace: UInt64 = 3000
 
     private let configuration: Configuration
-    private let store: FlowTableStore
+    private let store: SharedFlowTable
     private let registry: InstanceRegistry
     private let logger: Logger
     private let events: Conntrack
@@ -33,7 +34,7 @@ final class ConntrackSync: @unchecked Sendable {
 
     /// Opens the event socket (destroy events) and the dump socket; throws when conntrack's
     /// netlink interface is not there.
-    init(configuration: Configuration, store: FlowTableStore, registry: InstanceRegistry, logger: Logger) throws {
+    init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, logger: Logger) throws {
         self.configuration = configuration
         self.store = store
         self.registry = registry

@@ -1,3 +1,4 @@
+public import Decision
 public import FlowTable
 
 /// The packet mark with which the kernel datapath's decision leaves the engine; the nft NAT
@@ -17,7 +18,7 @@ public struct KernelMark: Sendable, Equatable, CustomStringConvertible {
     /// What the nft map's key keeps of a mark: the tag and the virtual port.
     public static let mapKeyMask: UInt32 = 0xF000_FFFF
     /// The largest AID slot (10 bits).
-    public static let maximumSlot = 1023
+    public static let maximumSlot = PacketDecider.maximumSlot
 
     public var mode: FlowMode
     public var slot: Int
@@ -27,6 +28,11 @@ public struct KernelMark: Sendable, Equatable, CustomStringConvertible {
         self.mode = mode
         self.slot = slot <= Self.maximumSlot && slot >= 0 ? slot : 0
         self.virtualPort = virtualPort
+    }
+
+    /// The mark of a decision.
+    public init(_ decided: Decided) {
+        self.init(mode: decided.mode, slot: decided.aidSlot, virtualPort: decided.virtualPort)
     }
 
     /// Reads a mark; nil unless it carries the tag.

@@ -1,9 +1,8 @@
 public import FlowTable
-public import Netfilter
 public import Packet
 public import Policy
 
-/// The per-packet decision, for the three modes and both datapaths.
+/// The per-packet decision, for the three modes, whatever datapath carries the bytes.
 ///
 /// Source-routed: arriving (PREROUTING) packets to an initial port: a known flow is
 /// rewritten to its virtual port; a connection start is matched to an AID by its source,
@@ -14,11 +13,11 @@ public import Policy
 /// are mapped back; the server side admits to a virtual port only negotiated flows and
 /// leaves them on the virtual port. Local: a local client's connection to an initial port
 /// over loopback goes to the local instance of its own AID.
-/// Kernel datapath: only connection starts are queued, and a decision leaves as a mark
-/// (`KernelMark`) on the unchanged packet instead of a rewrite; kernel NAT does the rest.
-/// Runs on the queue thread; logs nothing, and allocates nothing per packet (holding a
-/// SYN for a negotiation copies it, once per connection).
-public struct PacketProcessor {
+/// It returns a `Decision`; the datapath turns it into a verdict (the userspace datapath
+/// rewrites the packet, the kernel datapath marks it for kernel NAT). No netfilter, no root:
+/// tested with byte fixtures. Runs on the queue thread; logs nothing, and allocates nothing
+/// per packet (holding a SYN for a negotiation copies it, once per connection).
+public struct PacketDecider {
     /// The last refusal, for the engine's once-a-second log line.
     public struct Refusal: Sendable, Equatable {
         public var client: IPAddress
@@ -41,10 +40,7 @@ public struct PacketProcessor {
         var slot: Int
     }
 
-    static let preRouting: UInt8 = 0
-    static let localOut: UInt8 = 3
-
-    public let store: FlowTableStore
+    public let store: SharedFlowTable
     public private(set) var counters = EngineCounters()
     public private(set) var lastRefusal: Refusal?
     private let matcher: SourceMatcher
@@ -61,31 +57,26 @@ public struct PacketProcessor {
     private let localMode: Bool
     private let virtualPorts: ClosedRange<UInt16>
     private let clients: ClientSockets
-    public let datapath: Datapath
     /// 1 + each AID's position in `applications:` (the kernel mark's AID slot).
     private let slots: [String: Int]
     /// SYNs held while their connection is negotiated with a peer, by flow.
     private var held: [FlowKey: HeldConnection] = [:]
     private var negotiations: [FlowKey] = []
-    /// The loopback interface is index 1 in every network namespace.
-    static let loopbackInterface: UInt32 = 1
     /// Held SYNs count toward the kernel queue's length: bound them.
     static let heldLimit = 1024
 
     struct HeldConnection {
         var id: UInt32
         var bytes: [UInt8]
-        var info: PacketInfo
+        var checksum: ChecksumState
         var aid: String
         var peer: Int
         var since: UInt64
     }
 
-    public init(configuration: Configuration, store: FlowTableStore, clients: ClientSockets = ClientSockets(),
-                datapath: Datapath = .userspace) {
+    public init(configuration: Configuration, store: SharedFlowTable, clients: ClientSockets = ClientSockets()) {
         self.store = store
         self.clients = clients
-        self.datapath = datapath
         slots = Self.slots(configuration)
         cooperation = configuration.cooperation
         localMode = configuration.cooperation.local
@@ -112,10 +103,13 @@ public struct PacketProcessor {
         routesGeneration = generation
     }
 
+    /// The largest AID slot a decision names (the kernel mark has 10 bits for it).
+    public static let maximumSlot = 1023
+
     /// The kernel mark's AID slots: 1 + the AID's position in the configuration.
     public static func slots(_ configuration: Configuration) -> [String: Int] {
         var slots: [String: Int] = [:]
-        for (index, application) in configuration.applications.enumerated() where index < KernelMark.maximumSlot {
+        for (index, application) in configuration.applications.enumerated() where index < maximumSlot {
             slots[application.aid.name] = index + 1
         }
         return slots
@@ -125,23 +119,22 @@ public struct PacketProcessor {
         (transport == .tcp ? 0 : 1 << 16) | Int(port)
     }
 
-    /// Decides one queued packet; rewrites it in place when it is to be translated.
-    public mutating func process(_ queued: QueuedPacket, now: UInt64) -> Verdict {
+    /// Decides one packet. Changes nothing in it: the datapath applies the decision.
+    public mutating func decide(_ input: PacketInput, now: UInt64) -> Decision {
         counters.packets &+= 1
-        guard !queued.isTruncated else { return drop(.truncated) }
-        var packet: IPPacket
-        do { packet = try IPPacket(queued.payload) } catch { return drop(DropReason(error)) }
-        let checksum = ChecksumState(queued.info)
-        switch queued.hook {
-        case Self.preRouting: return arriving(&packet, checksum: checksum, now: now)
-        case Self.localOut: return leaving(&packet, queued, checksum: checksum, now: now)
-        default: return drop(.wrongHook)
+        guard !input.isTruncated else { return drop(.truncated) }
+        let packet: IPPacket
+        do { packet = try IPPacket(input.payload) } catch { return drop(DropReason(error)) }
+        switch input.hook {
+        case .arriving: return arriving(packet, now: now)
+        case .leaving(let viaLoopback): return leaving(packet, input, viaLoopback: viaLoopback, now: now)
+        case .other: return drop(.wrongHook)
         }
     }
 
     /// PREROUTING: cooperative traffic to our virtual ports, replies to our cooperative
     /// clients, and source-routed clients of the initial ports.
-    private mutating func arriving(_ packet: inout IPPacket, checksum: ChecksumState, now: UInt64) -> Verdict {
+    private mutating func arriving(_ packet: IPPacket, now: UInt64) -> Decision {
         let transport = packet.transportProtocol
         let source = packet.sourceAddress
         let flags = packet.tcpFlags, bytes = packet.bytes.count
@@ -156,10 +149,7 @@ public struct PacketProcessor {
             let update = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now,
                                       virtualPort: packet.destinationPort)
             guard let update, update.mode == .cooperative else { return drop(.notNegotiated) }
-            if datapath == .kernel {
-                return mark(KernelMark(mode: .cooperative, slot: targets[Int(target)].slot, virtualPort: packet.destinationPort))
-            }
-            return acceptUnchanged()
+            return .admit(Decided(mode: .cooperative, aidSlot: targets[Int(target)].slot, virtualPort: packet.destinationPort))
         }
         if let peer, peer.virtualPorts.contains(packet.sourcePort) {
             // Client side: a reply from the peer's instance, on its virtual port.
@@ -168,9 +158,7 @@ public struct PacketProcessor {
                 let key = FlowKey(transport: transport, client: packet.destinationAddress, clientPort: packet.destinationPort,
                                   server: source, initialPort: initial.port)
                 if store.update(key, direction: .toClient, flags: flags, bytes: bytes, now: now, virtualPort: virtualPort) != nil {
-                    return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
-                        try packet.setSourcePort(initial.port, checksum: state)
-                    }
+                    return .toInitialPort(initial.port)
                 }
             }
             return drop(.noFlow)
@@ -180,7 +168,7 @@ public struct PacketProcessor {
                           server: packet.destinationAddress, initialPort: packet.destinationPort)
         switch admit(key, flags: flags, bytes: bytes, now: now) {
         case .success(let virtualPort):
-            return translate(&packet, checksum: checksum, to: virtualPort, mode: .source)
+            return translate(packet, to: virtualPort, mode: .source)
         case .failure(let reason):
             return refuse(key, reason)
         }
@@ -188,7 +176,7 @@ public struct PacketProcessor {
 
     /// OUTPUT: replies of our instances, cooperative clients' connections to a peer, and
     /// local clients (local mode).
-    private mutating func leaving(_ packet: inout IPPacket, _ queued: QueuedPacket, checksum: ChecksumState, now: UInt64) -> Verdict {
+    private mutating func leaving(_ packet: IPPacket, _ input: PacketInput, viaLoopback: Bool, now: UInt64) -> Decision {
         let transport = packet.transportProtocol
         let flags = packet.tcpFlags, bytes = packet.bytes.count
         let target = targetByVirtualPort[Self.slot(transport, packet.sourcePort)]
@@ -200,15 +188,13 @@ public struct PacketProcessor {
                                       virtualPort: packet.sourcePort)
             guard let update else {
                 // A local program talking to the virtual port directly (a health check): not ours.
-                return queued.outputInterface == Self.loopbackInterface ? acceptUnchanged() : drop(.noFlow)
+                return viaLoopback ? acceptUnchanged() : drop(.noFlow)
             }
             // A cooperative flow keeps its virtual port on the wire: the client's engine maps it back.
             if update.mode == .cooperative { return acceptUnchanged() }
-            return rewrite(&packet, checksum: checksum) { (packet: inout IPPacket, state) throws(PacketError) in
-                try packet.setSourcePort(initialPort, checksum: state)
-            }
+            return .toInitialPort(initialPort)
         }
-        if virtualPorts.contains(packet.sourcePort) && queued.outputInterface != Self.loopbackInterface {
+        if virtualPorts.contains(packet.sourcePort) && !viaLoopback {
             // From the range vpm owns, but no instance there: nothing may leave from it.
             return drop(.unknownVirtualPort)
         }
@@ -217,7 +203,7 @@ public struct PacketProcessor {
                           server: packet.destinationAddress, initialPort: packet.destinationPort)
         // The client's AID decides here, so a reused client port is decided afresh.
         if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now, decideAgain: true) {
-            return translate(&packet, checksum: checksum, to: known.virtualPort, mode: known.mode)
+            return translate(packet, to: known.virtualPort, mode: known.mode)
         }
         let opens = Self.startsConnection(transport, flags)
         if let peerIndex = cooperation.peers.firstIndex(where: { $0.network.containsAddress(key.server) }) {
@@ -228,57 +214,31 @@ public struct PacketProcessor {
                 return acceptUnchanged()
             }
             guard held.count < Self.heldLimit else { return refuse(key, .tooManyNegotiations) }
-            held[key] = HeldConnection(id: queued.id, bytes: Array(packet.bytes), info: queued.info, aid: aid,
+            held[key] = HeldConnection(id: input.id, bytes: Array(packet.bytes), checksum: input.checksum, aid: aid,
                                        peer: peerIndex, since: now)
             negotiations.append(key)
             counters.held &+= 1
             return .hold
         }
-        guard localMode, queued.outputInterface == Self.loopbackInterface else { return acceptUnchanged() }
+        guard localMode, viaLoopback else { return acceptUnchanged() }
         // Local mode: a local client of the initial port reaches the local instance of its AID.
         guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
             return acceptUnchanged()
         }
         switch admit(key, aid: aid, mode: .local, peer: nil, flags: flags, bytes: bytes, now: now) {
         case .success(let virtualPort):
-            return translate(&packet, checksum: checksum, to: virtualPort, mode: .local)
+            return translate(packet, to: virtualPort, mode: .local)
         case .failure(let reason):
             return refuse(key, reason)
         }
     }
 
-    /// A decided connection's packet to the server: rewritten to the virtual port
-    /// (userspace datapath), or accepted unchanged with the decision's mark for kernel NAT.
-    /// `slot`: the AID's, when the virtual port is not one of ours.
-    private mutating func translate(
-        _ packet: inout IPPacket, checksum: ChecksumState, to virtualPort: UInt16, mode: FlowMode, slot: Int? = nil
-    ) -> Verdict {
+    /// A decided connection's packet to the server. `slot`: the AID's, when the virtual port
+    /// is not one of ours.
+    private func translate(_ packet: IPPacket, to virtualPort: UInt16, mode: FlowMode, slot: Int? = nil) -> Decision {
         let target = targetByVirtualPort[Self.slot(packet.transportProtocol, virtualPort)]
         let aidSlot = slot ?? (target >= 0 ? targets[Int(target)].slot : 0)
-        guard datapath == .kernel else {
-            // Over lo the packet meets VPM-INPUT's guard, which lets only decided packets
-            // reach a virtual port: local mode's carry the decision's mark.
-            let decision = mode == .local ? KernelMark(mode: mode, slot: aidSlot, virtualPort: virtualPort).value : nil
-            return rewrite(&packet, checksum: checksum, mark: decision) { (packet: inout IPPacket, state) throws(PacketError) in
-                try packet.setDestinationPort(virtualPort, checksum: state)
-            }
-        }
-        return mark(KernelMark(mode: mode, slot: aidSlot, virtualPort: virtualPort))
-    }
-
-    private mutating func mark(_ mark: KernelMark) -> Verdict {
-        counters.marked &+= 1
-        return Verdict(.accept, mark: mark.value)
-    }
-
-    private mutating func rewrite(
-        _ packet: inout IPPacket, checksum: ChecksumState, mark: UInt32? = nil,
-        _ change: (inout IPPacket, ChecksumState) throws(PacketError) -> Void
-    ) -> Verdict {
-        do { try change(&packet, checksum) } catch { return drop(DropReason(error)) }
-        counters.rewritten &+= 1
-        if checksum == .partial { counters.checksumRecomputed &+= 1 } else { counters.checksumIncremental &+= 1 }
-        return .acceptModified(length: packet.bytes.count, mark: mark)
+        return .toVirtualPort(Decided(mode: mode, aidSlot: aidSlot, virtualPort: virtualPort))
     }
 
     /// Finds or records the flow of an arriving packet. Returns its virtual port, or why
@@ -315,7 +275,7 @@ public struct PacketProcessor {
 
     /// Whether SYNs wait for negotiation outcomes (the queue thread's housekeeping then looks
     /// for outcomes too, in case a wake-up went astray).
-    var holdsConnections: Bool { !held.isEmpty }
+    public var holdsConnections: Bool { !held.isEmpty }
 
     /// Keys of SYNs held longer than `limit` milliseconds (their negotiation never answered):
     /// the engine refuses them with `complete(_:virtualPort: nil, …)`.
@@ -329,55 +289,52 @@ public struct PacketProcessor {
         return negotiations.compactMap { key in held[key].map { (key, $0.aid, cooperation.peers[$0.peer]) } }
     }
 
-    /// A negotiation's outcome: the held SYN is rewritten to the granted virtual port and
-    /// the flow recorded, or the connection is refused. Returns the packet and its verdict.
+    /// A negotiation's outcome: the held SYN goes to the granted virtual port and the flow
+    /// is recorded, or the connection is refused. `send` gets the held packet's id, its bytes
+    /// (valid only during the call: apply the decision there) and the decision.
     public mutating func complete(
-        _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64, send: (QueuedPacket, Verdict) -> Void
+        _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64,
+        send: (_ id: UInt32, _ bytes: UnsafeMutableRawBufferPointer, _ checksum: ChecksumState, Decision) -> Void
     ) {
         guard var connection = held.removeValue(forKey: key) else { return }
-        let checksum = ChecksumState(connection.info)
         connection.bytes.withUnsafeMutableBytes { buffer in
-            let queued = QueuedPacket(id: connection.id, hardwareProtocol: 0, hook: Self.localOut, mark: nil, payload: buffer,
-                                      originalLength: buffer.count, info: connection.info)
             // A port outside the peer's configured range could not be translated back (its
             // replies are not queued, and the kernel datapath's map has no element for it).
             guard let virtualPort, cooperation.peers[connection.peer].virtualPorts.contains(virtualPort) else {
-                send(queued, refuse(key, .negotiationRefused))
+                send(connection.id, buffer, connection.checksum, refuse(key, .negotiationRefused))
                 return
             }
             guard store.record(key, virtualPort: virtualPort, aid: connection.aid, mode: .cooperative, peer: peer, now: now,
                                firstPacket: ([.syn], buffer.count)) else {
-                send(queued, refuse(key, .tableFull))
+                send(connection.id, buffer, connection.checksum, refuse(key, .tableFull))
                 return
             }
-            var packet: IPPacket
+            let packet: IPPacket
             do throws(PacketError) { packet = try IPPacket(buffer) } catch {
-                send(queued, drop(DropReason(error)))
+                send(connection.id, buffer, connection.checksum, drop(DropReason(error)))
                 return
             }
-            send(queued, translate(&packet, checksum: checksum, to: virtualPort, mode: .cooperative,
-                                   slot: slots[connection.aid] ?? 0))
+            send(connection.id, buffer, connection.checksum,
+                 translate(packet, to: virtualPort, mode: .cooperative, slot: slots[connection.aid] ?? 0))
         }
     }
 
-    private mutating func acceptUnchanged() -> Verdict {
+    private mutating func acceptUnchanged() -> Decision {
         counters.acceptedUnchanged &+= 1
         return .accept
     }
 
-    private mutating func drop(_ reason: DropReason) -> Verdict {
-        counters.dropped &+= 1
-        counters.reasons[reason.rawValue] &+= 1
+    private mutating func drop(_ reason: DropReason) -> Decision {
+        counters.count(dropped: reason)
         return .drop
     }
 
-    /// Accepts the packet unchanged with the refuse mark: the VPM-INPUT rule answers it with
-    /// a TCP reset or an ICMP port unreachable, built by the kernel.
-    @discardableResult
-    private mutating func refuse(_ key: FlowKey, _ reason: DropReason) -> Verdict {
+    /// The rules answer a refused connection with a TCP reset or an ICMP port unreachable,
+    /// built by the kernel.
+    private mutating func refuse(_ key: FlowKey, _ reason: DropReason) -> Decision {
         counters.refused &+= 1
         counters.reasons[reason.rawValue] &+= 1
         lastRefusal = Refusal(client: key.client, clientPort: key.clientPort, initialPort: key.initialPort, reason: reason)
-        return Verdict(.accept, mark: RuleSet.refuseMark)
+        return .refuse
     }
 }

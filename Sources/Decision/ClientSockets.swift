@@ -1,4 +1,4 @@
-import Packet
+public import Packet
 import Synchronization
 
 /// Outgoing sockets of programs under `vpm exec`, registered by the interception layer
@@ -28,7 +28,7 @@ public final class ClientSockets: Sendable {
     /// Returns false when the table is full of live registrations (the connection then
     /// goes out without an AID).
     @discardableResult
-    func register(transport: TransportProtocol, address: IPAddress, port: UInt16, aid: String, now: UInt64) -> Bool {
+    public func register(transport: TransportProtocol, address: IPAddress, port: UInt16, aid: String, now: UInt64) -> Bool {
         registrations.withLock { registrations in
             if registrations.count >= Self.capacity {
                 // Rare (registrations are used up by their SYN): sweep the stale ones.

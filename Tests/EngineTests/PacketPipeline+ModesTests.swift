@@ -1,3 +1,4 @@
+import Decision
 @testable import Engine
 import FlowTable
 import Netfilter
@@ -6,21 +7,21 @@ import Policy
 import XCTest
 
 /// The cooperative and local decisions with byte fixtures (no kernel, no peer engine).
-final class PacketProcessorModesTests: XCTestCase {
+final class PacketPipelineModesTests: XCTestCase {
     let key = String(repeating: "ab", count: 32)
     let client = IPAddress(198, 18, 0, 2), server = IPAddress(198, 18, 0, 1)
 
-    func makeProcessor(_ cooperative: String, clients: ClientSockets) throws -> PacketProcessor {
+    func makeProcessor(_ cooperative: String, clients: ClientSockets) throws -> PacketPipeline {
         let configuration = try Configuration.parse("""
             virtual-ports: 20000-20999
             ports: [9000]
             applications: {acme: {instances: {9000: 20017}}, initech: {}}
             cooperative: \(cooperative)
             """)
-        return PacketProcessor(configuration: configuration, store: FlowTableStore(FlowTable(capacity: 8)), clients: clients)
+        return PacketPipeline(configuration: configuration, store: SharedFlowTable(FlowTable(capacity: 8)), clients: clients)
     }
 
-    func process(_ processor: inout PacketProcessor, _ bytes: inout [UInt8], outputInterface: UInt32) -> Verdict {
+    func process(_ processor: inout PacketPipeline, _ bytes: inout [UInt8], outputInterface: UInt32) -> Verdict {
         bytes.withUnsafeMutableBytes { buffer in
             processor.process(QueuedPacket(id: 7, hardwareProtocol: 0x0800, hook: 3, mark: nil, payload: buffer,
                                            originalLength: buffer.count, info: [], outputInterface: outputInterface), now: 1000)

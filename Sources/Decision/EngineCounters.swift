@@ -18,4 +18,25 @@ public struct EngineCounters: Sendable, Equatable {
     public init() {}
 
     public subscript(reason: DropReason) -> UInt64 { reasons[reason.rawValue] }
+
+    /// The sum of two sets of counters (the decision's and the datapath's).
+    public func adding(_ other: EngineCounters) -> EngineCounters {
+        var sum = self
+        sum.packets &+= other.packets
+        sum.rewritten &+= other.rewritten
+        sum.marked &+= other.marked
+        sum.acceptedUnchanged &+= other.acceptedUnchanged
+        sum.dropped &+= other.dropped
+        sum.refused &+= other.refused
+        sum.checksumIncremental &+= other.checksumIncremental
+        sum.checksumRecomputed &+= other.checksumRecomputed
+        sum.held &+= other.held
+        for index in sum.reasons.indices { sum.reasons[index] &+= other.reasons[index] }
+        return sum
+    }
+
+    public mutating func count(dropped reason: DropReason) {
+        dropped &+= 1
+        reasons[reason.rawValue] &+= 1
+    }
 }

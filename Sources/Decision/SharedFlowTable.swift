@@ -1,10 +1,12 @@
 public import FlowTable
-import Packet
+public import Packet
 import Synchronization
 
-/// The flow table behind a lock: the queue thread updates it per packet, the control
-/// thread snapshots it. The lock is held only around table calls, never across a syscall.
-public final class FlowTableStore: Sendable {
+/// The flow table shared by the engine's threads, behind a lock: the queue threads update
+/// it per packet, the control and conntrack threads read and change it. (`FlowTable` is
+/// the table itself; `FlowStore` its storage.) The lock is held only around table calls,
+/// never across a syscall.
+public final class SharedFlowTable: Sendable {
     private let mutex: Mutex<FlowTable>
 
     public init(_ table: sending FlowTable) {
@@ -20,7 +22,7 @@ public final class FlowTableStore: Sendable {
     /// another instance). With `decideAgain`, a SYN meeting a closed flow removes it and
     /// returns nil, so the new connection is decided afresh instead of inheriting the old
     /// decision (needed where the client's AID, not its address, decides).
-    func update(
+    public func update(
         _ key: FlowKey, direction: Direction, flags: TCPFlags, bytes: Int, now: UInt64,
         virtualPort: UInt16? = nil, decideAgain: Bool = false
     ) -> FlowUpdate? {
@@ -39,7 +41,7 @@ public final class FlowTableStore: Sendable {
     /// server records the flow before the packet arrives). A flow already under the key is
     /// kept and counted, or with `replacing` (a reused client port) removed first.
     /// Returns false when the table is full.
-    func record(
+    public func record(
         _ key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?, now: UInt64,
         firstPacket: (flags: TCPFlags, bytes: Int)? = nil, replacing: Bool = false
     ) -> Bool {
@@ -59,7 +61,7 @@ public final class FlowTableStore: Sendable {
 
     /// Removes the flows to `virtualPort` (its instance is gone: a later instance that gets
     /// the same port must not inherit them). Control plane: scans the table.
-    func removeFlows(toVirtualPort virtualPort: UInt16, transport: TransportProtocol) -> Int {
+    public func removeFlows(toVirtualPort virtualPort: UInt16, transport: TransportProtocol) -> Int {
         withLock { table -> Int in
             let gone = table.snapshot().filter { $0.virtualPort == virtualPort && $0.key.transport == transport && $0.mode != .cooperative }
             for flow in gone { table.remove(flow.key) }

@@ -4,8 +4,8 @@ import Glibc
 
 /// Milliseconds of CLOCK_MONOTONIC_COARSE: a vDSO read, no syscall, ~4 ms resolution —
 /// plenty for flow timeouts, cheap enough to read once per batch of packets.
-enum MonotonicClock {
-    static func milliseconds() -> UInt64 {
+public enum MonotonicClock {
+    public static func milliseconds() -> UInt64 {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC_COARSE, &time)
         return UInt64(time.tv_sec) * 1000 + UInt64(time.tv_nsec) / 1_000_000
@@ -15,7 +15,7 @@ enum MonotonicClock {
     /// clock at different moments (a packet batch keeps the time it started with), so a
     /// timestamp written by another thread may be newer than our `now`. Subtracting with
     /// wrap-around would make it look ancient.
-    static func elapsed(since earlier: UInt64, now: UInt64) -> UInt64 {
+    public static func elapsed(since earlier: UInt64, now: UInt64) -> UInt64 {
         now > earlier ? now - earlier : 0
     }
 }

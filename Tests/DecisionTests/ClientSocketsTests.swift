@@ -1,4 +1,4 @@
-@testable import Engine
+@testable import Decision
 import Packet
 import XCTest
 

@@ -1,4 +1,4 @@
-import Packet
+public import Packet
 
 /// Why the engine dropped or refused a packet. A fixed set, so counting one is an array
 /// increment on the packet path; the names appear in `vpm stats`.
@@ -29,7 +29,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error {
         }
     }
 
-    init(_ error: PacketError) {
+    public init(_ error: PacketError) {
         switch error {
         case .truncated: self = .truncated
         case .nonFirstFragment, .fragmentNeedsFullChecksum: self = .fragment

@@ -1,3 +1,4 @@
+import Decision
 import Control
 @testable import Engine
 import FlowTable
@@ -8,7 +9,7 @@ import XCTest
 
 /// The per-packet decisions with byte fixtures: packets built with the Packet module's
 /// emitter, handed to the processor as the kernel would hand them, checked byte by byte.
-final class PacketProcessorTests: XCTestCase {
+final class PacketPipelineTests: XCTestCase {
     static let configuration = """
         virtual-ports: 20000-20999
         ports: [9000, 5353/udp]
@@ -23,14 +24,14 @@ final class PacketProcessorTests: XCTestCase {
           - {from: "2001:db8::/32", aid: globex}
         """
 
-    var processor: PacketProcessor!
+    var processor: PacketPipeline!
     let server = IPAddress(198, 18, 0, 1)
     let acmeClient = IPAddress(198, 18, 1, 2)
 
     override func setUpWithError() throws {
         let configuration = try Configuration.parse(Self.configuration)
-        let store = FlowTableStore(FlowTable(capacity: 16))
-        processor = PacketProcessor(configuration: configuration, store: store)
+        let store = SharedFlowTable(FlowTable(capacity: 16))
+        processor = PacketPipeline(configuration: configuration, store: store)
     }
 
     /// A packet as the kernel queues it: `hook` 0 = PREROUTING, 3 = OUTPUT.

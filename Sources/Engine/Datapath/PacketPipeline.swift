@@ -1,0 +1,58 @@
+public import Decision
+public import FlowTable
+public import Netfilter
+public import Policy
+
+/// A queue thread's per-packet work: the decision layer decides, the datapath turns the
+/// decision into a verdict. Also what the tests and the micro-benchmark drive, so they run
+/// exactly the code the engine runs.
+public struct PacketPipeline {
+    public private(set) var decider: PacketDecider
+    private let datapath: any PacketDatapath
+    /// What the datapath did (rewrites, marks, checksums); the decider counts the rest.
+    private var datapathCounters = EngineCounters()
+
+    public init(configuration: Configuration, store: SharedFlowTable, clients: ClientSockets = ClientSockets(),
+                datapath: Datapath = .userspace) {
+        decider = PacketDecider(configuration: configuration, store: store, clients: clients)
+        self.datapath = datapath.implementation
+    }
+
+    public var counters: EngineCounters { decider.counters.adding(datapathCounters) }
+    public var store: SharedFlowTable { decider.store }
+    public var routesGeneration: UInt64 { decider.routesGeneration }
+    public var lastRefusal: PacketDecider.Refusal? { decider.lastRefusal }
+    var holdsConnections: Bool { decider.holdsConnections }
+
+    public mutating func updateRoutes(_ instances: [Instance], generation: UInt64) {
+        decider.updateRoutes(instances, generation: generation)
+    }
+
+    /// Decides one queued packet and returns its verdict; rewrites it in place when the
+    /// datapath translates it.
+    public mutating func process(_ queued: QueuedPacket, now: UInt64) -> Verdict {
+        let input = PacketInput(queued)
+        let decision = decider.decide(input, now: now)
+        return datapath.verdict(for: decision, payload: queued.payload, checksum: input.checksum, counters: &datapathCounters)
+    }
+
+    public mutating func takeNegotiations() -> [(key: FlowKey, aid: String, peer: Cooperation.Peer)] {
+        decider.takeNegotiations()
+    }
+
+    public func overdue(now: UInt64, limit: UInt64) -> [FlowKey] { decider.overdue(now: now, limit: limit) }
+
+    /// A negotiation's outcome for a held SYN: `send` gets the packet and its final verdict.
+    public mutating func complete(
+        _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64, send: (QueuedPacket, Verdict) -> Void
+    ) {
+        let datapath = self.datapath
+        var counters = EngineCounters()
+        decider.complete(key, virtualPort: virtualPort, peer: peer, now: now) { id, bytes, checksum, decision in
+            let verdict = datapath.verdict(for: decision, payload: bytes, checksum: checksum, counters: &counters)
+            send(QueuedPacket(id: id, hardwareProtocol: 0, hook: 3, mark: nil, payload: bytes, originalLength: bytes.count,
+                              info: checksum == .partial ? .checksumNotReady : []), verdict)
+        }
+        datapathCounters = datapathCounters.adding(counters)
+    }
+}

@@ -1,0 +1,33 @@
+import Decision
+import Netfilter
+import Packet
+
+/// Every packet of a multiplexed flow passes through the engine, which rewrites its ports
+/// and checksums (raw table, NOTRACK; `RuleSet`).
+struct UserspaceDatapath: PacketDatapath {
+    var kind: Datapath { .userspace }
+
+    func verdict(for decision: Decision, payload: UnsafeMutableRawBufferPointer, checksum: ChecksumState,
+                 counters: inout EngineCounters) -> Verdict {
+        switch decision {
+        case .accept: return .accept
+        case .admit:
+            // A negotiated connection arrives on its virtual port already.
+            counters.acceptedUnchanged &+= 1
+            return .accept
+        case .toVirtualPort(let decided):
+            // Over lo the packet meets VPM-INPUT's guard, which lets only decided packets
+            // reach a virtual port: local mode's carry the decision's mark.
+            let mark = decided.mode == .local ? KernelMark(decided).value : nil
+            return CommonVerdict.rewrite(payload, checksum: checksum, mark: mark, counters: &counters) {
+                (packet: inout IPPacket, state) throws(PacketError) in
+                try packet.setDestinationPort(decided.virtualPort, checksum: state)
+            }
+        case .toInitialPort(let port):
+            return CommonVerdict.toInitialPort(port, payload, checksum: checksum, counters: &counters)
+        case .refuse: return CommonVerdict.refused
+        case .drop: return .drop
+        case .hold: return .hold
+        }
+    }
+}
