@@ -121,10 +121,18 @@ public struct PacketDecider {
 
     /// Decides one packet. Changes nothing in it: the datapath applies the decision.
     public mutating func decide(_ input: PacketInput, now: UInt64) -> Decision {
+        var parsed: IPPacket?
+        return decide(input, parsed: &parsed, now: now)
+    }
+
+    /// The same, handing back the parsed view (nil when the packet did not parse), so the
+    /// datapath rewrites it without parsing it again.
+    public mutating func decide(_ input: PacketInput, parsed: inout IPPacket?, now: UInt64) -> Decision {
         counters.packets &+= 1
         guard !input.isTruncated else { return drop(.truncated) }
         let packet: IPPacket
         do { packet = try IPPacket(input.payload) } catch { return drop(DropReason(error)) }
+        parsed = packet
         switch input.hook {
         case .arriving: return arriving(packet, now: now)
         case .leaving(let viaLoopback): return leaving(packet, input, viaLoopback: viaLoopback, now: now)

@@ -13,9 +13,8 @@ public final class EngineRun: @unchecked Sendable {
     public var socketPath: String { "\(directory)/vpm.sock" }
     public var logPath: String { "\(directory)/engine.log" }
     private var process: BackgroundProcess?
-    /// `--datapath` for `vpm run`: from the environment variable `VPM_TEST_DATAPATH` unless
-    /// set (the test suite runs its end-to-end tests once per datapath); nil: the default.
-    public var datapath: String? = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"].flatMap { $0.isEmpty ? nil : $0 }
+    /// `--datapath` for `vpm run`; nil: the engine's default.
+    public var datapath: String?
 
     public init(lab: NetworkLab, vpmExecutable: String, directory: String, configuration: String,
                 host: NetworkLab.Host? = nil) throws {

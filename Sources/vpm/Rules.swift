@@ -19,30 +19,17 @@ struct Rules: ParsableCommand {
 
     func run() throws {
         if action == .remove {
-            RuleSet.remove()
-            KernelNAT.remove()
+            Datapath.removeRules()
             return
         }
         guard let config else { throw ValidationError("`vpm rules \(action.rawValue)` needs --config FILE") }
         let configuration: Configuration
         do { configuration = try Configuration.load(path: config) } catch { throw Failure("\(error)") }
         let datapath = try Datapath(argument: datapath)
-        let rules = RuleSet(configuration, datapath: datapath)
         switch action {
-        case .print:
-            print(rules.script(), terminator: "")
-            if datapath == .kernel {
-                print("nft -f - <<'EOF'\n" + KernelNAT(configuration).script + "EOF")
-            }
+        case .print: print(datapath.script(configuration), terminator: "")
         case .install:
-            var created = false
-            do {
-                if datapath == .kernel { created = try KernelNAT(configuration).install() }
-                try rules.install()
-            } catch {
-                if created { KernelNAT.remove() }
-                throw Failure("cannot install the rules: \(error)")
-            }
+            do { try datapath.installRules(configuration) } catch { throw Failure("cannot install the rules: \(error)") }
         case .remove: break
         }
     }

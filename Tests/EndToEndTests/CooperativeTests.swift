@@ -44,9 +44,9 @@ final class CooperativeTests: XCTestCase {
         let directory = Privileged.scratchDirectory(tag)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let vpm = try Privileged.vpmExecutable()
-        let server = try EngineRun(lab: lab, vpmExecutable: vpm, directory: "\(directory)/server",
+        let server = try Privileged.engine(lab: lab, vpmExecutable: vpm, directory: "\(directory)/server",
                                    configuration: Self.serverConfiguration, host: lab.server)
-        let client = try EngineRun(lab: lab, vpmExecutable: vpm, directory: "\(directory)/client",
+        let client = try Privileged.engine(lab: lab, vpmExecutable: vpm, directory: "\(directory)/client",
                                    configuration: Self.clientConfiguration, host: lab.client)
         try server.start(["--log-level", "debug"])
         defer { _ = server.stop() }
@@ -242,7 +242,7 @@ final class CooperativeTests: XCTestCase {
         defer { lab.tearDown() }
         let directory = Privileged.scratchDirectory("local")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
             virtual-ports: 20000-20999
             ports: [9000]
             \(Self.applications)

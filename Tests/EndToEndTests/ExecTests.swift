@@ -52,7 +52,7 @@ final class ExecTests: XCTestCase {
         let directory = Privileged.scratchDirectory(tag)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let vpm = try Privileged.vpmExecutable()
-        let engine = try EngineRun(lab: lab, vpmExecutable: vpm, directory: directory, configuration: configuration)
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: vpm, directory: directory, configuration: configuration)
         try engine.start()
         defer { _ = engine.stop() }
         let setup = Setup(lab: lab, engine: engine, directory: directory, vpm: vpm)

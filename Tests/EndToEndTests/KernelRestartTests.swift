@@ -44,7 +44,7 @@ final class KernelRestartTests: XCTestCase {
         defer { lab.tearDown() }
         let directory = Privileged.scratchDirectory("restart")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                    configuration: Self.configuration)
         engine.datapath = "kernel"
         let megabytes = 200
@@ -134,7 +134,7 @@ final class KernelRestartTests: XCTestCase {
         let accounting = try lab.checked(lab.server, ["sysctl", "-n", "net.netfilter.nf_conntrack_acct"]).standardOutput
         let marked = { (try? lab.checked(lab.server, ["conntrack", "-L", "-m", "0x50000000/0xf0000000"]).standardOutput) ?? "" }
 
-        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                    configuration: Self.configuration)
         engine.datapath = "kernel"
         try engine.start()

@@ -39,7 +39,7 @@ final class SourceRoutingTests: XCTestCase {
         let directory = Privileged.scratchDirectory(tag)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try setup(lab)
-        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                    configuration: configuration)
         try """
             cat "$1/$2.download" &
@@ -305,7 +305,7 @@ final class SourceRoutingTests: XCTestCase {
         }
         let ruleset = { try lab.ruleset(lab.server) }
         let before = try ruleset()
-        let engine = try EngineRun(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                    configuration: Self.configuration)
         try engine.start()
         let during = try ruleset()

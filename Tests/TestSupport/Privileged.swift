@@ -1,5 +1,5 @@
 public import Foundation
-import NetworkLab
+public import NetworkLab
 import XCTest
 
 /// Shared set-up of the tests that need root: they make their own namespaces and rules.
@@ -34,8 +34,18 @@ public enum Privileged {
     /// not on namespaces, but short names read better in `ip netns`).
     public static func labName(_ tag: String) -> String { "vpmt-\(tag)-\(getpid())" }
 
-    /// The datapath the end-to-end tests run the engine with (`VPM_TEST_DATAPATH`, read by
-    /// `EngineRun`): scripts/test.sh runs them once with each.
+    /// An engine for a test, on the datapath the suite runs with (`VPM_TEST_DATAPATH`).
+    public static func engine(lab: NetworkLab, vpmExecutable: String, directory: String, configuration: String,
+                              host: NetworkLab.Host? = nil) throws -> EngineRun {
+        let engine = try EngineRun(lab: lab, vpmExecutable: vpmExecutable, directory: directory, configuration: configuration,
+                                   host: host)
+        let chosen = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"] ?? ""
+        engine.datapath = chosen.isEmpty ? nil : chosen
+        return engine
+    }
+
+    /// The datapath the end-to-end tests run the engine with (`VPM_TEST_DATAPATH`, passed
+    /// by `engine(…)`): scripts/test.sh runs them once with each.
     public static var datapath: String {
         let value = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"] ?? ""
         return value.isEmpty ? "kernel" : value  // the engine's default

@@ -1,6 +1,8 @@
+import Control
 import Decision
 import Netfilter
 import Packet
+import Policy
 
 /// Only a connection's first packet passes through the engine; it leaves unchanged with
 /// the decision's mark (`KernelMark`), and kernel NAT (`KernelNAT`, conntrack) carries the
@@ -8,8 +10,25 @@ import Packet
 struct KernelDatapath: PacketDatapath {
     var kind: Datapath { .kernel }
 
-    func verdict(for decision: Decision, payload: UnsafeMutableRawBufferPointer, checksum: ChecksumState,
-                 counters: inout EngineCounters) -> Verdict {
+    /// NAT before the rules that queue: a marked SYN must find its translation.
+    func installRules(_ configuration: Configuration) throws -> Bool {
+        let created: Bool
+        do { created = try KernelNAT(configuration).install() } catch {
+            throw ControlError("cannot install the nft table inet \(KernelNAT.table): \(error) (see `vpm probe`; --datapath userspace needs no nft)")
+        }
+        do { try RuleSet(configuration, datapath: .kernel).install() } catch {
+            if created { KernelNAT.remove() }
+            throw ControlError("cannot install the iptables rules: \(error)")
+        }
+        return created
+    }
+
+    func script(_ configuration: Configuration) -> String {
+        RuleSet(configuration, datapath: .kernel).script() + "nft -f - <<'EOF'\n" + KernelNAT(configuration).script + "EOF\n"
+    }
+
+    func verdict(for decision: Decision, packet: inout IPPacket?, payload: UnsafeMutableRawBufferPointer,
+                 checksum: ChecksumState, counters: inout EngineCounters) -> Verdict {
         switch decision {
         case .accept: return .accept
         case .toVirtualPort(let decided), .admit(let decided):
@@ -17,7 +36,7 @@ struct KernelDatapath: PacketDatapath {
             return Verdict(.accept, mark: KernelMark(decided).value)
         case .toInitialPort(let port):
             // Replies are not queued on this datapath; one that is gets the same rewrite.
-            return CommonVerdict.toInitialPort(port, payload, checksum: checksum, counters: &counters)
+            return CommonVerdict.toInitialPort(port, &packet, payload, checksum: checksum, counters: &counters)
         case .refuse: return CommonVerdict.refused
         case .drop: return .drop
         case .hold: return .hold

@@ -1,6 +1,7 @@
 public import Decision
 public import FlowTable
 public import Netfilter
+import Packet
 public import Policy
 
 /// A queue thread's per-packet work: the decision layer decides, the datapath turns the
@@ -32,8 +33,10 @@ public struct PacketPipeline {
     /// datapath translates it.
     public mutating func process(_ queued: QueuedPacket, now: UInt64) -> Verdict {
         let input = PacketInput(queued)
-        let decision = decider.decide(input, now: now)
-        return datapath.verdict(for: decision, payload: queued.payload, checksum: input.checksum, counters: &datapathCounters)
+        var packet: IPPacket?
+        let decision = decider.decide(input, parsed: &packet, now: now)
+        return datapath.verdict(for: decision, packet: &packet, payload: queued.payload, checksum: input.checksum,
+                                counters: &datapathCounters)
     }
 
     public mutating func takeNegotiations() -> [(key: FlowKey, aid: String, peer: Cooperation.Peer)] {
@@ -49,7 +52,8 @@ public struct PacketPipeline {
         let datapath = self.datapath
         var counters = EngineCounters()
         decider.complete(key, virtualPort: virtualPort, peer: peer, now: now) { id, bytes, checksum, decision in
-            let verdict = datapath.verdict(for: decision, payload: bytes, checksum: checksum, counters: &counters)
+            var packet: IPPacket?
+            let verdict = datapath.verdict(for: decision, packet: &packet, payload: bytes, checksum: checksum, counters: &counters)
             send(QueuedPacket(id: id, hardwareProtocol: 0, hook: 3, mark: nil, payload: bytes, originalLength: bytes.count,
                               info: checksum == .partial ? .checksumNotReady : []), verdict)
         }

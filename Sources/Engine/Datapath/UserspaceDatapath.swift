@@ -1,14 +1,28 @@
+import Control
 import Decision
 import Netfilter
 import Packet
+import Policy
 
 /// Every packet of a multiplexed flow passes through the engine, which rewrites its ports
 /// and checksums (raw table, NOTRACK; `RuleSet`).
 struct UserspaceDatapath: PacketDatapath {
     var kind: Datapath { .userspace }
 
-    func verdict(for decision: Decision, payload: UnsafeMutableRawBufferPointer, checksum: ChecksumState,
-                 counters: inout EngineCounters) -> Verdict {
+    func installRules(_ configuration: Configuration) throws -> Bool {
+        KernelNAT.remove()  // a killed kernel-datapath engine's table would take our flows
+        do { try RuleSet(configuration, datapath: .userspace).install() } catch {
+            throw ControlError("cannot install the iptables rules: \(error)")
+        }
+        return false
+    }
+
+    func script(_ configuration: Configuration) -> String {
+        RuleSet(configuration, datapath: .userspace).script()
+    }
+
+    func verdict(for decision: Decision, packet: inout IPPacket?, payload: UnsafeMutableRawBufferPointer,
+                 checksum: ChecksumState, counters: inout EngineCounters) -> Verdict {
         switch decision {
         case .accept: return .accept
         case .admit:
@@ -19,12 +33,12 @@ struct UserspaceDatapath: PacketDatapath {
             // Over lo the packet meets VPM-INPUT's guard, which lets only decided packets
             // reach a virtual port: local mode's carry the decision's mark.
             let mark = decided.mode == .local ? KernelMark(decided).value : nil
-            return CommonVerdict.rewrite(payload, checksum: checksum, mark: mark, counters: &counters) {
+            return CommonVerdict.rewrite(&packet, payload, checksum: checksum, mark: mark, counters: &counters) {
                 (packet: inout IPPacket, state) throws(PacketError) in
                 try packet.setDestinationPort(decided.virtualPort, checksum: state)
             }
         case .toInitialPort(let port):
-            return CommonVerdict.toInitialPort(port, payload, checksum: checksum, counters: &counters)
+            return CommonVerdict.toInitialPort(port, &packet, payload, checksum: checksum, counters: &counters)
         case .refuse: return CommonVerdict.refused
         case .drop: return .drop
         case .hold: return .hold

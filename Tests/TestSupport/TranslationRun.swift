@@ -1,4 +1,5 @@
 import Foundation
+public import NetworkLab
 
 /// A real TCP transfer through `vpm translate` between the lab's two hosts, both ways:
 /// the server listens on the virtual port, the client dials the initial port, socat

@@ -1,0 +1,173 @@
+import Control
+import Decision
+import FlowTable
+import Logging
+import Packet
+import Policy
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The engine's side of the control socket, request by request: who may ask what
+/// (docs/security.md), instances' binds and their clients' connect registrations, and the
+/// flow table, instances and counters for `vpm flows`, `vpm apps` and `vpm stats`. The
+/// listener (Control) runs each connection on a thread of its own and calls `answer`.
+final class ControlService: Sendable {
+    private let configuration: Configuration
+    private let store: SharedFlowTable
+    private let registry: InstanceRegistry
+    private let clients: ClientSockets
+    private let cooperation: CooperationService
+    private let workers: WorkerList
+    private let conntrack: ConntrackSync?
+    private let logger: Logger
+
+    init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, clients: ClientSockets,
+         cooperation: CooperationService, workers: WorkerList, conntrack: ConntrackSync?, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.registry = registry
+        self.clients = clients
+        self.cooperation = cooperation
+        self.workers = workers
+        self.conntrack = conntrack
+        self.logger = logger
+    }
+
+    /// The workers' counters, summed, with the flow table's.
+    private func statistics() -> EngineStatistics {
+        var statistics = EngineStatistics()
+        var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
+        for worker in workers.all {
+            let (counters, queue) = worker.counters
+            statistics.packetsQueued += counters.packets
+            statistics.rewritten += counters.rewritten
+            statistics.marked += counters.marked
+            statistics.acceptedUnchanged += counters.acceptedUnchanged
+            statistics.dropped += counters.dropped
+            statistics.refused += counters.refused
+            statistics.checksumIncremental += counters.checksumIncremental
+            statistics.checksumRecomputed += counters.checksumRecomputed
+            statistics.held += counters.held
+            statistics.receiveBufferOverruns += queue.receiveBufferOverruns
+            for reason in DropReason.allCases { reasons[reason.rawValue] += counters[reason] }
+        }
+        for reason in DropReason.allCases where reasons[reason.rawValue] > 0 { statistics.reasons[reason.name] = reasons[reason.rawValue] }
+        let flows = store.withLock { $0.statistics }
+        statistics.flowsActive = flows.active
+        statistics.flowsInserted = flows.inserted
+        statistics.flowsExpired = flows.expired
+        statistics.flowsEvicted = flows.evicted
+        statistics.flowsRefusedFull = flows.refusedFull
+        statistics.flowCapacity = flows.capacity
+        return statistics
+    }
+
+    /// One request from `peer` (with the descriptor it sent, for a bind), answered.
+    func answer(_ request: ControlRequest, peer: ControlPeer, descriptor: Int32?) -> ControlResponse {
+        // Root and the engine's own user may do anything; everyone else what the
+        // configuration grants (docs/security.md).
+        if peer.uid != 0 && peer.uid != getuid() {
+            let caller = Caller(peer)
+            let refusal: String?
+            switch request.command {
+            case .flows, .stats, .apps:
+                refusal = configuration.readRefusal(for: caller)
+            case .bind, .connect:
+                refusal = configuration.readRefusal(for: caller)
+                    ?? request.aid.flatMap(AID.init).flatMap { configuration.registrationRefusal(aid: $0, for: caller) }
+            }
+            if let refusal {
+                logger.warning("control request refused", metadata: [
+                    "command": "\(request.command.rawValue)", "aid": "\(request.aid ?? "-")", "uid": "\(peer.uid)", "pid": "\(peer.pid)",
+                    "reason": "\(refusal)",
+                ])
+                return ControlResponse(error: refusal, errorCode: "EACCES")
+            }
+        }
+        let queue = configuration.queue
+        switch request.command {
+        case .bind:
+            guard let aid = request.aid, let port = request.initialPort, let transport = request.transport,
+                  let protocolName = TransportProtocol(name: transport) else {
+                return ControlResponse(error: "a bind request needs aid, initialPort and transport (tcp or udp)", errorCode: "EINVAL")
+            }
+            // The engine binds the program's socket itself and marks it, so only the sockets it
+            // bound for an AID ever receive that AID's clients (docs/security.md).
+            guard let descriptor else {
+                return ControlResponse(error: "a bind request carries the program's socket (SCM_RIGHTS); is vpm exec older than the engine? Use the vpm that runs the engine", errorCode: "EINVAL")
+            }
+            let address = request.localAddress.flatMap(IPAddress.init) ?? IPAddress(ipv4: 0)
+            // `vpm exec`'s supervisor names the program's process; a peer may only name its own.
+            let pid = request.pid.flatMap { InstanceRegistry.owner(of: $0) == peer.uid || peer.uid == 0 ? $0 : nil } ?? peer.pid
+            switch registry.bind(aid: aid, initialPort: port, transport: transport, pid: pid, now: MonotonicClock.milliseconds) {
+            case .allocated(let virtualPort):
+                switch InstanceSocket(descriptor: descriptor).adopt(address: address, virtualPort: virtualPort, transport: protocolName) {
+                case .success(let inode):
+                    registry.attach(inode: inode, aid: aid, virtualPort: virtualPort, transport: transport)
+                case .failure(.unsuitable(let reason)):
+                    return ControlResponse(error: "cannot bind this socket for AID \(aid): \(reason)", errorCode: "EINVAL")
+                case .failure(.system(let call, let code)):
+                    let name = code == EADDRINUSE ? "EADDRINUSE" : code == EACCES ? "EACCES" : "EADDRNOTAVAIL"
+                    logger.warning("instance socket not bound", metadata: [
+                        "aid": "\(aid)", "virtual-port": "\(virtualPort)", "call": "\(call)", "error": "\(String(cString: strerror(code)))",
+                    ])
+                    return ControlResponse(error: "\(call) of virtual port \(virtualPort) failed: \(String(cString: strerror(code)))"
+                                           + (code == EADDRINUSE ? " (another program holds the port: see `ss -lnp sport = :\(virtualPort)`)" : ""),
+                                           errorCode: name)
+                }
+                logger.info("instance bound", metadata: [
+                    "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(pid)",
+                ])
+                return ControlResponse(virtualPort: virtualPort)
+            case .exhausted:
+                logger.warning("virtual port range exhausted: bind refused", metadata: [
+                    "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(pid)",
+                ])
+                return ControlResponse(error: "the virtual port range is exhausted (every port has an instance); widen virtual-ports, stop an instance, or set allocation: {when-exhausted: wait}", errorCode: "EADDRINUSE")
+            case .refused(let reason):
+                logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(pid)", "reason": "\(reason)"])
+                return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
+            }
+        case .connect:
+            // The local and cooperative modes route this socket's connection by its AID.
+            guard let aid = request.aid, let text = request.localAddress, let address = IPAddress(text),
+                  let port = request.localPort, let name = request.transport else {
+                return ControlResponse(error: "a connect registration needs aid, localAddress, localPort and transport", errorCode: "EINVAL")
+            }
+            guard let transport = TransportProtocol(name: name) else {
+                return ControlResponse(error: "transport must be tcp or udp, not '\(name)'", errorCode: "EINVAL")
+            }
+            clients.register(transport: transport, address: address, port: port, aid: aid,
+                             now: MonotonicClock.milliseconds())
+            return ControlResponse()
+        case .apps:
+            let flows = store.withLock { $0.snapshot() }
+            let records = registry.snapshot().map { entry in
+                AppRecord(aid: entry.aid, transport: entry.transport, initialPort: entry.initialPort,
+                          virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
+                          processes: entry.processes,
+                          connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count)
+            }
+            return ControlResponse(applications: records)
+        case .flows:
+            // Kernel datapath: conntrack has the current states and counters.
+            if let conntrack {
+                do { try conntrack.refresh() } catch { logger.warning("conntrack: \(error)") }
+            }
+            let now = MonotonicClock.milliseconds()
+            let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
+            return ControlResponse(flows: flows)
+        case .stats:
+            var statistics = statistics()
+            statistics.negotiations = cooperation.serverCounts
+            for index in workers.all.indices {
+                if let kernel = KernelQueueStatistics.read(queue: queue + UInt16(index)) {
+                    statistics.kernelQueueDropped += kernel.queueDropped
+                    statistics.kernelUserDropped += kernel.userDropped
+                }
+            }
+            return ControlResponse(statistics: statistics)
+        }
+    }
+}
