@@ -65,6 +65,14 @@ final class ControlService: Sendable {
 
     /// One request from `peer` (with the descriptor it sent, for a bind), answered.
     func answer(_ request: ControlRequest, peer: ControlPeer, descriptor: Int32?) -> ControlResponse {
+        // An instance or a client registers for an AID the configuration names, whoever asks.
+        if request.command == .bind || request.command == .connect {
+            guard let name = request.aid, let aid = AID(name), configuration.application(aid) != nil else {
+                let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
+                return ControlResponse(error: "AID '\(request.aid ?? "")' is not in the configuration (applications: \(known.isEmpty ? "none" : known))",
+                                       errorCode: "EINVAL")
+            }
+        }
         // Root and the engine's own user may do anything; everyone else what the
         // configuration grants (docs/security.md).
         if peer.uid != 0 && peer.uid != getuid() {
@@ -100,11 +108,24 @@ final class ControlService: Sendable {
             let address = request.localAddress.flatMap(IPAddress.init) ?? IPAddress(ipv4: 0)
             // `vpm exec`'s supervisor names the program's process; a peer may only name its own.
             let pid = request.pid.flatMap { InstanceRegistry.owner(of: $0) == peer.uid || peer.uid == 0 ? $0 : nil } ?? peer.pid
-            switch registry.bind(aid: aid, initialPort: port, transport: transport, pid: pid, now: MonotonicClock.milliseconds) {
-            case .allocated(let virtualPort):
+            // Ports another program holds are never handed out; one that turns out to be held
+            // at bind time (not listed yet: bound, not listening) is skipped and the next tried.
+            var skipped: Set<UInt16> = []
+            var attempts = 0
+            while true {
+                attempts += 1
+                let allocation = registry.bind(aid: aid, initialPort: port, transport: transport, pid: pid,
+                                               avoiding: { SocketTable.read().ports(protocolName).union(skipped) },
+                                               now: MonotonicClock.milliseconds)
+                guard case .allocated(let virtualPort) = allocation else { return answerBind(allocation, aid: aid, port: port, transport: transport, pid: pid) }
                 switch InstanceSocket(descriptor: descriptor).adopt(address: address, virtualPort: virtualPort, transport: protocolName) {
                 case .success(let inode):
                     registry.attach(inode: inode, aid: aid, virtualPort: virtualPort, transport: transport)
+                case .failure(.system("bind", EADDRINUSE)) where attempts < 8
+                    && registry.discardIfUnused(aid: aid, virtualPort: virtualPort, transport: transport):
+                    logger.warning("virtual port held by another program: skipped", metadata: ["aid": "\(aid)", "virtual-port": "\(virtualPort)"])
+                    skipped.insert(virtualPort)
+                    continue
                 case .failure(.unsuitable(let reason)):
                     return ControlResponse(error: "cannot bind this socket for AID \(aid): \(reason)", errorCode: "EINVAL")
                 case .failure(.system(let call, let code)):
@@ -120,25 +141,30 @@ final class ControlService: Sendable {
                     "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(pid)",
                 ])
                 return ControlResponse(virtualPort: virtualPort)
-            case .exhausted:
-                logger.warning("virtual port range exhausted: bind refused", metadata: [
-                    "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(pid)",
-                ])
-                return ControlResponse(error: "the virtual port range is exhausted (every port has an instance); widen virtual-ports, stop an instance, or set allocation: {when-exhausted: wait}", errorCode: "EADDRINUSE")
-            case .refused(let reason):
-                logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(pid)", "reason": "\(reason)"])
-                return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
             }
         case .connect:
-            // The local and cooperative modes route this socket's connection by its AID.
-            guard let aid = request.aid, let text = request.localAddress, let address = IPAddress(text),
-                  let port = request.localPort, let name = request.transport else {
-                return ControlResponse(error: "a connect registration needs aid, localAddress, localPort and transport", errorCode: "EINVAL")
+            // The local and cooperative modes route this socket's connection by its AID. The
+            // registration carries the socket itself, and its address:port is read from it, so
+            // a caller registers only a socket it holds, never another user's port.
+            guard let aid = request.aid, let name = request.transport else {
+                return ControlResponse(error: "a connect registration needs aid and transport", errorCode: "EINVAL")
             }
             guard let transport = TransportProtocol(name: name) else {
                 return ControlResponse(error: "transport must be tcp or udp, not '\(name)'", errorCode: "EINVAL")
             }
-            clients.register(transport: transport, address: address, port: port, aid: aid,
+            guard let descriptor else {
+                return ControlResponse(error: "a connect registration carries the program's socket (SCM_RIGHTS); is vpm exec older than the engine?", errorCode: "EINVAL")
+            }
+            guard var local = InstanceSocket(descriptor: descriptor).boundEndpoint(transport: transport), local.port != 0 else {
+                return ControlResponse(error: "the socket is not a bound \(transport.name) socket", errorCode: "EINVAL")
+            }
+            if local.address == .any || local.address == IPAddress(ipv4: 0) {
+                guard let remote = request.remoteAddress.flatMap(IPAddress.init), let source = InstanceSocket.routeSource(to: remote) else {
+                    return ControlResponse(error: "cannot tell the socket's local address: give remoteAddress", errorCode: "EINVAL")
+                }
+                local.address = source
+            }
+            clients.register(transport: transport, address: local.address, port: local.port, aid: aid,
                              now: MonotonicClock.milliseconds())
             return ControlResponse()
         case .apps:
@@ -168,6 +194,21 @@ final class ControlService: Sendable {
                 }
             }
             return ControlResponse(statistics: statistics)
+        }
+    }
+
+    /// The answer to a bind that got no virtual port.
+    private func answerBind(_ allocation: InstanceRegistry.Allocation, aid: String, port: UInt16, transport: String, pid: Int32) -> ControlResponse {
+        switch allocation {
+        case .allocated(let virtualPort): return ControlResponse(virtualPort: virtualPort)
+        case .exhausted:
+            logger.warning("virtual port range exhausted: bind refused", metadata: [
+                "aid": "\(aid)", "port": "\(port)/\(transport)", "pid": "\(pid)",
+            ])
+            return ControlResponse(error: "the virtual port range is exhausted (every port has an instance); widen virtual-ports, stop an instance, or set allocation: {when-exhausted: wait}", errorCode: "EADDRINUSE")
+        case .refused(let reason):
+            logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(pid)", "reason": "\(reason)"])
+            return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
         }
     }
 }

@@ -78,7 +78,10 @@ public final class InstanceRegistry: Sendable {
 
     /// A `bind()` under `vpm exec`: the virtual port for (AID, initial port), allocated if new.
     /// With `when-exhausted: wait` it waits (this control connection's thread only).
-    func bind(aid: String, initialPort: UInt16, transport: String, pid: Int32, now: () -> UInt64) -> Allocation {
+    /// A new instance never gets a port in `avoiding()` (ports other programs hold; asked
+    /// again on every attempt of a waiting bind).
+    func bind(aid: String, initialPort: UInt16, transport: String, pid: Int32, avoiding: () -> Set<UInt16> = { [] },
+              now: () -> UInt64) -> Allocation {
         guard let validAID = AID(aid), configuration.application(validAID) != nil else {
             let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
             return .refused("AID '\(aid)' is not in the configuration (applications: \(known.isEmpty ? "none" : known))")
@@ -89,6 +92,7 @@ public final class InstanceRegistry: Sendable {
         let deadline = now() + UInt64(configuration.allocation.waitTimeout) * 1000
         while true {
             var created = false
+            let avoided = avoiding()
             let result: Allocation = entries.withLock { entries in
                 if let index = entries.firstIndex(where: { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }) {
                     if !entries[index].processes.contains(where: { $0.pid == pid }) {
@@ -98,7 +102,9 @@ public final class InstanceRegistry: Sendable {
                     return .allocated(entries[index].virtualPort)
                 }
                 let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
-                guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) }) else { return .exhausted }
+                guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) && !avoided.contains($0) }) else {
+                    return .exhausted
+                }
                 entries.append(Entry(aid: aid, transport: transport, initialPort: initialPort, virtualPort: port,
                                      fromConfiguration: false, processes: [AppRecord.Process(pid: pid, command: Self.command(of: pid))],
                                      lastBind: now(), inodes: []))
@@ -111,6 +117,19 @@ public final class InstanceRegistry: Sendable {
             guard result == .exhausted, configuration.allocation.whenExhausted == .wait, now() < deadline else { return result }
             usleep(100_000)
         }
+    }
+
+    /// Forgets a `vpm exec` instance that has no socket yet (its first bind failed because
+    /// another program holds the port); returns whether it did.
+    func discardIfUnused(aid: String, virtualPort: UInt16, transport: String) -> Bool {
+        let discarded = entries.withLock { entries -> Bool in
+            guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport }),
+                  !entries[index].fromConfiguration, entries[index].inodes?.isEmpty ?? false else { return false }
+            entries.remove(at: index)
+            return true
+        }
+        if discarded { changes.add(1, ordering: .releasing) }
+        return discarded
     }
 
     /// Records a socket the engine bound for AID's instance on `virtualPort`.

@@ -21,30 +21,84 @@ struct InstanceSocket {
         case system(String, Int32)
     }
 
-    /// Marks and binds the socket to `address`:`virtualPort` (the address the program asked
-    /// for, in the socket's own family) and returns its inode.
+    /// Binds the socket to `address`:`virtualPort` (the address the program asked for, in
+    /// the socket's own family), then marks it, and returns its inode. Marked only once it
+    /// is bound where the engine chose: a socket whose bind failed leaves unmarked, so no
+    /// caller can carry a marked socket to another port.
     func adopt(address: IPAddress, virtualPort: UInt16, transport: TransportProtocol) -> Result<UInt64, Failure> {
         let domain = option(SOL_SOCKET, SO_DOMAIN), type = option(SOL_SOCKET, SO_TYPE)
-        let expectedType = transport == .tcp ? Int32(SOCK_STREAM.rawValue) : Int32(SOCK_DGRAM.rawValue)
-        guard domain == AF_INET || domain == AF_INET6, type == expectedType else {
+        let protocolNumber = option(SOL_SOCKET, SO_PROTOCOL)
+        let expected = transport == .tcp ? (Int32(SOCK_STREAM.rawValue), Int32(IPPROTO_TCP)) : (Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_UDP))
+        guard domain == AF_INET || domain == AF_INET6, type == expected.0, protocolNumber == expected.1 else {
             return .failure(.unsuitable("the descriptor is not a \(transport.name) socket"))
         }
         guard domain == AF_INET6 || address.isIPv4 else {
             return .failure(.unsuitable("an IPv4 socket cannot bind the IPv6 address \(address)"))
         }
         guard localPort() == 0 else { return .failure(.unsuitable("the socket is already bound")) }
-        var mark = Self.mark
-        guard setsockopt(descriptor, SOL_SOCKET, SO_MARK, &mark, socklen_t(MemoryLayout<UInt32>.size)) == 0 else {
-            return .failure(.system("SO_MARK", errno))
-        }
         let bytes = Self.socketAddress(address, port: virtualPort, ipv6: domain == AF_INET6)
         let bound = bytes.withUnsafeBytes { raw in
             bind(descriptor, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
         }
         guard bound == 0 else { return .failure(.system("bind", errno)) }
+        // The caller holds the socket too and could have bound it first: check what it is on.
+        guard localPort() == virtualPort else { return .failure(.unsuitable("the socket is bound elsewhere")) }
+        var mark = Self.mark
+        guard setsockopt(descriptor, SOL_SOCKET, SO_MARK, &mark, socklen_t(MemoryLayout<UInt32>.size)) == 0 else {
+            return .failure(.system("SO_MARK", errno))
+        }
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { return .failure(.system("fstat", errno)) }
         return .success(UInt64(status.st_ino))
+    }
+
+    /// A client socket's bound address and port (for a connect registration): only a TCP or
+    /// UDP socket of `transport` with a port. The address may be the wildcard.
+    func boundEndpoint(transport: TransportProtocol) -> (address: IPAddress, port: UInt16)? {
+        let type = option(SOL_SOCKET, SO_TYPE), protocolNumber = option(SOL_SOCKET, SO_PROTOCOL)
+        let expected = transport == .tcp ? (Int32(SOCK_STREAM.rawValue), Int32(IPPROTO_TCP)) : (Int32(SOCK_DGRAM.rawValue), Int32(IPPROTO_UDP))
+        guard type == expected.0, protocolNumber == expected.1 else { return nil }
+        var storage = [UInt8](repeating: 0, count: 128)
+        var length = socklen_t(storage.count)
+        let named = storage.withUnsafeMutableBytes { raw in
+            getsockname(descriptor, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+        }
+        guard named == 0 else { return nil }
+        return Self.endpoint(storage, length: Int(length))
+    }
+
+    /// The source address the routing table picks toward `remote` (a UDP socket connected,
+    /// nothing sent).
+    static func routeSource(to remote: IPAddress) -> IPAddress? {
+        let ipv6 = !remote.isIPv4
+        let probe = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return nil }
+        defer { close(probe) }
+        let bytes = socketAddress(remote, port: 9, ipv6: ipv6)
+        let connected = bytes.withUnsafeBytes { raw in
+            connect(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+        }
+        guard connected == 0 else { return nil }
+        var storage = [UInt8](repeating: 0, count: 128)
+        var length = socklen_t(storage.count)
+        let named = storage.withUnsafeMutableBytes { raw in
+            getsockname(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
+        }
+        return named == 0 ? endpoint(storage, length: Int(length))?.address : nil
+    }
+
+    /// sockaddr_in / sockaddr_in6 bytes → address (IPv4 as IPv4-mapped) and port.
+    static func endpoint(_ bytes: [UInt8], length: Int) -> (address: IPAddress, port: UInt16)? {
+        guard length >= 16 else { return nil }
+        let family = Int32(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
+        let port = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
+        if family == AF_INET {
+            return (IPAddress(ipv4: bytes[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }), port)
+        }
+        guard family == AF_INET6, length >= 24 else { return nil }
+        let high = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let low = bytes[16..<24].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        return (IPAddress(high: high, low: low), port)
     }
 
     private func localPort() -> UInt16? {

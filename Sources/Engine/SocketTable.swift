@@ -24,6 +24,11 @@ struct SocketTable {
         return !found.isDisjoint(with: inodes)
     }
 
+    /// The ports with a socket of `transport`.
+    func ports(_ transport: TransportProtocol) -> Set<UInt16> {
+        Set((transport == .udp ? udp : tcp).keys)
+    }
+
     func inodes(on port: UInt16, transport: TransportProtocol) -> Set<UInt64> {
         (transport == .udp ? udp[port] : tcp[port]) ?? []
     }

@@ -39,10 +39,18 @@ final class NotificationHandler: Sendable {
         let call = Call(notification)
         switch call.number {
         case vpm_syscall_bind, vpm_syscall_connect:
-            guard let (socket, address, transport) = socketCall(call) else { return answer(call, .continue) }
             let isBind = call.number == vpm_syscall_bind
-            Thread.detachNewThread { [self] in
-                if isBind { bind(call, socket, address, transport) } else { connect(call, socket, address, transport) }
+            switch socketCall(call) {
+            case .notOurs: answer(call, .continue)
+            case .unreachable(let what, let code):
+                // A bind we cannot see or act on must not reach the real port: refuse it.
+                guard isBind else { return answer(call, .continue) }
+                say("vpm: cannot intercept pid \(call.pid)'s bind (\(what): \(String(cString: strerror(code)))); refusing it rather than letting it bind the real port")
+                answer(call, .error(EACCES))
+            case .ours(let socket, let address, let transport):
+                Thread.detachNewThread { [self] in
+                    if isBind { bind(call, socket, address, transport) } else { connect(call, socket, address, transport) }
+                }
             }
         case vpm_syscall_getsockname:
             getsockname(call)
@@ -56,6 +64,12 @@ final class NotificationHandler: Sendable {
     /// Asks the engine for the AID's virtual port, handing it the program's socket: the
     /// engine binds it (to the address the program asked for) and marks it.
     private func bind(_ call: Call, _ socket: SendableSocket, _ requested: SocketAddress, _ transport: TransportProtocol) {
+        // Already on this instance's virtual port for that initial port: a bind the engine did,
+        // restarted by a signal (older kernels), or a program binding twice. Answer as before.
+        if let local = socket.value.localAddress, local.port != 0,
+           initialPorts.withLock({ $0[VirtualPortKey(transport: transport, port: local.port)] }) == requested.port {
+            return answer(call, .success, closing: socket)
+        }
         var request = ControlRequest(.bind)
         request.aid = settings.aid.name
         request.initialPort = requested.port
@@ -114,7 +128,9 @@ final class NotificationHandler: Sendable {
         request.remoteAddress = "\(remote.address)"
         request.remotePort = remote.port
         do {
-            let response = try ControlSocket.send(request, to: settings.socketPath, timeoutSeconds: 5)
+            // The socket goes along: the engine reads its address from it.
+            let response = try ControlSocket.send(request, to: settings.socketPath, descriptor: socket.value.descriptor,
+                                                  timeoutSeconds: 5)
             if let error = response.error { throw ControlError(error) }
             if settings.debug { say("vpm: debug: pid \(call.pid) connect \(local) -> \(remote)/\(transport.name) registered (AID \(settings.aid))") }
         } catch {
@@ -171,17 +187,34 @@ final class NotificationHandler: Sendable {
 
     /// The socket and the IPv4/IPv6 address of a bind() or connect() to one of our initial
     /// ports; nil when the call is not ours.
-    private func socketCall(_ call: Call) -> (SendableSocket, SocketAddress, TransportProtocol)? {
+    private enum SocketCall {
+        case notOurs
+        case ours(SendableSocket, SocketAddress, TransportProtocol)
+        /// The address or the socket could not be read (what failed, errno).
+        case unreachable(String, Int32)
+    }
+
+    /// The socket and the IPv4/IPv6 address of a bind() or connect() to one of our initial
+    /// ports; `.notOurs` when the call is not ours.
+    private func socketCall(_ call: Call) -> SocketCall {
         let (number, pointer, length) = (Int32(truncatingIfNeeded: call.arguments.0), call.arguments.1, Int(truncatingIfNeeded: call.arguments.2))
-        guard length >= SocketAddress.Field.ipv4Length, length <= 128,
-              let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length),
-              let address = SocketAddress(bytes: bytes), address.port != 0,
-              // Most connects go elsewhere: answer them before touching the program's socket.
-              settings.initialPorts.contains(where: { $0.port == address.port }),
-              let socket = InterceptedSocket(pid: call.pid, number: number, threadGroups: threadGroups, stillWaiting: { isPending(call) }),
-              let transport = socket.transport, settings.isMultiplexed(address.port, transport)
-        else { return nil }
-        return (SendableSocket(value: socket), address, transport)
+        // Shorter than an IPv4 address, or absurdly long: the kernel's EINVAL is the answer.
+        guard length >= SocketAddress.Field.ipv4Length, length <= 128 else { return .notOurs }
+        guard let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length) else {
+            let code = errno
+            // EFAULT: the program's own bad pointer, which the kernel refuses too.
+            return code == EFAULT || !isPending(call) ? .notOurs : .unreachable("reading its address", code)
+        }
+        // Most connects go elsewhere: answer them before touching the program's socket.
+        guard let address = SocketAddress(bytes: bytes), address.port != 0,
+              settings.initialPorts.contains(where: { $0.port == address.port }) else { return .notOurs }
+        guard let socket = InterceptedSocket(pid: call.pid, number: number, threadGroups: threadGroups, stillWaiting: { isPending(call) }) else {
+            let code = errno
+            // Gone, or not a descriptor of the program's (EBADF: the kernel says so itself).
+            return code == EBADF || code == ESRCH || !isPending(call) ? .notOurs : .unreachable("taking its socket", code)
+        }
+        guard let transport = socket.transport, settings.isMultiplexed(address.port, transport) else { return .notOurs }
+        return .ours(SendableSocket(value: socket), address, transport)
     }
 
     private func isPending(_ call: Call) -> Bool { vpm_notification_valid(listener, call.id) == 1 }

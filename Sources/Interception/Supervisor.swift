@@ -16,6 +16,9 @@ public enum Supervisor {
     /// for `vpm exec` to exit with (128 + N when a signal N ended the program).
     public static func run(path: String, arguments: [String], environment: [String: String],
                            settings: InterceptionSettings) throws -> Int32 {
+        guard vpm_interception_available() == 0 else {
+            throw InterceptionError("this kernel cannot hand a program's sockets to a supervisor (pidfd_getfd, Linux 5.6 or later: \(String(cString: strerror(errno)))): vpm exec needs it")
+        }
         // Orphans (a daemon's double fork) stay our children: they keep their supervisor,
         // and this process stays their ancestor, which pidfd_getfd's ptrace check accepts.
         _ = vpm_become_subreaper()
@@ -33,8 +36,7 @@ public enum Supervisor {
         // Where the kernel has it (6.6+), each intercepted call switches to this process and
         // back on one CPU instead of waking it elsewhere (measured in docs/instances.md).
         _ = vpm_notification_synchronous(listener)
-        forwardedTo.store(child, ordering: .relaxed)
-        for signal in forwardedSignals { Glibc.signal(signal, forwardSignal) }
+        _ = vpm_forward_signals(child, forwardedSignals, Int32(forwardedSignals.count))
 
         let handler = NotificationHandler(listener: listener, settings: settings)
         let loop = NotificationLoop(listener: listener, handler: handler)
@@ -57,8 +59,7 @@ public enum Supervisor {
             result = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
             // What remains (daemonized processes) is not signalled on our behalf any more:
             // the signals stop the supervisor, as they would any process.
-            forwardedTo.store(0, ordering: .relaxed)
-            for signal in forwardedSignals { Glibc.signal(signal, SIG_DFL) }
+            _ = vpm_forward_signals(0, forwardedSignals, Int32(forwardedSignals.count))
         }
         return result
     }
@@ -69,7 +70,7 @@ public enum Supervisor {
         case ("execve", _):
             return "cannot run \(path): \(reason)"
         case ("seccomp", EINVAL), ("seccomp", ENOSYS):
-            return "this kernel cannot hand system calls to a supervisor (seccomp user notification, Linux 5.5+; \(reason)): vpm exec needs it"
+            return "this kernel cannot hand system calls to a supervisor (seccomp user notification, Linux 5.6 or later; \(reason)): vpm exec needs it"
         case ("seccomp", EBUSY):
             return "cannot install the interception filter: the program already runs under a seccomp listener (is it already under vpm exec, or in a container that uses one?)"
         default:
@@ -78,15 +79,7 @@ public enum Supervisor {
     }
 }
 
-/// The program's pid while signals go to it (0 after it exited).
-private let forwardedTo = Atomic<pid_t>(0)
 private let forwardedSignals: [Int32] = [SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT]
-
-/// Signal handler: kill(2) is async-signal-safe, and so is an atomic load.
-private let forwardSignal: @convention(c) (Int32) -> Void = { signal in
-    let pid = forwardedTo.load(ordering: .relaxed)
-    if pid > 0 { kill(pid, signal) }
-}
 
 /// Receives notifications on a thread of its own, blocked in SECCOMP_IOCTL_NOTIF_RECV (no
 /// poll in between: with synchronous wake-ups the kernel switches straight to it). It ends

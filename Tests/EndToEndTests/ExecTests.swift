@@ -345,6 +345,33 @@ final class ExecTests: XCTestCase {
          groups.isEmpty ? "--clear-groups" : "--groups=\(groups.map(String.init).joined(separator: ","))", "--"]
     }
 
+    /// Control requests sent by hand (python3), with and without a socket attached.
+    static let rawRequests = #"""
+        import array, json, socket, sys
+        path = sys.argv[1]
+        def ask(name, request, attached=None):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+                control.connect(path)
+                line = (json.dumps(request) + "\n").encode()
+                if attached is None:
+                    control.sendall(line)
+                else:
+                    control.sendmsg([line], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [attached.fileno()]))])
+                answer = json.loads(control.makefile().readline())
+            print(name + ": " + (answer.get("error") or "ok"))
+        client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        client.bind(("0.0.0.0", 0))
+        connect = {"command": "connect", "transport": "udp", "remoteAddress": "198.18.0.1", "remotePort": 9000}
+        ask("connect-globex", dict(connect, aid="globex"), client)
+        ask("connect-unknown", dict(connect, aid="nosuch"), client)
+        ask("connect-without-socket", dict(connect, aid="acme"))
+        ask("connect-acme", dict(connect, aid="acme"), client)
+        prebound = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        prebound.bind(("0.0.0.0", 0))
+        ask("bind-prebound", {"command": "bind", "aid": "acme", "initialPort": 9000, "transport": "tcp", "localAddress": "0.0.0.0"}, prebound)
+        print("bind-prebound mark: %d" % prebound.getsockopt(socket.SOL_SOCKET, 36))
+        """#
+
     func testUnprivilegedUsersRunOnlyTheirOwnAIDs() throws {
         let configuration = """
             virtual-ports: 20000-20999
@@ -399,6 +426,18 @@ final class ExecTests: XCTestCase {
                                                                   "--socket", engine.socketPath, "--", "socat", "TCP-LISTEN:9000", "STDIO"], timeout: 20)
             XCTAssertNotEqual(outsiderExec.status, 0)
             XCTAssertTrue(outsiderExec.standardError.contains("permission denied on \(engine.socketPath)"), outsiderExec.standardError)
+            // Raw requests, as a user could write them by hand: the engine decides, not vpm exec.
+            let script = "\(setup.directory)/requests.py"
+            try Self.rawRequests.write(toFile: script, atomically: true, encoding: .utf8)
+            let raw = try lab.run(lab.server, alice + ["/usr/bin/python3", script, engine.socketPath])
+            XCTAssertEqual(raw.status, 0, raw.standardError)
+            let answers = raw.standardOutput
+            XCTAssertTrue(answers.contains("connect-globex: permission denied: uid 64001 may not run instances of AID globex"), answers)
+            XCTAssertTrue(answers.contains("connect-unknown: AID 'nosuch' is not in the configuration"), answers)
+            XCTAssertTrue(answers.contains("connect-without-socket: a connect registration carries the program's socket"), answers)
+            XCTAssertTrue(answers.contains("connect-acme: ok"), answers)
+            XCTAssertTrue(answers.contains("bind-prebound: cannot bind this socket for AID acme: the socket is already bound"), answers)
+            XCTAssertTrue(answers.contains("bind-prebound mark: 0"), "a socket the engine did not bind stays unmarked: \(answers)")
             let mode = try FileManager.default.attributesOfItem(atPath: engine.socketPath)
             XCTAssertEqual((mode[.posixPermissions] as? NSNumber)?.intValue, 0o660)
             XCTAssertEqual((mode[.groupOwnerAccountID] as? NSNumber)?.intValue, 64100)
@@ -406,6 +445,37 @@ final class ExecTests: XCTestCase {
     }
 
     // MARK: - Virtual ports belong to their instances (docs/security.md)
+
+    func testTheProgramDiesWithItsSupervisor() throws {
+        try withEngine("orphan") { setup in
+            let supervisor = try setup.exec("acme", ["sleep", "300"], log: "sleep.log")
+            var child: Int32 = 0
+            try NetworkLab.poll("vpm exec to start sleep", timeout: 10) {
+                let children = (try? String(contentsOfFile: "/proc/\(supervisor.processIdentifier)/task/\(supervisor.processIdentifier)/children",
+                                            encoding: .utf8)) ?? ""
+                child = Int32(children.split(separator: " ").first ?? "") ?? 0
+                return child > 0
+            }
+            XCTAssertTrue(((try? String(contentsOfFile: "/proc/\(child)/cmdline", encoding: .utf8)) ?? "").hasPrefix("sleep"))
+            kill(supervisor.processIdentifier, SIGKILL)
+            try NetworkLab.poll("the program to die with its supervisor", timeout: 10) {
+                !FileManager.default.fileExists(atPath: "/proc/\(child)/cmdline")
+                    || ((try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)) ?? "").contains(") Z")
+            }
+        }
+    }
+
+    func testTheEngineRefusesAVirtualRangeInsideTheEphemeralPorts() throws {
+        try withEngine("ephemeral") { setup in
+            try "virtual-ports: 40000-40999\nports: [9000]\napplications: {acme: {}}\n"
+                .write(toFile: "\(setup.directory)/overlap.yaml", atomically: true, encoding: .utf8)
+            let output = try setup.lab.run(setup.lab.server, [setup.vpm, "run", "--config", "\(setup.directory)/overlap.yaml",
+                                                              "--socket", "\(setup.directory)/overlap.sock"], timeout: 30)
+            XCTAssertNotEqual(output.status, 0)
+            XCTAssertTrue(output.standardError.contains("overlap the ephemeral port range"), output.standardError)
+            XCTAssertTrue(output.standardError.contains("sysctl -w net.ipv4.ip_local_reserved_ports=40000-40999"), output.standardError)
+        }
+    }
 
     func testNobodyDialsAVirtualPortDirectly() throws {
         try withEngine("direct") { setup in

@@ -48,4 +48,12 @@ ssize_t vpm_receive_with_descriptor(int socket, void *data, size_t length, int *
 /// PR_SET_CHILD_SUBREAPER: orphans of the program (daemons) stay this process's children.
 int vpm_become_subreaper(void);
 
+/// Forwards `signals` to `pid` (0: back to their default action). Signals the terminal
+/// generated are not forwarded: the program, in the same process group, got them too.
+int vpm_forward_signals(pid_t pid, const int *signals, int count);
+
+/// Whether this kernel lets a supervisor take a program's descriptors (pidfd_getfd,
+/// Linux 5.6): 0, or -1 with errno (ENOSYS on older kernels).
+int vpm_interception_available(void);
+
 #endif
