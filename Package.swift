@@ -90,7 +90,7 @@ let package = Package(
         .executableTarget(
             name: "vpm",
             dependencies: [
-                "Engine", "Netfilter", "Packet", "Policy", "Control", "NetworkLab", "HostCommand", "Interception",
+                "Engine", "Decision", "Netfilter", "Packet", "Policy", "Control", "NetworkLab", "HostCommand", "Interception",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -32,7 +32,8 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     /// New flows refused because the table was full of established flows.
     public var flowsRefusedFull: UInt64 = 0
     public var flowCapacity: Int = 0
-    /// Why packets were dropped or refused, by reason.
+    /// Why packets were dropped or refused, by reason: keyed by the reason's identifier
+    /// (`noApplication`, `tableFull`, … — `DropReason.identifier`).
     public var reasons: [String: UInt64] = [:]
     /// Cooperative mode, server side: negotiations by outcome (accepted, refused, malformed,
     /// forged, unknownPeer, stale, replayed).

@@ -1,13 +1,22 @@
 public import Packet
 
 /// Why the engine dropped or refused a packet. A fixed set, so counting one is an array
-/// increment on the packet path; the names appear in `vpm stats`.
+/// increment on the packet path. `identifier` keys it in JSON (stable: scripts and tests
+/// read it); `name` is the sentence `vpm stats` shows people.
 public enum DropReason: Int, CaseIterable, Sendable, Error {
     // Dropped:
     case truncated, malformed, unsupported, fragment, noFlow, unknownVirtualPort, wrongHook
     case notNegotiated, retransmittedWhileNegotiating
     // Refused (the client gets a reset or an ICMP error):
     case noApplication, noInstance, tableFull, notConnectionStart, negotiationRefused, tooManyNegotiations
+
+    /// The case's name ("noApplication"): the key in `vpm stats --json`.
+    public var identifier: String { String(describing: self) }
+
+    public init?(identifier: String) {
+        guard let reason = Self.allCases.first(where: { $0.identifier == identifier }) else { return nil }
+        self = reason
+    }
 
     public var name: String {
         switch self {

@@ -52,7 +52,7 @@ final class ControlService: Sendable {
             statistics.receiveBufferOverruns += queue.receiveBufferOverruns
             for reason in DropReason.allCases { reasons[reason.rawValue] += counters[reason] }
         }
-        for reason in DropReason.allCases where reasons[reason.rawValue] > 0 { statistics.reasons[reason.name] = reasons[reason.rawValue] }
+        for reason in DropReason.allCases where reasons[reason.rawValue] > 0 { statistics.reasons[reason.identifier] = reasons[reason.rawValue] }
         let flows = store.withLock { $0.statistics }
         statistics.flowsActive = flows.active
         statistics.flowsInserted = flows.inserted

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Control
+import Decision
 import Foundation
 
 struct Stats: ParsableCommand {
@@ -28,7 +29,7 @@ struct Stats: ParsableCommand {
             ("ENOBUFS", "\(s.receiveBufferOverruns)"),
             ("kernel queue drops", "\(s.kernelQueueDropped) queue full, \(s.kernelUserDropped) socket full"),
             ("flows", "\(s.flowsActive) active of \(s.flowCapacity), \(s.flowsInserted) inserted, \(s.flowsExpired) expired, \(s.flowsEvicted) evicted, \(s.flowsRefusedFull) refused (full)"),
-        ] + s.reasons.sorted { $0.key < $1.key }.map { ("  \($0.key)", "\($0.value)") }
+        ] + s.reasons.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
             + (s.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(s.negotiations))])
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }

@@ -133,3 +133,16 @@ final class PacketDeciderTests: XCTestCase {
                        .accept)
     }
 }
+
+final class DropReasonTests: XCTestCase {
+    /// JSON keys are the identifiers; the sentences are for people and may change.
+    func testIdentifiersAreStableAndRoundTrip() {
+        XCTAssertEqual(DropReason.noApplication.identifier, "noApplication")
+        XCTAssertEqual(DropReason.negotiationRefused.identifier, "negotiationRefused")
+        for reason in DropReason.allCases {
+            XCTAssertEqual(DropReason(identifier: reason.identifier), reason)
+        }
+        XCTAssertEqual(Set(DropReason.allCases.map(\.identifier)).count, DropReason.allCases.count)
+        XCTAssertNil(DropReason(identifier: "no AID matches the client"))
+    }
+}

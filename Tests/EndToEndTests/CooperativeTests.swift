@@ -171,7 +171,7 @@ final class CooperativeTests: XCTestCase {
             XCTAssertEqual(try statistics(hosts.server).negotiations["refused"], 1, "the server engine sent a NAK")
             try NetworkLab.poll("the refusal to be counted", timeout: 5) { (try? statistics(hosts.client))?.refused == 1 }
             let client = try statistics(hosts.client)
-            XCTAssertEqual(client.reasons["the peer engine refused or did not answer"], 1, "\(client.reasons)")
+            XCTAssertEqual(client.reasons["negotiationRefused"], 1, "\(client.reasons)")
         }
     }
 

@@ -182,7 +182,7 @@ final class SourceRoutingTests: XCTestCase {
                 return (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)))?.refused == 1
             }
             let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
-            XCTAssertEqual(statistics.reasons["no AID matches the client"], 1, "\(statistics.reasons)")
+            XCTAssertEqual(statistics.reasons["noApplication"], 1, "\(statistics.reasons)")
             try NetworkLab.poll("the refusal to be logged", timeout: 5) { engine.log.contains("no AID matches the client") }
         }
     }
