@@ -129,6 +129,6 @@ extension Cooperation.Peer {
     /// The peer engine on the host `server`, as flows name it (`vpm flows`' PEER column): the
     /// negotiation and a flow rebuilt from conntrack must spell it the same way.
     func engineLabel(_ server: IPAddress) -> String {
-        Engine.endpoint(server, enginePort)
+        server.endpoint(enginePort)
     }
 }

@@ -155,9 +155,6 @@ public final class Engine {
         }
     }
 
-    static func endpoint(_ address: IPAddress, _ port: UInt16) -> String {
-        address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
-    }
 }
 
 extension FlowRecord {

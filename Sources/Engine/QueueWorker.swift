@@ -83,7 +83,7 @@ final class QueueWorker: @unchecked Sendable {
                 try queue.drain { pipeline.process($0, now: now) }
             }
             for (key, aid, peer) in pipeline.takeNegotiations() {
-                logger.debug("negotiating", metadata: ["client": "\(Engine.endpoint(key.client, key.clientPort))", "aid": "\(aid)"])
+                logger.debug("negotiating", metadata: ["client": "\(key.client.endpoint(key.clientPort))", "aid": "\(aid)"])
                 cooperation.negotiate(key, aid: aid, peer: peer, worker: index)
             }
             let now = MonotonicClock.milliseconds()
@@ -108,7 +108,7 @@ final class QueueWorker: @unchecked Sendable {
             if pipeline.counters.refused != lastLoggedRefusals, let refusal = pipeline.lastRefusal {
                 logger.notice("refused connections", metadata: [
                     "count": "\(pipeline.counters.refused - lastLoggedRefusals)",
-                    "last-client": "\(Engine.endpoint(refusal.client, refusal.clientPort))",
+                    "last-client": "\(refusal.client.endpoint(refusal.clientPort))",
                     "port": "\(refusal.initialPort)",
                     "reason": "\(refusal.reason.name)",
                 ])
@@ -123,12 +123,12 @@ final class QueueWorker: @unchecked Sendable {
         case .accepted(let port):
             virtualPort = port
             logger.debug("negotiated", metadata: [
-                "client": "\(Engine.endpoint(outcome.key.client, outcome.key.clientPort))", "virtual-port": "\(port)",
+                "client": "\(outcome.key.client.endpoint(outcome.key.clientPort))", "virtual-port": "\(port)",
             ])
         case .refused(let reason), .failed(let reason):
             logger.notice("cooperative connection refused", metadata: [
-                "client": "\(Engine.endpoint(outcome.key.client, outcome.key.clientPort))",
-                "server": "\(Engine.endpoint(outcome.key.server, outcome.key.initialPort))",
+                "client": "\(outcome.key.client.endpoint(outcome.key.clientPort))",
+                "server": "\(outcome.key.server.endpoint(outcome.key.initialPort))",
                 "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
             ])
         }

@@ -40,10 +40,6 @@ public struct FlowKey: Hashable, Sendable {
 extension FlowKey: CustomStringConvertible {
     /// "tcp 198.18.0.2:40000 -> 198.18.0.1:9000", brackets around IPv6 addresses.
     public var description: String {
-        "\(transport.name) \(Self.endpoint(client, clientPort)) -> \(Self.endpoint(server, initialPort))"
-    }
-
-    private static func endpoint(_ address: IPAddress, _ port: UInt16) -> String {
-        address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+        "\(transport.name) \(client.endpoint(clientPort)) -> \(server.endpoint(initialPort))"
     }
 }

@@ -74,6 +74,6 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
 
     /// `a.b.c.d:port` or `[v6]:port`.
     public var description: String {
-        family == .ipv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+        address.endpoint(port)
     }
 }

@@ -19,6 +19,11 @@ extension IPAddress: CustomStringConvertible, LosslessStringConvertible {
         self.init(high: high, low: low)
     }
 
+    /// `a.b.c.d:port`, or `[v6]:port` (RFC 5952 §6): the one way vpm writes an endpoint.
+    public func endpoint(_ port: UInt16) -> String {
+        isIPv4 ? "\(self):\(port)" : "[\(self)]:\(port)"
+    }
+
     /// Dotted quad for IPv4 (mapped) addresses, RFC 5952 canonical text otherwise.
     public var description: String {
         if let value = ipv4Value {

@@ -57,7 +57,7 @@ extension SourceMatch: CustomStringConvertible {
         case let .address(address):
             return address.description
         case let .addressPort(address, port):
-            return address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+            return address.endpoint(port)
         }
     }
 }
