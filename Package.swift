@@ -57,7 +57,7 @@ let package = Package(
         // Configuration model and parsing (YAML), AID and source matching.
         .target(
             name: "Policy",
-            dependencies: ["Packet", .product(name: "Yams", package: "Yams")],
+            dependencies: ["Packet", "FlowTable", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         // Translations, TCP/UDP state, expiry, capacity, snapshots.
@@ -100,7 +100,7 @@ let package = Package(
         // Shared by the privileged test targets: root checks, the vpm binary, scratch folders.
         .target(name: "TestSupport", dependencies: ["NetworkLab"], path: "Tests/TestSupport"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet", "FlowTable"]),
         .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),
         // Golden/: the control protocol's messages as JSON files, read by path.
         .testTarget(name: "ControlTests", dependencies: ["Control"], exclude: ["Golden"]),

@@ -41,7 +41,7 @@ public final class Engine {
         StopSignal.install()
         let configuration = options.configuration
         if let problem = EphemeralPorts.read()?.problem(configuration.virtualPorts) { throw ControlError(problem) }
-        let table = FlowTable(capacity: configuration.flowCapacity, timeouts: TableTimeouts(configuration.timeouts))
+        let table = FlowTable(capacity: configuration.flowCapacity, timeouts: configuration.timeouts)
         let store = SharedFlowTable(table)
         let clients = ClientSockets()
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")

@@ -1,5 +1,6 @@
 /// Idle timeouts per state, in milliseconds: a flow whose last packet is at least this old
-/// is expired (`now - lastSeen >= timeout`).
+/// is expired (`now - lastSeen >= timeout`). The configuration (Policy) reads them from the
+/// file in seconds into this same type.
 public struct FlowTimeouts: Sendable, Equatable, Hashable, Codable {
     public var opening: UInt64
     public var established: UInt64
@@ -8,7 +9,11 @@ public struct FlowTimeouts: Sendable, Equatable, Hashable, Codable {
     public var udp: UInt64
     public var udpStream: UInt64
 
-    public init(opening: UInt64, established: UInt64, closing: UInt64, closed: UInt64, udp: UInt64, udpStream: UInt64) {
+    public init(
+        opening: UInt64 = FlowTimeouts.standard.opening, established: UInt64 = FlowTimeouts.standard.established,
+        closing: UInt64 = FlowTimeouts.standard.closing, closed: UInt64 = FlowTimeouts.standard.closed,
+        udp: UInt64 = FlowTimeouts.standard.udp, udpStream: UInt64 = FlowTimeouts.standard.udpStream
+    ) {
         self.opening = opening
         self.established = established
         self.closing = closing

@@ -1,3 +1,4 @@
+public import FlowTable
 public import Packet
 
 /// What vpm multiplexes and for whom: the queue, the initial ports, the virtual port range,

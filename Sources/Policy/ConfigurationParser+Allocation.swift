@@ -1,3 +1,4 @@
+import FlowTable
 import Yams
 
 extension ConfigurationParser {

@@ -1,4 +1,5 @@
 import Packet
+import FlowTable
 import Yams
 
 extension ConfigurationParser {

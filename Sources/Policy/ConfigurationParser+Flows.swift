@@ -1,9 +1,10 @@
+import FlowTable
 import Yams
 
 extension ConfigurationParser {
     static let flowKeys = ["capacity", "timeouts"]
     /// The file's names for the timeouts, in the order the docs list them.
-    static var timeoutKeys: [(name: String, field: WritableKeyPath<FlowTimeouts, UInt32>)] {
+    static var timeoutKeys: [(name: String, field: WritableKeyPath<FlowTimeouts, UInt64>)] {
         [
             ("opening", \.opening), ("established", \.established), ("closing", \.closing),
             ("closed", \.closed), ("udp", \.udp), ("udp-stream", \.udpStream),
@@ -24,7 +25,7 @@ extension ConfigurationParser {
                 let text = try scalar(valueNode, named: "timeout '\(name)'")
                 timeouts[keyPath: field] = try value(at: valueNode) { () throws(InvalidValue) in
                     do throws(InvalidValue) {
-                        return try FlowTimeouts.seconds(parsing: text)
+                        return UInt64(try FlowTimeouts.seconds(parsing: text)) * 1000
                     } catch {
                         throw InvalidValue("timeout '\(name)': \(error.message)")
                     }

@@ -1,4 +1,5 @@
 import Packet
+import FlowTable
 import Yams
 
 /// Reads configuration text into a `Configuration` and checks everything the engine relies on

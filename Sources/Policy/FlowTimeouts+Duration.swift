@@ -1,4 +1,7 @@
-// Durations in the configuration file: "30s", "10m", "2h", "5d", or plain seconds.
+public import FlowTable
+
+// Durations in the configuration file: "30s", "10m", "2h", "5d", or plain seconds (the flow
+// table keeps milliseconds).
 extension FlowTimeouts {
     /// Seconds in `text`: digits alone are seconds; digits followed by s, m, h or d scale.
     static func seconds(parsing text: String) throws(InvalidValue) -> UInt32 {

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import FlowTable
 import Packet
 import Policy
 
@@ -70,7 +71,7 @@ final class ConfigurationTests: XCTestCase {
         XCTAssertEqual(configuration.applications[2].executables, ["/usr/bin/python3"])
         XCTAssertEqual(configuration.sources.map(\.match.description), ["2001:db8::/32", "[2001:db9::1]:53", "198.18.0.0/16"])
         XCTAssertEqual(configuration.flowCapacity, 1000)
-        XCTAssertEqual(configuration.timeouts, FlowTimeouts(opening: 5, udpStream: 3_600))
+        XCTAssertEqual(configuration.timeouts, FlowTimeouts(opening: 5_000, udpStream: 3_600_000), "seconds in the file, milliseconds in the table")
     }
 
     func testInstanceLookups() throws {

@@ -1,3 +1,4 @@
+import FlowTable
 import XCTest
 @testable import Policy
 
@@ -26,7 +27,8 @@ final class FlowTimeoutsTests: XCTestCase {
 
     func testStandardMatchesTheDocumentedDefaults() {
         let standard = FlowTimeouts.standard
-        XCTAssertEqual(standard, FlowTimeouts(opening: 30, established: 432_000, closing: 120, closed: 10, udp: 30, udpStream: 180))
+        XCTAssertEqual(standard, FlowTimeouts(opening: 30_000, established: 432_000_000, closing: 120_000, closed: 10_000,
+                                              udp: 30_000, udpStream: 180_000))
         XCTAssertEqual(FlowTimeouts(), standard)
     }
 }
