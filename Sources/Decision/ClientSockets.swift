@@ -1,3 +1,4 @@
+public import FlowTable
 public import Packet
 import Synchronization
 
@@ -13,7 +14,7 @@ public final class ClientSockets: Sendable {
     }
 
     struct Registration {
-        var aid: String
+        var aid: AID
         var registered: UInt64
     }
 
@@ -28,7 +29,7 @@ public final class ClientSockets: Sendable {
     /// Returns false when the table is full of live registrations (the connection then
     /// goes out without an AID).
     @discardableResult
-    public func register(transport: TransportProtocol, address: IPAddress, port: UInt16, aid: String, now: UInt64) -> Bool {
+    public func register(transport: TransportProtocol, address: IPAddress, port: UInt16, aid: AID, now: UInt64) -> Bool {
         registrations.withLock { registrations in
             if registrations.count >= Self.capacity {
                 // Rare (registrations are used up by their SYN): sweep the stale ones.
@@ -42,7 +43,7 @@ public final class ClientSockets: Sendable {
 
     /// The AID of the program that owns this local socket, if it registered. The
     /// registration is used up: a later connection from a reused port must register anew.
-    func aid(transport: TransportProtocol, address: IPAddress, port: UInt16, now: UInt64) -> String? {
+    func aid(transport: TransportProtocol, address: IPAddress, port: UInt16, now: UInt64) -> AID? {
         registrations.withLock { registrations in
             guard let registration = registrations.removeValue(forKey: Key(transport: transport, address: address, port: port)),
                   MonotonicClock.elapsed(since: registration.registered, now: now) < Self.lifetimeMilliseconds else { return nil }

@@ -33,7 +33,7 @@ public struct PacketDecider {
     }
 
     private struct Target {
-        var aid: String
+        var aid: AID
         var initialPort: UInt16
         var virtualPort: UInt16
         /// The AID's slot in a kernel mark.
@@ -58,7 +58,7 @@ public struct PacketDecider {
     private let virtualPorts: ClosedRange<UInt16>
     private let clients: ClientSockets
     /// 1 + each AID's position in `applications:` (the kernel mark's AID slot).
-    private let slots: [String: Int]
+    private let slots: [AID: Int]
     /// SYNs held while their connection is negotiated with a peer, by flow.
     private var held: [FlowKey: HeldConnection] = [:]
     private var negotiations: [FlowKey] = []
@@ -69,7 +69,7 @@ public struct PacketDecider {
         var id: UInt32
         var bytes: [UInt8]
         var checksum: ChecksumState
-        var aid: String
+        var aid: AID
         var peer: Int
         var since: UInt64
     }
@@ -97,8 +97,8 @@ public struct PacketDecider {
             let transport = instance.initialPort.transport
             targetByInstance[InstanceKey(aid: instance.aid, initialPort: instance.initialPort.port, transport: transport)] = targets.count
             targetByVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
-            targets.append(Target(aid: instance.aid.name, initialPort: instance.initialPort.port,
-                                  virtualPort: instance.virtualPort, slot: slots[instance.aid.name] ?? 0))
+            targets.append(Target(aid: instance.aid, initialPort: instance.initialPort.port,
+                                  virtualPort: instance.virtualPort, slot: slots[instance.aid] ?? 0))
         }
         routesGeneration = generation
     }
@@ -107,10 +107,10 @@ public struct PacketDecider {
     public static let maximumSlot = 1023
 
     /// The kernel mark's AID slots: 1 + the AID's position in the configuration.
-    public static func slots(_ configuration: Configuration) -> [String: Int] {
-        var slots: [String: Int] = [:]
+    public static func slots(_ configuration: Configuration) -> [AID: Int] {
+        var slots: [AID: Int] = [:]
         for (index, application) in configuration.applications.enumerated() where index < maximumSlot {
-            slots[application.aid.name] = index + 1
+            slots[application.aid] = index + 1
         }
         return slots
     }
@@ -257,7 +257,7 @@ public struct PacketDecider {
         }
         guard Self.startsConnection(key.transport, flags) else { return .failure(.notConnectionStart) }
         guard let aid = matcher.aid(for: key.client, port: key.clientPort) else { return .failure(.noApplication) }
-        return admit(key, aid: aid.name, mode: .source, peer: nil, flags: flags, bytes: bytes, now: now)
+        return admit(key, aid: aid, mode: .source, peer: nil, flags: flags, bytes: bytes, now: now)
     }
 
     /// Only a connection start may open a flow: a TCP SYN without ACK, or any UDP datagram.
@@ -267,10 +267,9 @@ public struct PacketDecider {
 
     /// Records a new flow of `aid` to its instance on the key's initial port.
     private func admit(
-        _ key: FlowKey, aid: String, mode: FlowMode, peer: String?, flags: TCPFlags, bytes: Int, now: UInt64
+        _ key: FlowKey, aid: AID, mode: FlowMode, peer: String?, flags: TCPFlags, bytes: Int, now: UInt64
     ) -> Result<UInt16, DropReason> {
-        guard let valid = AID(aid),
-              let index = targetByInstance[InstanceKey(aid: valid, initialPort: key.initialPort, transport: key.transport)] else {
+        guard let index = targetByInstance[InstanceKey(aid: aid, initialPort: key.initialPort, transport: key.transport)] else {
             return .failure(.noInstance)
         }
         let target = targets[index]
@@ -292,7 +291,7 @@ public struct PacketDecider {
     }
 
     /// Keys whose SYN was held since the engine last looked: it starts their negotiations.
-    public mutating func takeNegotiations() -> [(key: FlowKey, aid: String, peer: Cooperation.Peer)] {
+    public mutating func takeNegotiations() -> [(key: FlowKey, aid: AID, peer: Cooperation.Peer)] {
         defer { negotiations.removeAll(keepingCapacity: true) }
         return negotiations.compactMap { key in held[key].map { (key, $0.aid, cooperation.peers[$0.peer]) } }
     }

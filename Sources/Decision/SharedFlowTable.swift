@@ -42,7 +42,7 @@ public final class SharedFlowTable: Sendable {
     /// kept and counted, or with `replacing` (a reused client port) removed first.
     /// Returns false when the table is full.
     public func record(
-        _ key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?, now: UInt64,
+        _ key: FlowKey, virtualPort: UInt16, aid: AID, mode: FlowMode, peer: String?, now: UInt64,
         firstPacket: (flags: TCPFlags, bytes: Int)? = nil, replacing: Bool = false
     ) -> Bool {
         withLock { table -> Bool in

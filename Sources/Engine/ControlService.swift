@@ -96,7 +96,7 @@ final class ControlService: Sendable {
         let queue = configuration.queue
         switch request.command {
         case .bind:
-            guard let aid = request.aid, let port = request.initialPort, let transport = request.transport,
+            guard let aid = request.aid.flatMap(AID.init), let port = request.initialPort, let transport = request.transport,
                   let protocolName = TransportProtocol(name: transport) else {
                 return ControlResponse(error: "a bind request needs aid, initialPort and transport (tcp or udp)", errorCode: "EINVAL")
             }
@@ -146,7 +146,7 @@ final class ControlService: Sendable {
             // The local and cooperative modes route this socket's connection by its AID. The
             // registration carries the socket itself, and its address:port is read from it, so
             // a caller registers only a socket it holds, never another user's port.
-            guard let aid = request.aid, let name = request.transport else {
+            guard let aid = request.aid.flatMap(AID.init), let name = request.transport else {
                 return ControlResponse(error: "a connect registration needs aid and transport", errorCode: "EINVAL")
             }
             guard let transport = TransportProtocol(name: name) else {
@@ -170,7 +170,7 @@ final class ControlService: Sendable {
         case .apps:
             let flows = store.withLock { $0.snapshot() }
             let records = registry.snapshot().map { entry in
-                AppRecord(aid: entry.aid, transport: entry.transport, initialPort: entry.initialPort,
+                AppRecord(aid: entry.aid.name, transport: entry.transport, initialPort: entry.initialPort,
                           virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
                           processes: entry.processes,
                           connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count)
@@ -198,7 +198,7 @@ final class ControlService: Sendable {
     }
 
     /// The answer to a bind that got no virtual port.
-    private func answerBind(_ allocation: InstanceRegistry.Allocation, aid: String, port: UInt16, transport: String, pid: Int32) -> ControlResponse {
+    private func answerBind(_ allocation: InstanceRegistry.Allocation, aid: AID, port: UInt16, transport: String, pid: Int32) -> ControlResponse {
         switch allocation {
         case .allocated(let virtualPort): return ControlResponse(virtualPort: virtualPort)
         case .exhausted:

@@ -65,9 +65,9 @@ final class CooperationService: Sendable {
     }
 
     /// Starts a negotiation for a held SYN; its outcome is collected by `takeOutcomes`.
-    func negotiate(_ key: FlowKey, aid: String, peer: Cooperation.Peer, worker: Int) {
+    func negotiate(_ key: FlowKey, aid: AID, peer: Cooperation.Peer, worker: Int) {
         guard let client else { return }
-        let request = NegotiationRequest(aid: aid, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
+        let request = NegotiationRequest(aid: aid.name, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
                                          initialPort: key.initialPort, transport: key.transport.name)
         let engine = "\(key.server)"
         let label = peer.engineLabel(key.server)
@@ -110,7 +110,10 @@ final class CooperationService: Sendable {
         guard let peer = IPAddress(peerAddress).flatMap({ cooperation.peer(for: $0) }), peer.network.containsAddress(client) else {
             return .refused(reason: "client \(request.client) is not in the network of peer \(peerAddress)")
         }
-        guard let virtualPort = registry.virtualPort(aid: request.aid, initialPort: request.initialPort, transport: request.transport) else {
+        guard let aid = AID(request.aid) else {
+            return .refused(reason: "'\(request.aid)' is not an AID")
+        }
+        guard let virtualPort = registry.virtualPort(aid: aid, initialPort: request.initialPort, transport: request.transport) else {
             logger.notice("negotiation refused: no instance", metadata: [
                 "peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)",
             ])
@@ -119,7 +122,7 @@ final class CooperationService: Sendable {
         let key = FlowKey(transport: transport, client: client, clientPort: request.clientPort, server: server,
                           initialPort: request.initialPort)
         let now = MonotonicClock.milliseconds()
-        guard store.record(key, virtualPort: virtualPort, aid: request.aid, mode: .cooperative, peer: peerAddress,
+        guard store.record(key, virtualPort: virtualPort, aid: aid, mode: .cooperative, peer: peerAddress,
                            now: now, replacing: true) else { return .refused(reason: "flow table full") }
         return .accepted(virtualPort: virtualPort)
     }

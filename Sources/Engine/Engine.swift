@@ -164,7 +164,7 @@ extension FlowRecord {
             transport: key.transport.name,
             state: translation.state.rawValue, mode: translation.mode.rawValue,
             client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
-            initialPort: key.initialPort, virtualPort: translation.virtualPort, aid: translation.aid,
+            initialPort: key.initialPort, virtualPort: translation.virtualPort, aid: translation.aid.name,
             peer: translation.peer,
             age: Double(MonotonicClock.elapsed(since: translation.firstSeen, now: now)) / 1000, idle: Double(MonotonicClock.elapsed(since: translation.lastSeen, now: now)) / 1000,
             packetsToServer: translation.counters.packetsToServer, bytesToServer: translation.counters.bytesToServer,

@@ -14,7 +14,7 @@ import Synchronization
 /// `releaseUnused` from its housekeeping).
 public final class InstanceRegistry: Sendable {
     struct Entry: Codable, Equatable {
-        var aid: String
+        var aid: AID
         var transport: String
         var initialPort: UInt16
         var virtualPort: UInt16
@@ -54,7 +54,7 @@ public final class InstanceRegistry: Sendable {
         self.configuration = configuration
         self.statePath = statePath
         var entries = configuration.instances.map { instance in
-            Entry(aid: instance.aid.name, transport: instance.initialPort.transport.name,
+            Entry(aid: instance.aid, transport: instance.initialPort.transport.name,
                   initialPort: instance.initialPort.port, virtualPort: instance.virtualPort,
                   fromConfiguration: true, processes: [], lastBind: 0)
         }
@@ -68,9 +68,8 @@ public final class InstanceRegistry: Sendable {
     /// Every instance, for the queue thread's routing tables.
     public func instances() -> [Instance] {
         entries.withLock { entries in
-            entries.compactMap { entry in
-                guard let aid = AID(entry.aid) else { return nil }
-                return Instance(aid: aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transportProtocol),
+            entries.map { entry in
+                Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transportProtocol),
                                 virtualPort: entry.virtualPort)
             }
         }
@@ -80,9 +79,9 @@ public final class InstanceRegistry: Sendable {
     /// With `when-exhausted: wait` it waits (this control connection's thread only).
     /// A new instance never gets a port in `avoiding()` (ports other programs hold; asked
     /// again on every attempt of a waiting bind).
-    func bind(aid: String, initialPort: UInt16, transport: String, pid: Int32, avoiding: () -> Set<UInt16> = { [] },
+    func bind(aid: AID, initialPort: UInt16, transport: String, pid: Int32, avoiding: () -> Set<UInt16> = { [] },
               now: () -> UInt64) -> Allocation {
-        guard let validAID = AID(aid), configuration.application(validAID) != nil else {
+        guard configuration.application(aid) != nil else {
             let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
             return .refused("AID '\(aid)' is not in the configuration (applications: \(known.isEmpty ? "none" : known))")
         }
@@ -121,7 +120,7 @@ public final class InstanceRegistry: Sendable {
 
     /// Forgets a `vpm exec` instance that has no socket yet (its first bind failed because
     /// another program holds the port); returns whether it did.
-    func discardIfUnused(aid: String, virtualPort: UInt16, transport: String) -> Bool {
+    func discardIfUnused(aid: AID, virtualPort: UInt16, transport: String) -> Bool {
         let discarded = entries.withLock { entries -> Bool in
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport }),
                   !entries[index].fromConfiguration, entries[index].inodes?.isEmpty ?? false else { return false }
@@ -133,7 +132,7 @@ public final class InstanceRegistry: Sendable {
     }
 
     /// Records a socket the engine bound for AID's instance on `virtualPort`.
-    func attach(inode: UInt64, aid: String, virtualPort: UInt16, transport: String) {
+    func attach(inode: UInt64, aid: AID, virtualPort: UInt16, transport: String) {
         entries.withLock { entries in
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport })
             else { return }
@@ -173,7 +172,7 @@ public final class InstanceRegistry: Sendable {
     }
 
     /// The virtual port of AID's instance on an initial port (for a cooperative peer's request).
-    func virtualPort(aid: String, initialPort: UInt16, transport: String) -> UInt16? {
+    func virtualPort(aid: AID, initialPort: UInt16, transport: String) -> UInt16? {
         entries.withLock { entries in
             entries.first { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }?.virtualPort
         }
@@ -228,7 +227,7 @@ public final class InstanceRegistry: Sendable {
         var kept: [Entry] = []
         for var entry in saved {
             guard configuration.virtualPorts.contains(entry.virtualPort),
-                  let aid = AID(entry.aid), configuration.application(aid) != nil,
+                  configuration.application(entry.aid) != nil,
                   sockets.contains(entry.virtualPort, transport: entry.transportProtocol, inodes: entry.inodes),
                   !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
             else { continue }

@@ -14,7 +14,8 @@ struct FlowStore {
     // a removed slot goes on the free list and is reused first.
     var slots: [Slot] = []
     // Kept apart from `slots` so that `Slot` is trivial (no reference counting when moved).
-    var aids: [String] = []
+    /// Nil for a free slot.
+    var aids: [AID?] = []
     var peers: [String?] = []
     var freeHead: Int32 = Slot.none
 
@@ -55,7 +56,7 @@ struct FlowStore {
     }
 
     mutating func insert(
-        _ key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?, now: UInt64
+        _ key: FlowKey, virtualPort: UInt16, aid: AID, mode: FlowMode, peer: String?, now: UInt64
     ) -> FlowTable.InsertResult {
         let hash = hash(key)
         if let slot = findSlot(key, hash: hash) {
@@ -106,7 +107,7 @@ struct FlowStore {
     func translation(at index: Int) -> Translation {
         let slot = slots[index]
         return Translation(
-            key: slot.key, virtualPort: slot.virtualPort, aid: aids[index], mode: slot.mode,
+            key: slot.key, virtualPort: slot.virtualPort, aid: aids[index] ?? AID.unknown, mode: slot.mode,
             peer: peers[index], state: slot.state, firstSeen: slot.firstSeen,
             lastSeen: slot.lastSeen, counters: slot.counters
         )
@@ -135,9 +136,8 @@ struct FlowStore {
         slots[index].generation &+= 1
         slots[index].next = freeHead
         freeHead = slot
-        // Drop the references now rather than when the slot is reused. A literal empty
-        // string and nil allocate nothing.
-        aids[index] = ""
+        // Drop the references now rather than when the slot is reused. nil allocates nothing.
+        aids[index] = nil
         peers[index] = nil
         count -= 1
     }

@@ -66,7 +66,7 @@ public final class FlowTable {
     /// (the oldest `closed` one, else the least recently seen `opening` or one-way `udp`
     /// flow) — so a SYN flood cannot push out established flows — and else refuses.
     public func insert(
-        _ key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?, now: UInt64
+        _ key: FlowKey, virtualPort: UInt16, aid: AID, mode: FlowMode, peer: String?, now: UInt64
     ) -> InsertResult {
         store.insert(key, virtualPort: virtualPort, aid: aid, mode: mode, peer: peer, now: now)
     }

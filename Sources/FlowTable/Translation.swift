@@ -5,7 +5,7 @@ public struct Translation: Sendable, Equatable {
     /// The port that really carries the flow's traffic at the server.
     public var virtualPort: UInt16
     /// The AID of the instance the flow belongs to.
-    public var aid: String
+    public var aid: AID
     public var mode: FlowMode
     /// The peer engine that negotiated the flow (cooperative mode), else nil.
     public var peer: String?
@@ -17,7 +17,7 @@ public struct Translation: Sendable, Equatable {
     public var counters: FlowCounters
 
     public init(
-        key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?,
+        key: FlowKey, virtualPort: UInt16, aid: AID, mode: FlowMode, peer: String?,
         state: FlowState, firstSeen: UInt64, lastSeen: UInt64, counters: FlowCounters
     ) {
         self.key = key

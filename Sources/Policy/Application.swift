@@ -1,3 +1,4 @@
+public import FlowTable
 /// Everything the configuration says about one AID.
 public struct Application: Sendable {
     public var aid: AID

@@ -1,3 +1,4 @@
+public import FlowTable
 extension Configuration {
     /// The built-in configuration of `vpm demo`: two applications, acme and globex, each with
     /// one instance on 9000/tcp, and client sources from 198.18.0.0/15 (RFC 2544 test addresses).

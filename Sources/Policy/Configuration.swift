@@ -1,4 +1,4 @@
-public import FlowTable
+@_exported public import FlowTable
 public import Packet
 
 /// What vpm multiplexes and for whom: the queue, the initial ports, the virtual port range,

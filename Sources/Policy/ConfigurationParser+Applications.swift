@@ -1,3 +1,4 @@
+public import FlowTable
 import Packet
 import Yams
 

@@ -1,3 +1,4 @@
+public import FlowTable
 import Yams
 
 extension ConfigurationParser {

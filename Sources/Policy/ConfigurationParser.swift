@@ -1,5 +1,5 @@
 import Packet
-import FlowTable
+public import FlowTable
 import Yams
 
 /// Reads configuration text into a `Configuration` and checks everything the engine relies on

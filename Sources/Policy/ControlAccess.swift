@@ -1,3 +1,4 @@
+public import FlowTable
 /// Who may use the engine's control socket, and for what (docs/security.md).
 ///
 /// - root and the engine's own user: everything;

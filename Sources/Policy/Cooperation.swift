@@ -1,3 +1,4 @@
+public import FlowTable
 public import Packet
 
 /// Cooperative and local modes: which remote networks run vpm engines we negotiate with,

@@ -1,3 +1,4 @@
+public import FlowTable
 public import Packet
 
 /// One application instance: the processes with one AID serving one initial port, which

@@ -1,3 +1,4 @@
+public import FlowTable
 public import Packet
 
 /// Which client sources a rule covers. Addresses use the 16-byte form, IPv4 mapped to

@@ -1,3 +1,4 @@
+public import FlowTable
 public import Packet
 
 /// Finds the AID of a client source. It runs once per new connection, so it is built once

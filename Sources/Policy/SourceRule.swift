@@ -1,3 +1,4 @@
+public import FlowTable
 /// One entry of `sources`: clients matching `match` belong to `aid`.
 public struct SourceRule: Sendable {
     public var match: SourceMatch

@@ -28,7 +28,7 @@ enum Fixture {
 
 extension FlowTable {
     /// Inserts a flow for `key` that must be new.
-    func add(_ key: FlowKey, now: UInt64, aid: String = "blue", virtualPort: UInt16 = Fixture.virtualPort) -> FlowHandle {
+    func add(_ key: FlowKey, now: UInt64, aid: AID = "blue", virtualPort: UInt16 = Fixture.virtualPort) -> FlowHandle {
         guard case .inserted(let handle) = insert(key, virtualPort: virtualPort, aid: aid, mode: .source, peer: nil, now: now) else {
             preconditionFailure("\(key) was not inserted")
         }

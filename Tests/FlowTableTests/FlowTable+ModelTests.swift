@@ -34,7 +34,7 @@ final class FlowTableModelTests: XCTestCase {
         var stale: [FlowHandle] = []
         var now: UInt64 = 1_000
         let flagChoices: [TCPFlags] = [.syn, [.syn, .ack], .ack, [.psh, .ack], [.fin, .ack], .fin, .rst, [.rst, .ack], []]
-        let aids = ["blue", "green", "a-rather-long-application-identifier"]
+        let aids: [AID] = ["blue", "green", "a-rather-long-application-identifier"]
         func key(_ number: Int) -> FlowKey { Fixture.key(number, number % 3 == 0 ? .udp : .tcp) }
 
         for step in 0..<operations {
@@ -154,7 +154,7 @@ private final class Model {
         return overflow ? .max : sum
     }
 
-    func insert(_ key: FlowKey, virtualPort: UInt16, aid: String, mode: FlowMode, peer: String?, now: UInt64) -> InsertOutcome {
+    func insert(_ key: FlowKey, virtualPort: UInt16, aid: AID, mode: FlowMode, peer: String?, now: UInt64) -> InsertOutcome {
         if flows[key] != nil { return .existing }
         if flows.count == capacity && expire(now: now, limit: 16) == 0 {
             guard let victim = evictionVictim() else {

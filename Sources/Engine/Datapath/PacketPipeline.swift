@@ -39,7 +39,7 @@ public struct PacketPipeline {
                                 counters: &datapathCounters)
     }
 
-    public mutating func takeNegotiations() -> [(key: FlowKey, aid: String, peer: Cooperation.Peer)] {
+    public mutating func takeNegotiations() -> [(key: FlowKey, aid: AID, peer: Cooperation.Peer)] {
         decider.takeNegotiations()
     }
 

@@ -151,7 +151,7 @@ final class ConntrackSync: @unchecked Sendable {
     struct Flow: Equatable {
         var key: FlowKey
         var virtualPort: UInt16
-        var aid: String
+        var aid: AID
         var mode: FlowMode
         var peer: String?
         var state: FlowState
@@ -179,13 +179,13 @@ final class ConntrackSync: @unchecked Sendable {
         guard let initialPort = translated ? entry.original.destinationPort : instance?.initialPort.port else { return nil }
         // The instance on the virtual port names the AID; the mark's slot only where the port
         // is not ours (our client's connection to a cooperative peer).
-        var aid = "-"
+        var aid = AID.unknown
         if translated && mark.mode == .cooperative || instance == nil {
             if mark.slot > 0 && mark.slot <= configuration.applications.count {
-                aid = configuration.applications[mark.slot - 1].aid.name
+                aid = configuration.applications[mark.slot - 1].aid
             }
         } else if let instance {
-            aid = instance.aid.name
+            aid = instance.aid
         }
         var peer: String?
         if mark.mode == .cooperative {

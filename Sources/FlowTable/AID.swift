@@ -22,6 +22,10 @@ public struct AID: Hashable, Sendable, Comparable, CustomStringConvertible, Expr
 
     public var description: String { name }
 
+    /// A flow whose AID is not known (rebuilt from a conntrack entry whose AID slot no
+    /// longer names an application).
+    public static let unknown: AID = "-"
+
     public static func < (lhs: AID, rhs: AID) -> Bool {
         lhs.name < rhs.name
     }
@@ -45,5 +49,21 @@ public struct AID: Hashable, Sendable, Comparable, CustomStringConvertible, Expr
         case "A"..."Z", "a"..."z", "0"..."9", ".", "_", "-": true
         default: false
         }
+    }
+}
+
+/// On the wire and in the state file an AID is its name; decoding validates it.
+extension AID: Codable {
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let aid = AID(name) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: AID.problem(with: name) ?? "not an AID"))
+        }
+        self = aid
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(name)
     }
 }
