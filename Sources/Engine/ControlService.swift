@@ -114,15 +114,15 @@ final class ControlService: Sendable {
             var attempts = 0
             while true {
                 attempts += 1
-                let allocation = registry.bind(aid: aid, initialPort: port, transport: transport, pid: pid,
+                let allocation = registry.bind(aid: aid, initialPort: port, transport: protocolName, pid: pid,
                                                avoiding: { SocketTable.read().ports(protocolName).union(skipped) },
                                                now: MonotonicClock.milliseconds)
-                guard case .allocated(let virtualPort) = allocation else { return answerBind(allocation, aid: aid, port: port, transport: transport, pid: pid) }
+                guard case .allocated(let virtualPort) = allocation else { return answerBind(allocation, aid: aid, port: port, transport: protocolName, pid: pid) }
                 switch InstanceSocket(descriptor: descriptor).adopt(address: address, virtualPort: virtualPort, transport: protocolName) {
                 case .success(let inode):
-                    registry.attach(inode: inode, aid: aid, virtualPort: virtualPort, transport: transport)
+                    registry.attach(inode: inode, aid: aid, virtualPort: virtualPort, transport: protocolName)
                 case .failure(.system("bind", EADDRINUSE)) where attempts < 8
-                    && registry.discardIfUnused(aid: aid, virtualPort: virtualPort, transport: transport):
+                    && registry.discardIfUnused(aid: aid, virtualPort: virtualPort, transport: protocolName):
                     logger.warning("virtual port held by another program: skipped", metadata: ["aid": "\(aid)", "virtual-port": "\(virtualPort)"])
                     skipped.insert(virtualPort)
                     continue
@@ -170,7 +170,7 @@ final class ControlService: Sendable {
         case .apps:
             let flows = store.withLock { $0.snapshot() }
             let records = registry.snapshot().map { entry in
-                AppRecord(aid: entry.aid.name, transport: entry.transport, initialPort: entry.initialPort,
+                AppRecord(aid: entry.aid.name, transport: entry.transport.name, initialPort: entry.initialPort,
                           virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
                           processes: entry.processes,
                           connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count)
@@ -198,7 +198,7 @@ final class ControlService: Sendable {
     }
 
     /// The answer to a bind that got no virtual port.
-    private func answerBind(_ allocation: InstanceRegistry.Allocation, aid: AID, port: UInt16, transport: String, pid: Int32) -> ControlResponse {
+    private func answerBind(_ allocation: InstanceRegistry.Allocation, aid: AID, port: UInt16, transport: TransportProtocol, pid: Int32) -> ControlResponse {
         switch allocation {
         case .allocated(let virtualPort): return ControlResponse(virtualPort: virtualPort)
         case .exhausted:

@@ -113,7 +113,7 @@ final class CooperationService: Sendable {
         guard let aid = AID(request.aid) else {
             return .refused(reason: "'\(request.aid)' is not an AID")
         }
-        guard let virtualPort = registry.virtualPort(aid: aid, initialPort: request.initialPort, transport: request.transport) else {
+        guard let virtualPort = registry.virtualPort(aid: aid, initialPort: request.initialPort, transport: transport) else {
             logger.notice("negotiation refused: no instance", metadata: [
                 "peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)",
             ])

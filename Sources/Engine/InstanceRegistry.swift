@@ -15,7 +15,7 @@ import Synchronization
 public final class InstanceRegistry: Sendable {
     struct Entry: Codable, Equatable {
         var aid: AID
-        var transport: String
+        var transport: TransportProtocol
         var initialPort: UInt16
         var virtualPort: UInt16
         var fromConfiguration: Bool
@@ -28,9 +28,6 @@ public final class InstanceRegistry: Sendable {
         /// instances (and registrations saved by an engine that did not record them).
         var inodes: Set<UInt64>?
 
-        /// `transport` as the packet path names it (the name stays a string in the state file
-        /// and on the control socket; a bind only registers a configured port's "tcp"/"udp").
-        var transportProtocol: TransportProtocol { TransportProtocol(name: transport) ?? .tcp }
     }
 
     /// A bind request's outcome.
@@ -54,7 +51,7 @@ public final class InstanceRegistry: Sendable {
         self.configuration = configuration
         self.statePath = statePath
         var entries = configuration.instances.map { instance in
-            Entry(aid: instance.aid, transport: instance.initialPort.transport.name,
+            Entry(aid: instance.aid, transport: instance.initialPort.transport,
                   initialPort: instance.initialPort.port, virtualPort: instance.virtualPort,
                   fromConfiguration: true, processes: [], lastBind: 0)
         }
@@ -69,7 +66,7 @@ public final class InstanceRegistry: Sendable {
     public func instances() -> [Instance] {
         entries.withLock { entries in
             entries.map { entry in
-                Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transportProtocol),
+                Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
                                 virtualPort: entry.virtualPort)
             }
         }
@@ -79,13 +76,13 @@ public final class InstanceRegistry: Sendable {
     /// With `when-exhausted: wait` it waits (this control connection's thread only).
     /// A new instance never gets a port in `avoiding()` (ports other programs hold; asked
     /// again on every attempt of a waiting bind).
-    func bind(aid: AID, initialPort: UInt16, transport: String, pid: Int32, avoiding: () -> Set<UInt16> = { [] },
+    func bind(aid: AID, initialPort: UInt16, transport: TransportProtocol, pid: Int32, avoiding: () -> Set<UInt16> = { [] },
               now: () -> UInt64) -> Allocation {
         guard configuration.application(aid) != nil else {
             let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
             return .refused("AID '\(aid)' is not in the configuration (applications: \(known.isEmpty ? "none" : known))")
         }
-        guard configuration.initialPorts.contains(where: { $0.port == initialPort && $0.transport.name == transport }) else {
+        guard configuration.initialPorts.contains(where: { $0.port == initialPort && $0.transport == transport }) else {
             return .refused("\(initialPort)/\(transport) is not a multiplexed port of the configuration")
         }
         let deadline = now() + UInt64(configuration.allocation.waitTimeout) * 1000
@@ -120,7 +117,7 @@ public final class InstanceRegistry: Sendable {
 
     /// Forgets a `vpm exec` instance that has no socket yet (its first bind failed because
     /// another program holds the port); returns whether it did.
-    func discardIfUnused(aid: AID, virtualPort: UInt16, transport: String) -> Bool {
+    func discardIfUnused(aid: AID, virtualPort: UInt16, transport: TransportProtocol) -> Bool {
         let discarded = entries.withLock { entries -> Bool in
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport }),
                   !entries[index].fromConfiguration, entries[index].inodes?.isEmpty ?? false else { return false }
@@ -132,7 +129,7 @@ public final class InstanceRegistry: Sendable {
     }
 
     /// Records a socket the engine bound for AID's instance on `virtualPort`.
-    func attach(inode: UInt64, aid: AID, virtualPort: UInt16, transport: String) {
+    func attach(inode: UInt64, aid: AID, virtualPort: UInt16, transport: TransportProtocol) {
         entries.withLock { entries in
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport })
             else { return }
@@ -151,7 +148,7 @@ public final class InstanceRegistry: Sendable {
             var released: [Entry] = []
             entries.removeAll { entry in
                 guard !entry.fromConfiguration, MonotonicClock.elapsed(since: entry.lastBind, now: now) >= Self.graceMilliseconds,
-                      !sockets.contains(entry.virtualPort, transport: entry.transportProtocol, inodes: entry.inodes)
+                      !sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes)
                 else { return false }
                 released.append(entry)
                 return true
@@ -162,7 +159,7 @@ public final class InstanceRegistry: Sendable {
                 if let inodes = entries[index].inodes,
                    MonotonicClock.elapsed(since: entries[index].lastBind, now: now) >= Self.graceMilliseconds {
                     entries[index].inodes = inodes.intersection(sockets.inodes(on: entries[index].virtualPort,
-                                                                               transport: entries[index].transportProtocol))
+                                                                               transport: entries[index].transport))
                 }
             }
             return released
@@ -172,7 +169,7 @@ public final class InstanceRegistry: Sendable {
     }
 
     /// The virtual port of AID's instance on an initial port (for a cooperative peer's request).
-    func virtualPort(aid: AID, initialPort: UInt16, transport: String) -> UInt16? {
+    func virtualPort(aid: AID, initialPort: UInt16, transport: TransportProtocol) -> UInt16? {
         entries.withLock { entries in
             entries.first { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }?.virtualPort
         }
@@ -228,7 +225,7 @@ public final class InstanceRegistry: Sendable {
         for var entry in saved {
             guard configuration.virtualPorts.contains(entry.virtualPort),
                   configuration.application(entry.aid) != nil,
-                  sockets.contains(entry.virtualPort, transport: entry.transportProtocol, inodes: entry.inodes),
+                  sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes),
                   !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
             else { continue }
             entry.lastBind = 0

@@ -40,7 +40,7 @@ final class InstanceWatcher: Sendable {
 
     private func check() {
         for entry in registry.releaseUnused(sockets: SocketTable.read(), now: MonotonicClock.milliseconds()) {
-            let flows = store.removeFlows(toVirtualPort: entry.virtualPort, transport: entry.transportProtocol)
+            let flows = store.removeFlows(toVirtualPort: entry.virtualPort, transport: entry.transport)
             logger.info("instance gone, virtual port released", metadata: [
                 "aid": "\(entry.aid)", "port": "\(entry.initialPort)/\(entry.transport)",
                 "virtual-port": "\(entry.virtualPort)", "flows-removed": "\(flows)",

@@ -18,3 +18,21 @@ extension TransportProtocol {
         }
     }
 }
+
+/// Encoded as its name ("tcp", "udp"), as in every file and message vpm writes.
+extension TransportProtocol: Codable, CustomStringConvertible {
+    public var description: String { name }
+
+    public init(from decoder: any Decoder) throws {
+        let name = try decoder.singleValueContainer().decode(String.self)
+        guard let transport = TransportProtocol(name: name) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "'\(name)' is not tcp or udp"))
+        }
+        self = transport
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(name)
+    }
+}

@@ -20,9 +20,9 @@ final class InstanceRegistryTests: XCTestCase {
 
     func testSameAIDAndPortShareAVirtualPortOthersGetTheirOwn() throws {
         let registry = try registry()
-        let first = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
-        let second = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 2, now: now)
-        let other = registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 3, now: now)
+        let first = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
+        let second = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 2, now: now)
+        let other = registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 3, now: now)
         XCTAssertEqual(first, .allocated(20001), "20000 belongs to the configured instance")
         XCTAssertEqual(second, first)
         XCTAssertEqual(other, .allocated(20002))
@@ -32,18 +32,18 @@ final class InstanceRegistryTests: XCTestCase {
 
     func testExhaustedRangeFailsAtOnce() throws {
         let registry = try registry()
-        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
-        _ = registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 2, now: now)
-        XCTAssertEqual(registry.bind(aid: "initech", initialPort: 9000, transport: "tcp", pid: 3, now: now), .exhausted)
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
+        _ = registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 2, now: now)
+        XCTAssertEqual(registry.bind(aid: "initech", initialPort: 9000, transport: .tcp, pid: 3, now: now), .exhausted)
     }
 
     func testUnknownAIDAndPortAreRefusedWithReasons() throws {
         let registry = try registry()
-        guard case .refused(let aidReason) = registry.bind(aid: "nobody", initialPort: 9000, transport: "tcp", pid: 1, now: now) else {
+        guard case .refused(let aidReason) = registry.bind(aid: "nobody", initialPort: 9000, transport: .tcp, pid: 1, now: now) else {
             return XCTFail("unknown AID accepted")
         }
         XCTAssertTrue(aidReason.contains("not in the configuration"), aidReason)
-        guard case .refused(let portReason) = registry.bind(aid: "acme", initialPort: 8080, transport: "tcp", pid: 1, now: now) else {
+        guard case .refused(let portReason) = registry.bind(aid: "acme", initialPort: 8080, transport: .tcp, pid: 1, now: now) else {
             return XCTFail("unlisted port accepted")
         }
         XCTAssertTrue(portReason.contains("not a multiplexed port"), portReason)
@@ -51,8 +51,8 @@ final class InstanceRegistryTests: XCTestCase {
 
     func testPortIsReleasedOnlyWhenItsSocketIsGoneAfterTheGracePeriod() throws {
         let registry = try registry()
-        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
-        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: "tcp")
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .tcp)
         let generation = registry.generation
         // Within the grace period a missing socket (between bind and listen) is expected.
         clock += 1000
@@ -64,15 +64,15 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).map(\.virtualPort), [20001])
         XCTAssertGreaterThan(registry.generation, generation)
         XCTAssertEqual(registry.snapshot().map(\.aid), ["fixed"])
-        XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: "tcp", pid: 2, now: now), .allocated(20001))
+        XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 2, now: now), .allocated(20001))
     }
 
     /// The instance exited and another program bound its port: that socket does not keep
     /// the instance (and its AID's clients) alive.
     func testAnotherProgramsSocketOnThePortDoesNotKeepTheInstance() throws {
         let registry = try registry()
-        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
-        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: "tcp")
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .tcp)
         clock += 5000
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5, 6]]), now: clock), [])
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [9]]), now: clock).map(\.virtualPort), [20001])
@@ -80,7 +80,7 @@ final class InstanceRegistryTests: XCTestCase {
 
     func testABindNewerThanTheWatchersClockIsNotReleased() throws {
         let registry = try registry()
-        _ = registry.bind(aid: "acme", initialPort: 9000, transport: "tcp", pid: 1, now: now)
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
         // The watcher read its clock just before this bind: the bind looks "in the future".
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock - 5), [])
     }
@@ -105,10 +105,10 @@ final class InstanceRegistryTests: XCTestCase {
         let port = UInt16(bigEndian: address.sin_port)
         let configuration = try Configuration.parse("virtual-ports: \(port)-\(port)\nports: [9]\napplications: {acme: {}}\n")
         let before = InstanceRegistry(configuration: configuration, statePath: path)
-        XCTAssertEqual(before.bind(aid: "acme", initialPort: 9, transport: "tcp", pid: getpid(), now: now), .allocated(port))
+        XCTAssertEqual(before.bind(aid: "acme", initialPort: 9, transport: .tcp, pid: getpid(), now: now), .allocated(port))
         var status = stat()
         XCTAssertEqual(fstat(listener, &status), 0)
-        before.attach(inode: UInt64(status.st_ino), aid: "acme", virtualPort: port, transport: "tcp")
+        before.attach(inode: UInt64(status.st_ino), aid: "acme", virtualPort: port, transport: .tcp)
         // A restarted engine keeps the registration while its socket exists ...
         XCTAssertEqual(InstanceRegistry(configuration: configuration, statePath: path).snapshot().map(\.virtualPort), [port])
         // ... and drops it once the socket is gone.
