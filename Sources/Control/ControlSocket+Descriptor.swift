@@ -60,10 +60,12 @@ extension ControlSocket {
         return sent
     }
 
-    /// Reads one request line; a descriptor sent with any part of it lands in `descriptor`
+    /// Reads one line (a request, or with `waitingFor` "answer" a response); a descriptor
+    /// sent with any part of it lands in `descriptor`
     /// (close-on-exec; the caller closes it). More than one descriptor: the extra ones are
     /// closed at once.
-    static func readLine(from connection: Int32, path: String, limit: Int, descriptor: inout Int32?) throws -> Data {
+    static func readLine(from connection: Int32, path: String, limit: Int, descriptor: inout Int32?,
+                         waitingFor: String = "request") throws -> Data {
         var result = Data()
         var chunk = [UInt8](repeating: 0, count: 65536)
         var control = [UInt8](repeating: 0, count: controlSpace * 4)
@@ -85,7 +87,7 @@ extension ControlSocket {
             }
             if count < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN { throw ControlError("no request on \(path) in time") }
+                if errno == EAGAIN { throw ControlError("no \(waitingFor) from \(path) in time") }
                 throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
             }
             if count == 0 { break }

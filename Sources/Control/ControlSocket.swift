@@ -82,23 +82,10 @@ public enum ControlSocket {
     /// Reads up to the first newline (or end of stream). Bounded, so a confused peer
     /// cannot make us buffer without end.
     static func readLine(from descriptor: Int32, path: String, limit: Int = 64 << 20) throws -> Data {
-        var result = Data()
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while result.count < limit {
-            let count = read(descriptor, &chunk, chunk.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN { throw ControlError("no answer from \(path) in time") }
-                throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { break }
-            if let newline = chunk[0..<count].firstIndex(of: UInt8(ascii: "\n")) {
-                result.append(contentsOf: chunk[0..<newline])
-                return result
-            }
-            result.append(contentsOf: chunk[0..<count])
-        }
-        return result
+        // An answer never carries a descriptor; one that came anyway is closed at once.
+        var received: Int32?
+        defer { if let received { close(received) } }
+        return try readLine(from: descriptor, path: path, limit: limit, descriptor: &received, waitingFor: "answer")
     }
 }
 
