@@ -24,14 +24,14 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     public var kernelQueueDropped: UInt64 = 0
     /// ... and because the netlink socket could not take them.
     public var kernelUserDropped: UInt64 = 0
-    public var flowsActive: Int = 0
+    public var flowsActive: UInt64 = 0
     public var flowsInserted: UInt64 = 0
     public var flowsExpired: UInt64 = 0
     /// Half-open flows pushed out to make room (SYN flood protection).
     public var flowsEvicted: UInt64 = 0
     /// New flows refused because the table was full of established flows.
     public var flowsRefusedFull: UInt64 = 0
-    public var flowCapacity: Int = 0
+    public var flowCapacity: UInt64 = 0
     /// Why packets were dropped or refused, by reason: keyed by the reason's identifier
     /// (`noApplication`, `tableFull`, … — `DropReason.identifier`).
     public var reasons: [String: UInt64] = [:]
@@ -43,31 +43,65 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
 
     /// Every counter is optional on the wire: a `vpm stats` newer than the running engine
     /// (an upgrade whose engine has not restarted yet) shows 0 for a counter the engine does
-    /// not have yet, instead of failing to read the answer.
+    /// not have yet, instead of failing to read the answer. The keys come from `counters`.
     public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        func value<T: Decodable>(_ key: CodingKeys, _ absent: T) throws -> T {
-            try container.decodeIfPresent(T.self, forKey: key) ?? absent
+        let container = try decoder.container(keyedBy: Key.self)
+        for counter in Self.counters {
+            if let value = try container.decodeIfPresent(UInt64.self, forKey: Key(counter.key)) { self[keyPath: counter.value] = value }
         }
-        packetsQueued = try value(.packetsQueued, packetsQueued)
-        rewritten = try value(.rewritten, rewritten)
-        marked = try value(.marked, marked)
-        acceptedUnchanged = try value(.acceptedUnchanged, acceptedUnchanged)
-        dropped = try value(.dropped, dropped)
-        refused = try value(.refused, refused)
-        checksumIncremental = try value(.checksumIncremental, checksumIncremental)
-        checksumRecomputed = try value(.checksumRecomputed, checksumRecomputed)
-        held = try value(.held, held)
-        receiveBufferOverruns = try value(.receiveBufferOverruns, receiveBufferOverruns)
-        kernelQueueDropped = try value(.kernelQueueDropped, kernelQueueDropped)
-        kernelUserDropped = try value(.kernelUserDropped, kernelUserDropped)
-        flowsActive = try value(.flowsActive, flowsActive)
-        flowsInserted = try value(.flowsInserted, flowsInserted)
-        flowsExpired = try value(.flowsExpired, flowsExpired)
-        flowsEvicted = try value(.flowsEvicted, flowsEvicted)
-        flowsRefusedFull = try value(.flowsRefusedFull, flowsRefusedFull)
-        flowCapacity = try value(.flowCapacity, flowCapacity)
-        reasons = try value(.reasons, reasons)
-        negotiations = try value(.negotiations, negotiations)
+        reasons = try container.decodeIfPresent([String: UInt64].self, forKey: Key("reasons")) ?? [:]
+        negotiations = try container.decodeIfPresent([String: UInt64].self, forKey: Key("negotiations")) ?? [:]
     }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: Key.self)
+        for counter in Self.counters { try container.encode(self[keyPath: counter.value], forKey: Key(counter.key)) }
+        try container.encode(reasons, forKey: Key("reasons"))
+        try container.encode(negotiations, forKey: Key("negotiations"))
+    }
+
+    private struct Key: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(_ name: String) { stringValue = name }
+        init?(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+    }
+}
+
+/// One of the engine's counters, declared once: its JSON key (a stable identifier), the
+/// label and help text people read (`vpm stats`, and any exporter), whether it only grows,
+/// and where it lives in `EngineStatistics`.
+public struct EngineCounter: Sendable {
+    public enum Kind: Sendable { case counter, gauge }
+
+    public let key: String
+    public let label: String
+    public let help: String
+    public let kind: Kind
+    public let value: WritableKeyPath<EngineStatistics, UInt64> & Sendable
+}
+
+extension EngineStatistics {
+    /// Every counter, in the order `vpm stats` shows them.
+    public static let counters: [EngineCounter] = [
+        .init(key: "packetsQueued", label: "packets queued", help: "packets the kernel queued to the engine", kind: .counter, value: \.packetsQueued),
+        .init(key: "rewritten", label: "rewritten", help: "packets whose ports were rewritten (userspace datapath)", kind: .counter, value: \.rewritten),
+        .init(key: "checksumIncremental", label: "  checksum updated", help: "rewrites that updated a complete checksum (RFC 1624)", kind: .counter, value: \.checksumIncremental),
+        .init(key: "checksumRecomputed", label: "  checksum recomputed", help: "rewrites that recomputed a partial checksum (NFQA_SKB_CSUMNOTREADY)", kind: .counter, value: \.checksumRecomputed),
+        .init(key: "marked", label: "marked", help: "connections handed to kernel NAT with a decision's mark (kernel datapath)", kind: .counter, value: \.marked),
+        .init(key: "acceptedUnchanged", label: "accepted unchanged", help: "packets accepted without a change", kind: .counter, value: \.acceptedUnchanged),
+        .init(key: "dropped", label: "dropped", help: "packets dropped: no flow, malformed, truncated, or aimed at a virtual port", kind: .counter, value: \.dropped),
+        .init(key: "refused", label: "refused", help: "new connections refused with a reset or ICMP unreachable", kind: .counter, value: \.refused),
+        .init(key: "held", label: "held", help: "SYNs held while their connection was negotiated (cooperative client)", kind: .counter, value: \.held),
+        .init(key: "receiveBufferOverruns", label: "ENOBUFS", help: "times the kernel could not hand packets to the queue socket", kind: .counter, value: \.receiveBufferOverruns),
+        .init(key: "kernelQueueDropped", label: "kernel queue full", help: "packets the kernel dropped because the queue was full", kind: .counter, value: \.kernelQueueDropped),
+        .init(key: "kernelUserDropped", label: "kernel socket full", help: "packets the kernel dropped because the netlink socket was full", kind: .counter, value: \.kernelUserDropped),
+        .init(key: "flowsActive", label: "flows active", help: "flows in the flow table", kind: .gauge, value: \.flowsActive),
+        .init(key: "flowCapacity", label: "flow capacity", help: "the most flows the table holds", kind: .gauge, value: \.flowCapacity),
+        .init(key: "flowsInserted", label: "flows inserted", help: "flows recorded", kind: .counter, value: \.flowsInserted),
+        .init(key: "flowsExpired", label: "flows expired", help: "flows removed after their idle timeout", kind: .counter, value: \.flowsExpired),
+        .init(key: "flowsEvicted", label: "flows evicted", help: "half-open flows pushed out to make room (SYN flood protection)", kind: .counter, value: \.flowsEvicted),
+        .init(key: "flowsRefusedFull", label: "flows refused (table full)", help: "new flows refused because the table was full of established flows", kind: .counter, value: \.flowsRefusedFull),
+    ]
 }

@@ -54,12 +54,12 @@ final class ControlService: Sendable {
         }
         for reason in DropReason.allCases where reasons[reason.rawValue] > 0 { statistics.reasons[reason.identifier] = reasons[reason.rawValue] }
         let flows = store.withLock { $0.statistics }
-        statistics.flowsActive = flows.active
+        statistics.flowsActive = UInt64(flows.active)
         statistics.flowsInserted = flows.inserted
         statistics.flowsExpired = flows.expired
         statistics.flowsEvicted = flows.evicted
         statistics.flowsRefusedFull = flows.refusedFull
-        statistics.flowCapacity = flows.capacity
+        statistics.flowCapacity = UInt64(flows.capacity)
         return statistics
     }
 

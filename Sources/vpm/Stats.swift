@@ -18,19 +18,11 @@ struct Stats: ParsableCommand {
             try printJSON(statistics)
             return
         }
-        let s = statistics
-        let lines: [(String, String)] = [
-            ("packets queued", "\(s.packetsQueued)"),
-            ("rewritten", "\(s.rewritten)  (checksum: \(s.checksumIncremental) incremental, \(s.checksumRecomputed) recomputed)"),
-            ("marked", "\(s.marked)  (connections handed to kernel NAT)"),
-            ("accepted unchanged", "\(s.acceptedUnchanged)"),
-            ("dropped", "\(s.dropped)"),
-            ("refused", "\(s.refused)"),
-            ("ENOBUFS", "\(s.receiveBufferOverruns)"),
-            ("kernel queue drops", "\(s.kernelQueueDropped) queue full, \(s.kernelUserDropped) socket full"),
-            ("flows", "\(s.flowsActive) active of \(s.flowCapacity), \(s.flowsInserted) inserted, \(s.flowsExpired) expired, \(s.flowsEvicted) evicted, \(s.flowsRefusedFull) refused (full)"),
-        ] + s.reasons.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
-            + (s.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(s.negotiations))])
+        // The counters' own table: labels as people read them, in its order.
+        let lines: [(String, String)] = EngineStatistics.counters.map { ($0.label, "\(statistics[keyPath: $0.value])") }
+            + (statistics.reasons.isEmpty ? [] : [("dropped or refused, by reason", "")])
+            + statistics.reasons.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
+            + (statistics.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(statistics.negotiations))])
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }
     }

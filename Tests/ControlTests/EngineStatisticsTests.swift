@@ -31,6 +31,20 @@ final class EngineStatisticsTests: XCTestCase {
         XCTAssertEqual(decoded, expected)
     }
 
+    /// The table is the one declaration: every number EngineStatistics holds is in it, once.
+    func testEveryCounterIsDeclaredInTheTable() {
+        let numbers = Mirror(reflecting: EngineStatistics()).children.filter { $0.value is UInt64 }.compactMap(\.label)
+        XCTAssertEqual(Set(numbers), Set(EngineStatistics.counters.map(\.key)))
+        XCTAssertEqual(EngineStatistics.counters.count, numbers.count)
+        var statistics = EngineStatistics()
+        for (index, counter) in EngineStatistics.counters.enumerated() { statistics[keyPath: counter.value] = UInt64(index + 1) }
+        let json = try? JSONSerialization.jsonObject(with: JSONEncoder().encode(statistics)) as? [String: Any]
+        for (index, counter) in EngineStatistics.counters.enumerated() {
+            XCTAssertEqual(json?[counter.key] as? Int, index + 1, "\(counter.key) is written under its key")
+            XCTAssertFalse(counter.help.isEmpty)
+        }
+    }
+
     func testAWrongTypeIsStillAnError() {
         XCTAssertThrowsError(try JSONDecoder().decode(EngineStatistics.self, from: Data(#"{"marked": "many"}"#.utf8)))
     }
