@@ -3,7 +3,8 @@ import Foundation
 import Glibc
 #endif
 
-/// A request that carries one of the caller's descriptors (SCM_RIGHTS): `vpm exec`'s
+/// Requests and answers on the control socket, and the descriptor a request may carry
+/// (SCM_RIGHTS): `vpm exec`'s
 /// supervisor hands the program's socket to the engine, which binds it to the virtual port
 /// itself and marks it as the instance's (docs/security.md).
 extension ControlSocket {
@@ -11,8 +12,9 @@ extension ControlSocket {
     static let controlHeaderLength = MemoryLayout<Int>.size + 2 * MemoryLayout<Int32>.size
     static let controlSpace = controlHeaderLength + MemoryLayout<Int>.size  // CMSG_SPACE(sizeof(int))
 
-    /// Sends `request` with `descriptor` attached and returns the engine's answer.
-    public static func send(_ request: ControlRequest, to path: String, descriptor: Int32,
+    /// Sends `request` to the engine listening at `path`, with `descriptor` attached when
+    /// given (a bind's or a connect registration's socket), and returns its answer.
+    public static func send(_ request: ControlRequest, to path: String, descriptor: Int32? = nil,
                             timeoutSeconds: Int = 5) throws -> ControlResponse {
         let connection = try connect(to: path)
         defer { close(connection) }
@@ -20,12 +22,14 @@ extension ControlSocket {
         setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var line = try JSONEncoder().encode(request)
         line.append(UInt8(ascii: "\n"))
-        // The descriptor rides on the first byte; the rest of the line follows as usual.
-        let first = line.prefix(1)
-        guard try sendWithDescriptor(Array(first), descriptor: descriptor, on: connection) == 1 else {
-            throw ControlError("cannot send to \(path): the engine closed the connection")
+        if let descriptor {
+            // The descriptor rides on the first byte; the rest of the line follows as usual.
+            guard try sendWithDescriptor(Array(line.prefix(1)), descriptor: descriptor, on: connection) == 1 else {
+                throw ControlError("cannot send to \(path): the engine closed the connection")
+            }
+            line = line.dropFirst()
         }
-        try writeAll(line.dropFirst(), to: connection, path: path)
+        try writeAll(line, to: connection, path: path)
         let answer = try readLine(from: connection, path: path)
         do {
             return try JSONDecoder().decode(ControlResponse.self, from: answer)
@@ -43,19 +47,7 @@ extension ControlSocket {
             raw.storeBytes(of: descriptor, toByteOffset: controlHeaderLength, as: Int32.self)
         }
         var data = bytes
-        let sent = data.withUnsafeMutableBytes { dataRaw in
-            control.withUnsafeMutableBytes { controlRaw in
-                var vector = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlRaw.baseAddress
-                    message.msg_controllen = controlRaw.count
-                    return sendmsg(connection, &message, Int32(MSG_NOSIGNAL))
-                }
-            }
-        }
+        let sent = withMessage(&data, &control) { message, _ in sendmsg(connection, &message, Int32(MSG_NOSIGNAL)) }
         guard sent >= 0 else { throw ControlError("cannot send a descriptor to the engine: \(String(cString: strerror(errno)))") }
         return sent
     }
@@ -70,20 +62,10 @@ extension ControlSocket {
         var chunk = [UInt8](repeating: 0, count: 65536)
         var control = [UInt8](repeating: 0, count: controlSpace * 4)
         while result.count < limit {
-            let count = chunk.withUnsafeMutableBytes { dataRaw in
-                control.withUnsafeMutableBytes { controlRaw in
-                    var vector = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
-                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                        var message = msghdr()
-                        message.msg_iov = vectorPointer
-                        message.msg_iovlen = 1
-                        message.msg_control = controlRaw.baseAddress
-                        message.msg_controllen = controlRaw.count
-                        let received = recvmsg(connection, &message, Int32(MSG_CMSG_CLOEXEC))
-                        if received >= 0 { collect(controlRaw, length: Int(message.msg_controllen), into: &descriptor) }
-                        return received
-                    }
-                }
+            let count = withMessage(&chunk, &control) { message, controlRaw in
+                let received = recvmsg(connection, &message, Int32(MSG_CMSG_CLOEXEC))
+                if received >= 0 { collect(controlRaw, length: Int(message.msg_controllen), into: &descriptor) }
+                return received
             }
             if count < 0 {
                 if errno == EINTR { continue }
@@ -98,6 +80,24 @@ extension ControlSocket {
             result.append(contentsOf: chunk[0..<count])
         }
         return result
+    }
+
+    /// A msghdr over one data buffer and one control buffer, for sendmsg and recvmsg.
+    private static func withMessage(_ data: inout [UInt8], _ control: inout [UInt8],
+                                    _ body: (inout msghdr, UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        data.withUnsafeMutableBytes { dataRaw in
+            control.withUnsafeMutableBytes { controlRaw in
+                var vector = iovec(iov_base: dataRaw.baseAddress, iov_len: dataRaw.count)
+                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+                    var message = msghdr()
+                    message.msg_iov = vectorPointer
+                    message.msg_iovlen = 1
+                    message.msg_control = controlRaw.baseAddress
+                    message.msg_controllen = controlRaw.count
+                    return body(&message, controlRaw)
+                }
+            }
+        }
     }
 
     /// The SCM_RIGHTS descriptors in a received control buffer.

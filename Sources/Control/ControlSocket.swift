@@ -8,23 +8,6 @@ import Glibc
 public enum ControlSocket {
     public static let defaultPath = "/run/vpm/vpm.sock"
 
-    /// Sends `request` to the engine listening at `path` and returns its answer.
-    public static func send(_ request: ControlRequest, to path: String, timeoutSeconds: Int = 5) throws -> ControlResponse {
-        let descriptor = try connect(to: path)
-        defer { close(descriptor) }
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var line = try JSONEncoder().encode(request)
-        line.append(UInt8(ascii: "\n"))
-        try writeAll(line, to: descriptor, path: path)
-        let answer = try readLine(from: descriptor, path: path)
-        do {
-            return try JSONDecoder().decode(ControlResponse.self, from: answer)
-        } catch {
-            throw ControlError("the engine at \(path) sent an answer this vpm cannot read (\(error)); are the CLI and the engine the same version?")
-        }
-    }
-
     static func connect(to path: String) throws -> Int32 {
         let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw ControlError("cannot create a socket: \(String(cString: strerror(errno)))") }
