@@ -104,7 +104,6 @@ let package = Package(
         .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),
         // Golden/: the control protocol's messages as JSON files, read by path.
         .testTarget(name: "ControlTests", dependencies: ["Control"], exclude: ["Golden"]),
-        .testTarget(name: "InterceptionTests", dependencies: ["Interception", "Packet"]),
         .testTarget(name: "HostCommandTests", dependencies: ["HostCommand"]),
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),

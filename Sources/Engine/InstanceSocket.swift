@@ -36,7 +36,7 @@ struct InstanceSocket {
             return .failure(.unsuitable("an IPv4 socket cannot bind the IPv6 address \(address)"))
         }
         guard localPort() == 0 else { return .failure(.unsuitable("the socket is already bound")) }
-        let bytes = Self.socketAddress(address, port: virtualPort, ipv6: domain == AF_INET6)
+        let bytes = SocketAddress(address, port: virtualPort, family: domain == AF_INET6 ? .ipv6 : .ipv4).bytes
         let bound = bytes.withUnsafeBytes { raw in
             bind(descriptor, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
         }
@@ -64,7 +64,7 @@ struct InstanceSocket {
             getsockname(descriptor, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
         }
         guard named == 0 else { return nil }
-        return Self.endpoint(storage, length: Int(length))
+        return SocketAddress(bytes: storage.prefix(Int(length))).map { ($0.address, $0.port) }
     }
 
     /// The source address the routing table picks toward `remote` (a UDP socket connected,
@@ -74,7 +74,7 @@ struct InstanceSocket {
         let probe = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard probe >= 0 else { return nil }
         defer { close(probe) }
-        let bytes = socketAddress(remote, port: 9, ipv6: ipv6)
+        let bytes = SocketAddress(remote, port: 9).bytes
         let connected = bytes.withUnsafeBytes { raw in
             connect(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
         }
@@ -84,21 +84,7 @@ struct InstanceSocket {
         let named = storage.withUnsafeMutableBytes { raw in
             getsockname(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
         }
-        return named == 0 ? endpoint(storage, length: Int(length))?.address : nil
-    }
-
-    /// sockaddr_in / sockaddr_in6 bytes → address (IPv4 as IPv4-mapped) and port.
-    static func endpoint(_ bytes: [UInt8], length: Int) -> (address: IPAddress, port: UInt16)? {
-        guard length >= 16 else { return nil }
-        let family = Int32(UInt16(bytes[0]) | UInt16(bytes[1]) << 8)
-        let port = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
-        if family == AF_INET {
-            return (IPAddress(ipv4: bytes[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }), port)
-        }
-        guard family == AF_INET6, length >= 24 else { return nil }
-        let high = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let low = bytes[16..<24].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        return (IPAddress(high: high, low: low), port)
+        return named == 0 ? SocketAddress(bytes: storage.prefix(Int(length)))?.address : nil
     }
 
     private func localPort() -> UInt16? {
@@ -115,26 +101,5 @@ struct InstanceSocket {
         var value: Int32 = -1
         var length = socklen_t(MemoryLayout<Int32>.size)
         return getsockopt(descriptor, level, name, &value, &length) == 0 ? value : -1
-    }
-
-    /// sockaddr_in, or sockaddr_in6 (IPv4 as IPv4-mapped) for an IPv6 socket.
-    static func socketAddress(_ address: IPAddress, port: UInt16, ipv6: Bool) -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: ipv6 ? 28 : 16)
-        let family = UInt16(ipv6 ? AF_INET6 : AF_INET)
-        bytes[0] = UInt8(truncatingIfNeeded: family)
-        bytes[1] = UInt8(family >> 8)
-        bytes[2] = UInt8(port >> 8)
-        bytes[3] = UInt8(truncatingIfNeeded: port)
-        if ipv6 {
-            for index in 0..<8 {
-                let group = address.group(index)
-                bytes[8 + 2 * index] = UInt8(group >> 8)
-                bytes[9 + 2 * index] = UInt8(truncatingIfNeeded: group)
-            }
-        } else {
-            let value = address.ipv4Value ?? 0
-            for index in 0..<4 { bytes[4 + index] = UInt8(truncatingIfNeeded: value >> (24 - 8 * index)) }
-        }
-        return bytes
     }
 }

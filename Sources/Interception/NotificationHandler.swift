@@ -100,8 +100,9 @@ final class NotificationHandler: Sendable {
 
     // MARK: - connect
 
-    /// Registers the connection's local address:port with the engine (local and cooperative
-    /// modes route it by this AID), then lets the kernel connect as the program asked.
+    /// Registers the connection with the engine (local and cooperative modes route it by
+    /// this AID): the socket goes along and the engine reads its address from it. Then the
+    /// kernel connects as the program asked.
     private func connect(_ call: Call, _ socket: SendableSocket, _ remote: SocketAddress, _ transport: TransportProtocol) {
         defer { answer(call, .continue, closing: socket) }
         if transport == .tcp && socket.value.isConnecting { return }
@@ -117,18 +118,14 @@ final class NotificationHandler: Sendable {
             }
             local = bound
         }
-        if local.isWildcard, let source = Self.routeSource(to: remote) {
-            local = SocketAddress(source.address, port: local.port, family: local.family)
-        }
         var request = ControlRequest(.connect)
         request.aid = settings.aid.name
         request.transport = transport.name
-        request.localAddress = "\(local.address)"
-        request.localPort = local.port
+        // Where it connects: for a socket bound to the wildcard, the engine picks the source
+        // address the routing table would.
         request.remoteAddress = "\(remote.address)"
         request.remotePort = remote.port
         do {
-            // The socket goes along: the engine reads its address from it.
             let response = try ControlSocket.send(request, to: settings.socketPath, descriptor: socket.value.descriptor,
                                                   timeoutSeconds: 5)
             if let error = response.error { throw ControlError(error) }
@@ -136,24 +133,6 @@ final class NotificationHandler: Sendable {
         } catch {
             say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): \(error)")
         }
-    }
-
-    /// The source address the routing table picks for `remote` (a UDP socket connected,
-    /// never used: nothing is sent).
-    private static func routeSource(to remote: SocketAddress) -> SocketAddress? {
-        let probe = Glibc.socket(Int32(remote.family.rawValue), Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard probe >= 0 else { return nil }
-        defer { close(probe) }
-        let connected = remote.bytes.withUnsafeBytes { raw in
-            Glibc.connect(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
-        }
-        guard connected == 0 else { return nil }
-        var storage = [UInt8](repeating: 0, count: 128)
-        var length = socklen_t(storage.count)
-        let named = storage.withUnsafeMutableBytes { raw in
-            Glibc.getsockname(probe, raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), &length)
-        }
-        return named == 0 ? SocketAddress(bytes: storage.prefix(Int(length))) : nil
     }
 
     // MARK: - getsockname
@@ -199,7 +178,7 @@ final class NotificationHandler: Sendable {
     private func socketCall(_ call: Call) -> SocketCall {
         let (number, pointer, length) = (Int32(truncatingIfNeeded: call.arguments.0), call.arguments.1, Int(truncatingIfNeeded: call.arguments.2))
         // Shorter than an IPv4 address, or absurdly long: the kernel's EINVAL is the answer.
-        guard length >= SocketAddress.Field.ipv4Length, length <= 128 else { return .notOurs }
+        guard length >= SocketAddress.minimumLength, length <= 128 else { return .notOurs }
         guard let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length) else {
             let code = errno
             // EFAULT: the program's own bad pointer, which the kernel refuses too.

@@ -1,7 +1,9 @@
-public import Packet
+
 
 /// An IPv4 or IPv6 socket address as a program hands it to bind() or connect(), read from
-/// its bytes (struct sockaddr_in / sockaddr_in6) and written back with another port.
+/// its bytes (struct sockaddr_in / sockaddr_in6) and written back with another port. Used
+/// on both sides of `vpm exec`: the supervisor reads the program's, the engine builds the
+/// one it binds.
 /// Anything else (AF_UNIX, AF_NETLINK, too short) is not ours: `init?` returns nil.
 public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
     public enum Family: UInt16, Sendable { case ipv4 = 2, ipv6 = 10 }
@@ -11,6 +13,9 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         static let ipv4Address = 4, ipv4Length = 16
         static let ipv6FlowInfo = 4, ipv6Address = 8, ipv6ScopeID = 24, ipv6Length = 28
     }
+
+    /// The shortest address it reads (sockaddr_in).
+    public static let minimumLength = Field.ipv4Length
 
     /// The address bytes as the program wrote them (16 or 28), so what is not the port
     /// (IPv6 flow info, scope id) goes back unchanged.
@@ -68,9 +73,6 @@ public struct SocketAddress: Equatable, Sendable, CustomStringConvertible {
         let low = slice.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         return IPAddress(high: high, low: low)
     }
-
-    /// 0.0.0.0 or ::.
-    public var isWildcard: Bool { address == .any || address == IPAddress(ipv4: 0) }
 
     /// `a.b.c.d:port` or `[v6]:port`.
     public var description: String {

@@ -1,4 +1,4 @@
-import Interception
+
 import Packet
 import XCTest
 
@@ -17,7 +17,6 @@ final class SocketAddressTests: XCTestCase {
         XCTAssertEqual(address.port, 9000)
         XCTAssertEqual(address.address, IPAddress(198, 18, 0, 1))
         XCTAssertEqual(address.description, "198.18.0.1:9000")
-        XCTAssertFalse(address.isWildcard)
     }
 
     func testIPv6KeepsFlowInfoAndScopeWhenThePortChanges() throws {
@@ -45,7 +44,10 @@ final class SocketAddressTests: XCTestCase {
 
     func testConstructedWildcards() {
         XCTAssertEqual(SocketAddress(IPAddress(ipv4: 0), port: 0).bytes, [2, 0] + [UInt8](repeating: 0, count: 14))
-        XCTAssertTrue(SocketAddress(.any, port: 5, family: .ipv6).isWildcard)
+        XCTAssertEqual(SocketAddress(.any, port: 5, family: .ipv6).bytes, [10, 0, 0, 5] + [UInt8](repeating: 0, count: 24))
+        // An IPv4 address for an IPv6 socket: IPv4-mapped.
+        XCTAssertEqual(SocketAddress(IPAddress(198, 18, 0, 1), port: 9000, family: .ipv6).bytes,
+                       [10, 0, 0x23, 0x28, 0, 0, 0, 0] + [UInt8](repeating: 0, count: 10) + [0xFF, 0xFF, 198, 18, 0, 1, 0, 0, 0, 0])
         XCTAssertEqual(SocketAddress(IPAddress(198, 18, 0, 1), port: 9000).bytes, ipv4)
     }
 }
