@@ -1,4 +1,5 @@
 import CInterceptionShim
+import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -88,7 +89,7 @@ final class InterceptedSocket {
         while fgets(&line, Int32(line.count), file) != nil {
             let text = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
             if text.hasPrefix("Tgid:") {
-                return Int32(text.dropFirst(5).trimmingCharacters(in: " \t\n"))
+                return Int32(text.dropFirst(5).trimmingCharacters(in: .whitespacesAndNewlines))
             }
         }
         return nil
@@ -109,14 +110,5 @@ final class ThreadGroups: Sendable {
             table[tid] = found
         }
         return found
-    }
-}
-
-extension StringProtocol {
-    func trimmingCharacters(in characters: String) -> String {
-        var slice = Substring(self)
-        while let first = slice.first, characters.contains(first) { slice.removeFirst() }
-        while let last = slice.last, characters.contains(last) { slice.removeLast() }
-        return String(slice)
     }
 }

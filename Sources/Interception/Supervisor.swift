@@ -1,6 +1,5 @@
 import CInterceptionShim
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
