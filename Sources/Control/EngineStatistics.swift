@@ -60,6 +60,15 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         try container.encode(negotiations, forKey: Key("negotiations"))
     }
 
+    /// The counter `key` names (`EngineStatistics.counters`), nil for an unknown key.
+    public subscript(key key: String) -> UInt64? {
+        get { Self.counters.first { $0.key == key }.map { self[keyPath: $0.value] } }
+        set {
+            guard let counter = Self.counters.first(where: { $0.key == key }), let newValue else { return }
+            self[keyPath: counter.value] = newValue
+        }
+    }
+
     private struct Key: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }

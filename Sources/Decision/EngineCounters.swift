@@ -19,18 +19,19 @@ public struct EngineCounters: Sendable, Equatable {
 
     public subscript(reason: DropReason) -> UInt64 { reasons[reason.rawValue] }
 
+    /// Every counter but the reasons, under the key `vpm stats` shows it by
+    /// (`EngineStatistics.counters`): summing and publishing go through this one list, so a
+    /// counter added here is summed and shown (a test checks every key has its row there).
+    public static let fields: [(key: String, value: WritableKeyPath<EngineCounters, UInt64> & Sendable)] = [
+        ("packetsQueued", \.packets), ("rewritten", \.rewritten), ("marked", \.marked),
+        ("acceptedUnchanged", \.acceptedUnchanged), ("dropped", \.dropped), ("refused", \.refused),
+        ("checksumIncremental", \.checksumIncremental), ("checksumRecomputed", \.checksumRecomputed), ("held", \.held),
+    ]
+
     /// The sum of two sets of counters (the decision's and the datapath's).
     public func adding(_ other: EngineCounters) -> EngineCounters {
         var sum = self
-        sum.packets &+= other.packets
-        sum.rewritten &+= other.rewritten
-        sum.marked &+= other.marked
-        sum.acceptedUnchanged &+= other.acceptedUnchanged
-        sum.dropped &+= other.dropped
-        sum.refused &+= other.refused
-        sum.checksumIncremental &+= other.checksumIncremental
-        sum.checksumRecomputed &+= other.checksumRecomputed
-        sum.held &+= other.held
+        for (_, value) in Self.fields { sum[keyPath: value] &+= other[keyPath: value] }
         for index in sum.reasons.indices { sum.reasons[index] &+= other.reasons[index] }
         return sum
     }

@@ -19,18 +19,18 @@ final class ControlService: Sendable {
     private let clients: ClientSockets
     private let cooperation: CooperationService
     private let workers: WorkerList
-    private let conntrack: ConntrackSync?
+    private let datapath: any DatapathSession
     private let logger: Logger
 
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, clients: ClientSockets,
-         cooperation: CooperationService, workers: WorkerList, conntrack: ConntrackSync?, logger: Logger) {
+         cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, logger: Logger) {
         self.configuration = configuration
         self.store = store
         self.registry = registry
         self.clients = clients
         self.cooperation = cooperation
         self.workers = workers
-        self.conntrack = conntrack
+        self.datapath = datapath
         self.logger = logger
     }
 
@@ -40,15 +40,7 @@ final class ControlService: Sendable {
         var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
         for worker in workers.all {
             let (counters, queue) = worker.counters
-            statistics.packetsQueued += counters.packets
-            statistics.rewritten += counters.rewritten
-            statistics.marked += counters.marked
-            statistics.acceptedUnchanged += counters.acceptedUnchanged
-            statistics.dropped += counters.dropped
-            statistics.refused += counters.refused
-            statistics.checksumIncremental += counters.checksumIncremental
-            statistics.checksumRecomputed += counters.checksumRecomputed
-            statistics.held += counters.held
+            for (key, value) in EngineCounters.fields { statistics[key: key]? += counters[keyPath: value] }
             statistics.receiveBufferOverruns += queue.receiveBufferOverruns
             for reason in DropReason.allCases { reasons[reason.rawValue] += counters[reason] }
         }
@@ -178,9 +170,7 @@ final class ControlService: Sendable {
             return ControlResponse(applications: records)
         case .flows:
             // Kernel datapath: conntrack has the current states and counters.
-            if let conntrack {
-                do { try conntrack.refresh() } catch { logger.warning("conntrack: \(error)") }
-            }
+            datapath.refreshFlows()
             let now = MonotonicClock.milliseconds()
             let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
             return ControlResponse(flows: flows)

@@ -48,9 +48,10 @@ public final class Engine {
         let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
                                              workers: configuration.queues, logger: logger)
         let workers = WorkerList()
-        let (datapath, accounting) = try chooseDatapath()
-        let conntrack = datapath == .kernel
-            ? try ConntrackSync(configuration: configuration, store: store, registry: registry, logger: logger) : nil
+        let datapath = chooseDatapath()
+        let session = try datapath.implementation.session(DatapathContext(
+            configuration: configuration, store: store, registry: registry, installRules: options.installRules,
+            keepConnections: options.keepConnections, logger: logger))
 
         // Order matters: a second engine must fail before it touches the first one's rules,
         // so the control socket and the queues come before the rules.
@@ -62,7 +63,7 @@ public final class Engine {
             controlGroup = gid
         }
         let service = ControlService(configuration: configuration, store: store, registry: registry, clients: clients,
-                                     cooperation: cooperation, workers: workers, conntrack: conntrack, logger: logger)
+                                     cooperation: cooperation, workers: workers, datapath: session, logger: logger)
         let listener = try ControlListener(path: options.socketPath, group: controlGroup) { request, peer, descriptor in
             service.answer(request, peer: peer, descriptor: descriptor)
         }
@@ -79,43 +80,10 @@ public final class Engine {
             throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
         }
         defer { cooperation.stop() }
-        // Kernel datapath: a table a killed engine left behind carries running connections, so
-        // a start-up that fails removes the table only if this run created it.
-        var createdTable = false
         var running = false
-        if options.installRules {
-            createdTable = try datapath.installRules(configuration)
-        }
-        defer {
-            if options.installRules {
-                if datapath == .kernel && running && options.keepConnections {
-                    logger.notice("leaving the rules, the nft table and conntrack's entries in place: established connections keep running, new ones wait for the next engine (--keep-connections)")
-                } else if datapath == .kernel && !(running || createdTable) {
-                    RuleSet.remove()  // the table a killed engine left carries running connections
-                } else {
-                    Datapath.removeRules()
-                }
-            }
-            if datapath == .kernel && running && !options.keepConnections {
-                // Without the table the entries' NAT would go on, or not, depending on other
-                // NAT rules in this namespace: end the connections as the userspace datapath does.
-                do { try Conntrack().delete(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
-                    logger.warning("cannot delete vpm's conntrack entries; remove them with `conntrack -D -m 0x50000000/0xf0000000`", metadata: ["error": "\(error)"])
-                }
-                accounting?.restore()
-            }
-        }
-        if let conntrack {
-            // Connections that kept running while no engine was here are ours again.
-            do {
-                let (added, _) = try conntrack.refresh(rebuild: true)
-                if added > 0 { logger.info("flows rebuilt from conntrack", metadata: ["flows": "\(added)"]) }
-            } catch {
-                logger.warning("cannot read conntrack: vpm flows misses the connections that ran before this start", metadata: ["error": "\(error)"])
-            }
-            conntrack.start()
-        }
-        defer { conntrack?.stop() }
+        try session.installRules()
+        defer { session.stop(running: running) }
+        session.start()
         listener.start()
         let watcher = InstanceWatcher(registry: registry, store: store, logger: logger)
         watcher.start()
@@ -138,23 +106,16 @@ public final class Engine {
     }
 
     /// The datapath asked for, or the userspace one (with a log line saying why) where this
-    /// kernel cannot carry the kernel datapath; for the kernel datapath, the accounting
-    /// setting to restore at the end.
-    private func chooseDatapath() throws -> (Datapath, ConntrackAccounting?) {
-        guard options.datapath == .kernel else { return (.userspace, nil) }
+    /// kernel cannot carry the kernel datapath.
+    private func chooseDatapath() -> Datapath {
+        guard options.datapath == .kernel else { return options.datapath }
         if let reason = Datapath.kernelUnavailableReason(configuration: options.configuration,
                                                          checkingNAT: options.installRules) {
             logger.warning("kernel datapath unavailable, falling back to the userspace datapath", metadata: ["reason": "\(reason)"])
-            return (.userspace, nil)
+            return .userspace
         }
-        do {
-            return (.kernel, try ConntrackAccounting.enable())
-        } catch {
-            logger.warning("cannot turn on conntrack accounting: vpm flows will show zero counters, and busy flows will look idle and expire from it", metadata: ["error": "\(error)"])
-            return (.kernel, nil)
-        }
+        return .kernel
     }
-
 }
 
 extension FlowRecord {

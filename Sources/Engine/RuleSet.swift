@@ -15,7 +15,7 @@ import HostCommand
 ///                   virtual ports: over lo only with the local-mode decision's mark, and
 ///                   only to sockets the engine bound for instances (`ownershipRules`)
 ///
-/// The kernel datapath (`Datapath.kernel`) queues only each connection's first packet, after
+/// The kernel datapath (`RuleSet.firstPacket`) queues only each connection's first packet, after
 /// conntrack has seen it, and lets `KernelNAT` (nft) translate the connection:
 /// mangle table (priority -150, between conntrack and NAT):
 ///   VPM-PREROUTING  TCP SYN / UDP datagram of a connection not yet decided (no vpm mark in
@@ -54,8 +54,26 @@ public struct RuleSet: Sendable, Equatable {
 
     public init(rules: [Rule]) { self.rules = rules }
 
-    /// The rules for a configuration: its initial ports, its virtual port range, its queue.
-    public init(_ configuration: Configuration, datapath: Datapath = .userspace) {
+    /// The userspace datapath's rules for a configuration (its initial ports, its virtual
+    /// port range, its queue): every packet of a multiplexed flow is queued, refusals and
+    /// virtual ports' guards are filter rules.
+    public static func everyPacket(_ configuration: Configuration) -> RuleSet {
+        let (toQueue, transports) = queueing(configuration)
+        return RuleSet(rules: everyPacketRules(configuration, toQueue: toQueue, transports: transports)
+            + refusalRules(configuration, transports: transports)
+            + ownershipRules(configuration, transports: transports))
+    }
+
+    /// The kernel datapath's rules: only each connection's first packet is queued. Refusals
+    /// and the virtual ports' guards are in its nft table (KernelNAT), where established
+    /// connections do not pass by on the way.
+    public static func firstPacket(_ configuration: Configuration) -> RuleSet {
+        let (toQueue, transports) = queueing(configuration)
+        return RuleSet(rules: firstPacketRules(configuration, toQueue: toQueue, transports: transports))
+    }
+
+    /// The NFQUEUE target for the configuration's queues, and the transports it multiplexes.
+    private static func queueing(_ configuration: Configuration) -> (toQueue: [String], transports: [TransportProtocol]) {
         let last = Int(configuration.queue) + configuration.queues - 1
         // Several queues: the kernel hashes the two addresses symmetrically, so both
         // directions of a flow reach the same queue (and the same engine thread).
@@ -65,13 +83,7 @@ public struct RuleSet: Sendable, Equatable {
         let transports = [TransportProtocol.tcp, .udp].filter { transport in
             configuration.initialPorts.contains { $0.transport == transport }
         }
-        // The kernel datapath answers refusals in its nft table (KernelNAT), where established
-        // connections do not pass by on the way.
-        rules = datapath == .kernel
-            ? Self.firstPacketRules(configuration, toQueue: toQueue, transports: transports)
-            : Self.everyPacketRules(configuration, toQueue: toQueue, transports: transports)
-                + Self.refusalRules(configuration, transports: transports)
-                + Self.ownershipRules(configuration, transports: transports)
+        return (toQueue, transports)
     }
 
     /// Userspace datapath: virtual ports belong to their instances.

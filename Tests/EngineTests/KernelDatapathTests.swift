@@ -39,7 +39,7 @@ final class KernelDatapathTests: XCTestCase {
     }
 
     func testRulesQueueOnlyConnectionStartsAfterConntrack() throws {
-        let rules = RuleSet(try Configuration.parse(Self.configuration), datapath: .kernel)
+        let rules = RuleSet.firstPacket(try Configuration.parse(Self.configuration))
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertEqual(ipv4, [
             "-t mangle -N VPM-PREROUTING",

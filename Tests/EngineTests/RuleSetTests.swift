@@ -4,7 +4,7 @@ import XCTest
 
 final class RuleSetTests: XCTestCase {
     func testRulesForTheExampleConfiguration() throws {
-        let rules = RuleSet(try Configuration.parse(Configuration.example))
+        let rules = RuleSet.everyPacket(try Configuration.parse(Configuration.example))
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertEqual(ipv4, [
             "-t raw -N VPM-PREROUTING",

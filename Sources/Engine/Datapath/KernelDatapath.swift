@@ -16,7 +16,7 @@ struct KernelDatapath: PacketDatapath {
         do { created = try KernelNAT(configuration).install() } catch {
             throw ControlError("cannot install the nft table inet \(KernelNAT.table): \(error) (see `vpm probe`; --datapath userspace needs no nft)")
         }
-        do { try RuleSet(configuration, datapath: .kernel).install() } catch {
+        do { try RuleSet.firstPacket(configuration).install() } catch {
             if created { KernelNAT.remove() }
             throw ControlError("cannot install the iptables rules: \(error)")
         }
@@ -24,7 +24,11 @@ struct KernelDatapath: PacketDatapath {
     }
 
     func script(_ configuration: Configuration) -> String {
-        RuleSet(configuration, datapath: .kernel).script() + "nft -f - <<'EOF'\n" + KernelNAT(configuration).script + "EOF\n"
+        RuleSet.firstPacket(configuration).script() + "nft -f - <<'EOF'\n" + KernelNAT(configuration).script + "EOF\n"
+    }
+
+    func session(_ context: DatapathContext) throws -> any DatapathSession {
+        try KernelSession(self, context: context)
     }
 
     func verdict(for decision: Decision, packet: inout IPPacket?, payload: UnsafeMutableRawBufferPointer,

@@ -16,6 +16,8 @@ protocol PacketDatapath: Sendable {
     func installRules(_ configuration: Configuration) throws -> Bool
     /// The same, as commands an operator could run.
     func script(_ configuration: Configuration) -> String
+    /// What this datapath sets up around the queue loop for one `vpm run`.
+    func session(_ context: DatapathContext) throws -> any DatapathSession
     /// The verdict for `decision`, applied to the packet where it changes bytes (`packet`:
     /// the decider's parsed view of `payload`, if it has one). Counts what it did
     /// (rewritten, marked, checksums) in `counters`. Allocates nothing.

@@ -11,14 +11,18 @@ struct UserspaceDatapath: PacketDatapath {
 
     func installRules(_ configuration: Configuration) throws -> Bool {
         KernelNAT.remove()  // a killed kernel-datapath engine's table would take our flows
-        do { try RuleSet(configuration, datapath: .userspace).install() } catch {
+        do { try RuleSet.everyPacket(configuration).install() } catch {
             throw ControlError("cannot install the iptables rules: \(error)")
         }
         return false
     }
 
     func script(_ configuration: Configuration) -> String {
-        RuleSet(configuration, datapath: .userspace).script()
+        RuleSet.everyPacket(configuration).script()
+    }
+
+    func session(_ context: DatapathContext) throws -> any DatapathSession {
+        UserspaceSession(self, context: context)
     }
 
     func verdict(for decision: Decision, packet: inout IPPacket?, payload: UnsafeMutableRawBufferPointer,

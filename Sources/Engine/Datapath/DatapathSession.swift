@@ -1,0 +1,125 @@
+import Control
+import Decision
+import Logging
+import Netfilter
+import Policy
+
+/// One `vpm run` of a datapath: what it sets up around the queue loop and takes down after
+/// (rules, tables, and for the kernel datapath conntrack's accounting and sync). The engine
+/// calls these in order and never asks which datapath it runs.
+protocol DatapathSession: AnyObject, Sendable {
+    /// Installs the rules (and tables) for the configuration; throws after undoing its part.
+    func installRules() throws
+    /// Starts what runs beside the queue workers, once the rules are in.
+    func start()
+    /// `vpm flows` is about to read the flow table: bring it up to date.
+    func refreshFlows()
+    /// Takes down what `installRules` and `start` set up. `running`: the engine got as far
+    /// as running its workers (a start-up that failed earlier leaves a killed engine's
+    /// state alone).
+    func stop(running: Bool)
+}
+
+/// What a session needs from the engine.
+struct DatapathContext {
+    var configuration: Configuration
+    var store: SharedFlowTable
+    var registry: InstanceRegistry
+    /// False: the operator installs the rules (`vpm run --no-rules`); the session leaves them.
+    var installRules: Bool
+    /// Kernel datapath: a stop leaves the connections running for the next engine.
+    var keepConnections: Bool
+    var logger: Logger
+}
+
+/// The userspace datapath's session: its iptables rules, removed at stop.
+final class UserspaceSession: DatapathSession {
+    private let context: DatapathContext
+    private let datapath: UserspaceDatapath
+
+    init(_ datapath: UserspaceDatapath, context: DatapathContext) {
+        self.datapath = datapath
+        self.context = context
+    }
+
+    func installRules() throws {
+        guard context.installRules else { return }
+        _ = try datapath.installRules(context.configuration)
+    }
+
+    func start() {}
+    func refreshFlows() {}
+
+    func stop(running: Bool) {
+        if context.installRules { Datapath.removeRules() }
+    }
+}
+
+/// The kernel datapath's session: conntrack accounting on, the flow table kept in step
+/// with conntrack (`ConntrackSync`), the rules and the nft table; at stop, the connections
+/// ended (their conntrack entries deleted) or, with `keepConnections`, left to the next engine.
+final class KernelSession: DatapathSession, @unchecked Sendable {
+    private let context: DatapathContext
+    private let datapath: KernelDatapath
+    private let accounting: ConntrackAccounting?
+    private let conntrack: ConntrackSync
+    /// Written by `installRules` and `start` on the engine's thread before the control and
+    /// queue threads run, read by `stop` on the same thread after they ended.
+    private var createdTable = false
+    private var started = false
+
+    init(_ datapath: KernelDatapath, context: DatapathContext) throws {
+        self.datapath = datapath
+        self.context = context
+        do {
+            accounting = try ConntrackAccounting.enable()
+        } catch {
+            context.logger.warning("cannot turn on conntrack accounting: vpm flows will show zero counters, and busy flows will look idle and expire from it", metadata: ["error": "\(error)"])
+            accounting = nil
+        }
+        conntrack = try ConntrackSync(configuration: context.configuration, store: context.store,
+                                      registry: context.registry, logger: context.logger)
+    }
+
+    func installRules() throws {
+        guard context.installRules else { return }
+        createdTable = try datapath.installRules(context.configuration)
+    }
+
+    func start() {
+        // Connections that kept running while no engine was here are ours again.
+        do {
+            let (added, _) = try conntrack.refresh(rebuild: true)
+            if added > 0 { context.logger.info("flows rebuilt from conntrack", metadata: ["flows": "\(added)"]) }
+        } catch {
+            context.logger.warning("cannot read conntrack: vpm flows misses the connections that ran before this start", metadata: ["error": "\(error)"])
+        }
+        conntrack.start()
+        started = true
+    }
+
+    func refreshFlows() {
+        do { try conntrack.refresh() } catch { context.logger.warning("conntrack: \(error)") }
+    }
+
+    func stop(running: Bool) {
+        if started { conntrack.stop() }
+        let keeping = running && context.keepConnections
+        if context.installRules {
+            if keeping {
+                context.logger.notice("leaving the rules, the nft table and conntrack's entries in place: established connections keep running, new ones wait for the next engine (--keep-connections)")
+            } else if !(running || createdTable) {
+                RuleSet.remove()  // the table a killed engine left carries running connections
+            } else {
+                Datapath.removeRules()
+            }
+        }
+        guard running && !keeping else { return }
+        // Without the table the entries' NAT would go on, or not, depending on other NAT
+        // rules in this namespace: end the connections as the userspace datapath does.
+        do { try Conntrack().delete(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
+            context.logger.warning("cannot delete vpm's conntrack entries; remove them with `conntrack -D -m 0x50000000/0xf0000000`", metadata: ["error": "\(error)"])
+        }
+        accounting?.restore()
+    }
+}
