@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
     ],
     targets: [
         // The real Debian libraries: libnetfilter-queue-dev, libnfnetlink-dev, libmnl-dev.
@@ -74,6 +75,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The Prometheus/OpenMetrics endpoint: the engine's counters (the table vpm stats
+        // renders) through swift-prometheus (swift-metrics' CoreMetrics), served over HTTP by SwiftNIO.
+        .target(
+            name: "MetricsEndpoint",
+            dependencies: [
+                "Control",
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
         // The per-packet decision: policy, AID, flow table, holding for negotiation. No
         // netfilter and no root: tested with byte fixtures.
         .target(name: "Decision", dependencies: ["Packet", "FlowTable", "Policy"], swiftSettings: strict),
@@ -82,6 +96,7 @@ let package = Package(
             name: "Engine",
             dependencies: [
                 "Decision", "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
+                "MetricsEndpoint",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -105,10 +120,11 @@ let package = Package(
         // Golden/: the control protocol's messages as JSON files, read by path.
         .testTarget(name: "ControlTests", dependencies: ["Control"], exclude: ["Golden"]),
         .testTarget(name: "HostCommandTests", dependencies: ["HostCommand"]),
+        .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint", "Control", "TestSupport"]),
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "DecisionTests", dependencies: ["Decision", "Packet", "FlowTable", "Policy"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport", "MetricsEndpoint"]),
     ]
 )

@@ -83,12 +83,25 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
 /// and where it lives in `EngineStatistics`.
 public struct EngineCounter: Sendable {
     public enum Kind: Sendable { case counter, gauge }
+    /// Whether each queue worker keeps its own (the metrics endpoint labels it by queue) or
+    /// the engine keeps one (the flow table's).
+    public enum Scope: Sendable { case queue, engine }
 
     public let key: String
     public let label: String
     public let help: String
     public let kind: Kind
     public let value: WritableKeyPath<EngineStatistics, UInt64> & Sendable
+
+    public init(key: String, label: String, help: String, kind: Kind, value: WritableKeyPath<EngineStatistics, UInt64> & Sendable) {
+        self.key = key
+        self.label = label
+        self.help = help
+        self.kind = kind
+        self.value = value
+    }
+
+    public var scope: Scope { key.hasPrefix("flow") ? .engine : .queue }
 }
 
 extension EngineStatistics {

@@ -2,6 +2,7 @@ import Control
 import Decision
 import FlowTable
 import Logging
+import MetricsEndpoint
 import Packet
 import Policy
 #if canImport(Glibc)
@@ -34,17 +35,33 @@ final class ControlService: Sendable {
         self.logger = logger
     }
 
-    /// The workers' counters, summed, with the flow table's.
-    private func statistics() -> EngineStatistics {
-        var statistics = EngineStatistics()
-        var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
-        for worker in workers.all {
+    /// Each queue's own counters (the queue-scoped rows of `EngineStatistics.counters`, the
+    /// kernel's drops for that queue, reasons), by queue number.
+    private func queueStatistics() -> [(queue: UInt16, statistics: EngineStatistics)] {
+        workers.all.enumerated().map { index, worker in
+            let number = configuration.queue + UInt16(index)
             let (counters, queue) = worker.counters
-            for (key, value) in EngineCounters.fields { statistics[key: key]? += counters[keyPath: value] }
-            statistics.receiveBufferOverruns += queue.receiveBufferOverruns
-            for reason in DropReason.allCases { reasons[reason.rawValue] += counters[reason] }
+            var statistics = EngineStatistics()
+            for (key, value) in EngineCounters.fields { statistics[key: key] = counters[keyPath: value] }
+            statistics.receiveBufferOverruns = queue.receiveBufferOverruns
+            if let kernel = KernelQueueStatistics.read(queue: number) {
+                statistics.kernelQueueDropped = kernel.queueDropped
+                statistics.kernelUserDropped = kernel.userDropped
+            }
+            for reason in DropReason.allCases where counters[reason] > 0 { statistics.reasons[reason.identifier] = counters[reason] }
+            return (number, statistics)
         }
-        for reason in DropReason.allCases where reasons[reason.rawValue] > 0 { statistics.reasons[reason.identifier] = reasons[reason.rawValue] }
+    }
+
+    /// What `vpm stats` shows: the queues' counters summed, the flow table's, negotiations.
+    private func statistics(queues: [(queue: UInt16, statistics: EngineStatistics)]) -> EngineStatistics {
+        var statistics = EngineStatistics()
+        for (_, counters) in queues {
+            for counter in EngineStatistics.counters where counter.scope == .queue {
+                statistics[keyPath: counter.value] += counters[keyPath: counter.value]
+            }
+            statistics.reasons.merge(counters.reasons, uniquingKeysWith: +)
+        }
         let flows = store.withLock { $0.statistics }
         statistics.flowsActive = UInt64(flows.active)
         statistics.flowsInserted = flows.inserted
@@ -52,7 +69,21 @@ final class ControlService: Sendable {
         statistics.flowsEvicted = flows.evicted
         statistics.flowsRefusedFull = flows.refusedFull
         statistics.flowCapacity = UInt64(flows.capacity)
+        statistics.negotiations = cooperation.serverCounts
         return statistics
+    }
+
+    /// One scrape of the metrics endpoint: the same counters as `vpm stats`, per queue where
+    /// each queue keeps its own, with flows per AID and mode and the virtual ports.
+    func metricsSnapshot(datapath: Datapath) -> MetricsSnapshot {
+        let queues = queueStatistics()
+        let census = store.withLock { $0.census() }
+        let inUse = Set(registry.snapshot().map(\.virtualPort)).count
+        return MetricsSnapshot(
+            version: VPMVersion.current, datapath: datapath.rawValue, queues: queues, total: statistics(queues: queues),
+            flows: census.map { .init(aid: $0.key.aid.name, mode: $0.key.mode.rawValue, count: $0.value) }
+                .sorted { ($0.aid, $0.mode) < ($1.aid, $1.mode) },
+            virtualPortsInUse: inUse, virtualPortsFree: configuration.virtualPorts.count - inUse)
     }
 
     /// One request from `peer` (with the descriptor it sent, for a bind), answered.
@@ -85,7 +116,6 @@ final class ControlService: Sendable {
                 return ControlResponse(error: refusal, errorCode: "EACCES")
             }
         }
-        let queue = configuration.queue
         switch request.command {
         case .bind:
             guard let aid = request.aid.flatMap(AID.init), let port = request.initialPort, let transport = request.transport,
@@ -175,14 +205,7 @@ final class ControlService: Sendable {
             let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
             return ControlResponse(flows: flows)
         case .stats:
-            var statistics = statistics()
-            statistics.negotiations = cooperation.serverCounts
-            for index in workers.all.indices {
-                if let kernel = KernelQueueStatistics.read(queue: queue + UInt16(index)) {
-                    statistics.kernelQueueDropped += kernel.queueDropped
-                    statistics.kernelUserDropped += kernel.userDropped
-                }
-            }
+            let statistics = statistics(queues: queueStatistics())
             return ControlResponse(statistics: statistics)
         }
     }

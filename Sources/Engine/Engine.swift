@@ -2,6 +2,7 @@ import Decision
 import Control
 import FlowTable
 public import Logging
+import MetricsEndpoint
 import Netfilter
 import Packet
 public import Policy
@@ -80,6 +81,17 @@ public final class Engine {
             throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
         }
         defer { cooperation.stop() }
+        var metrics: MetricsServer?
+        if let settings = configuration.metrics {
+            do {
+                metrics = try MetricsServer(host: settings.address.description, port: Int(settings.port)) {
+                    service.metricsSnapshot(datapath: datapath)
+                }
+            } catch {
+                throw ControlError("cannot serve metrics on \(settings.endpoint) (line \(settings.line)): \(error) (is another program using the port, or is the address not on this host? change metrics: listen)")
+            }
+        }
+        defer { metrics?.stop() }
         var running = false
         try session.installRules()
         defer { session.stop(running: running) }
@@ -97,6 +109,7 @@ public final class Engine {
             "socket": "\(options.socketPath)",
             "gso": "\(options.segmentationOffload)",
             "datapath": "\(datapath)",
+            "metrics": "\(configuration.metrics.map { "http://\($0.endpoint)/metrics" } ?? "off")",
         ])
         // The workers run until SIGINT/SIGTERM; the first error of any ends the engine.
         let errors = workers.all.compactMap { $0.join() }

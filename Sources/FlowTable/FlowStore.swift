@@ -152,6 +152,15 @@ struct FlowStore {
         return order.map { translation(at: $0.slot) }
     }
 
+    /// How many flows each AID has in each mode, without copying the flows.
+    func census() -> [FlowCensus: Int] {
+        var counts: [FlowCensus: Int] = [:]
+        for index in slots.indices where slots[index].isOccupied {
+            counts[FlowCensus(aid: aids[index] ?? AID.unknown, mode: slots[index].mode), default: 0] += 1
+        }
+        return counts
+    }
+
     var statistics: FlowTableStatistics {
         FlowTableStatistics(
             active: count, inserted: inserted, expired: expired, evicted: evicted,

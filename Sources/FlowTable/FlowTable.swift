@@ -144,6 +144,18 @@ public final class FlowTable {
     public var statistics: FlowTableStatistics {
         inPlace { $0.statistics }
     }
+
+    /// Flows by AID and mode (the metrics endpoint). For the control plane: one pass over
+    /// the table, no copy of the flows.
+    public func census() -> [FlowCensus: Int] {
+        inPlace { $0.census() }
+    }
+}
+
+/// One AID in one mode: a group of `FlowTable.census()`.
+public struct FlowCensus: Hashable, Sendable {
+    public var aid: AID
+    public var mode: FlowMode
 }
 
 extension FlowTable {

@@ -31,6 +31,8 @@ public struct Configuration: Sendable {
     public var cooperation: Cooperation
     /// Who may use the control socket beyond root.
     public var control: ControlAccess = .rootOnly
+    /// Where the engine serves its metrics; nil: no endpoint.
+    public var metrics: MetricsSettings?
 
     public init(
         queue: UInt16 = Configuration.defaultQueue,

@@ -6,7 +6,7 @@ import Yams
 /// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
 /// line to fix instead of misrouting connections later.
 struct ConfigurationParser {
-    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control"]
+    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics"]
 
     let file: String
     let text: String
@@ -72,7 +72,26 @@ struct ConfigurationParser {
                 configuration.control.group = try principal(groupNode, named: "the control group")
             }
         }
+        if let node = fields["metrics"] {
+            configuration.metrics = try parseMetrics(node)
+        }
         return configuration
+    }
+
+    /// `metrics: {listen: ADDRESS:PORT}` (IPv6 as `[addr]:port`).
+    private func parseMetrics(_ node: Node) throws(ConfigurationError) -> MetricsSettings {
+        let fields = try self.fields(of: node, named: "'metrics'", allowed: ["listen"])
+        let listen = try fields.required("listen", parser: self)
+        let text = try scalar(listen, named: "'listen'")
+        let example = "such as 127.0.0.1:9464 or [::1]:9464"
+        let match: SourceMatch
+        do { match = try SourceMatch.parse(text) } catch {
+            throw failure("metrics 'listen' is an address and a port, \(example); found '\(text)'", at: listen)
+        }
+        guard case .addressPort(let address, let port) = match, port > 0 else {
+            throw failure("metrics 'listen' needs a port as well as an address, \(example); found '\(text)'", at: listen)
+        }
+        return MetricsSettings(address: address, port: port, line: line(of: listen))
     }
 
     private func parseInitialPorts(_ node: Node) throws(ConfigurationError) -> [InitialPort] {

@@ -4,16 +4,48 @@ import Policy
 struct CheckConfig: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
-        abstract: "Validate a configuration file; errors point at their line.")
+        abstract: "Validate a configuration file; errors point at their line.",
+        discussion: "Exits 0 when the file is valid, 1 when it is not. --json prints the verdict as one JSON object on stdout, either way.")
 
     @Argument(help: "Configuration file.") var file: String
+    @Flag(help: "Print the result as JSON (ok, counts, or the error with its line and column).") var json = false
+
+    /// `vpm check-config --json`: what scripts read.
+    struct Report: Encodable {
+        struct Problem: Encodable {
+            var line: Int?
+            var column: Int?
+            var message: String
+        }
+
+        var file: String
+        var ok: Bool
+        var applications: Int?
+        var instances: Int?
+        var ports: [String]?
+        var sources: Int?
+        var metrics: String?
+        var error: Problem?
+    }
 
     func run() throws {
         let configuration: Configuration
-        do { configuration = try Configuration.load(path: file) } catch { throw Failure("\(error)") }
-        let instances = configuration.instances.count
-        print("\(file): ok — \(configuration.applications.count) applications, \(instances) instances, "
-              + "ports \(configuration.initialPorts.map(\.description).joined(separator: ", ")), "
-              + "\(configuration.sources.count) source rules")
+        do { configuration = try Configuration.load(path: file) } catch {
+            if json {
+                try printJSON(Report(file: file, ok: false, error: .init(line: error.line, column: error.column, message: error.message)))
+                throw ExitCode.failure
+            }
+            throw Failure("\(error)")
+        }
+        let ports = configuration.initialPorts.map(\.description)
+        if json {
+            try printJSON(Report(file: file, ok: true, applications: configuration.applications.count,
+                                 instances: configuration.instances.count, ports: ports, sources: configuration.sources.count,
+                                 metrics: configuration.metrics.map { "http://\($0.endpoint)/metrics" }))
+            return
+        }
+        print("\(file): ok — \(configuration.applications.count) applications, \(configuration.instances.count) instances, "
+              + "ports \(ports.joined(separator: ", ")), \(configuration.sources.count) source rules"
+              + (configuration.metrics.map { ", metrics on http://\($0.endpoint)/metrics" } ?? ""))
     }
 }

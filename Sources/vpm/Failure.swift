@@ -15,6 +15,6 @@ func log(_ message: String) {
 /// Prints a value as pretty, key-sorted JSON on stdout (`--json` output).
 func printJSON<Value: Encodable>(_ value: Value) throws {
     let encoder = JSONEncoder()
-    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }

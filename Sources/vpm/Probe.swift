@@ -16,11 +16,22 @@ struct Probe: ParsableCommand {
             """)
 
     @Option(help: "Queue number to try binding.") var queue: UInt16 = 0
+    @Flag(help: "Print the checks as JSON (canRun, and each check's status, name and detail).") var json = false
+
+    struct Report: Encodable {
+        var canRun: Bool
+        var checks: [HostProbe.Result]
+    }
 
     func run() throws {
         let results = HostProbe(queue: queue).run()
-        for result in results { print(result.line) }
         let failed = results.filter { $0.status == .fail }.count
+        if json {
+            try printJSON(Report(canRun: failed == 0, checks: results))
+            if failed > 0 { throw ExitCode.failure }
+            return
+        }
+        for result in results { print(result.line) }
         if failed == 0 {
             print("vpm can run on this host.")
         } else {
@@ -31,14 +42,14 @@ struct Probe: ParsableCommand {
 
 /// The checks behind `vpm probe` (and the first step of `vpm demo`).
 struct HostProbe {
-    struct Result {
-        enum Status: String { case ok = "ok", fail = "FAIL", info = "info" }
+    struct Result: Encodable {
+        enum Status: String, Encodable { case ok, fail, info }
         var status: Status
         var name: String
         var detail: String
 
         var line: String {
-            "  \(status.rawValue.padding(toLength: 5, withPad: " ", startingAt: 0)) "
+            "  \((status == .fail ? "FAIL" : status.rawValue).padding(toLength: 5, withPad: " ", startingAt: 0)) "
                 + "\(name.padding(toLength: 16, withPad: " ", startingAt: 0)) \(detail)"
         }
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Control
 import Foundation
 
 @main
@@ -11,6 +12,7 @@ struct VPM: ParsableCommand {
             it; the engine rewrites ports and checksums on netfilter NFQUEUE so each \
             connection reaches the right instance. See README.md and docs/.
             """,
+        version: VPMVersion.current,
         subcommands: [Run.self, Exec.self, Flows.self, Apps.self, Stats.self, Rules.self, CheckConfig.self, Probe.self, Demo.self, Translate.self]
     )
 

@@ -36,6 +36,35 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(output.standardOutput.contains("ok"), output.standardOutput)
     }
 
+    /// Scripts read `check-config --json`: the verdict and, for a bad file, where and why.
+    func testCheckConfigJSON() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-json-\(getpid()).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try "virtual-ports: 20000-20999\nports: [9000, 5353/udp]\nmetrics: {listen: \"[::1]:9464\"}\n"
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let good = try run(["check-config", "--json", path])
+        XCTAssertEqual(good.status, 0, good.standardError)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(good.standardOutput.utf8)) as? [String: Any])
+        XCTAssertEqual(report["ok"] as? Bool, true)
+        XCTAssertEqual(report["ports"] as? [String], ["9000/tcp", "5353/udp"])
+        XCTAssertEqual(report["metrics"] as? String, "http://[::1]:9464/metrics")
+
+        try "virtual-ports: 20000-20999\nports: [9000]\nmetrics: {listen: 127.0.0.1}\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let bad = try run(["check-config", "--json", path])
+        XCTAssertEqual(bad.status, 1)
+        let problem = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(bad.standardOutput.utf8)) as? [String: Any])
+        XCTAssertEqual(problem["ok"] as? Bool, false)
+        let error = try XCTUnwrap(problem["error"] as? [String: Any])
+        XCTAssertEqual(error["line"] as? Int, 3)
+        XCTAssertTrue((error["message"] as? String ?? "").contains("needs a port"), "\(error)")
+    }
+
+    func testVersion() throws {
+        let output = try run(["--version"])
+        XCTAssertEqual(output.status, 0)
+        XCTAssertNotNil(output.standardOutput.range(of: #"^\d+\.\d+\.\d+\n$"#, options: .regularExpression), output.standardOutput)
+    }
+
     func testMissingConfigFileSaysWhich() throws {
         let output = try run(["run", "--config", "/nonexistent/vpm.yaml"])
         XCTAssertEqual(output.status, 1)

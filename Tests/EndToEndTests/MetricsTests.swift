@@ -1,0 +1,100 @@
+import Control
+import Foundation
+import MetricsEndpoint
+import NetworkLab
+import TestSupport
+import XCTest
+
+/// The metrics endpoint against the real engine: after known traffic (a transfer checked
+/// with sha256, a refused client) a scrape with curl and `vpm stats --json` agree on every
+/// counter; flows per AID and the datapath are there too.
+final class MetricsTests: XCTestCase {
+    static let configuration = """
+        queues: 2
+        virtual-ports: 20000-20999
+        ports: [9000]
+        applications:
+          acme:
+            instances: {9000: 20017}
+        sources:
+          - {from: 198.18.1.0/24, aid: acme}
+        metrics: {listen: 127.0.0.1:9464}
+        """
+
+    func testAScrapeAndVpmStatsAgreeOnEveryCounter() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("metrics"), clientAddresses: ["198.18.1.2", "198.18.9.9"])
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("metrics")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+                                           configuration: Self.configuration)
+        _ = try lab.spawn(lab.server, ["socat", "-u", "TCP-LISTEN:20017,reuseaddr", "CREATE:\(directory)/received"],
+                          log: "\(directory)/instance.log")
+        try lab.waitForListener(lab.server, port: 20017)
+        try engine.start()
+        defer { _ = engine.stop() }
+        do {
+            try NetworkLab.makeRandomFile("\(directory)/upload", count: 2 << 20)
+            try lab.checked(lab.clients[0], ["socat", "-u", "OPEN:\(directory)/upload", "TCP:\(lab.server.address):9000"], timeout: 60)
+            try NetworkLab.poll("the upload to arrive whole", timeout: 10) {
+                (try? NetworkLab.sha256("\(directory)/received")) == (try? NetworkLab.sha256("\(directory)/upload"))
+            }
+            let refused = try lab.run(lab.clients[1], ["socat", "-u", "OPEN:/dev/null", "TCP:\(lab.server.address):9000,connect-timeout=5"])
+            XCTAssertNotEqual(refused.status, 0, "a client of no AID is refused")
+            Thread.sleep(forTimeInterval: 1)  // the queue threads publish their counters between batches
+
+            let scrape = try lab.checked(lab.server, ["curl", "-sS", "--max-time", "10", "http://127.0.0.1:9464/metrics"]).standardOutput
+            let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
+            let samples = PrometheusText.samples(scrape)
+            for counter in EngineStatistics.counters {
+                let name = MetricsRenderer.name(counter)
+                XCTAssertEqual(PrometheusText.total(samples, name), Double(statistics[keyPath: counter.value]), "\(name) and vpm stats' \(counter.key)")
+                if counter.scope == .queue {
+                    XCTAssertNotNil(samples[name + #"{queue="0"}"#], "\(name) per queue:\n\(scrape)")
+                    XCTAssertNotNil(samples[name + #"{queue="1"}"#], "\(name) per queue:\n\(scrape)")
+                }
+            }
+            XCTAssertGreaterThan(statistics.packetsQueued, 0)
+            XCTAssertGreaterThanOrEqual(statistics.refused, 1)
+            for (reason, value) in statistics.reasons {
+                let byReason = samples.filter { $0.key.hasPrefix("vpm_drops_by_reason_total{") && $0.key.contains(#"reason="\#(reason)""#) }
+                XCTAssertEqual(byReason.values.reduce(0, +), Double(value), reason)
+            }
+            XCTAssertNotNil(statistics.reasons["noApplication"], "the refused client is counted by reason")
+            XCTAssertEqual(samples[#"vpm_info{datapath="\#(Privileged.datapath)",version="\#(VPMVersion.current)"}"#], 1, scrape)
+            let acme = try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
+                .filter { $0.aid == "acme" }.count
+            XCTAssertEqual(samples[#"vpm_flows_by_aid{aid="acme",mode="source"}"#] ?? 0, Double(acme), scrape)
+            XCTAssertGreaterThan(acme, 0)
+            XCTAssertEqual(samples["vpm_virtual_ports_in_use"], 1)
+            XCTAssertEqual(samples["vpm_virtual_ports_free"], 999)
+
+            let missing = try lab.run(lab.server, ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                                                   "http://127.0.0.1:9464/"])
+            XCTAssertEqual(missing.standardOutput, "404")
+        } catch {
+            XCTFail("engine log:\n\(engine.log)")
+            throw error
+        }
+    }
+
+    /// A metrics address the engine cannot bind stops the start with the line to change.
+    func testAnAddressNotOnTheHostIsACleanStartFailure() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("metricsbad"), clientAddresses: ["198.18.1.2"])
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("metricsbad")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let configuration = Self.configuration.replacingOccurrences(of: "127.0.0.1:9464", with: "198.19.255.254:9464")
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+                                           configuration: configuration)
+        XCTAssertThrowsError(try engine.start())
+        XCTAssertTrue(engine.log.contains("cannot serve metrics on 198.19.255.254:9464"), engine.log)
+        XCTAssertTrue(engine.log.contains("change metrics: listen"), engine.log)
+        let rules = try lab.run(lab.server, ["iptables-save"]).standardOutput
+        XCTAssertFalse(rules.contains("VPM-"), "a failed start leaves no rule:\n\(rules)")
+    }
+}
