@@ -27,6 +27,8 @@ public final class ControlListener: @unchecked Sendable {
     public let path: String
     private let descriptor: Int32
     private let handler: @Sendable (ControlRequest, ControlPeer, Int32?) -> ControlResponse
+    /// `watch` requests: the handler writes to the stream until it ends; nil: refused.
+    private let watch: (@Sendable (ControlPeer, ControlStream) -> Void)?
     /// Signalled when the accept loop has returned: only then may the descriptor be
     /// closed, or a later socket reusing its number could be accepted on by this loop.
     private let finished = DispatchSemaphore(value: 0)
@@ -36,10 +38,11 @@ public final class ControlListener: @unchecked Sendable {
     /// Binds `path` (mode 0600, or 0660 owned by `group`; its directory is created 0755).
     /// Refuses when another engine answers there; removes a stale socket file left by an
     /// engine that died.
-    public init(path: String, group: UInt32? = nil,
+    public init(path: String, group: UInt32? = nil, watch: (@Sendable (ControlPeer, ControlStream) -> Void)? = nil,
                 handler: @escaping @Sendable (ControlRequest, ControlPeer, Int32?) -> ControlResponse) throws {
         self.path = path
         self.handler = handler
+        self.watch = watch
         if FileManager.default.fileExists(atPath: path) {
             if let other = try? ControlSocket.connect(to: path) {
                 Glibc.close(other)
@@ -118,7 +121,15 @@ public final class ControlListener: @unchecked Sendable {
             response = ControlResponse(error: "permission denied: the kernel did not say who is asking (SO_PEERCRED)", errorCode: "EACCES")
         } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16, descriptor: &descriptor),
                   let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
-            response = handler(request, peer!, descriptor)
+            if request.command == .watch {
+                if let watch {
+                    watch(peer!, ControlStream(connection: connection, path: path))
+                    return
+                }
+                response = ControlResponse(error: "this engine does not stream events")
+            } else {
+                response = handler(request, peer!, descriptor)
+            }
             // Closed before the answer goes out: the caller may close its own descriptor at once
             // and expect the socket gone (a program that binds, closes and binds again).
             if let received = descriptor { Glibc.close(received) }

@@ -2,7 +2,11 @@
 /// `vpm flows`/`stats`/`apps` send only a command; `vpm exec`'s supervisor (the Interception
 /// module) sends `bind` and `connect` for the program it runs.
 public struct ControlRequest: Codable, Sendable, Equatable {
-    public enum Command: String, Codable, Sendable { case flows, stats, apps, bind, connect }
+    public enum Command: String, Codable, Sendable {
+        case flows, stats, apps, bind, connect
+        /// The flow table's events as they happen: the connection stays open (`vpm flows --watch`).
+        case watch
+    }
     public var command: Command
     /// bind, connect: the AID of the calling program.
     public var aid: String?
@@ -32,15 +36,40 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var error: String?
     /// With `error`, for the interception layer: the errno to give the program (EADDRINUSE ...).
     public var errorCode: String?
+    /// watch: the events since the previous line, in order (the first line has none: the
+    /// watch has started).
+    public var events: [FlowEventRecord]?
+    /// watch: events that happened before these but were not kept for this watcher (it fell
+    /// behind the engine's event ring).
+    public var lost: UInt64?
 
     public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, applications: [AppRecord]? = nil,
-                virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil) {
+                virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil,
+                events: [FlowEventRecord]? = nil, lost: UInt64? = nil) {
         self.flows = flows
         self.statistics = statistics
         self.applications = applications
         self.virtualPort = virtualPort
         self.error = error
         self.errorCode = errorCode
+        self.events = events
+        self.lost = lost
+    }
+}
+
+/// One event of the flow table, as `vpm flows --watch` prints it.
+public struct FlowEventRecord: Codable, Sendable, Equatable {
+    /// "new", "update" or "destroy".
+    public var event: String
+    /// Numbers the engine's events without gaps (a gap is what `lost` counted).
+    public var sequence: UInt64
+    /// The flow when it happened.
+    public var flow: FlowRecord
+
+    public init(event: String, sequence: UInt64, flow: FlowRecord) {
+        self.event = event
+        self.sequence = sequence
+        self.flow = flow
     }
 }
 

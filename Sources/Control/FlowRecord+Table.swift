@@ -27,3 +27,24 @@ extension FlowRecord {
         return "\(whole / 86400)d"
     }
 }
+
+extension FlowRecord {
+    /// One `vpm flows --watch` line: `[NEW]`, `[UPDATE]` or `[DESTROY]`, then the flow's
+    /// columns as `vpm flows` has them, each padded to a typical width.
+    public static func eventLine(_ event: FlowEventRecord) -> String {
+        let widths = [5, 11, 11, 21, 15, 7, 7, 8, 4, 4, 6, 8, 6, 8]
+        let tag = "[\(event.event.uppercased())]".padding(toLength: 9, withPad: " ", startingAt: 0)
+        let cells = zip(event.flow.cells, widths).map { cell, width in
+            cell.count >= width ? cell : cell.padding(toLength: width, withPad: " ", startingAt: 0)
+        }
+        return tag + " " + cells.joined(separator: "  ").trimmingTrailingSpaces()
+    }
+}
+
+private extension String {
+    func trimmingTrailingSpaces() -> String {
+        var text = self
+        while text.last == " " { text.removeLast() }
+        return text
+    }
+}

@@ -5,6 +5,7 @@ import Logging
 import MetricsEndpoint
 import Packet
 import Policy
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -22,6 +23,9 @@ final class ControlService: Sendable {
     private let workers: WorkerList
     private let datapath: any DatapathSession
     private let logger: Logger
+    /// `vpm flows --watch` connections now open (each holds a thread and a cursor).
+    private let watchers = Atomic<Int>(0)
+    static let maximumWatchers = 8
 
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, clients: ClientSockets,
          cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, logger: Logger) {
@@ -102,7 +106,7 @@ final class ControlService: Sendable {
             let caller = Caller(peer)
             let refusal: String?
             switch request.command {
-            case .flows, .stats, .apps:
+            case .flows, .stats, .apps, .watch:
                 refusal = configuration.readRefusal(for: caller)
             case .bind, .connect:
                 refusal = configuration.readRefusal(for: caller)
@@ -204,9 +208,49 @@ final class ControlService: Sendable {
             let now = MonotonicClock.milliseconds()
             let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
             return ControlResponse(flows: flows)
+        case .watch:
+            return ControlResponse(error: "watch streams: send it on a connection of its own")
         case .stats:
             let statistics = statistics(queues: queueStatistics())
             return ControlResponse(statistics: statistics)
+        }
+    }
+
+    /// `vpm flows --watch`: the flow table's events on `stream` until the peer hangs up.
+    /// A first empty line says the watch started; then, every 200 ms with something to say,
+    /// one line with the events since the last (and how many were lost, should this watcher
+    /// fall behind the ring). On the kernel datapath conntrack is read every second, so
+    /// state changes show within about a second.
+    func watch(peer: ControlPeer, stream: ControlStream) {
+        if peer.uid != 0 && peer.uid != getuid(), let refusal = configuration.readRefusal(for: Caller(peer)) {
+            _ = stream.send(ControlResponse(error: refusal, errorCode: "EACCES"))
+            return
+        }
+        guard watchers.add(1, ordering: .relaxed).newValue <= Self.maximumWatchers else {
+            watchers.subtract(1, ordering: .relaxed)
+            _ = stream.send(ControlResponse(error: "too many watchers (\(Self.maximumWatchers) at once): stop one of the running `vpm flows --watch`"))
+            return
+        }
+        defer { watchers.subtract(1, ordering: .relaxed) }
+        var cursor = store.withLock { $0.startWatching() }
+        defer { store.withLock { $0.stopWatching() } }
+        guard stream.send(ControlResponse(events: [])) else { return }
+        var refreshed = MonotonicClock.milliseconds()
+        while !stream.peerClosed {
+            usleep(200_000)
+            var now = MonotonicClock.milliseconds()
+            if now - refreshed >= 1000 {
+                datapath.refreshFlows()
+                refreshed = now
+                now = MonotonicClock.milliseconds()
+            }
+            let (events, lost, next) = store.withLock { $0.events(from: cursor) }
+            cursor = next
+            guard !events.isEmpty || lost > 0 else { continue }
+            let records = events.map { event in
+                FlowEventRecord(event: event.kind.rawValue, sequence: event.sequence, flow: FlowRecord(event.translation, now: now))
+            }
+            guard stream.send(ControlResponse(events: records, lost: lost > 0 ? lost : nil)) else { return }
         }
     }
 

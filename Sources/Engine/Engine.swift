@@ -65,7 +65,9 @@ public final class Engine {
         }
         let service = ControlService(configuration: configuration, store: store, registry: registry, clients: clients,
                                      cooperation: cooperation, workers: workers, datapath: session, logger: logger)
-        let listener = try ControlListener(path: options.socketPath, group: controlGroup) { request, peer, descriptor in
+        let listener = try ControlListener(path: options.socketPath, group: controlGroup, watch: { peer, stream in
+            service.watch(peer: peer, stream: stream)
+        }) { request, peer, descriptor in
             service.answer(request, peer: peer, descriptor: descriptor)
         }
         defer { listener.close() }

@@ -36,6 +36,8 @@ struct FlowStore {
     var refusedFull: UInt64 = 0
     var removed: UInt64 = 0
     var reopened: UInt64 = 0
+    /// Recent events, while someone watches (`vpm flows --watch`); nil otherwise.
+    var journal: FlowJournal?
 
     init(capacity: Int, timeouts: FlowTimeouts) {
         precondition(capacity > 0 && capacity < Int(Int32.max), "flow table capacity must be 1...\(Int32.max - 1), not \(capacity)")
@@ -85,6 +87,7 @@ struct FlowStore {
         addToIndex(slot, hash: hash)
         count += 1
         inserted &+= 1
+        journal(.new, slot)
         return .inserted(handle(slot))
     }
 
@@ -130,6 +133,7 @@ struct FlowStore {
     /// Takes `slot` out of its list and the index and puts it on the free list.
     mutating func release(_ slot: Int32) {
         let index = Int(slot)
+        journal(.destroy, slot)
         unlink(slot, from: slots[index].state.listIndex)
         removeFromIndex(slot, hash: hash(slots[index].key))
         slots[index].isOccupied = false

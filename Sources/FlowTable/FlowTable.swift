@@ -39,7 +39,7 @@ public final class FlowTable {
     /// Runs `body` on the store in place. Reading `store` for a non-mutating call would copy
     /// it, retaining and releasing each of its arrays: measured, a third of a lookup.
     @inline(__always)
-    private func inPlace<Result>(_ body: (inout FlowStore) -> Result) -> Result {
+    func inPlace<Result>(_ body: (inout FlowStore) -> Result) -> Result {
         body(&store)
     }
 
@@ -178,6 +178,7 @@ extension FlowStore {
         let moved = counters != slots[index].counters && now > slots[index].lastSeen
         slots[index].state = state
         slots[index].counters = counters
+        if previous != state { journal(.update, handle.slot) }
         // Each state's list is in last-seen order, which expiry and eviction rely on: a flow
         // moves to its tail only when it was seen now (or changes list).
         if moved { slots[index].lastSeen = now }

@@ -1,0 +1,62 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A control connection that stays open for a stream of answers (`vpm flows --watch`): the
+/// engine writes one JSON line per batch, the client reads until it hangs up.
+public final class ControlStream: @unchecked Sendable {
+    private let connection: Int32
+    private let path: String
+
+    init(connection: Int32, path: String) {
+        self.connection = connection
+        self.path = path
+    }
+
+    /// Writes one answer line; false when the peer is gone (or stopped reading for the
+    /// connection's send timeout), and the stream should end.
+    public func send(_ response: ControlResponse) -> Bool {
+        guard var data = try? JSONEncoder().encode(response) else { return false }
+        data.append(UInt8(ascii: "\n"))
+        return (try? ControlSocket.writeAll(data, to: connection, path: path)) != nil
+    }
+
+    /// True once the peer hung up (end of stream, or an error), without waiting.
+    public var peerClosed: Bool {
+        var byte: UInt8 = 0
+        let count = recv(connection, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if count == 0 { return true }
+        return count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR
+    }
+}
+
+extension ControlSocket {
+    /// Sends `request` and hands each answer line to `each` until it returns false or the
+    /// engine closes the connection (then returns normally). No receive timeout: a watch
+    /// waits as long as nothing happens.
+    public static func stream(_ request: ControlRequest, to path: String, each: (ControlResponse) throws -> Bool) throws {
+        let connection = try connect(to: path)
+        defer { close(connection) }
+        var line = try JSONEncoder().encode(request)
+        line.append(UInt8(ascii: "\n"))
+        try writeAll(line, to: connection, path: path)
+        var buffer = Data()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let response = try JSONDecoder().decode(ControlResponse.self, from: buffer[buffer.startIndex..<newline])
+                buffer.removeSubrange(buffer.startIndex...newline)
+                guard try each(response) else { return }
+            }
+            guard buffer.count < 64 << 20 else { throw ControlError("the engine sent a line longer than 64 MB on \(path)") }
+            let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            if count == 0 { return }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
+            }
+            buffer.append(contentsOf: chunk[0..<count])
+        }
+    }
+}
