@@ -104,20 +104,29 @@ let benchmarks: @Sendable () -> Void = {
 
     // Kernel datapath, a new connection: the SYN is decided (source policy, AID, instance),
     // its flow recorded and the verdict carries the mark; the flow is removed again so that
-    // every iteration decides a new connection.
-    Benchmark("decide kernel, SYN of a new connection (+ flow removed)") { benchmark in
-        let store = SharedFlowTable(FlowTable(capacity: 1024))
-        var processor = PacketPipeline(configuration: configuration, store: store, datapath: .kernel)
-        let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
-        defer { syn.deallocate() }
-        let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)
-        let packet = queued(syn, hook: preRouting)
-        benchmark.startMeasurement()
-        for _ in benchmark.scaledIterations {
-            let verdict = processor.process(packet, now: 2_000)
-            guard verdict.mark != nil, store.withLock({ $0.remove(key) }) else {
-                benchmark.error("expected a marked SYN and a recorded flow, got \(verdict)")
-                return
+    // every iteration decides a new connection. Again while `vpm flows --watch` runs: each
+    // iteration then also records two events (new, destroy) in the flow table's ring.
+    for watched in [false, true] {
+        let name = "decide kernel, SYN of a new connection (+ flow removed)" + (watched ? ", watched" : "")
+        Benchmark(name) { benchmark in
+            let table = FlowTable(capacity: 1024)
+            if watched { _ = table.startWatching() }
+            let store = SharedFlowTable(table)
+            var processor = PacketPipeline(configuration: configuration, store: store, datapath: .kernel)
+            let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
+            defer { syn.deallocate() }
+            let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)
+            let packet = queued(syn, hook: preRouting)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                let verdict = processor.process(packet, now: 2_000)
+                guard verdict.mark != nil, store.withLock({ $0.remove(key) }) else {
+                    benchmark.error("expected a marked SYN and a recorded flow, got \(verdict)")
+                    return
+                }
+            }
+            if watched && store.withLock({ $0.events(from: 0).next }) == 0 {
+                benchmark.error("the watched table recorded no events")
             }
         }
     }
