@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build install demo test clean bench bench-micro bench-cooperative bench-exec fuzz
+.PHONY: all deps build install deb demo test clean bench bench-micro bench-cooperative bench-exec fuzz
 
 all: build
 
@@ -18,9 +18,21 @@ build: deps
 # installed vpm needs only Debian's libraries, not the toolchain it was built with.
 PREFIX ?= /usr/local
 INSTALL_BUILD := $(SWIFT) build -c release --static-swift-stdlib --product vpm --scratch-path .build/install
+# With it: the systemd unit (ExecStart under PREFIX) in UNITDIR and, unless one exists,
+# an example /etc/vpm/vpm.yaml (`systemctl enable --now vpm` once it is edited).
+UNITDIR ?= /etc/systemd/system
 install: deps
 	$(INSTALL_BUILD)
 	install -D -s -m 0755 "$$($(INSTALL_BUILD) --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
+	install -d $(DESTDIR)$(UNITDIR)
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/vpm.service.in > $(DESTDIR)$(UNITDIR)/vpm.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service
+	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0644 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
+
+# A Debian package (dpkg-deb) in the current folder: the binary, the unit, the example
+# configuration, the man page and bash/zsh completions (scripts/make-deb.sh).
+deb: deps
+	@scripts/make-deb.sh .
 
 demo: build
 	$(BIN)/vpm demo

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what vpm needs from Debian when it is missing: the netfilter libraries it links,
 # and the real tools its demo and tests drive (iptables, nft, conntrack, iproute2, socat, ethtool,
-# tcpdump).
+# tcpdump), and what `make deb` and its check use (dpkg-deb, gzip, systemd-analyze).
 set -euo pipefail
 
 packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
   socat ethtool coreutils nginx-light python3 curl tcpdump caddy   # demo and tests
+  dpkg gzip systemd                                                # make deb and its check (systemd-analyze)
 )
 
 missing=()

@@ -58,6 +58,50 @@ else
 fi
 rm -rf "$stage" "$stage.log"
 
+# What `make deb` ships (root only: it installs the package on this machine, checks it and
+# purges it): vpm --version, check-config of the example, the unit under systemd-analyze
+# verify, the man page and completions present; after purge, none of its files is left.
+if [ "$(id -u)" -eq 0 ]; then
+  echo
+  echo "== make deb (installed here, checked, purged)"
+  debdir=$(realpath "$(mktemp -d)")
+  if dpkg -s vpm >/dev/null 2>&1; then
+    echo "make deb: a vpm package is already installed on this machine; not replacing it (remove it to run this check)"
+    status=1
+  elif scripts/make-deb.sh "$debdir" >"$debdir.log" 2>&1; then
+    package=$(tail -1 "$debdir.log")
+    files=$(dpkg-deb -c "$package" | awk '$1 !~ /^d/ {sub(/^\./, "", $6); print $6}')
+    problems=""
+    installed_here=0
+    if ! dpkg -i "$package" >"$debdir.install.log" 2>&1; then
+      problems="$problems; dpkg -i failed: $(tail -3 "$debdir.install.log")"
+    else
+      installed_here=1
+      [ "$(/usr/bin/vpm --version)" = "$(dpkg-deb -f "$package" Version)" ] || problems="$problems; vpm --version differs from the package's"
+      /usr/bin/vpm check-config /etc/vpm/vpm.yaml >/dev/null || problems="$problems; check-config of /etc/vpm/vpm.yaml failed"
+      verify=$(systemd-analyze verify /lib/systemd/system/vpm.service 2>&1) || problems="$problems; systemd-analyze verify: $verify"
+      zcat /usr/share/man/man8/vpm.8.gz | grep -q "vpm" || problems="$problems; no man page"
+      grep -q "vpm" /usr/share/bash-completion/completions/vpm || problems="$problems; no bash completion"
+      dpkg --purge vpm >>"$debdir.install.log" 2>&1 || problems="$problems; dpkg --purge failed"
+      for file in $files; do [ -e "$file" ] && problems="$problems; $file left after purge"; done
+      [ -e /etc/vpm ] && problems="$problems; /etc/vpm left after purge"
+    fi
+    if [ -z "$problems" ]; then
+      echo "make deb: ok ($(basename "$package"): installed, checked, purged without a trace)"
+    else
+      echo "make deb: ${problems#; }"
+      status=1
+    fi
+  else
+    tail -30 "$debdir.log"
+    echo "make deb: failed (above)"
+    status=1
+  fi
+  # A failed check above must not leave the package installed.
+  [ "${installed_here:-0}" -eq 1 ] && dpkg -s vpm >/dev/null 2>&1 && dpkg --purge vpm >/dev/null 2>&1
+  rm -rf "$debdir" "$debdir.log" "$debdir.install.log"
+fi
+
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 cat "$userspace_log" >> "$log"

@@ -113,8 +113,12 @@ public final class Engine {
             "datapath": "\(datapath)",
             "metrics": "\(configuration.metrics.map { "http://\($0.endpoint)/metrics" } ?? "off")",
         ])
+        // Ready only now: the rules are in, the queues bound, the control socket answers.
+        let notifier = ServiceNotifier()
+        notifier.ready(status: "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)")
         // The workers run until SIGINT/SIGTERM; the first error of any ends the engine.
         let errors = workers.all.compactMap { $0.join() }
+        notifier.stopping()
         let packets = workers.all.reduce(UInt64(0)) { $0 + $1.counters.0.packets }
         logger.info("engine stopping: removing rules and the control socket", metadata: ["packets": "\(packets)"])
         if let error = errors.first { throw ControlError(error) }

@@ -15,6 +15,8 @@ public final class EngineRun: @unchecked Sendable {
     private var process: BackgroundProcess?
     /// `--datapath` for `vpm run`; nil: the engine's default.
     public var datapath: String?
+    /// Extra environment for `vpm run` (`NAME=value`), e.g. systemd's NOTIFY_SOCKET.
+    public var environment: [String] = []
 
     public init(lab: NetworkLab, vpmExecutable: String, directory: String, configuration: String,
                 host: NetworkLab.Host? = nil) throws {
@@ -29,7 +31,8 @@ public final class EngineRun: @unchecked Sendable {
     /// Starts the engine and waits until it says it is running (the log file starts afresh).
     public func start(_ extraArguments: [String] = []) throws {
         let chosen = datapath.map { ["--datapath", $0] } ?? []
-        process = try lab.spawn(host, [vpmExecutable, "run", "--config", configurationPath,
+        let prefix = environment.isEmpty ? [] : ["env"] + environment
+        process = try lab.spawn(host, prefix + [vpmExecutable, "run", "--config", configurationPath,
                                              "--socket", socketPath] + chosen + extraArguments, log: logPath)
         do {
             try NetworkLab.poll("the engine to start (see \(logPath))", timeout: 15) {
@@ -40,7 +43,7 @@ public final class EngineRun: @unchecked Sendable {
             throw CommandError.failed("vpm run", process?.terminationStatus ?? -1, log)
         }
         // A datapath asked for must be the one running: a silent fallback would test the other.
-        if let datapath, !log.contains("datapath=\(datapath)") {
+        if let datapath, !log.contains("datapath=\(datapath)"), !log.contains("\"datapath\":\"\(datapath)\"") {
             _ = stop()
             throw CommandError.failed("vpm run --datapath \(datapath) runs another datapath", -1, log)
         }

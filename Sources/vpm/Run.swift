@@ -21,6 +21,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Do not install or remove rules (install them yourself: `vpm rules print`).") var noRules = false
     @Flag(help: "Accept packets instead of dropping them when the kernel queue is full.") var failOpen = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
+    @Option(help: "Log lines: text, logfmt, json (one object per line) or journal (syslog priority prefixes for journald; the default under systemd, text elsewhere).")
+    var logFormat: String?
     @Option(help: "kernel (default): the engine decides each connection's first packet and kernel NAT carries the rest; userspace: every packet through the engine (docs/datapaths.md). kernel falls back to userspace, saying why, where the kernel lacks nft NAT or conntrack netlink.")
     var datapath = Datapath.kernel.rawValue
     @Flag(help: "Kernel datapath: on SIGINT/SIGTERM leave the NAT table, the rules and conntrack's entries in place, so established connections keep running and the next `vpm run` takes them over.")
@@ -32,6 +34,15 @@ struct Run: ParsableCommand {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError("--log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        let format: StructuredLogHandler.Format
+        if let logFormat {
+            guard let chosen = StructuredLogHandler.Format(rawValue: logFormat) else {
+                throw ValidationError("--log-format must be one of \(StructuredLogHandler.Format.allCases.map(\.rawValue).joined(separator: ", ")), not '\(logFormat)'")
+            }
+            format = chosen
+        } else {
+            format = .automatic()
+        }
         var options = Engine.Options(configuration: configuration)
         options.socketPath = socket
         options.installRules = !noRules
@@ -40,7 +51,7 @@ struct Run: ParsableCommand {
         options.datapath = try Datapath(argument: datapath)
         options.keepConnections = keepConnections
         do {
-            LoggingSystem.bootstrap(StreamLogHandler.standardError)
+            LoggingSystem.bootstrap { _ in StructuredLogHandler(format: format) }
             var logger = Logger(label: "vpm")
             logger.logLevel = level
             try Engine(options: options, logger: logger).run()

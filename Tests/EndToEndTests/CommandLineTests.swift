@@ -59,6 +59,16 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue((error["message"] as? String ?? "").contains("needs a port"), "\(error)")
     }
 
+    /// docs/cli.md is the commands' own help, regenerated here: a help text changed without
+    /// the page (or the other way round) fails.
+    func testCLIReferenceIsCurrent() throws {
+        let root = Privileged.packageRoot.path
+        let generated = try Command.checked(["\(root)/scripts/cli-reference.sh", try Privileged.vpmExecutable()]).standardOutput
+        let page = try String(contentsOfFile: "\(root)/docs/cli.md", encoding: .utf8)
+        XCTAssertTrue(generated == page, "docs/cli.md is stale: run `scripts/cli-reference.sh > docs/cli.md`")
+        XCTAssertTrue(page.contains("## vpm flows"), "every subcommand has its section")
+    }
+
     func testVersion() throws {
         let output = try run(["--version"])
         XCTAssertEqual(output.status, 0)
