@@ -6,6 +6,8 @@ import Yams
 /// (ports in range, known AIDs, disjoint sources), so a bad file fails at start-up with the
 /// line to fix instead of misrouting connections later.
 struct ConfigurationParser {
+    static let controlKeys = ["group"]
+    static let metricsKeys = ["listen"]
     static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics"]
 
     let file: String
@@ -67,7 +69,7 @@ struct ConfigurationParser {
         )
         configuration.queues = queues
         if let node = fields["control"] {
-            let controlFields = try self.fields(of: node, named: "'control'", allowed: ["group"])
+            let controlFields = try self.fields(of: node, named: "'control'", allowed: Self.controlKeys)
             if let groupNode = controlFields["group"] {
                 configuration.control.group = try principal(groupNode, named: "the control group")
             }
@@ -80,7 +82,7 @@ struct ConfigurationParser {
 
     /// `metrics: {listen: ADDRESS:PORT}` (IPv6 as `[addr]:port`).
     private func parseMetrics(_ node: Node) throws(ConfigurationError) -> MetricsSettings {
-        let fields = try self.fields(of: node, named: "'metrics'", allowed: ["listen"])
+        let fields = try self.fields(of: node, named: "'metrics'", allowed: Self.metricsKeys)
         let listen = try fields.required("listen", parser: self)
         let text = try scalar(listen, named: "'listen'")
         let example = "such as 127.0.0.1:9464 or [::1]:9464"

@@ -54,8 +54,9 @@ final class FlowWatchTests: XCTestCase {
             }
             // The closed flow expires 2 s after its last packet (kernel datapath: or when
             // conntrack's entry goes); the watcher prints its DESTROY then.
-            try NetworkLab.poll("the watcher to print the flow's DESTROY", timeout: 20) {
-                read(jsonLog).contains(#""event":"destroy""#)
+            // Each watcher reads the events on its own 200 ms tick: wait for both.
+            try NetworkLab.poll("both watchers to print the flow's DESTROY", timeout: 20) {
+                read(jsonLog).contains(#""event":"destroy""#) && read(tableLog).contains("[DESTROY]")
             }
             let events = try read(jsonLog).split(separator: "\n").filter { $0.hasPrefix("{") }.map {
                 try JSONDecoder().decode(FlowEventRecord.self, from: Data($0.utf8))
