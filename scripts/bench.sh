@@ -41,7 +41,7 @@ fi
 
 # --- what the benchmark needs from Debian --------------------------------------------------
 scripts/install-deps.sh
-bench_packages=(iperf3 sockperf wrk nginx-light haproxy python3 procps util-linux)
+bench_packages=(iperf3 sockperf wrk nginx-light haproxy python3 procps util-linux gnuplot-nox)
 [ "$profile" = 1 ] && bench_packages+=(linux-perf)
 missing=()
 for package in "${bench_packages[@]}"; do
@@ -378,3 +378,5 @@ if [ "$profile" = 1 ]; then
 fi
 python3 Benchmarks/bench-report.py --raw "$raw" --out "$results" --started "$started" \
   --rounds "$rounds" --seconds "$duration" --stats "$work" --paths "${paths[@]}"
+# The same figures as a chart (each path's ratio to kernel NAT), next to the record.
+Benchmarks/bench-chart.sh "$results" "${results%.json}.png" >/dev/null && echo "bench: chart in ${results%.json}.png"
