@@ -9,38 +9,14 @@ import XCTest
 /// with sha256, a refused client) a scrape with curl and `vpm stats --json` agree on every
 /// counter; flows per AID and the datapath are there too.
 final class MetricsTests: XCTestCase {
-    static let configuration = """
+    static let metrics = """
         queues: 2
-        virtual-ports: 20000-20999
-        ports: [9000]
-        applications:
-          acme:
-            instances: {9000: 20017}
-        sources:
-          - {from: 198.18.1.0/24, aid: acme}
         metrics: {listen: 127.0.0.1:9464}
         """
 
     func testAScrapeAndVpmStatsAgreeOnEveryCounter() throws {
-        try Privileged.requireRoot()
-        let lab = try NetworkLab(name: Privileged.labName("metrics"), clientAddresses: ["198.18.1.2", "198.18.9.9"])
-        defer { lab.tearDown() }
-        let directory = Privileged.scratchDirectory("metrics")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
-                                           configuration: Self.configuration)
-        _ = try lab.spawn(lab.server, ["socat", "-u", "TCP-LISTEN:20017,reuseaddr", "CREATE:\(directory)/received"],
-                          log: "\(directory)/instance.log")
-        try lab.waitForListener(lab.server, port: 20017)
-        try engine.start()
-        defer { _ = engine.stop() }
-        do {
-            try NetworkLab.makeRandomFile("\(directory)/upload", count: 2 << 20)
-            try lab.checked(lab.clients[0], ["socat", "-u", "OPEN:\(directory)/upload", "TCP:\(lab.server.address):9000"], timeout: 60)
-            try NetworkLab.poll("the upload to arrive whole", timeout: 10) {
-                (try? NetworkLab.sha256("\(directory)/received")) == (try? NetworkLab.sha256("\(directory)/upload"))
-            }
+        try Privileged.withAcmeEngine("metrics", extraConfiguration: Self.metrics) { lab, engine, directory in
+            try Privileged.uploadToAcme(lab, directory: directory, megabytes: 2)
             let refused = try lab.run(lab.clients[1], ["socat", "-u", "OPEN:/dev/null", "TCP:\(lab.server.address):9000,connect-timeout=5"])
             XCTAssertNotEqual(refused.status, 0, "a client of no AID is refused")
             Thread.sleep(forTimeInterval: 1)  // the queue threads publish their counters between batches
@@ -74,9 +50,6 @@ final class MetricsTests: XCTestCase {
             let missing = try lab.run(lab.server, ["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
                                                    "http://127.0.0.1:9464/"])
             XCTAssertEqual(missing.standardOutput, "404")
-        } catch {
-            XCTFail("engine log:\n\(engine.log)")
-            throw error
         }
     }
 
@@ -88,7 +61,7 @@ final class MetricsTests: XCTestCase {
         let directory = Privileged.scratchDirectory("metricsbad")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let configuration = Self.configuration.replacingOccurrences(of: "127.0.0.1:9464", with: "198.19.255.254:9464")
+        let configuration = Privileged.acmeConfiguration + Self.metrics.replacingOccurrences(of: "127.0.0.1:9464", with: "198.19.255.254:9464")
         let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                            configuration: configuration)
         XCTAssertThrowsError(try engine.start())
