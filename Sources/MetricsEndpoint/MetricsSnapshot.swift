@@ -3,7 +3,7 @@ public import Control
 /// What one scrape shows: the engine's counters as `vpm stats` reads them, per queue where
 /// each queue keeps its own, and the gauges only the engine knows (flows per AID and mode,
 /// virtual ports).
-public struct MetricsSnapshot: Sendable, Equatable {
+public struct MetricsSnapshot: Sendable {
     /// One AID's flows in one mode ("sourceRouted", "cooperative", "local").
     public struct FlowGroup: Sendable, Equatable {
         public var aid: String
@@ -37,13 +37,5 @@ public struct MetricsSnapshot: Sendable, Equatable {
         self.flows = flows
         self.virtualPortsInUse = virtualPortsInUse
         self.virtualPortsFree = virtualPortsFree
-    }
-
-    public static func == (left: MetricsSnapshot, right: MetricsSnapshot) -> Bool {
-        left.version == right.version && left.datapath == right.datapath && left.total == right.total
-            && left.flows == right.flows && left.virtualPortsInUse == right.virtualPortsInUse
-            && left.virtualPortsFree == right.virtualPortsFree
-            && left.queues.map(\.queue) == right.queues.map(\.queue)
-            && left.queues.map(\.statistics) == right.queues.map(\.statistics)
     }
 }

@@ -81,9 +81,13 @@ struct StructuredLogHandler: LogHandler {
         return "\"\(escaped)\""
     }
 
-    static func timestamp(_ time: Date) -> String {
+    /// Made once: a formatter per log line was the handler's main cost. Formatting with a
+    /// configured ISO8601DateFormatter is thread-safe.
+    nonisolated(unsafe) private static let formatter: ISO8601DateFormatter = {
         let formatter = ISO8601DateFormatter()
         formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return formatter.string(from: time)
-    }
+        return formatter
+    }()
+
+    static func timestamp(_ time: Date) -> String { formatter.string(from: time) }
 }
