@@ -18,6 +18,10 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     public var checksumRecomputed: UInt64 = 0
     /// Cooperative client side: SYNs held while their connection was negotiated.
     public var held: UInt64 = 0
+    /// Connection starts decided: a new flow recorded or a refusal (held ones once negotiated).
+    public var connectionsDecided: UInt64 = 0
+    /// How long those connections' first packets waited for their verdict.
+    public var firstVerdict = HistogramRecord()
     /// ENOBUFS on the queue socket: the kernel could not hand us packets.
     public var receiveBufferOverruns: UInt64 = 0
     /// From /proc/net/netfilter/nfnetlink_queue: dropped because the queue was full ...
@@ -51,6 +55,7 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         }
         reasons = try container.decodeIfPresent([String: UInt64].self, forKey: Key("reasons")) ?? [:]
         negotiations = try container.decodeIfPresent([String: UInt64].self, forKey: Key("negotiations")) ?? [:]
+        firstVerdict = try container.decodeIfPresent(HistogramRecord.self, forKey: Key("firstVerdict")) ?? HistogramRecord()
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -58,6 +63,7 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         for counter in Self.counters { try container.encode(self[keyPath: counter.value], forKey: Key(counter.key)) }
         try container.encode(reasons, forKey: Key("reasons"))
         try container.encode(negotiations, forKey: Key("negotiations"))
+        try container.encode(firstVerdict, forKey: Key("firstVerdict"))
     }
 
     /// The counter `key` names (`EngineStatistics.counters`), nil for an unknown key.
@@ -116,6 +122,7 @@ extension EngineStatistics {
         .init(key: "dropped", label: "dropped", help: "packets dropped: no flow, malformed, truncated, or aimed at a virtual port", kind: .counter, value: \.dropped),
         .init(key: "refused", label: "refused", help: "new connections refused with a reset or ICMP unreachable", kind: .counter, value: \.refused),
         .init(key: "held", label: "held", help: "SYNs held while their connection was negotiated (cooperative client)", kind: .counter, value: \.held),
+        .init(key: "connectionsDecided", label: "connections decided", help: "connection starts decided: a new flow recorded, or a refusal", kind: .counter, value: \.connectionsDecided),
         .init(key: "receiveBufferOverruns", label: "ENOBUFS", help: "times the kernel could not hand packets to the queue socket", kind: .counter, value: \.receiveBufferOverruns),
         .init(key: "kernelQueueDropped", label: "kernel queue full", help: "packets the kernel dropped because the queue was full", kind: .counter, value: \.kernelQueueDropped),
         .init(key: "kernelUserDropped", label: "kernel socket full", help: "packets the kernel dropped because the netlink socket was full", kind: .counter, value: \.kernelUserDropped),

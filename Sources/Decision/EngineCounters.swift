@@ -12,6 +12,12 @@ public struct EngineCounters: Sendable, Equatable {
     public var checksumRecomputed: UInt64 = 0
     /// SYNs held while their connection was negotiated with a peer engine.
     public var held: UInt64 = 0
+    /// Connection starts the decision settled (a new flow recorded, or a refusal), held ones
+    /// when their negotiation ended.
+    public var connectionsDecided: UInt64 = 0
+    /// How long those waited for their verdict (from the start of the batch that carried the
+    /// first packet); only when the caller says when the batch arrived.
+    public var firstVerdict = LatencyHistogram()
     /// Indexed by `DropReason.rawValue`; sized once.
     public var reasons = [UInt64](repeating: 0, count: DropReason.allCases.count)
 
@@ -26,6 +32,7 @@ public struct EngineCounters: Sendable, Equatable {
         ("packetsQueued", \.packets), ("rewritten", \.rewritten), ("marked", \.marked),
         ("acceptedUnchanged", \.acceptedUnchanged), ("dropped", \.dropped), ("refused", \.refused),
         ("checksumIncremental", \.checksumIncremental), ("checksumRecomputed", \.checksumRecomputed), ("held", \.held),
+        ("connectionsDecided", \.connectionsDecided),
     ]
 
     /// The sum of two sets of counters (the decision's and the datapath's).
@@ -33,6 +40,7 @@ public struct EngineCounters: Sendable, Equatable {
         var sum = self
         for (_, value) in Self.fields { sum[keyPath: value] &+= other[keyPath: value] }
         for index in sum.reasons.indices { sum.reasons[index] &+= other.reasons[index] }
+        sum.firstVerdict = firstVerdict.adding(other.firstVerdict)
         return sum
     }
 

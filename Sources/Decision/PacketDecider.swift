@@ -62,6 +62,8 @@ public struct PacketDecider {
     /// SYNs held while their connection is negotiated with a peer, by flow.
     private var held: [FlowKey: HeldConnection] = [:]
     private var negotiations: [FlowKey] = []
+    /// The packet being decided's `receivedAt` (kept by a held SYN).
+    private var currentReceivedAt: UInt64?
     /// Held SYNs count toward the kernel queue's length: bound them.
     static let heldLimit = 1024
 
@@ -72,6 +74,8 @@ public struct PacketDecider {
         var aid: AID
         var peer: Int
         var since: UInt64
+        /// When the batch that carried it arrived (microseconds), when the caller said.
+        var receivedAt: UInt64?
     }
 
     public init(configuration: Configuration, store: SharedFlowTable, clients: ClientSockets = ClientSockets()) {
@@ -126,8 +130,11 @@ public struct PacketDecider {
     }
 
     /// The same, handing back the parsed view (nil when the packet did not parse), so the
-    /// datapath rewrites it without parsing it again.
-    public mutating func decide(_ input: PacketInput, parsed: inout IPPacket?, now: UInt64) -> Decision {
+    /// datapath rewrites it without parsing it again. `receivedAt`: when the packet's batch
+    /// arrived (`MonotonicClock.microseconds`), for timing a held SYN's verdict.
+    public mutating func decide(_ input: PacketInput, parsed: inout IPPacket?, now: UInt64,
+                                receivedAt: UInt64? = nil) -> Decision {
+        currentReceivedAt = receivedAt
         counters.packets &+= 1
         guard !input.isTruncated else { return drop(.truncated) }
         let packet: IPPacket
@@ -223,7 +230,7 @@ public struct PacketDecider {
             }
             guard held.count < Self.heldLimit else { return refuse(key, .tooManyNegotiations) }
             held[key] = HeldConnection(id: input.id, bytes: Array(packet.bytes), checksum: input.checksum, aid: aid,
-                                       peer: peerIndex, since: now)
+                                       peer: peerIndex, since: now, receivedAt: currentReceivedAt)
             negotiations.append(key)
             counters.held &+= 1
             return .hold
@@ -251,7 +258,7 @@ public struct PacketDecider {
 
     /// Finds or records the flow of an arriving packet. Returns its virtual port, or why
     /// the connection is refused.
-    private func admit(_ key: FlowKey, flags: TCPFlags, bytes: Int, now: UInt64) -> Result<UInt16, DropReason> {
+    private mutating func admit(_ key: FlowKey, flags: TCPFlags, bytes: Int, now: UInt64) -> Result<UInt16, DropReason> {
         if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now) {
             return .success(known.virtualPort)
         }
@@ -266,7 +273,7 @@ public struct PacketDecider {
     }
 
     /// Records a new flow of `aid` to its instance on the key's initial port.
-    private func admit(
+    private mutating func admit(
         _ key: FlowKey, aid: AID, mode: FlowMode, peer: String?, flags: TCPFlags, bytes: Int, now: UInt64
     ) -> Result<UInt16, DropReason> {
         guard let index = targetByInstance[InstanceKey(aid: aid, initialPort: key.initialPort, transport: key.transport)] else {
@@ -275,6 +282,7 @@ public struct PacketDecider {
         let target = targets[index]
         guard store.record(key, virtualPort: target.virtualPort, aid: target.aid, mode: mode, peer: peer, now: now,
                            firstPacket: (flags, bytes)) else { return .failure(.tableFull) }
+        counters.connectionsDecided &+= 1
         return .success(target.virtualPort)
     }
 
@@ -304,6 +312,9 @@ public struct PacketDecider {
         send: (_ id: UInt32, _ bytes: UnsafeMutableRawBufferPointer, _ checksum: ChecksumState, Decision) -> Void
     ) {
         guard var connection = held.removeValue(forKey: key) else { return }
+        defer {
+            if let receivedAt = connection.receivedAt { recordFirstVerdict(since: receivedAt) }
+        }
         connection.bytes.withUnsafeMutableBytes { buffer in
             // A port outside the peer's configured range could not be translated back (its
             // replies are not queued, and the kernel datapath's map has no element for it).
@@ -316,6 +327,7 @@ public struct PacketDecider {
                 send(connection.id, buffer, connection.checksum, refuse(key, .tableFull))
                 return
             }
+            counters.connectionsDecided &+= 1
             let packet: IPPacket
             do throws(PacketError) { packet = try IPPacket(buffer) } catch {
                 send(connection.id, buffer, connection.checksum, drop(DropReason(error)))
@@ -324,6 +336,12 @@ public struct PacketDecider {
             send(connection.id, buffer, connection.checksum,
                  translate(packet, to: virtualPort, mode: .cooperative, slot: slots[connection.aid] ?? 0))
         }
+    }
+
+    /// A connection's first packet got its verdict: it waited since `receivedAt`.
+    public mutating func recordFirstVerdict(since receivedAt: UInt64) {
+        let now = MonotonicClock.microseconds()
+        counters.firstVerdict.record(microseconds: now > receivedAt ? now - receivedAt : 0)
     }
 
     private mutating func acceptUnchanged() -> Decision {
@@ -340,6 +358,7 @@ public struct PacketDecider {
     /// built by the kernel.
     private mutating func refuse(_ key: FlowKey, _ reason: DropReason) -> Decision {
         counters.refused &+= 1
+        counters.connectionsDecided &+= 1
         counters.reasons[reason.rawValue] &+= 1
         lastRefusal = Refusal(client: key.client, clientPort: key.clientPort, initialPort: key.initialPort, reason: reason)
         return .refuse

@@ -53,6 +53,7 @@ final class ControlService: Sendable {
                 statistics.kernelUserDropped = kernel.userDropped
             }
             for reason in DropReason.allCases where counters[reason] > 0 { statistics.reasons[reason.identifier] = counters[reason] }
+            statistics.firstVerdict = HistogramRecord(counters.firstVerdict)
             return (number, statistics)
         }
     }
@@ -65,6 +66,7 @@ final class ControlService: Sendable {
                 statistics[keyPath: counter.value] += counters[keyPath: counter.value]
             }
             statistics.reasons.merge(counters.reasons, uniquingKeysWith: +)
+            statistics.firstVerdict = statistics.firstVerdict.adding(counters.firstVerdict)
         }
         let flows = store.withLock { $0.statistics }
         statistics.flowsActive = UInt64(flows.active)
@@ -267,5 +269,13 @@ final class ControlService: Sendable {
             logger.warning("bind refused", metadata: ["aid": "\(aid)", "pid": "\(pid)", "reason": "\(reason)"])
             return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
         }
+    }
+}
+
+extension HistogramRecord {
+    /// The wire form of a queue thread's histogram: microseconds become seconds.
+    init(_ histogram: LatencyHistogram) {
+        self.init(bounds: LatencyHistogram.boundsMicroseconds.map { Double($0) / 1_000_000 }, buckets: histogram.buckets,
+                  count: histogram.count, sum: Double(histogram.sumMicroseconds) / 1_000_000)
     }
 }

@@ -79,8 +79,8 @@ final class QueueWorker: @unchecked Sendable {
                     let generation = registry.generation
                     pipeline.updateRoutes(registry.instances(), generation: generation)
                 }
-                let now = MonotonicClock.milliseconds()
-                try queue.drain { pipeline.process($0, now: now) }
+                let now = MonotonicClock.milliseconds(), receivedAt = MonotonicClock.microseconds()
+                try queue.drain { pipeline.process($0, now: now, receivedAt: receivedAt) }
             }
             for (key, aid, peer) in pipeline.takeNegotiations() {
                 logger.debug("negotiating", metadata: ["client": "\(key.client.endpoint(key.clientPort))", "aid": "\(aid)"])

@@ -42,8 +42,31 @@ public final class MetricsRenderer: Sendable {
     public func render(_ snapshot: MetricsSnapshot) -> String {
         state.withLock { state in
             publish(snapshot, into: &state)
-            return registry.emitToString()
+            return registry.emitToString() + Self.histogram(
+                "vpm_first_verdict_seconds",
+                help: "time from the batch carrying a connection's first packet to its verdict (held SYNs: with their negotiation)",
+                snapshot.queues.map { (["queue": "\($0.queue)"], $0.statistics.firstVerdict) })
         }
+    }
+
+    /// A histogram in the text format. swift-prometheus' histograms record observations
+    /// themselves; ours are counted by the queue threads (no lock on the packet path), so
+    /// their already-bucketed counts are written here.
+    static func histogram(_ name: String, help: String, _ series: [([String: String], HistogramRecord)]) -> String {
+        guard !series.isEmpty else { return "" }
+        var text = "# HELP \(name) \(help)\n# TYPE \(name) histogram\n"
+        for (labels, histogram) in series {
+            let pairs = sorted(labels).map { "\($0.0)=\"\($0.1)\"" }
+            var cumulative: UInt64 = 0
+            for (index, count) in histogram.buckets.enumerated() {
+                cumulative += count
+                let bound = index < histogram.bounds.count ? "\(histogram.bounds[index])" : "+Inf"
+                text += "\(name)_bucket{\((pairs + ["le=\"\(bound)\""]).joined(separator: ","))} \(cumulative)\n"
+            }
+            let plain = pairs.isEmpty ? "" : "{\(pairs.joined(separator: ","))}"
+            text += "\(name)_sum\(plain) \(histogram.sum)\n\(name)_count\(plain) \(histogram.count)\n"
+        }
+        return text
     }
 
     private func publish(_ snapshot: MetricsSnapshot, into state: inout State) {

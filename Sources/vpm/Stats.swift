@@ -19,12 +19,30 @@ struct Stats: ParsableCommand {
             return
         }
         // The counters' own table: labels as people read them, in its order.
-        let lines: [(String, String)] = EngineStatistics.counters.map { ($0.label, "\(statistics[keyPath: $0.value])") }
-            + (statistics.reasons.isEmpty ? [] : [("dropped or refused, by reason", "")])
+        var lines: [(String, String)] = EngineStatistics.counters.map { ($0.label, "\(statistics[keyPath: $0.value])") }
+        lines += (statistics.reasons.isEmpty ? [] : [("dropped or refused, by reason", "")])
             + statistics.reasons.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
-            + (statistics.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(statistics.negotiations))])
+        lines += (statistics.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(statistics.negotiations))])
+        lines.append(("first packet to verdict", Self.latency(statistics.firstVerdict)))
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }
+    }
+
+    /// "median ≤ 100 µs, 99% ≤ 25 ms (12 connections)", or "no connection yet".
+    static func latency(_ histogram: HistogramRecord) -> String {
+        guard let median = histogram.upperBound(quantile: 0.5), let tail = histogram.upperBound(quantile: 0.99) else {
+            return "no connection yet"
+        }
+        func bound(_ seconds: Double) -> String {
+            seconds.isInfinite ? "> \(duration(histogram.bounds.last ?? 0))" : "≤ \(duration(seconds))"
+        }
+        return "median \(bound(median)), 99% \(bound(tail)) (\(histogram.count) connections)"
+    }
+
+    static func duration(_ seconds: Double) -> String {
+        if seconds < 0.001 { return "\(Int((seconds * 1_000_000).rounded())) µs" }
+        if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
+        return "\(Int(seconds.rounded())) s"
     }
 
     /// "accepted 3, refused 1", or "none yet" for a negotiation server that served nothing.

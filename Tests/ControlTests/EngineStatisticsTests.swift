@@ -9,7 +9,11 @@ final class EngineStatisticsTests: XCTestCase {
         let keys = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(EngineStatistics())) as? [String: Any])
         var sent: [String: Any] = [:]
         for (index, (key, value)) in keys.sorted(by: { $0.key < $1.key }).enumerated() {
-            sent[key] = value is [String: Any] ? ["reason-\(index)": index + 1] : index + 1
+            if key == "firstVerdict" {
+                sent[key] = ["bounds": [0.5], "buckets": [index, 1], "count": index + 1, "sum": 1.5]
+            } else {
+                sent[key] = value is [String: Any] ? ["reason-\(index)": index + 1] : index + 1
+            }
         }
         let decoded = try JSONDecoder().decode(EngineStatistics.self, from: JSONSerialization.data(withJSONObject: sent))
         let back = try XCTUnwrap(JSONSerialization.jsonObject(with: JSONEncoder().encode(decoded)) as? [String: Any])
@@ -47,5 +51,19 @@ final class EngineStatisticsTests: XCTestCase {
 
     func testAWrongTypeIsStillAnError() {
         XCTAssertThrowsError(try JSONDecoder().decode(EngineStatistics.self, from: Data(#"{"marked": "many"}"#.utf8)))
+    }
+
+    /// The bucket holding a quantile's observation gives its upper bound; above every bound,
+    /// infinity; nothing recorded, nil. Sums add bucket by bucket.
+    func testHistogramQuantilesAndSums() {
+        let histogram = HistogramRecord(bounds: [0.001, 0.01], buckets: [6, 3, 1], count: 10, sum: 0.5)
+        XCTAssertEqual(histogram.upperBound(quantile: 0.5), 0.001)
+        XCTAssertEqual(histogram.upperBound(quantile: 0.9), 0.01)
+        XCTAssertEqual(histogram.upperBound(quantile: 0.99), .infinity)
+        XCTAssertNil(HistogramRecord(bounds: [0.001]).upperBound(quantile: 0.5))
+        let sum = HistogramRecord().adding(histogram).adding(histogram)
+        XCTAssertEqual(sum.buckets, [12, 6, 2])
+        XCTAssertEqual(sum.count, 20)
+        XCTAssertEqual(sum.sum, 1.0)
     }
 }

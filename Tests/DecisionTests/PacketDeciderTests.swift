@@ -146,3 +146,25 @@ final class DropReasonTests: XCTestCase {
         XCTAssertNil(DropReason(identifier: "no AID matches the client"))
     }
 }
+
+final class LatencyHistogramTests: XCTestCase {
+    /// A value on a bound belongs to that bound's bucket (Prometheus' `le`); above the last
+    /// bound, to the last bucket; counts and sums add.
+    func testBucketsCountAndSum() {
+        var histogram = LatencyHistogram()
+        histogram.record(microseconds: 0)
+        histogram.record(microseconds: 25)
+        histogram.record(microseconds: 26)
+        histogram.record(microseconds: 9_000_000)
+        XCTAssertEqual(histogram.buckets[0], 2)
+        XCTAssertEqual(histogram.buckets[1], 1)
+        XCTAssertEqual(histogram.buckets.last, 1)
+        XCTAssertEqual(histogram.buckets.count, LatencyHistogram.boundsMicroseconds.count + 1)
+        XCTAssertEqual(histogram.count, 4)
+        XCTAssertEqual(histogram.sumMicroseconds, 9_000_051)
+        let twice = histogram.adding(histogram)
+        XCTAssertEqual(twice.count, 8)
+        XCTAssertEqual(twice.buckets[0], 4)
+        XCTAssertEqual(twice.sumMicroseconds, 18_000_102)
+    }
+}

@@ -39,6 +39,14 @@ final class MetricsTests: XCTestCase {
                 XCTAssertEqual(byReason.values.reduce(0, +), Double(value), reason)
             }
             XCTAssertNotNil(statistics.reasons["noApplication"], "the refused client is counted by reason")
+            // Every connection start was timed (the upload's, the refused one), and the
+            // histogram reads the same in both.
+            XCTAssertGreaterThanOrEqual(statistics.connectionsDecided, 2)
+            XCTAssertEqual(statistics.firstVerdict.count, statistics.connectionsDecided)
+            XCTAssertEqual(PrometheusText.total(samples, "vpm_first_verdict_seconds_count"), Double(statistics.firstVerdict.count), scrape)
+            XCTAssertEqual(PrometheusText.total(samples, "vpm_first_verdict_seconds_sum") ?? 0, statistics.firstVerdict.sum, accuracy: 1e-6)
+            let infinite = samples.filter { $0.key.hasPrefix("vpm_first_verdict_seconds_bucket{") && $0.key.hasSuffix(#"le="+Inf"}"#) }
+            XCTAssertEqual(infinite.values.reduce(0, +), Double(statistics.connectionsDecided), scrape)
             XCTAssertEqual(samples[#"vpm_info{datapath="\#(Privileged.datapath)",version="\#(VPMVersion.current)"}"#], 1, scrape)
             let acme = try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
                 .filter { $0.aid == "acme" }.count

@@ -16,6 +16,7 @@ final class MetricsRendererTests: XCTestCase {
             queue1[keyPath: counter.value] = counter.scope == .queue ? 2 * value : 0
         }
         queue0.reasons = ["noApplication": 4 * scale]
+        queue1.firstVerdict = HistogramRecord(bounds: [0.0001, 0.01], buckets: [3 * scale, scale, 0], count: 4 * scale, sum: 0.25)
         total.reasons = ["noApplication": 4 * scale]
         total.negotiations = ["accepted": 5 * scale, "forged": scale]
         return MetricsSnapshot(version: "1.2.3", datapath: "kernel", queues: [(0, queue0), (1, queue1)], total: total,
@@ -45,6 +46,14 @@ final class MetricsRendererTests: XCTestCase {
         XCTAssertEqual(samples[#"vpm_info{datapath="kernel",version="1.2.3"}"#], 1)
         XCTAssertEqual(samples["vpm_virtual_ports_free"], 998)
         XCTAssertEqual(MetricsRenderer.name(EngineStatistics.counters[0]), "vpm_packets_queued_total")
+        // The first-verdict histogram, per queue, cumulative as Prometheus reads it.
+        XCTAssertTrue(text.contains("# TYPE vpm_first_verdict_seconds histogram"), text)
+        XCTAssertEqual(samples[#"vpm_first_verdict_seconds_bucket{queue="1",le="0.0001"}"#], 3)
+        XCTAssertEqual(samples[#"vpm_first_verdict_seconds_bucket{queue="1",le="0.01"}"#], 4)
+        XCTAssertEqual(samples[#"vpm_first_verdict_seconds_bucket{queue="1",le="+Inf"}"#], 4)
+        XCTAssertEqual(samples[#"vpm_first_verdict_seconds_count{queue="1"}"#], 4)
+        XCTAssertEqual(samples[#"vpm_first_verdict_seconds_sum{queue="1"}"#], 0.25)
+        XCTAssertEqual(samples[#"vpm_first_verdict_seconds_count{queue="0"}"#], 0)
     }
 
     /// A second scrape shows the counters' new values, not the sum of both scrapes; a group

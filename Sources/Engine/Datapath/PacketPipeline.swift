@@ -30,13 +30,18 @@ public struct PacketPipeline {
     }
 
     /// Decides one queued packet and returns its verdict; rewrites it in place when the
-    /// datapath translates it.
-    public mutating func process(_ queued: QueuedPacket, now: UInt64) -> Verdict {
+    /// datapath translates it. `receivedAt`: when its batch arrived
+    /// (`MonotonicClock.microseconds`); given, a connection's first packet is timed
+    /// (`EngineCounters.firstVerdict`) — one clock read per new connection, none otherwise.
+    public mutating func process(_ queued: QueuedPacket, now: UInt64, receivedAt: UInt64? = nil) -> Verdict {
         let input = PacketInput(queued)
         var packet: IPPacket?
-        let decision = decider.decide(input, parsed: &packet, now: now)
-        return datapath.verdict(for: decision, packet: &packet, payload: queued.payload, checksum: input.checksum,
-                                counters: &datapathCounters)
+        let decided = decider.counters.connectionsDecided
+        let decision = decider.decide(input, parsed: &packet, now: now, receivedAt: receivedAt)
+        let verdict = datapath.verdict(for: decision, packet: &packet, payload: queued.payload, checksum: input.checksum,
+                                       counters: &datapathCounters)
+        if let receivedAt, decider.counters.connectionsDecided != decided { decider.recordFirstVerdict(since: receivedAt) }
+        return verdict
     }
 
     public mutating func takeNegotiations() -> [(key: FlowKey, aid: AID, peer: Cooperation.Peer)] {
