@@ -6,6 +6,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case flows, stats, apps, bind, connect
         /// The flow table's events as they happen: the connection stays open (`vpm flows --watch`).
         case watch
+        /// Read the configuration file again and apply what can change while running (`vpm reload`).
+        case reload
     }
     public var command: Command
     /// bind, connect: the AID of the calling program.
@@ -34,6 +36,8 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// bind: the virtual port the program's socket is really bound to.
     public var virtualPort: UInt16?
     public var error: String?
+    /// reload: what changed.
+    public var message: String?
     /// With `error`, for the interception layer: the errno to give the program (EADDRINUSE ...).
     public var errorCode: String?
     /// watch: the events since the previous line, in order (the first line has none: the
@@ -45,7 +49,8 @@ public struct ControlResponse: Codable, Sendable, Equatable {
 
     public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, applications: [AppRecord]? = nil,
                 virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil,
-                events: [FlowEventRecord]? = nil, lost: UInt64? = nil) {
+                events: [FlowEventRecord]? = nil, lost: UInt64? = nil, message: String? = nil) {
+        self.message = message
         self.flows = flows
         self.statistics = statistics
         self.applications = applications

@@ -43,7 +43,7 @@ public struct PacketDecider {
     public let store: SharedFlowTable
     public private(set) var counters = EngineCounters()
     public private(set) var lastRefusal: Refusal?
-    private let matcher: SourceMatcher
+    private var matcher: SourceMatcher
     private let initialPorts: [InitialPort]
     private var targets: [Target] = []
     private var targetByInstance: [InstanceKey: Int] = [:]
@@ -105,6 +105,12 @@ public struct PacketDecider {
                                   virtualPort: instance.virtualPort, slot: slots[instance.aid] ?? 0))
         }
         routesGeneration = generation
+    }
+
+    /// New source rules (a reload): connections that start from now on are matched against
+    /// them; recorded flows keep their AID. Between batches, never per packet.
+    public mutating func updateSources(_ matcher: SourceMatcher) {
+        self.matcher = matcher
     }
 
     /// The largest AID slot a decision names (the kernel mark has 10 bits for it).

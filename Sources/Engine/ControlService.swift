@@ -23,12 +23,16 @@ final class ControlService: Sendable {
     private let workers: WorkerList
     private let datapath: any DatapathSession
     private let logger: Logger
+    /// `vpm reload`: re-reads the configuration file; what changed, or throws why nothing did.
+    private let reload: @Sendable (_ trigger: String) throws -> String
     /// `vpm flows --watch` connections now open (each holds a thread and a cursor).
     private let watchers = Atomic<Int>(0)
     static let maximumWatchers = 8
 
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, clients: ClientSockets,
-         cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, logger: Logger) {
+         cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, logger: Logger,
+         reload: @escaping @Sendable (_ trigger: String) throws -> String) {
+        self.reload = reload
         self.configuration = configuration
         self.store = store
         self.registry = registry
@@ -110,6 +114,8 @@ final class ControlService: Sendable {
             switch request.command {
             case .flows, .stats, .apps, .watch:
                 refusal = configuration.readRefusal(for: caller)
+            case .reload:
+                refusal = "only root (or the engine's own user) may reload the configuration: run vpm reload with sudo"
             case .bind, .connect:
                 refusal = configuration.readRefusal(for: caller)
                     ?? request.aid.flatMap(AID.init).flatMap { configuration.registrationRefusal(aid: $0, for: caller) }
@@ -215,6 +221,10 @@ final class ControlService: Sendable {
         case .stats:
             let statistics = statistics(queues: queueStatistics())
             return ControlResponse(statistics: statistics)
+        case .reload:
+            do { return ControlResponse(message: try reload("vpm reload (pid \(peer.pid))")) } catch {
+                return ControlResponse(error: "\(error)")
+            }
         }
     }
 

@@ -15,6 +15,8 @@ import Glibc
 public final class Engine {
     public struct Options: Sendable {
         public var configuration: Configuration
+        /// The file `configuration` came from, read again on `vpm reload` and SIGHUP.
+        public var configurationPath: String?
         public var socketPath: String = ControlSocket.defaultPath
         public var installRules = true
         public var segmentationOffload = true
@@ -40,6 +42,7 @@ public final class Engine {
     /// Runs until SIGINT or SIGTERM. Start-up failures throw after undoing what was done.
     public func run() throws {
         StopSignal.install()
+        ReloadSignal.install()
         let configuration = options.configuration
         if let problem = EphemeralPorts.read()?.problem(configuration.virtualPorts) { throw ControlError(problem) }
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: configuration.timeouts)
@@ -50,6 +53,10 @@ public final class Engine {
                                              workers: configuration.queues, logger: logger)
         let workers = WorkerList()
         let datapath = chooseDatapath()
+        let notifier = ServiceNotifier()
+        let readyStatus = "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)"
+        let reloader = ConfigurationReloader(configuration: configuration, path: options.configurationPath, store: store,
+                                             logger: logger, notifier: notifier, readyStatus: readyStatus)
         let session = try datapath.implementation.session(DatapathContext(
             configuration: configuration, store: store, registry: registry, installRules: options.installRules,
             keepConnections: options.keepConnections, logger: logger))
@@ -64,7 +71,9 @@ public final class Engine {
             controlGroup = gid
         }
         let service = ControlService(configuration: configuration, store: store, registry: registry, clients: clients,
-                                     cooperation: cooperation, workers: workers, datapath: session, logger: logger)
+                                     cooperation: cooperation, workers: workers, datapath: session, logger: logger) { trigger in
+            try reloader.reload(trigger: trigger, applied: workers.runSources)
+        }
         let listener = try ControlListener(path: options.socketPath, group: controlGroup, watch: { peer, stream in
             service.watch(peer: peer, stream: stream)
         }) { request, peer, descriptor in
@@ -77,7 +86,7 @@ public final class Engine {
             queueConfiguration.failOpen = options.failOpen
             workers.append(try QueueWorker(index: index, queueConfiguration: queueConfiguration, configuration: configuration,
                                            datapath: datapath, store: store, clients: clients, registry: registry,
-                                           cooperation: cooperation, logger: logger))
+                                           cooperation: cooperation, reloader: reloader, logger: logger))
         }
         do { try cooperation.start() } catch {
             throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
@@ -114,9 +123,20 @@ public final class Engine {
             "metrics": "\(configuration.metrics.map { "http://\($0.endpoint)/metrics" } ?? "off")",
         ])
         // Ready only now: the rules are in, the queues bound, the control socket answers.
-        let notifier = ServiceNotifier()
-        notifier.ready(status: "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)")
+        notifier.ready(status: readyStatus)
         // The workers run until SIGINT/SIGTERM; the first error of any ends the engine.
+        // Meanwhile this thread serves SIGHUP.
+        while !StopSignal.isRequested && !workers.all.contains(where: \.hasEnded) {
+            if ReloadSignal.take() {
+                do {
+                    _ = try reloader.reload(trigger: "SIGHUP", applied: workers.runSources)
+                } catch {
+                    // Logged by the reloader; the engine keeps its configuration.
+                }
+            }
+            usleep(100_000)
+        }
+        StopSignal.request()
         let errors = workers.all.compactMap { $0.join() }
         notifier.stopping()
         let packets = workers.all.reduce(UInt64(0)) { $0 + $1.counters.0.packets }
@@ -158,4 +178,9 @@ final class WorkerList: Sendable {
 
     func append(_ worker: QueueWorker) { workers.withLock { $0.append(worker) } }
     var all: [QueueWorker] { workers.withLock { $0 } }
+
+    /// Whether every running worker decides with the source rules of reload `generation`.
+    func runSources(of generation: UInt64) -> Bool {
+        all.allSatisfy { $0.runsSources(of: generation) || $0.hasEnded }
+    }
 }

@@ -22,23 +22,36 @@ final class QueueWorker: @unchecked Sendable {
     private let logger: Logger
     private let published = Mutex((EngineCounters(), QueueStatistics()))
     private let finished = DispatchSemaphore(value: 0)
+    private let ended = Atomic<Bool>(false)
     private let failure = Mutex<String?>(nil)
+    private let reloader: ConfigurationReloader
+    /// The reload generation whose source rules this worker decides with.
+    private let sourcesGeneration = Atomic<UInt64>(0)
 
     /// Binds the queue (throws before anything runs, so start-up can fail cleanly).
     init(index: Int, queueConfiguration: QueueConfiguration, configuration: Configuration, datapath: Datapath,
          store: SharedFlowTable, clients: ClientSockets, registry: InstanceRegistry, cooperation: CooperationService,
-         logger: Logger) throws {
+         reloader: ConfigurationReloader, logger: Logger) throws {
         self.index = index
         queue = try NetfilterQueue(queueConfiguration)
         pipeline = PacketPipeline(configuration: configuration, store: store, clients: clients, datapath: datapath)
         pipeline.updateRoutes(registry.instances(), generation: registry.generation)
         self.registry = registry
         self.cooperation = cooperation
+        self.reloader = reloader
+        sourcesGeneration.store(reloader.generation, ordering: .relaxed)
+        if reloader.generation > 0 { pipeline.updateSources(reloader.configuration.makeSourceMatcher()) }
         self.store = store
         self.configuration = configuration
         self.logger = logger
         cooperation.attach(queue.wakeup, worker: index)
     }
+
+    /// Whether this worker decides with the source rules of reload `generation` (or later).
+    func runsSources(of generation: UInt64) -> Bool { sourcesGeneration.load(ordering: .acquiring) >= generation }
+
+    /// Whether the thread has ended (stopped, or failed: `join` says why).
+    var hasEnded: Bool { ended.load(ordering: .acquiring) }
 
     /// This worker's counters, as last published (every 200 ms).
     var counters: (EngineCounters, QueueStatistics) { published.withLock { $0 } }
@@ -50,6 +63,7 @@ final class QueueWorker: @unchecked Sendable {
                 logger.error("queue thread stopped", metadata: ["queue": "\(queue.configuration.queueNumber)", "error": "\(error)"])
             }
             publish()
+            ended.store(true, ordering: .releasing)
             finished.signal()
         }
         thread.name = "vpm-queue-\(index)"
@@ -72,6 +86,12 @@ final class QueueWorker: @unchecked Sendable {
         while !StopSignal.isRequested {
             // A negotiation's outcome for a held SYN signals the queue's wake-up.
             let readiness = try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 200)
+            // A reload's source rules, built here once per reload (the woken batch uses them).
+            let reloaded = reloader.generation
+            if reloaded != sourcesGeneration.load(ordering: .relaxed) {
+                pipeline.updateSources(reloader.configuration.makeSourceMatcher())
+                sourcesGeneration.store(reloaded, ordering: .releasing)
+            }
             if readiness.contains(.packets) {
                 // After the wait: an instance registered while we slept must be routable
                 // for the very SYN that woke us.

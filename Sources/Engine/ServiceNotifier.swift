@@ -5,8 +5,8 @@ import Glibc
 
 /// systemd's readiness protocol (sd_notify(3)): when the service manager sets
 /// `NOTIFY_SOCKET`, the engine sends `READY=1` once its rules are in and its queues are
-/// bound, `STOPPING=1` when it begins to stop, and a `STATUS=` line people see in
-/// `systemctl status`. One datagram per message to a Unix socket (a path, or an abstract
+/// bound, `RELOADING=1` then `READY=1` around a reload, `STOPPING=1` when it begins to stop,
+/// and a `STATUS=` line people see in `systemctl status`. One datagram per message to a Unix socket (a path, or an abstract
 /// name written with a leading `@`); without the variable nothing is sent.
 struct ServiceNotifier: Sendable {
     let path: String?
@@ -17,6 +17,8 @@ struct ServiceNotifier: Sendable {
     }
 
     func ready(status: String) { send("READY=1\nSTATUS=\(status)") }
+    /// Around a reload (systemd's `ExecReload` waits for READY=1 again).
+    func reloading(status: String) { send("RELOADING=1\nSTATUS=\(status)") }
     func stopping() { send("STOPPING=1\nSTATUS=stopping: removing rules") }
 
     /// Best effort: a service manager that went away must not stop the engine.

@@ -56,6 +56,17 @@ public final class EngineRun: @unchecked Sendable {
         process.waitUntilExit()
     }
 
+    /// Sends `number` (SIGHUP: reload) to the running engine.
+    public func signal(_ number: Int32) {
+        guard let process, process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, number)
+    }
+
+    /// `vpm reload` against this engine; its status and output, failing or not.
+    public func reload() throws -> CommandOutput {
+        try Command.run([vpmExecutable, "reload", "--socket", socketPath])
+    }
+
     /// SIGTERM, and waits for the engine to remove its rules and exit.
     public func stop() -> Int32? {
         guard let process else { return nil }

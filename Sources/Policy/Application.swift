@@ -1,6 +1,6 @@
 public import FlowTable
 /// Everything the configuration says about one AID.
-public struct Application: Sendable {
+public struct Application: Sendable, Equatable {
     public var aid: AID
     /// At most one per initial port.
     public var instances: [Instance]

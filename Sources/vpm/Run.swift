@@ -2,6 +2,7 @@ import ArgumentParser
 import Control
 import Engine
 import Logging
+import Foundation
 import Policy
 
 struct Run: ParsableCommand {
@@ -10,7 +11,8 @@ struct Run: ParsableCommand {
         discussion: """
             Loads the configuration, binds the NFQUEUE queue, installs the VPM-* chains (and, \
             for the kernel datapath, the nft table inet vpm), and serves the control socket \
-            that `vpm flows` and `vpm stats` read. SIGINT or SIGTERM stop it: the rules and \
+            that `vpm flows` and `vpm stats` read. SIGHUP (or `vpm reload`) reads the \
+            configuration again. SIGINT or SIGTERM stop it: the rules and \
             the socket are removed on the way out (also when start-up fails half-way), and \
             the multiplexed connections end, unless --keep-connections. See docs/datapaths.md.
             """)
@@ -44,6 +46,8 @@ struct Run: ParsableCommand {
             format = .automatic()
         }
         var options = Engine.Options(configuration: configuration)
+        // Absolute: `vpm reload` reads it again whatever the engine's directory is then.
+        options.configurationPath = config.hasPrefix("/") ? config : FileManager.default.currentDirectoryPath + "/" + config
         options.socketPath = socket
         options.installRules = !noRules
         options.segmentationOffload = gso

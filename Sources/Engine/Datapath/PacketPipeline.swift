@@ -29,6 +29,8 @@ public struct PacketPipeline {
         decider.updateRoutes(instances, generation: generation)
     }
 
+    public mutating func updateSources(_ matcher: SourceMatcher) { decider.updateSources(matcher) }
+
     /// Decides one queued packet and returns its verdict; rewrites it in place when the
     /// datapath translates it. `receivedAt`: when its batch arrived
     /// (`MonotonicClock.microseconds`); given, a connection's first packet is timed

@@ -1,0 +1,49 @@
+/// What a running engine can take from a newer version of its configuration file
+/// (`vpm reload`, SIGHUP; docs/operations.md): which client sources belong to which AID, and
+/// the flows' idle timeouts. Everything else shapes the rules, the queues, the kernel marks'
+/// AID slots or the sockets the engine holds, and needs a restart.
+public struct ConfigurationChanges: Sendable, Equatable {
+    /// Keys whose change takes effect at once (`sources`, `flows.timeouts`).
+    public var reloadable: [String] = []
+    /// Keys that changed but need a restart (`ports`, `applications`, …), in file order.
+    public var needRestart: [String] = []
+
+    public init(reloadable: [String] = [], needRestart: [String] = []) {
+        self.reloadable = reloadable
+        self.needRestart = needRestart
+    }
+
+    public var isEmpty: Bool { reloadable.isEmpty && needRestart.isEmpty }
+}
+
+extension Configuration {
+    /// How `newer` differs from this configuration, key by key (line numbers aside).
+    public func changes(to newer: Configuration) -> ConfigurationChanges {
+        var changes = ConfigurationChanges()
+        func restart(_ key: String, _ differs: Bool) { if differs { changes.needRestart.append(key) } }
+        restart("queue", queue != newer.queue)
+        restart("queues", queues != newer.queues)
+        restart("virtual-ports", virtualPorts != newer.virtualPorts)
+        restart("ports", initialPorts != newer.initialPorts)
+        restart("applications", applications != newer.applications)
+        if !Self.sameSources(sources, newer.sources) { changes.reloadable.append("sources") }
+        restart("flows.capacity", flowCapacity != newer.flowCapacity)
+        if timeouts != newer.timeouts { changes.reloadable.append("flows.timeouts") }
+        restart("allocation", allocation != newer.allocation)
+        restart("control", control != newer.control)
+        restart("metrics", metrics?.endpoint != newer.metrics?.endpoint)
+        restart("cooperative", !Self.sameCooperation(cooperation, newer.cooperation))
+        return changes
+    }
+
+    private static func sameSources(_ one: [SourceRule], _ other: [SourceRule]) -> Bool {
+        one.count == other.count && zip(one, other).allSatisfy { $0.match == $1.match && $0.aid == $1.aid }
+    }
+
+    private static func sameCooperation(_ one: Cooperation, _ other: Cooperation) -> Bool {
+        var one = one, other = other
+        for index in one.peers.indices { one.peers[index].line = 0 }
+        for index in other.peers.indices { other.peers[index].line = 0 }
+        return one == other
+    }
+}
