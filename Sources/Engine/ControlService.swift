@@ -25,6 +25,8 @@ final class ControlService: Sendable {
     private let logger: Logger
     /// `vpm reload`: re-reads the configuration file; what changed, or throws why nothing did.
     private let reload: @Sendable (_ trigger: String) throws -> String
+    /// Any local user can ask and be refused: their lines are rate-limited.
+    private let refusedRequests = LogLimiter()
     /// `vpm flows --watch` connections now open (each holds a thread and a cursor).
     private let watchers = Atomic<Int>(0)
     static let maximumWatchers = 8
@@ -121,7 +123,7 @@ final class ControlService: Sendable {
                     ?? request.aid.flatMap(AID.init).flatMap { configuration.registrationRefusal(aid: $0, for: caller) }
             }
             if let refusal {
-                logger.warning("control request refused", metadata: [
+                logger.log(limitedBy: refusedRequests, level: .warning, "control request refused", metadata: [
                     "command": "\(request.command.rawValue)", "aid": "\(request.aid ?? "-")", "uid": "\(peer.uid)", "pid": "\(peer.pid)",
                     "reason": "\(refusal)",
                 ])

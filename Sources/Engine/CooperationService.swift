@@ -32,14 +32,19 @@ final class CooperationService: Sendable {
         outcomes = Mutex(Array(repeating: ([], nil), count: max(1, workers)))
         self.logger = logger
         let cooperation = configuration.cooperation
+        // Anyone who reaches the port can cause a rejection; an authenticated peer a refusal.
+        let rejections = LogLimiter(), refusals = LogLimiter()
         client = cooperation.peers.isEmpty ? nil : NegotiationClient()
         server = cooperation.listenPort.map { port in
             NegotiationServer(port: Int(port), key: { address in
                 IPAddress(address).flatMap { cooperation.peer(for: $0) }.map { SymmetricKey(data: $0.key) }
             }, handler: { request, peerAddress in
-                Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry, logger: logger)
+                Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry) {
+                    logger.log(limitedBy: refusals, level: .notice, "negotiation refused: no instance", metadata: $0)
+                }
             }, rejected: { reason, peerAddress, detail in
-                logger.warning("negotiation rejected", metadata: ["reason": "\(reason)", "peer": "\(peerAddress)", "detail": "\(detail)"])
+                logger.log(limitedBy: rejections, level: .warning, "negotiation rejected",
+                           metadata: ["reason": "\(reason)", "peer": "\(peerAddress)", "detail": "\(detail)"])
             })
         }
     }
@@ -101,7 +106,7 @@ final class CooperationService: Sendable {
     /// The flow is recorded before the ACK leaves, so the SYN that follows is admitted.
     private static func answer(
         _ request: NegotiationRequest, peerAddress: String, cooperation: Cooperation, store: SharedFlowTable,
-        registry: InstanceRegistry, logger: Logger
+        registry: InstanceRegistry, logRefusal: (Logger.Metadata) -> Void
     ) -> NegotiationAnswer {
         guard let client = IPAddress(request.client), let server = IPAddress(request.server),
               let transport = TransportProtocol(name: request.transport) else {
@@ -114,9 +119,7 @@ final class CooperationService: Sendable {
             return .refused(reason: "'\(request.aid)' is not an AID")
         }
         guard let virtualPort = registry.virtualPort(aid: aid, initialPort: request.initialPort, transport: transport) else {
-            logger.notice("negotiation refused: no instance", metadata: [
-                "peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)",
-            ])
+            logRefusal(["peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)"])
             return .refused(reason: "no instance of AID '\(request.aid)' on \(request.initialPort)/\(request.transport)")
         }
         let key = FlowKey(transport: transport, client: client, clientPort: request.clientPort, server: server,

@@ -25,6 +25,7 @@ final class QueueWorker: @unchecked Sendable {
     private let ended = Atomic<Bool>(false)
     private let failure = Mutex<String?>(nil)
     private let reloader: ConfigurationReloader
+    private let refusedNegotiations = LogLimiter()
     /// The reload generation whose source rules this worker decides with.
     private let sourcesGeneration = Atomic<UInt64>(0)
 
@@ -146,7 +147,7 @@ final class QueueWorker: @unchecked Sendable {
                 "client": "\(outcome.key.client.endpoint(outcome.key.clientPort))", "virtual-port": "\(port)",
             ])
         case .refused(let reason), .failed(let reason):
-            logger.notice("cooperative connection refused", metadata: [
+            logger.log(limitedBy: refusedNegotiations, level: .notice, "cooperative connection refused", metadata: [
                 "client": "\(outcome.key.client.endpoint(outcome.key.clientPort))",
                 "server": "\(outcome.key.server.endpoint(outcome.key.initialPort))",
                 "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
