@@ -68,7 +68,13 @@ public final class NegotiationServer: Sendable {
         self.observer = rejected
         self.clock = clock
         self.readTimeout = readTimeout
-        checks = Mutex(Checks(nonces: NonceCache(capacity: nonceCapacity)))
+        // The nonces an earlier server (this engine before a restart) accepted are gone:
+        // a request made before this one existed cannot be proven fresh, so it is refused
+        // as replayed (docs/negotiation.md). Peers' requests are made after it, minus their
+        // clocks' difference from ours.
+        var nonces = NonceCache(capacity: nonceCapacity)
+        nonces.refuse(olderThan: clock())
+        checks = Mutex(Checks(nonces: nonces))
     }
 
     /// Binds and starts serving. Throws a `NegotiationServerError` that names host:port.

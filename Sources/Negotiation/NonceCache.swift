@@ -69,6 +69,12 @@ struct NonceCache {
         return .fresh
     }
 
+    /// Refuses, as not provably fresh, every message stamped before `time`: what a new
+    /// cache knows nothing about (the server's start).
+    mutating func refuse(olderThan time: Int64) {
+        horizon = max(horizon, time - 1)
+    }
+
     /// Forgets the nonces seen at least `window` ago. The ring is in arrival order; if the
     /// clock went back, a later entry may expire before an earlier one and simply waits.
     mutating func expire(now: Int64) {

@@ -175,34 +175,70 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
+    /// A second implementation of the message format (docs/negotiation.md), in Python, run
+    /// from the client host: `KEY checks` sends a good request, it again, a forged and a
+    /// truncated one; `KEY save FILE` sends a good one and keeps it; `KEY resend FILE` sends
+    /// the kept one again.
+    static let negotiateScript = """
+        import base64, hashlib, hmac, json, os, socket, sys, time
+        def line(key, **fields):
+            body = dict(version=1, type="negotiate", nonce=os.urandom(16).hex(), timestamp=int(time.time()*1000),
+                        aid="acme", client="198.18.0.2", clientPort=40000, server="198.18.0.1", initialPort=9000, transport="tcp")
+            body.update(fields)
+            head = b"VPM1 " + base64.b64encode(json.dumps(body).encode())
+            return head + b" " + hmac.new(key, head, hashlib.sha256).hexdigest().encode() + b"\\n"
+        def send(data):
+            s = socket.create_connection(("198.18.0.1", 9901), timeout=3)
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            answer = s.recv(4096)
+            s.close()
+            return answer
+        key, mode = bytes.fromhex(sys.argv[1]), sys.argv[2]
+        if mode == "checks":
+            good = line(key)
+            print("good", b"VPM1" in send(good))
+            print("replayed", b"VPM1" in send(good))
+            print("forged", b"VPM1" in send(line(os.urandom(32))))
+            print("truncated", b"VPM1" in send(line(key)[:40]))
+        elif mode == "save":
+            good = line(key)
+            open(sys.argv[3], "wb").write(good)
+            print("good", b"VPM1" in send(good))
+        else:
+            print("replayed", b"VPM1" in send(open(sys.argv[3], "rb").read()))
+        """
+
+    /// The server engine restarts (its nonce cache is new) and a request it accepted before,
+    /// replayed within the 30-second stale window, is refused as replayed; real clients are
+    /// served as before.
+    func testARequestReplayedAfterTheServerEngineRestartsIsRefused() throws {
+        try withEngines("coop-replay") { hosts in
+            _ = try startInstance(hosts, aid: "acme", megabytes: 1)
+            try Self.negotiateScript.write(toFile: "\(hosts.directory)/negotiate.py", atomically: true, encoding: .utf8)
+            let kept = "\(hosts.directory)/request.line"
+            let first = try hosts.lab.checked(hosts.lab.client, ["python3", "\(hosts.directory)/negotiate.py", Self.key, "save", kept])
+            XCTAssertEqual(first.standardOutput, "good True\n")
+            XCTAssertEqual(hosts.server.stop(), 0)
+            try hosts.server.start(["--log-level", "debug"])
+            let again = try hosts.lab.checked(hosts.lab.client, ["python3", "\(hosts.directory)/negotiate.py", Self.key, "resend", kept])
+            XCTAssertEqual(again.standardOutput, "replayed False\n")
+            let statistics = try statistics(hosts.server)
+            XCTAssertEqual(statistics.negotiations["replayed"], 1, "refused as a replay, not as stale: \(statistics.negotiations)")
+            XCTAssertEqual(statistics.negotiations["accepted"], 0)
+            XCTAssertTrue(try flows(hosts.server).isEmpty, "the replay recorded no flow")
+            // A real client's negotiation, made after the restart, is served.
+            _ = try startInstance(hosts, aid: "acme", megabytes: 1)
+            let served = try hosts.client.execAndWait("acme", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"])
+            XCTAssertEqual(served.status, 0, served.standardError)
+        }
+    }
+
     func testForgedReplayedAndTruncatedNegotiationsAreRejected() throws {
         try withEngines("coop-auth") { hosts in
             _ = try startInstance(hosts, aid: "acme", megabytes: 1)
-            // A second implementation of the message format (docs/negotiation.md), in Python.
-            let script = """
-                import base64, hashlib, hmac, json, os, socket, sys, time
-                def line(key, **fields):
-                    body = dict(version=1, type="negotiate", nonce=os.urandom(16).hex(), timestamp=int(time.time()*1000),
-                                aid="acme", client="198.18.0.2", clientPort=40000, server="198.18.0.1", initialPort=9000, transport="tcp")
-                    body.update(fields)
-                    head = b"VPM1 " + base64.b64encode(json.dumps(body).encode())
-                    return head + b" " + hmac.new(key, head, hashlib.sha256).hexdigest().encode() + b"\\n"
-                def send(data):
-                    s = socket.create_connection(("198.18.0.1", 9901), timeout=3)
-                    s.sendall(data)
-                    s.shutdown(socket.SHUT_WR)
-                    answer = s.recv(4096)
-                    s.close()
-                    return answer
-                key = bytes.fromhex(sys.argv[1])
-                good = line(key)
-                print("good", b"VPM1" in send(good))
-                print("replayed", b"VPM1" in send(good))
-                print("forged", b"VPM1" in send(line(os.urandom(32))))
-                print("truncated", b"VPM1" in send(line(key)[:40]))
-                """
-            try script.write(toFile: "\(hosts.directory)/negotiate.py", atomically: true, encoding: .utf8)
-            let output = try hosts.lab.checked(hosts.lab.client, ["python3", "\(hosts.directory)/negotiate.py", Self.key])
+            try Self.negotiateScript.write(toFile: "\(hosts.directory)/negotiate.py", atomically: true, encoding: .utf8)
+            let output = try hosts.lab.checked(hosts.lab.client, ["python3", "\(hosts.directory)/negotiate.py", Self.key, "checks"])
             XCTAssertEqual(output.standardOutput, "good True\nreplayed False\nforged False\ntruncated False\n")
             let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(hosts.server.stats(json: true).standardOutput.utf8))
             XCTAssertEqual(statistics.negotiations["accepted"], 1)

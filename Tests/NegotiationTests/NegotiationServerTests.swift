@@ -67,15 +67,17 @@ final class NegotiationServerTests: XCTestCase {
     func testEachRejectionIsCountedUnderItsOwnName() {
         let clock = TestClock()
         let server = makeServer(clock: clock)
+        clock.advance(milliseconds: 30_000)  // running for 30 s: the whole window is after its start
+        let now = clock.read()
         let peer = "198.18.0.2"
         XCTAssertNil(server.respond(to: Array("garbage\n".utf8), from: peer, key: Fixtures.key))
         XCTAssertNil(server.respond(to: request(key: Fixtures.otherKey), from: peer, key: Fixtures.key))
-        XCTAssertNil(server.respond(to: request(timestamp: Fixtures.timestamp - 30_001), from: peer, key: Fixtures.key))
-        XCTAssertNil(server.respond(to: request(timestamp: Fixtures.timestamp + 30_001), from: peer, key: Fixtures.key))
+        XCTAssertNil(server.respond(to: request(timestamp: now - 30_001), from: peer, key: Fixtures.key))
+        XCTAssertNil(server.respond(to: request(timestamp: now + 30_001), from: peer, key: Fixtures.key))
         XCTAssertEqual(server.statistics, NegotiationStatistics(malformed: 1, forged: 1, stale: 2))
         // The edges of the window are still fresh.
-        XCTAssertNotNil(server.respond(to: request(timestamp: Fixtures.timestamp - 30_000), from: peer, key: Fixtures.key))
-        XCTAssertNotNil(server.respond(to: request(timestamp: Fixtures.timestamp + 30_000), from: peer, key: Fixtures.key))
+        XCTAssertNotNil(server.respond(to: request(timestamp: now - 30_000), from: peer, key: Fixtures.key))
+        XCTAssertNotNil(server.respond(to: request(timestamp: now + 30_000), from: peer, key: Fixtures.key))
         // Extreme timestamps do not overflow the comparison.
         XCTAssertNil(server.respond(to: request(timestamp: .min), from: peer, key: Fixtures.key))
         XCTAssertNil(server.respond(to: request(timestamp: .max), from: peer, key: Fixtures.key))
@@ -89,6 +91,20 @@ final class NegotiationServerTests: XCTestCase {
         XCTAssertNil(server.respond(to: line, from: "198.18.0.2", key: Fixtures.key))
         XCTAssertNil(server.respond(to: line, from: "198.18.0.3", key: Fixtures.key), "from another address too")
         XCTAssertEqual(server.statistics, NegotiationStatistics(accepted: 1, replayed: 2))
+    }
+
+    /// A restarted engine's server has forgotten the nonces it accepted: a request stamped
+    /// before the server existed is refused as replayed, even within the stale window.
+    func testARequestOlderThanTheServerIsReplayed() {
+        let clock = TestClock()
+        let before = request(timestamp: Fixtures.timestamp - 1)
+        clock.advance(milliseconds: 2_000)  // the engine restarts two seconds later
+        let server = makeServer(clock: clock)
+        XCTAssertNil(server.respond(to: before, from: "198.18.0.2", key: Fixtures.key))
+        XCTAssertNil(server.respond(to: request(timestamp: clock.read() - 1), from: "198.18.0.2", key: Fixtures.key))
+        XCTAssertEqual(server.statistics, NegotiationStatistics(replayed: 2))
+        XCTAssertNotNil(server.respond(to: request(timestamp: clock.read()), from: "198.18.0.2", key: Fixtures.key),
+                        "made at or after the start: fresh")
     }
 
     func testANonceIsRememberedUntilItsMessageIsStale() {
