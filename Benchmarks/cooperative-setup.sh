@@ -40,6 +40,7 @@ stop_hosts() {
 }
 trap 'stop_hosts; rm -rf "$work"' EXIT
 
+umask 077  # the configurations hold a key: vpm run refuses files other users can read
 key=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 cat >"$work/server.yaml" <<EOY
 virtual-ports: 20000-20999

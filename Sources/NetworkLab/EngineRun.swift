@@ -26,6 +26,8 @@ public final class EngineRun: @unchecked Sendable {
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
+        // As an operator keeps it: `vpm run` refuses keys other users can read.
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: configurationPath)
     }
 
     /// Starts the engine and waits until it says it is running (the log file starts afresh).

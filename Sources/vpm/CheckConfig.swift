@@ -25,6 +25,8 @@ struct CheckConfig: ParsableCommand {
         var ports: [String]?
         var sources: Int?
         var metrics: String?
+        /// Valid, but `vpm run` will refuse it as it is (the keys' file mode).
+        var warnings: [String]?
         var error: Problem?
     }
 
@@ -38,12 +40,15 @@ struct CheckConfig: ParsableCommand {
             throw Failure("\(error)")
         }
         let ports = configuration.initialPorts.map(\.description)
+        let warnings = configuration.keysExposure(path: file).map { ["vpm run will refuse it: \($0)"] } ?? []
         if json {
             try printJSON(Report(file: file, ok: true, applications: configuration.applications.count,
                                  instances: configuration.instances.count, ports: ports, sources: configuration.sources.count,
-                                 metrics: configuration.metrics.map { "http://\($0.endpoint)/metrics" }))
+                                 metrics: configuration.metrics.map { "http://\($0.endpoint)/metrics" },
+                                 warnings: warnings.isEmpty ? nil : warnings))
             return
         }
+        for warning in warnings { log("warning: \(warning)") }
         print("\(file): ok — \(configuration.applications.count) applications, \(configuration.instances.count) instances, "
               + "ports \(ports.joined(separator: ", ")), \(configuration.sources.count) source rules"
               + (configuration.metrics.map { ", metrics on http://\($0.endpoint)/metrics" } ?? ""))

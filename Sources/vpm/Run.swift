@@ -29,6 +29,8 @@ struct Run: ParsableCommand {
     var datapath = Datapath.kernel.rawValue
     @Flag(help: "Kernel datapath: on SIGINT/SIGTERM leave the NAT table, the rules and conntrack's entries in place, so established connections keep running and the next `vpm run` takes them over.")
     var keepConnections = false
+    @Flag(help: "Run even though the configuration file holds cooperative keys that users other than root can read or change (a warning is logged instead).")
+    var allowExposedKeys = false
 
     func run() throws {
         let configuration: Configuration
@@ -45,6 +47,8 @@ struct Run: ParsableCommand {
         } else {
             format = .automatic()
         }
+        let exposure = configuration.keysExposure(path: config)
+        if let exposure, !allowExposedKeys { throw Failure(exposure) }
         var options = Engine.Options(configuration: configuration)
         // Absolute: `vpm reload` reads it again whatever the engine's directory is then.
         options.configurationPath = config.hasPrefix("/") ? config : FileManager.default.currentDirectoryPath + "/" + config
@@ -58,6 +62,7 @@ struct Run: ParsableCommand {
             LoggingSystem.bootstrap { _ in StructuredLogHandler(format: format) }
             var logger = Logger(label: "vpm")
             logger.logLevel = level
+            if let exposure { logger.warning("running with exposed keys (--allow-exposed-keys)", metadata: ["problem": "\(exposure)"]) }
             try Engine(options: options, logger: logger).run()
         } catch {
             throw Failure("\(error)")

@@ -36,6 +36,27 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(output.standardOutput.contains("ok"), output.standardOutput)
     }
 
+    /// A file with cooperative keys that every user can read: `vpm run` stops before
+    /// anything with the chmod to run; `check-config` passes it with a warning saying so.
+    func testKeysOtherUsersCanReadStopTheStartAndCheckConfigWarns() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-keys-\(getpid()).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try run(["demo", "--print-config"]).standardOutput.write(toFile: path, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: path)
+        let started = try run(["run", "--config", path, "--socket", path + ".sock"])
+        XCTAssertEqual(started.status, 1)
+        XCTAssertTrue(started.standardError.contains("every user can read it (mode 644): chmod 600 \(path)"), started.standardError)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path + ".sock"), "stopped before anything")
+        let checked = try run(["check-config", path])
+        XCTAssertEqual(checked.status, 0)
+        XCTAssertTrue(checked.standardError.contains("warning: vpm run will refuse it"), checked.standardError)
+        let json = try run(["check-config", "--json", path])
+        let report = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.standardOutput.utf8)) as? [String: Any])
+        XCTAssertEqual((report["warnings"] as? [String])?.count, 1, json.standardOutput)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: path)
+        XCTAssertEqual(try run(["check-config", path]).standardError, "")
+    }
+
     /// Scripts read `check-config --json`: the verdict and, for a bad file, where and why.
     func testCheckConfigJSON() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-json-\(getpid()).yaml").path

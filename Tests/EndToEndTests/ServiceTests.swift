@@ -155,4 +155,18 @@ final class ServiceTests: XCTestCase {
             XCTAssertEqual(engine.stop(), 0)
         }
     }
+
+    /// `--allow-exposed-keys`: the engine runs a configuration whose keys every user can
+    /// read, and says so in its log; it multiplexes as usual.
+    func testExposedKeysRunOnlyWhenInsistedUponAndWithAWarning() throws {
+        let peer = "cooperative: {peers: [{network: 198.18.5.5, key: \(String(repeating: "cd", count: 32))}]}\n"
+        try Privileged.withAcmeEngine("exposed", extraConfiguration: peer, engineArguments: ["--allow-exposed-keys"],
+                                      beforeStart: { _, engine, _ in
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: engine.configurationPath)
+        }) { lab, engine, directory in
+            XCTAssertTrue(engine.log.contains("running with exposed keys"), engine.log)
+            XCTAssertTrue(engine.log.contains("every user can read it"), engine.log)
+            try Privileged.uploadToAcme(lab, directory: directory, megabytes: 1)
+        }
+    }
 }
