@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,6 +35,14 @@ public final class ControlListener: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     private let started = NSLock()
     private var running = false
+    /// Connections being answered (each on its thread, watchers included).
+    private let active = Mutex(0)
+    /// More at once are answered "busy" at once: a local user cannot make the engine start
+    /// threads without end.
+    public static let maximumConnections = 64
+    /// The time a peer has to send its whole request line, and its longest allowed length.
+    public static let requestTimeout: Duration = .seconds(2)
+    public static let requestLimit = 1 << 16
 
     /// Binds `path` (mode 0600, or 0660 owned by `group`; its directory is created 0755).
     /// Refuses when another engine answers there; removes a stale socket file left by an
@@ -98,16 +107,38 @@ public final class ControlListener: @unchecked Sendable {
                 if errno == EINTR || errno == ECONNABORTED { continue }
                 return  // closed by `close()`
             }
+            let admitted = active.withLock { count in
+                guard count < Self.maximumConnections else { return false }
+                count += 1
+                return true
+            }
+            guard admitted else {
+                refuse(connection, ControlResponse(error: "busy: \(Self.maximumConnections) control connections at once; try again in a moment"))
+                continue
+            }
             let thread = Thread { [self] in
                 answer(connection)
                 Glibc.close(connection)
+                active.withLock { $0 -= 1 }
             }
             thread.name = "vpm-control-connection"
             thread.start()
         }
     }
 
+    /// Answers on the accept thread without reading, never blocking it for long.
+    private func refuse(_ connection: Int32, _ response: ControlResponse) {
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        if var data = try? JSONEncoder().encode(response) {
+            data.append(UInt8(ascii: "\n"))
+            try? ControlSocket.writeAll(data, to: connection, path: path)
+        }
+        Glibc.close(connection)
+    }
+
     private func answer(_ connection: Int32) {
+        let deadline = ContinuousClock.now + Self.requestTimeout
         var timeout = timeval(tv_sec: 2, tv_usec: 0)
         setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -117,10 +148,10 @@ public final class ControlListener: @unchecked Sendable {
         var descriptor: Int32?
         defer { if let descriptor { Glibc.close(descriptor) } }
         let peer = peerCredentials(connection)
+        var failure = ""
         if peer == nil {
             response = ControlResponse(error: "permission denied: the kernel did not say who is asking (SO_PEERCRED)", errorCode: "EACCES")
-        } else if let line = try? ControlSocket.readLine(from: connection, path: path, limit: 1 << 16, descriptor: &descriptor),
-                  let request = try? JSONDecoder().decode(ControlRequest.self, from: line) {
+        } else if let request = read(connection, deadline: deadline, descriptor: &descriptor, failure: &failure) {
             if request.command == .watch {
                 if let watch {
                     watch(peer!, ControlStream(connection: connection, path: path))
@@ -135,11 +166,30 @@ public final class ControlListener: @unchecked Sendable {
             if let received = descriptor { Glibc.close(received) }
             descriptor = nil
         } else {
-            response = ControlResponse(error: "could not read a request; send one JSON line such as {\"command\":\"flows\"}")
+            response = ControlResponse(error: failure)
         }
         guard var data = try? JSONEncoder().encode(response) else { return }
         data.append(UInt8(ascii: "\n"))
         try? ControlSocket.writeAll(data, to: connection, path: path)
+    }
+
+    /// One request line, whole within `deadline` and at most `requestLimit` bytes; nil with
+    /// `failure` saying why not.
+    private func read(_ connection: Int32, deadline: ContinuousClock.Instant, descriptor: inout Int32?,
+                      failure: inout String) -> ControlRequest? {
+        let line: Data
+        do {
+            line = try ControlSocket.readLine(from: connection, path: path, limit: Self.requestLimit, descriptor: &descriptor,
+                                              deadline: deadline)
+        } catch {
+            failure = "\(error)"
+            return nil
+        }
+        guard let request = try? JSONDecoder().decode(ControlRequest.self, from: line) else {
+            failure = "could not read a request; send one JSON line such as {\"command\":\"flows\"}"
+            return nil
+        }
+        return request
     }
 
     /// SO_PEERCRED and SO_PEERGROUPS: the kernel's word on who connected, whatever the

@@ -57,11 +57,19 @@ extension ControlSocket {
     /// (close-on-exec; the caller closes it). More than one descriptor: the extra ones are
     /// closed at once.
     static func readLine(from connection: Int32, path: String, limit: Int, descriptor: inout Int32?,
-                         waitingFor: String = "request") throws -> Data {
+                         waitingFor: String = "request", deadline: ContinuousClock.Instant? = nil) throws -> Data {
         var result = Data()
         var chunk = [UInt8](repeating: 0, count: 65536)
         var control = [UInt8](repeating: 0, count: controlSpace * 4)
-        while result.count < limit {
+        while true {
+            if let deadline {
+                // The whole line within the deadline, however the peer dribbles it.
+                let left = ContinuousClock.now.duration(to: deadline)
+                guard left > .zero else { throw ControlError("no \(waitingFor) from \(path) in time") }
+                let (seconds, attoseconds) = left.components
+                var timeout = timeval(tv_sec: Int(seconds), tv_usec: max(1, Int(attoseconds / 1_000_000_000_000)))
+                setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            }
             let count = withMessage(&chunk, &control) { message, controlRaw in
                 let received = recvmsg(connection, &message, Int32(MSG_CMSG_CLOEXEC))
                 if received >= 0 { collect(controlRaw, length: Int(message.msg_controllen), into: &descriptor) }
@@ -75,9 +83,14 @@ extension ControlSocket {
             if count == 0 { break }
             if let newline = chunk[0..<count].firstIndex(of: UInt8(ascii: "\n")) {
                 result.append(contentsOf: chunk[0..<newline])
+                guard result.count <= limit else { break }
                 return result
             }
             result.append(contentsOf: chunk[0..<count])
+            guard result.count <= limit else { break }
+        }
+        guard result.count <= limit else {
+            throw ControlError("a \(waitingFor) longer than \(limit) bytes from \(path): cut off")
         }
         return result
     }
