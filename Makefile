@@ -27,7 +27,7 @@ install: deps
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/vpm.service.in > $(DESTDIR)$(UNITDIR)/vpm.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service
-	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0600 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
+	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0644 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
 
 # A Debian package (dpkg-deb) in the current folder: the binary, the unit, the example
 # configuration, the man page and bash/zsh completions (scripts/make-deb.sh).

@@ -59,13 +59,54 @@ public final class SharedFlowTable: Sendable {
         }
     }
 
+    /// Slots per lock hold in the walks below: a packet waits at most for one piece
+    /// (about 4,096 slots), however large the table.
+    public static let walkPiece = 4096
+
+    /// Every flow, copied a piece of the table at a time (the lock is released between
+    /// pieces), in the order the flows started. Each flow is copied whole; a flow that lives
+    /// through the walk appears exactly once (a flow keeps its slot); one that starts or
+    /// ends meanwhile may or may not. For the control plane (`vpm flows`, `vpm apps`).
+    public func snapshot(piece: Int = walkPiece) -> [Translation] {
+        let slots = withLock { $0.slotCount }
+        var flows: [Translation] = []
+        var start = 0
+        while start < slots {
+            let range = start..<min(start + piece, slots)
+            flows += withLock { $0.snapshot(slots: range) }
+            start = range.upperBound
+        }
+        // Stable: slot order breaks firstSeen ties, as in `FlowTable.snapshot()`.
+        return flows.enumerated().sorted { ($0.element.firstSeen, $0.offset) < ($1.element.firstSeen, $1.offset) }.map(\.element)
+    }
+
+    /// Flows by AID and mode, counted a piece at a time like `snapshot(piece:)`.
+    public func census(piece: Int = walkPiece) -> [FlowCensus: Int] {
+        let slots = withLock { $0.slotCount }
+        var counts: [FlowCensus: Int] = [:]
+        var start = 0
+        while start < slots {
+            let range = start..<min(start + piece, slots)
+            withLock { $0.census(slots: range, into: &counts) }
+            start = range.upperBound
+        }
+        return counts
+    }
+
     /// Removes the flows to `virtualPort` (its instance is gone: a later instance that gets
     /// the same port must not inherit them). Control plane: scans the table.
     public func removeFlows(toVirtualPort virtualPort: UInt16, transport: TransportProtocol) -> Int {
-        withLock { table -> Int in
-            let gone = table.snapshot().filter { $0.virtualPort == virtualPort && $0.key.transport == transport && $0.mode != .cooperative }
-            for flow in gone { table.remove(flow.key) }
-            return gone.count
+        let gone = snapshot().filter { $0.virtualPort == virtualPort && $0.key.transport == transport && $0.mode != .cooperative }
+        return withLock { table -> Int in
+            var removed = 0
+            // Only the flow the walk saw: a new connection under the same key since is not its.
+            for flow in gone {
+                if let handle = table.lookup(flow.key), let current = table.translation(handle),
+                   current.firstSeen == flow.firstSeen, current.virtualPort == virtualPort {
+                    if table.remove(handle) { removed += 1 }
+                }
+            }
+            return removed
         }
     }
 }

@@ -89,7 +89,7 @@ final class ControlService: Sendable {
     /// each queue keeps its own, with flows per AID and mode and the virtual ports.
     func metricsSnapshot(datapath: Datapath) -> MetricsSnapshot {
         let queues = queueStatistics()
-        let census = store.withLock { $0.census() }
+        let census = store.census()
         let inUse = Set(registry.snapshot().map(\.virtualPort)).count
         return MetricsSnapshot(
             version: VPMVersion.current, datapath: datapath.rawValue, queues: queues, total: statistics(queues: queues),
@@ -204,7 +204,7 @@ final class ControlService: Sendable {
                              now: MonotonicClock.milliseconds())
             return ControlResponse()
         case .apps:
-            let flows = store.withLock { $0.snapshot() }
+            let flows = store.snapshot()
             let records = registry.snapshot().map { entry in
                 AppRecord(aid: entry.aid.name, transport: entry.transport.name, initialPort: entry.initialPort,
                           virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
@@ -216,7 +216,7 @@ final class ControlService: Sendable {
             // Kernel datapath: conntrack has the current states and counters.
             datapath.refreshFlows()
             let now = MonotonicClock.milliseconds()
-            let flows = store.withLock { $0.snapshot() }.map { FlowRecord($0, now: now) }
+            let flows = store.snapshot().map { FlowRecord($0, now: now) }
             return ControlResponse(flows: flows)
         case .watch:
             return ControlResponse(error: "watch streams: send it on a connection of its own")

@@ -156,12 +156,27 @@ struct FlowStore {
         return order.map { translation(at: $0.slot) }
     }
 
+    /// The flows in the slots `range` (clamped to the table), in slot order, each with its
+    /// slot's firstSeen for ordering.
+    func snapshot(slots range: Range<Int>) -> [Translation] {
+        let range = range.clamped(to: slots.indices)
+        var flows: [Translation] = []
+        for index in range where slots[index].isOccupied { flows.append(translation(at: index)) }
+        return flows
+    }
+
+    /// How many flows each AID has in each mode among the slots `range`, without copying
+    /// the flows.
+    func census(slots range: Range<Int>, into counts: inout [FlowCensus: Int]) {
+        for index in range.clamped(to: slots.indices) where slots[index].isOccupied {
+            counts[FlowCensus(aid: aids[index] ?? AID.unknown, mode: slots[index].mode), default: 0] += 1
+        }
+    }
+
     /// How many flows each AID has in each mode, without copying the flows.
     func census() -> [FlowCensus: Int] {
         var counts: [FlowCensus: Int] = [:]
-        for index in slots.indices where slots[index].isOccupied {
-            counts[FlowCensus(aid: aids[index] ?? AID.unknown, mode: slots[index].mode), default: 0] += 1
-        }
+        census(slots: slots.indices, into: &counts)
         return counts
     }
 

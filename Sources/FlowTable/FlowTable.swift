@@ -141,6 +141,22 @@ public final class FlowTable {
         inPlace { $0.snapshot() }
     }
 
+    /// The flows in the slots `range`, in slot order: a piece of a walk over the table
+    /// (`slotCount` slots) that holds the caller's lock for one piece at a time.
+    public func snapshot(slots range: Range<Int>) -> [Translation] {
+        inPlace { $0.snapshot(slots: range) }
+    }
+
+    /// Slots a walk with `snapshot(slots:)` covers: the table's capacity.
+    public var slotCount: Int {
+        inPlace { $0.slots.count }
+    }
+
+    /// `census()` of the slots `range`, added to `counts`.
+    public func census(slots range: Range<Int>, into counts: inout [FlowCensus: Int]) {
+        inPlace { $0.census(slots: range, into: &counts) }
+    }
+
     public var statistics: FlowTableStatistics {
         inPlace { $0.statistics }
     }

@@ -26,8 +26,10 @@ public final class EngineRun: @unchecked Sendable {
         self.directory = directory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
-        // As an operator keeps it: `vpm run` refuses keys other users can read.
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: configurationPath)
+        // As an operator keeps it: `vpm run` refuses cooperative keys other users can read;
+        // without keys it stays readable, for unprivileged `vpm exec` (docs/security.md).
+        try FileManager.default.setAttributes([.posixPermissions: configuration.contains("key:") ? 0o600 : 0o644],
+                                              ofItemAtPath: configurationPath)
     }
 
     /// Starts the engine and waits until it says it is running (the log file starts afresh).

@@ -131,10 +131,8 @@ final class ConntrackSync: @unchecked Sendable {
                 return added
             }
         }
-        let gone = store.withLock { table in
-            table.snapshot().filter { !seen.contains($0.key) && MonotonicClock.elapsed(since: $0.firstSeen, now: now) >= Self.grace }
-                .map(\.key)
-        }
+        let gone = store.snapshot().filter { !seen.contains($0.key) && MonotonicClock.elapsed(since: $0.firstSeen, now: now) >= Self.grace }
+            .map(\.key)
         start = 0
         while start < gone.count {
             let slice = gone[start..<min(start + Self.slice, gone.count)]

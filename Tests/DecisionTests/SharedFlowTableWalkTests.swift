@@ -1,0 +1,56 @@
+import Foundation
+import Decision
+import FlowTable
+import Packet
+import XCTest
+
+/// `vpm flows`, `vpm apps` and the metrics read the table a piece at a time, so the packet
+/// path never waits for a whole-table copy: the pieces add up to the table, and flows that
+/// live through a walk appear exactly once while other threads insert and remove.
+final class SharedFlowTableWalkTests: XCTestCase {
+    static func key(_ index: Int, port: UInt16 = 9000) -> FlowKey {
+        FlowKey(transport: .tcp, client: IPAddress(198, 18, UInt8(1 + index / 50_000), UInt8(index % 250)),
+                clientPort: UInt16(10_000 + index % 50_000 / 250), server: IPAddress(198, 18, 0, 1), initialPort: port)
+    }
+
+    func fill(_ table: SharedFlowTable, _ count: Int, aid: AID = "acme", mode: FlowMode = .source) {
+        for index in 0..<count {
+            XCTAssertTrue(table.record(Self.key(index), virtualPort: 20017, aid: aid, mode: mode, peer: nil, now: UInt64(1000 + index)))
+        }
+    }
+
+    func testPiecesAddUpToTheWholeTableInTheSameOrder() {
+        let table = SharedFlowTable(FlowTable(capacity: 10_000))
+        fill(table, 7_000)
+        let whole = table.withLock { $0.snapshot() }
+        for piece in [1, 97, 4096, 1 << 20] {
+            XCTAssertEqual(table.snapshot(piece: piece).map(\.key), whole.map(\.key), "piece \(piece)")
+        }
+        XCTAssertEqual(table.census(piece: 333), table.withLock { $0.census() })
+        XCTAssertEqual(table.census(piece: 333).values.reduce(0, +), 7_000)
+    }
+
+    func testFlowsThatLiveThroughAWalkAppearOnceWhileOthersComeAndGo() {
+        let table = SharedFlowTable(FlowTable(capacity: 20_000))
+        fill(table, 5_000)
+        let steady = Set((0..<5_000).map { Self.key($0) })
+        let done = DispatchSemaphore(value: 0)
+        let churn = Thread { [table] in
+            defer { done.signal() }
+            for round in 0..<20 {
+                for index in 0..<2_000 {
+                    _ = table.record(Self.key(index, port: 9001), virtualPort: 20018, aid: "globex", mode: .source, peer: nil,
+                                     now: UInt64(round))
+                }
+                for index in 0..<2_000 { _ = table.withLock { $0.remove(Self.key(index, port: 9001)) } }
+            }
+        }
+        churn.start()
+        for _ in 0..<20 {
+            let keys = table.snapshot(piece: 256).map(\.key)
+            XCTAssertEqual(Set(keys).count, keys.count, "no flow twice")
+            XCTAssertTrue(steady.isSubset(of: Set(keys)), "every steady flow")
+        }
+        done.wait()
+    }
+}
