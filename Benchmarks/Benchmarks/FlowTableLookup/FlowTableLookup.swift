@@ -115,4 +115,35 @@ let benchmarks: @Sendable () -> Void = {
             fixture = nil
         })
     }
+
+    // `vpm flows` at 1M flows: how long the packet path can wait for the table's lock. A
+    // walk (SharedFlowTable.snapshot) holds it for one piece of 4,096 slots at a time; the
+    // whole-table copy it replaced held it throughout.
+    let dump = Benchmark.Configuration(metrics: [.wallClock], timeUnits: .microseconds, scalingFactor: .one,
+                                       maxDuration: .seconds(5), maxIterations: 20)
+    Benchmark("dump 1000000 flows, one piece of 4096 slots (lock held)", configuration: dump, closure: { benchmark in
+        guard let fixture else { return benchmark.error("no table") }
+        let slots = fixture.table.slotCount
+        var start = (benchmark.currentIteration * 4096) % slots
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            blackHole(fixture.table.snapshot(slots: start..<min(start + 4096, slots)))
+            start = (start + 4096) % slots
+        }
+        benchmark.stopMeasurement()
+    }, setup: {
+        fixture = Fixture(count: 1_000_000)
+    }, teardown: {
+        fixture = nil
+    })
+    Benchmark("dump 1000000 flows, whole table at once (lock held)", configuration: dump, closure: { benchmark in
+        guard let fixture else { return benchmark.error("no table") }
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations { blackHole(fixture.table.snapshot()) }
+        benchmark.stopMeasurement()
+    }, setup: {
+        fixture = Fixture(count: 1_000_000)
+    }, teardown: {
+        fixture = nil
+    })
 }
