@@ -125,11 +125,14 @@ run_target() {
     find "$artifacts" -maxdepth 1 -type f -delete
     echo "== fuzzing $target for ${SECONDS_EACH}s (log: ${log#"$ROOT"/})"
     local status=0
-    # The first directory receives new inputs; the seeds are only read.
+    # The first directory receives new inputs; the seeds and the committed corpus (what
+    # longer runs found, minimized: Fuzz/corpus/, see Fuzz/README.md) are only read.
+    local committed=()
+    [ -d "Fuzz/corpus/$target" ] && committed=("Fuzz/corpus/$target")
     "$OUT/bin/$target" "${extra[@]}" \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -timeout=10 \
         -print_final_stats=1 -artifact_prefix="$artifacts/" \
-        "$OUT/corpus/$target" "$OUT/seeds/$target" > "$log" 2>&1 || status=$?
+        "$OUT/corpus/$target" "$OUT/seeds/$target" "${committed[@]}" > "$log" 2>&1 || status=$?
     grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added|peak_rss_mb)' "$log" || true
     if [ "$status" -ne 0 ]; then
         echo "!! $target FAILED (exit $status). Report:" >&2

@@ -25,7 +25,7 @@ echo
 echo "== end-to-end tests again with --datapath userspace"
 userspace_log=$(mktemp)
 VPM_TEST_DATAPATH=userspace swift test --skip-build \
-  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests)' 2>&1 | tee "$userspace_log"
+  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests)' 2>&1 | tee "$userspace_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 [ "$(id -u)" -eq 0 ] && sweep
@@ -101,6 +101,19 @@ if [ "$(id -u)" -eq 0 ]; then
   [ "${installed_here:-0}" -eq 1 ] && dpkg -s vpm >/dev/null 2>&1 && dpkg --purge vpm >/dev/null 2>&1
   rm -rf "$debdir" "$debdir.log" "$debdir.install.log"
 fi
+
+# The fuzz harnesses (libFuzzer + ASan) from the committed corpus, a short fixed time each:
+# a parser or decoder change that crashes on a known input, or on one found in 20 s, fails.
+echo
+echo "== make fuzz, ${CI_FUZZ_SECONDS:-20} s per harness"
+if Fuzz/run.sh "${CI_FUZZ_SECONDS:-20}" >"$log.fuzz" 2>&1; then
+  echo "make fuzz: ok ($(grep -c 'no crash' "$log.fuzz") harnesses, no crash)"
+else
+  tail -60 "$log.fuzz"
+  echo "make fuzz: failed (above)"
+  status=1
+fi
+rm -f "$log.fuzz"
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)

@@ -36,7 +36,7 @@ struct Stats: ParsableCommand {
         func bound(_ seconds: Double) -> String {
             seconds.isInfinite ? "> \(duration(histogram.bounds.last ?? 0))" : "≤ \(duration(seconds))"
         }
-        return "median \(bound(median)), 99% \(bound(tail)) (\(histogram.count) connections)"
+        return "median \(bound(median)), 99% \(bound(tail)) (\(histogram.count) connection\(histogram.count == 1 ? "" : "s"))"
     }
 
     static func duration(_ seconds: Double) -> String {
