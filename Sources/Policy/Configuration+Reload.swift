@@ -32,6 +32,7 @@ extension Configuration {
         restart("allocation", allocation != newer.allocation)
         restart("control", control != newer.control)
         restart("metrics", metrics?.endpoint != newer.metrics?.endpoint)
+        restart("overload", overload != newer.overload)
         restart("cooperative", !Self.sameCooperation(cooperation, newer.cooperation))
         return changes
     }

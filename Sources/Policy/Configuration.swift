@@ -33,6 +33,8 @@ public struct Configuration: Sendable {
     public var control: ControlAccess = .rootOnly
     /// Where the engine serves its metrics; nil: no endpoint.
     public var metrics: MetricsSettings?
+    /// What the kernel does with packets when the queue is full.
+    public var overload: Overload = .failClosed
 
     public init(
         queue: UInt16 = Configuration.defaultQueue,

@@ -8,7 +8,7 @@ import Yams
 struct ConfigurationParser {
     static let controlKeys = ["group"]
     static let metricsKeys = ["listen"]
-    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics"]
+    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics", "overload"]
 
     let file: String
     let text: String
@@ -76,6 +76,14 @@ struct ConfigurationParser {
         }
         if let node = fields["metrics"] {
             configuration.metrics = try parseMetrics(node)
+        }
+        if let node = fields["overload"] {
+            let text = try scalar(node, named: "'overload'")
+            guard let overload = Overload(rawValue: text) else {
+                let choices = Overload.allCases.map(\.rawValue).joined(separator: " or ")
+                throw failure("'overload' must be \(choices); found '\(text)'", at: node)
+            }
+            configuration.overload = overload
         }
         return configuration
     }
