@@ -23,9 +23,11 @@ public final class Engine {
         public var failOpen = false
         /// Falls back to `.userspace`, with a log line, where the kernel cannot run `.kernel`.
         public var datapath: Datapath = .kernel
-        /// Kernel datapath: on SIGINT/SIGTERM leave the rules, the nft table and conntrack's
-        /// entries as a killed engine would, so established connections keep running and
-        /// the next engine takes them over (an upgrade). Without it a stop ends them.
+        /// On SIGINT/SIGTERM leave the rules (kernel datapath: and the nft table and
+        /// conntrack's entries) as a killed engine would, so established connections survive
+        /// and the next engine takes them over (an upgrade): kernel NAT keeps carrying them,
+        /// or (userspace) their packets are dropped until the next engine restores their
+        /// flows from the snapshot. Without it a stop ends them.
         public var keepConnections = false
 
         public init(configuration: Configuration) { self.configuration = configuration }
@@ -59,7 +61,7 @@ public final class Engine {
                                              logger: logger, notifier: notifier, readyStatus: readyStatus)
         let session = try datapath.implementation.session(DatapathContext(
             configuration: configuration, store: store, registry: registry, installRules: options.installRules,
-            keepConnections: options.keepConnections, logger: logger))
+            keepConnections: options.keepConnections, snapshotPath: options.socketPath + ".flows", logger: logger))
 
         // Order matters: a second engine must fail before it touches the first one's rules,
         // so the control socket and the queues come before the rules.
@@ -83,7 +85,7 @@ public final class Engine {
         for index in 0..<configuration.queues {
             var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue + UInt16(index))
             queueConfiguration.segmentationOffload = options.segmentationOffload
-            queueConfiguration.failOpen = options.failOpen
+            queueConfiguration.failOpen = options.failOpen || configuration.overload == .failOpen
             workers.append(try QueueWorker(index: index, queueConfiguration: queueConfiguration, configuration: configuration,
                                            datapath: datapath, store: store, clients: clients, registry: registry,
                                            cooperation: cooperation, reloader: reloader, logger: logger))
@@ -119,6 +121,7 @@ public final class Engine {
             "applications": "\(configuration.applications.map(\.aid.name).joined(separator: ","))",
             "socket": "\(options.socketPath)",
             "gso": "\(options.segmentationOffload)",
+            "overload": "\((options.failOpen ? Overload.failOpen : configuration.overload).rawValue)",
             "datapath": "\(datapath)",
             "metrics": "\(configuration.metrics.map { "http://\($0.endpoint)/metrics" } ?? "off")",
         ])
@@ -134,6 +137,7 @@ public final class Engine {
                     // Logged by the reloader; the engine keeps its configuration.
                 }
             }
+            session.housekeeping()
             usleep(100_000)
         }
         StopSignal.request()

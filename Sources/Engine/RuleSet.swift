@@ -1,6 +1,7 @@
 public import Policy
 import Packet
 import HostCommand
+import Foundation
 
 /// The engine's iptables rules, all in its own `VPM-*` chains, plus one jump per hook.
 ///
@@ -275,11 +276,50 @@ public struct RuleSet: Sendable, Equatable {
             + installCommands().map { $0.joined(separator: " ") }).joined(separator: "\n") + "\n"
     }
 
+    /// What `iptables-restore --noflush` (or ip6tables-restore) reads to set the VPM-*
+    /// chains of `tool` at once: each chain declared (created, or flushed when it exists, so
+    /// nothing stale stays), then refilled, one transaction per run.
+    public func restoreInput(_ tool: String) -> String {
+        var text = ""
+        for table in ["raw", "mangle", "filter"] {
+            let chains = usedHooks.filter { $0.0 == table }.map(\.2)
+            guard !chains.isEmpty else { continue }
+            text += "*\(table)\n" + chains.map { ":\($0) - [0:0]\n" }.joined()
+            for rule in rules where rule.table == table && (rule.tool == nil || rule.tool == tool) {
+                text += (["-A", rule.chain] + rule.arguments).joined(separator: " ") + "\n"
+            }
+            text += "COMMIT\n"
+        }
+        return text
+    }
+
     /// Installs the rules; on any failure removes what was installed and throws.
+    ///
+    /// In place: the chains are replaced in one iptables-restore transaction and the jumps
+    /// to them added only where missing, so an engine taking over from a killed one (or
+    /// from one stopped with `--keep-connections`) never leaves a moment without rules —
+    /// a multiplexed connection's packet meeting none would reach the initial port
+    /// untranslated and be reset.
     public func install() throws {
-        Self.remove()  // an engine killed with SIGKILL may have left them
+        // Chains this rule set does not use (the other datapath's, left by a killed engine).
+        for (table, hook, chain) in Self.hooks where !usedHooks.contains(where: { $0.0 == table && $0.2 == chain }) {
+            for tool in Self.tools {
+                _ = try? Command.run([tool, "-w", "-t", table, "-D", hook, "-j", chain], timeout: 10)
+                _ = try? Command.run([tool, "-w", "-t", table, "-F", chain], timeout: 10)
+                _ = try? Command.run([tool, "-w", "-t", table, "-X", chain], timeout: 10)
+            }
+        }
         do {
-            for command in installCommands() { try Command.checked(command) }
+            for tool in Self.tools {
+                let input = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-rules-\(getpid())-\(tool)").path
+                try restoreInput(tool).write(toFile: input, atomically: true, encoding: .utf8)
+                defer { try? FileManager.default.removeItem(atPath: input) }
+                try Command.checked([tool + "-restore", "-w", "--noflush", input])
+                for (table, hook, chain) in usedHooks {
+                    let present = try Command.run([tool, "-w", "-t", table, "-C", hook, "-j", chain]).status == 0
+                    if !present { try Command.checked([tool, "-w", "-t", table, "-I", hook, "1", "-j", chain]) }
+                }
+            }
         } catch {
             Self.remove()
             throw error

@@ -27,7 +27,7 @@ struct Run: ParsableCommand {
     var logFormat: String?
     @Option(help: "kernel (default): the engine decides each connection's first packet and kernel NAT carries the rest; userspace: every packet through the engine (docs/datapaths.md). kernel falls back to userspace, saying why, where the kernel lacks nft NAT or conntrack netlink.")
     var datapath = Datapath.kernel.rawValue
-    @Flag(help: "Kernel datapath: on SIGINT/SIGTERM leave the NAT table, the rules and conntrack's entries in place, so established connections keep running and the next `vpm run` takes them over.")
+    @Flag(help: "On SIGINT/SIGTERM leave the rules (and, kernel datapath, the NAT table and conntrack's entries) in place, so established connections survive and the next `vpm run` takes them over: kernel NAT keeps carrying them, or (userspace datapath) they wait, their packets dropped, until the next engine restores their flows.")
     var keepConnections = false
     @Flag(help: "Run even though the configuration file holds cooperative keys that users other than root can read or change (a warning is logged instead).")
     var allowExposedKeys = false

@@ -234,6 +234,41 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
+    /// Both engines are killed and restarted, one after the other, while a program under
+    /// `vpm exec` on the client host uploads to acme's instance: the upload completes whole.
+    /// Kernel datapath: conntrack carries the connection meanwhile; userspace: each engine
+    /// restores its side's negotiated flow from its snapshot.
+    func testBothEnginesRestartMidTransfer() throws {
+        try withEngines("coop-restart") { hosts in
+            let directory = hosts.directory
+            _ = try startInstance(hosts, aid: "acme", megabytes: 1)
+            let upload = "\(directory)/upload"
+            try NetworkLab.makeRandomFile(upload, count: 16 << 20)
+            try RestartTests.pacedSender.write(toFile: "\(directory)/sender.py", atomically: true, encoding: .utf8)
+            let sending = try hosts.client.exec("acme", ["python3", "\(directory)/sender.py", hosts.lab.server.address, "9000", upload],
+                                                log: "sender.log")
+            var received = ""
+            try NetworkLab.poll("the instance to receive the upload", timeout: 20) {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+                received = names.first { $0.hasPrefix("acme.from.") }.map { "\(directory)/\($0)" } ?? ""
+                return !received.isEmpty
+            }
+            try RestartTests.waitForTransferUnderway(received, bytes: 1 << 20)
+            hosts.server.kill()
+            try hosts.server.start(["--log-level", "debug"])
+            hosts.client.kill()
+            try hosts.client.start(["--log-level", "debug"])
+            for engine in [hosts.server, hosts.client] where Privileged.datapath == "userspace" {
+                XCTAssertTrue(engine.log.contains("flows restored from the last engine"), engine.log)
+            }
+            try NetworkLab.poll("the upload to finish", timeout: 90) { !sending.isRunning }
+            XCTAssertEqual(sending.terminationStatus, 0, (try? String(contentsOfFile: "\(directory)/client/sender.log", encoding: .utf8)) ?? "")
+            try NetworkLab.poll("the upload to arrive whole", timeout: 10) {
+                (try? NetworkLab.sha256(received)) == (try? NetworkLab.sha256(upload))
+            }
+        }
+    }
+
     func testForgedReplayedAndTruncatedNegotiationsAreRejected() throws {
         try withEngines("coop-auth") { hosts in
             _ = try startInstance(hosts, aid: "acme", megabytes: 1)

@@ -169,7 +169,7 @@ final class KernelRestartTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let tools = "\(directory)/bin"
         try FileManager.default.createDirectory(atPath: tools, withIntermediateDirectories: true)
-        for tool in ["iptables", "ip6tables", "sh"] {
+        for tool in ["iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "sh"] {
             let path = try lab.checked(lab.server, ["sh", "-c", "command -v \(tool)"]).standardOutput
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             try FileManager.default.createSymbolicLink(atPath: "\(tools)/\(tool)", withDestinationPath: path)

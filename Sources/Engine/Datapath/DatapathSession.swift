@@ -1,4 +1,7 @@
 import Control
+#if canImport(Glibc)
+import Glibc
+#endif
 import Decision
 import Logging
 import Netfilter
@@ -14,6 +17,8 @@ protocol DatapathSession: AnyObject, Sendable {
     func start()
     /// `vpm flows` is about to read the flow table: bring it up to date.
     func refreshFlows()
+    /// Called by the engine's main thread every 100 ms while the queues run.
+    func housekeeping()
     /// Takes down what `installRules` and `start` set up. `running`: the engine got as far
     /// as running its workers (a start-up that failed earlier leaves a killed engine's
     /// state alone).
@@ -27,15 +32,24 @@ struct DatapathContext {
     var registry: InstanceRegistry
     /// False: the operator installs the rules (`vpm run --no-rules`); the session leaves them.
     var installRules: Bool
-    /// Kernel datapath: a stop leaves the connections running for the next engine.
+    /// A stop leaves the connections to the next engine: the kernel datapath's keep running,
+    /// the userspace datapath's wait (their packets are queued to nobody and dropped, so TCP
+    /// retransmits) for the next engine, which restores their flows.
     var keepConnections: Bool
+    /// Userspace datapath: where the flow table is saved for the next engine (`FlowSnapshot`).
+    var snapshotPath: String
     var logger: Logger
 }
 
-/// The userspace datapath's session: its iptables rules, removed at stop.
-final class UserspaceSession: DatapathSession {
+/// The userspace datapath's session: its iptables rules, removed at stop, and the flow
+/// table saved for the next engine (`FlowSnapshot`): restored at start, written each second
+/// in which flows came or went, and at stop.
+final class UserspaceSession: DatapathSession, @unchecked Sendable {
     private let context: DatapathContext
     private let datapath: UserspaceDatapath
+    /// Main thread only (start, housekeeping, stop).
+    private var lastSave: UInt64 = 0
+    private var savedMembership: [UInt64] = []
 
     init(_ datapath: UserspaceDatapath, context: DatapathContext) {
         self.datapath = datapath
@@ -47,11 +61,51 @@ final class UserspaceSession: DatapathSession {
         _ = try datapath.installRules(context.configuration)
     }
 
-    func start() {}
+    func start() {
+        let path = context.snapshotPath
+        do {
+            guard let snapshot = try FlowSnapshot.read(from: path) else { return }
+            let restored = snapshot.restore(into: context.store, now: MonotonicClock.milliseconds())
+            context.logger.info("flows restored from the last engine", metadata: [
+                "flows": "\(restored.flows)", "stale": "\(restored.stale)", "invalid": "\(restored.invalid)",
+                "table-full": "\(restored.refused)", "file": "\(path)",
+            ])
+        } catch {
+            context.logger.warning("flow snapshot not restored: \(error)")
+        }
+    }
+
     func refreshFlows() {}
 
+    func housekeeping() {
+        let now = MonotonicClock.milliseconds()
+        guard MonotonicClock.elapsed(since: lastSave, now: now) >= 1000 else { return }
+        let statistics = context.store.withLock { $0.statistics }
+        let membership = [statistics.inserted, statistics.removed, statistics.expired, statistics.evicted, statistics.reopened]
+        // States and counters change all the time; who is in the table matters for a restart.
+        guard membership != savedMembership || MonotonicClock.elapsed(since: lastSave, now: now) >= 30_000 else { return }
+        save(now: now)
+        savedMembership = membership
+    }
+
+    private func save(now: UInt64) {
+        lastSave = now
+        do { try FlowSnapshot(flows: context.store.snapshot(), now: now).write(to: context.snapshotPath) } catch {
+            context.logger.warning("flow snapshot not written: \(error)")
+        }
+    }
+
     func stop(running: Bool) {
-        if context.installRules { Datapath.removeRules() }
+        let keeping = running && context.keepConnections
+        if running { save(now: MonotonicClock.milliseconds()) }
+        guard context.installRules else { return }
+        if keeping {
+            context.logger.notice("leaving the rules in place: multiplexed connections wait, their packets dropped, until the next engine restores their flows (--keep-connections)")
+        } else {
+            Datapath.removeRules()
+            // The connections end with the rules: nothing for the next engine to restore.
+            if running { unlink(context.snapshotPath) }
+        }
     }
 }
 
@@ -101,6 +155,8 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     func refreshFlows() {
         do { try conntrack.refresh() } catch { context.logger.warning("conntrack: \(error)") }
     }
+
+    func housekeeping() {}
 
     func stop(running: Bool) {
         if started { conntrack.stop() }

@@ -1,0 +1,132 @@
+import Control
+import Decision
+import FlowTable
+import Foundation
+import Packet
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The userspace datapath's flow table on disk (`SOCKET.flows`, next to the control
+/// socket), so that an engine restarted after a crash or an upgrade translates the
+/// connections its predecessor carried instead of refusing their next segment. Written
+/// atomically (a temporary file, fsync, rename) at every stop and, while running, each
+/// second in which flows came or went; read at start, where flows idle past their state's
+/// timeout (counting the time the file waited) are dropped. A file that does not read —
+/// truncated, corrupt, another version — is reported and ignored.
+/// The kernel datapath needs none: conntrack keeps its flows and the engine reads them back.
+struct FlowSnapshot: Codable, Equatable {
+    static let currentVersion = 1
+
+    var version: Int
+    /// Unix time of the write, in seconds.
+    var savedAt: Double
+    /// As `vpm flows --json` shows them: `idle` and `age` as of `savedAt`.
+    var flows: [FlowRecord]
+
+    init(flows: [Translation], now: UInt64, wallClock: Double = Date().timeIntervalSince1970) {
+        version = Self.currentVersion
+        savedAt = wallClock
+        self.flows = flows.map { FlowRecord($0, now: now) }
+    }
+
+    /// Writes atomically: readers see the old file or the whole new one, after a crash too.
+    func write(to path: String) throws {
+        var data = try JSONEncoder().encode(self)
+        data.append(UInt8(ascii: "\n"))
+        let temporary = path + ".tmp"
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        var written = 0
+        let failure: Int32? = data.withUnsafeBytes { bytes in
+            while written < bytes.count {
+                let count = Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                written += count
+            }
+            return fsync(descriptor) == 0 ? nil : errno
+        }
+        close(descriptor)
+        if let failure {
+            unlink(temporary)
+            throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(failure)))")
+        }
+        guard rename(temporary, path) == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(temporary)
+            throw SnapshotError("cannot replace \(path): \(message)")
+        }
+    }
+
+    /// The snapshot at `path`; nil when there is none. Throws when there is one that does
+    /// not read.
+    static func read(from path: String) throws -> FlowSnapshot? {
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw SnapshotError("cannot read \(path): \(error.localizedDescription)")
+        }
+        let snapshot: FlowSnapshot
+        do { snapshot = try JSONDecoder().decode(FlowSnapshot.self, from: data) } catch {
+            throw SnapshotError("\(path) is truncated or corrupt (\(data.count) bytes), ignored: \(error)")
+        }
+        guard snapshot.version == currentVersion else {
+            throw SnapshotError("\(path) has version \(snapshot.version), this vpm reads \(currentVersion): ignored")
+        }
+        return snapshot
+    }
+
+    /// What a restore did.
+    struct Restored: Equatable {
+        var flows = 0
+        /// Idle longer than their state's timeout by now.
+        var stale = 0
+        /// Records that do not describe a flow (an address, a name that does not parse).
+        var invalid = 0
+        /// The table was full.
+        var refused = 0
+    }
+
+    /// Puts the flows that are still live into `table`, with their state, counters and the
+    /// time they were last seen (`now` minus their idle time then and since).
+    func restore(into table: SharedFlowTable, now: UInt64, wallClock: Double = Date().timeIntervalSince1970) -> Restored {
+        var restored = Restored()
+        let waited = max(0, wallClock - savedAt)
+        let timeouts = table.withLock { $0.timeouts }
+        // Least recently seen first: each state's list stays in last-seen order.
+        for record in flows.sorted(by: { $0.idle > $1.idle }) {
+            guard let transport = TransportProtocol(name: record.transport), let client = IPAddress(record.client),
+                  let server = IPAddress(record.server), let aid = AID(record.aid), let mode = FlowMode(rawValue: record.mode),
+                  let state = FlowState(rawValue: record.state), record.idle >= 0, record.age >= 0 else {
+                restored.invalid += 1
+                continue
+            }
+            let idle = UInt64(((record.idle + waited) * 1000).rounded())
+            guard idle < timeouts.timeout(for: state) else {
+                restored.stale += 1
+                continue
+            }
+            let key = FlowKey(transport: transport, client: client, clientPort: record.clientPort, server: server,
+                              initialPort: record.initialPort)
+            let lastSeen = now > idle ? now - idle : 0
+            let counters = FlowCounters(packetsToServer: record.packetsToServer, bytesToServer: record.bytesToServer,
+                                        packetsToClient: record.packetsToClient, bytesToClient: record.bytesToClient)
+            let inserted = table.withLock { table -> Bool in
+                guard let handle = table.insert(key, virtualPort: record.virtualPort, aid: aid, mode: mode, peer: record.peer,
+                                                now: lastSeen).handle else { return false }
+                table.observe(handle, state: state, counters: counters, now: lastSeen)
+                return true
+            }
+            if inserted { restored.flows += 1 } else { restored.refused += 1 }
+        }
+        return restored
+    }
+}
+
+struct SnapshotError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
