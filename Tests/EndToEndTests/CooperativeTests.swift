@@ -243,7 +243,7 @@ final class CooperativeTests: XCTestCase {
             let directory = hosts.directory
             _ = try startInstance(hosts, aid: "acme", megabytes: 1)
             let upload = "\(directory)/upload"
-            try NetworkLab.makeRandomFile(upload, count: 16 << 20)
+            try NetworkLab.makeRandomFile(upload, count: 200 << 20)
             try RestartTests.pacedSender.write(toFile: "\(directory)/sender.py", atomically: true, encoding: .utf8)
             let sending = try hosts.client.exec("acme", ["python3", "\(directory)/sender.py", hosts.lab.server.address, "9000", upload],
                                                 log: "sender.log")
@@ -261,9 +261,9 @@ final class CooperativeTests: XCTestCase {
             for engine in [hosts.server, hosts.client] where Privileged.datapath == "userspace" {
                 XCTAssertTrue(engine.log.contains("flows restored from the last engine"), engine.log)
             }
-            try NetworkLab.poll("the upload to finish", timeout: 90) { !sending.isRunning }
+            try NetworkLab.poll("the upload to finish", timeout: 120) { !sending.isRunning }
             XCTAssertEqual(sending.terminationStatus, 0, (try? String(contentsOfFile: "\(directory)/client/sender.log", encoding: .utf8)) ?? "")
-            try NetworkLab.poll("the upload to arrive whole", timeout: 10) {
+            try NetworkLab.poll("the upload to arrive whole", timeout: 30) {
                 (try? NetworkLab.sha256(received)) == (try? NetworkLab.sha256(upload))
             }
         }

@@ -4,14 +4,15 @@ import NetworkLab
 import TestSupport
 import XCTest
 
-/// The engine restarts in the middle of a transfer — killed (SIGKILL), or stopped with
+/// The engine restarts in the middle of a 200 MB transfer — killed (SIGKILL), or stopped with
 /// `--keep-connections` (an upgrade) — and the transfer completes whole (sha256): the kernel
 /// datapath's connections keep running in kernel NAT; the userspace datapath's wait, their
 /// packets dropped, and the next engine restores their flows from the snapshot its
 /// predecessor wrote. Cooperative mode: CooperativeTests.testBothEnginesRestartMidTransfer.
 final class RestartTests: XCTestCase {
-    /// Sends FILE to HOST:PORT in 64 KiB pieces, 20 ms apart (about 3 MB/s, so the transfer
-    /// is still running across a restart), then waits for the other side to close.
+    /// Sends FILE to HOST:PORT in 64 KiB pieces, 2 ms apart (at most about 30 MB/s, so a
+    /// 200 MB transfer is still running across a restart), then waits for the other side to
+    /// close.
     static let pacedSender = """
         import socket, sys, time
         host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -19,7 +20,7 @@ final class RestartTests: XCTestCase {
         s = socket.create_connection((host, port), timeout=60)
         for offset in range(0, len(data), 65536):
             s.sendall(data[offset:offset + 65536])
-            time.sleep(0.02)
+            time.sleep(0.002)
         s.shutdown(socket.SHUT_WR)
         s.recv(1)
         s.close()
@@ -37,7 +38,7 @@ final class RestartTests: XCTestCase {
     func restartMidTransfer(_ tag: String, arguments: [String], restart: (EngineRun) throws -> Void) throws {
         try Privileged.withAcmeEngine(tag, engineArguments: arguments) { lab, engine, directory in
             let upload = "\(directory)/upload", received = "\(directory)/received"
-            try NetworkLab.makeRandomFile(upload, count: 12 << 20)
+            try NetworkLab.makeRandomFile(upload, count: 200 << 20)
             try Self.pacedSender.write(toFile: "\(directory)/sender.py", atomically: true, encoding: .utf8)
             let sending = try lab.spawn(lab.clients[0], ["python3", "\(directory)/sender.py", lab.server.address, "9000", upload],
                                         log: "\(directory)/sender.log")
@@ -49,9 +50,9 @@ final class RestartTests: XCTestCase {
             }
             let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
             XCTAssertTrue(flows.contains { $0.client == lab.clients[0].address && $0.aid == "acme" }, "the restarted engine lists the flow: \(flows)")
-            try NetworkLab.poll("the transfer to finish", timeout: 60) { !sending.isRunning }
+            try NetworkLab.poll("the transfer to finish", timeout: 120) { !sending.isRunning }
             XCTAssertEqual(sending.terminationStatus, 0, (try? String(contentsOfFile: "\(directory)/sender.log", encoding: .utf8)) ?? "")
-            try NetworkLab.poll("the upload to arrive whole", timeout: 10) {
+            try NetworkLab.poll("the upload to arrive whole", timeout: 30) {
                 (try? NetworkLab.sha256(received)) == (try? NetworkLab.sha256(upload))
             }
         }
