@@ -129,6 +129,7 @@ public final class Engine {
         notifier.ready(status: readyStatus)
         // The workers run until SIGINT/SIGTERM; the first error of any ends the engine.
         // Meanwhile this thread serves SIGHUP.
+        var trimCountdown = 100
         while !StopSignal.isRequested && !workers.all.contains(where: \.hasEnded) {
             if ReloadSignal.take() {
                 do {
@@ -138,6 +139,13 @@ public final class Engine {
                 }
             }
             session.housekeeping()
+            // Control-plane peaks (a flood's conntrack dumps, a large flow dump) leave freed
+            // memory in malloc's arenas; give it back so RSS follows the table down.
+            trimCountdown -= 1
+            if trimCountdown <= 0 {
+                MemoryTrim.release()
+                trimCountdown = 100
+            }
             usleep(100_000)
         }
         StopSignal.request()

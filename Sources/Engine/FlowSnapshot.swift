@@ -24,10 +24,14 @@ struct FlowSnapshot: Codable, Equatable {
     /// As `vpm flows --json` shows them: `idle` and `age` as of `savedAt`.
     var flows: [FlowRecord]
 
+    /// Half-open TCP flows are left out: a restart loses nothing by it (the client
+    /// retransmits its SYN, which the next engine decides, or negotiates, afresh), and under a
+    /// SYN flood they are nearly the whole table — writing them each second would cost the
+    /// engine tens of MB and the disk for nothing.
     init(flows: [Translation], now: UInt64, wallClock: Double = Date().timeIntervalSince1970) {
         version = Self.currentVersion
         savedAt = wallClock
-        self.flows = flows.map { FlowRecord($0, now: now) }
+        self.flows = flows.filter { $0.state != .opening }.map { FlowRecord($0, now: now) }
     }
 
     /// Writes atomically: readers see the old file or the whole new one, after a crash too.

@@ -25,14 +25,17 @@ final class FlowSnapshotTests: XCTestCase {
         FlowKey(transport: .tcp, client: IPAddress(198, 18, 1, 2), clientPort: port, server: IPAddress(198, 18, 0, 1), initialPort: 9000)
     }
 
-    /// A table with an established source-routed flow (idle 2 s), a cooperative one (idle
-    /// 40 s, past `opening`'s 30 s once it is opening) and a closed one.
+    /// A table with an established source-routed flow (idle 2 s), a half-open cooperative one
+    /// (not saved: its SYN's retransmission is decided afresh) and a closed one idle 8 s
+    /// (`closed` times out after 10 s).
     func table(now: UInt64) -> SharedFlowTable {
         let table = SharedFlowTable(FlowTable(capacity: 16))
         table.withLock { table in
             let established = table.insert(key(40000), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: now - 2_000).handle!
             table.observe(established, state: .established, counters: FlowCounters(packetsToServer: 5, bytesToServer: 500), now: now - 2_000)
-            _ = table.insert(key(40001), virtualPort: 20500, aid: "globex", mode: .cooperative, peer: "198.18.0.1:9901", now: now - 40_000)
+            _ = table.insert(key(40001), virtualPort: 20500, aid: "globex", mode: .cooperative, peer: "198.18.0.1:9901", now: now - 1_000)
+            let closed = table.insert(key(40002), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: now - 8_000).handle!
+            table.observe(closed, state: .closed, counters: FlowCounters(packetsToServer: 1), now: now - 8_000)
         }
         return table
     }
@@ -45,12 +48,13 @@ final class FlowSnapshotTests: XCTestCase {
         XCTAssertEqual((try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int), 0o600)
         let read = try XCTUnwrap(try FlowSnapshot.read(from: path))
         XCTAssertEqual(read, saved)
+        XCTAssertEqual(read.flows.map(\.clientPort), [40002, 40000], "the half-open flow is not saved")
 
         // The next engine starts 3 s later, its monotonic clock elsewhere.
         let later: UInt64 = 50_000
         let fresh = SharedFlowTable(FlowTable(capacity: 16))
         let restored = read.restore(into: fresh, now: later, wallClock: 1_700_000_003)
-        XCTAssertEqual(restored, FlowSnapshot.Restored(flows: 1, stale: 1, invalid: 0, refused: 0), "the opening flow idled 43 s")
+        XCTAssertEqual(restored, FlowSnapshot.Restored(flows: 1, stale: 1, invalid: 0, refused: 0), "the closed flow idled 11 s")
         let flow = try XCTUnwrap(fresh.snapshot().first)
         XCTAssertEqual(flow.key, key(40000))
         XCTAssertEqual(flow.aid, "acme")
