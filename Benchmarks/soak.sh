@@ -37,17 +37,8 @@ prefix=vpms-$$
 server=$prefix-s
 client=$prefix-c
 work=$(mktemp -d /tmp/vpm-soak.XXXXXX)
-stop_hosts() {
-  for ns in "$server" "$client"; do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    [ -z "$(ip netns pids "$server" 2>/dev/null)$(ip netns pids "$client" 2>/dev/null)" ] && break
-    sleep 0.1
-  done
-  for ns in "$server" "$client"; do
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-    ip netns del "$ns" 2>/dev/null || true
-  done
-}
+source Benchmarks/namespaces.sh
+stop_hosts() { stop_namespaces "$server" "$client"; }
 trap 'stop_hosts; rm -rf "$work"' EXIT
 
 cat >"$work/vpm.yaml" <<EOY

@@ -11,7 +11,7 @@ import Glibc
 /// socket), so that an engine restarted after a crash or an upgrade translates the
 /// connections its predecessor carried instead of refusing their next segment. Written
 /// atomically (a temporary file, fsync, rename) at every stop and, while running, each
-/// second in which flows came or went; read at start, where flows idle past their state's
+/// second in which flows came, went or changed state; read at start, where flows idle past their state's
 /// timeout (counting the time the file waited) are dropped. A file that does not read —
 /// truncated, corrupt, another version — is reported and ignored.
 /// The kernel datapath needs none: conntrack keeps its flows and the engine reads them back.

@@ -48,7 +48,10 @@ extension FlowStore {
         // Keep lastSeen monotonic even if a caller's clock steps back.
         if now > slots[index].lastSeen { slots[index].lastSeen = now }
         move(slot, from: previousState.listIndex, to: state.listIndex)
-        if state != previousState { journal(.update, slot) }
+        if state != previousState {
+            transitions &+= 1
+            journal(.update, slot)
+        }
         return FlowUpdate(virtualPort: slots[index].virtualPort, state: state, previousState: previousState,
                           mode: slots[index].mode)
     }

@@ -36,6 +36,7 @@ struct FlowStore {
     var refusedFull: UInt64 = 0
     var removed: UInt64 = 0
     var reopened: UInt64 = 0
+    var transitions: UInt64 = 0
     /// Recent events, while someone watches (`vpm flows --watch`); nil otherwise.
     var journal: FlowJournal?
 
@@ -181,9 +182,11 @@ struct FlowStore {
     }
 
     var statistics: FlowTableStatistics {
-        FlowTableStatistics(
+        var statistics = FlowTableStatistics(
             active: count, inserted: inserted, expired: expired, evicted: evicted,
             refusedFull: refusedFull, removed: removed, reopened: reopened, capacity: capacity
         )
+        statistics.transitions = transitions
+        return statistics
     }
 }

@@ -194,7 +194,10 @@ extension FlowStore {
         let moved = counters != slots[index].counters && now > slots[index].lastSeen
         slots[index].state = state
         slots[index].counters = counters
-        if previous != state { journal(.update, handle.slot) }
+        if previous != state {
+            transitions &+= 1
+            journal(.update, handle.slot)
+        }
         // Each state's list is in last-seen order, which expiry and eviction rely on: a flow
         // moves to its tail only when it was seen now (or changes list).
         if moved { slots[index].lastSeen = now }

@@ -16,6 +16,9 @@ public struct FlowTableStatistics: Sendable, Equatable, Hashable, Codable {
     public var reopened: UInt64
     /// The most flows the table holds.
     public var capacity: Int
+    /// State changes of flows (opening → established, …), by packets or by an outside
+    /// tracker: with the counts above, whether the table moved since a given moment.
+    public var transitions: UInt64 = 0
 
     public init(
         active: Int = 0, inserted: UInt64 = 0, expired: UInt64 = 0, evicted: UInt64 = 0,

@@ -11,8 +11,8 @@ import XCTest
 /// predecessor wrote. Cooperative mode: CooperativeTests.testBothEnginesRestartMidTransfer.
 final class RestartTests: XCTestCase {
     /// Sends FILE to HOST:PORT in 64 KiB pieces, 2 ms apart (at most about 30 MB/s, so a
-    /// 200 MB transfer is still running across a restart), then waits for the other side to
-    /// close.
+    /// 200 MB transfer is still running across a restart), then reads what the other side
+    /// sends until it closes.
     static let pacedSender = """
         import socket, sys, time
         host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -22,7 +22,10 @@ final class RestartTests: XCTestCase {
             s.sendall(data[offset:offset + 65536])
             time.sleep(0.002)
         s.shutdown(socket.SHUT_WR)
-        s.recv(1)
+        # Read to the end: closing with unread data would reset the connection, and the
+        # kernel would drop what the send buffer still held.
+        while s.recv(65536):
+            pass
         s.close()
         print("sent", len(data))
         """

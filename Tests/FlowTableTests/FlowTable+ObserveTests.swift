@@ -55,4 +55,22 @@ final class FlowTableObserveTests: XCTestCase {
         XCTAssertFalse(table.observe(handle, state: .closed, counters: .zero, now: 1))
         XCTAssertEqual(table.count, 0)
     }
+
+    /// `statistics.transitions` counts state changes, by packets and by an outside tracker,
+    /// and nothing else (the userspace datapath saves its snapshot when it moves).
+    func testStateChangesAreCounted() throws {
+        let table = FlowTable(capacity: 4)
+        let handle = try XCTUnwrap(table.insert(Fixture.key(1), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: 1).handle)
+        XCTAssertEqual(table.statistics.transitions, 0)
+        _ = table.update(handle, direction: .toServer, tcpFlags: [.syn], bytes: 60, now: 2)
+        _ = table.update(handle, direction: .toClient, tcpFlags: [.syn, .ack], bytes: 60, now: 3)
+        _ = table.update(handle, direction: .toServer, tcpFlags: [.ack], bytes: 52, now: 4)
+        let established = table.statistics.transitions
+        XCTAssertEqual(table.translation(handle)?.state, .established)
+        XCTAssertGreaterThanOrEqual(established, 1)
+        _ = table.update(handle, direction: .toServer, tcpFlags: [.ack], bytes: 1500, now: 5)
+        XCTAssertEqual(table.statistics.transitions, established, "a packet that changes no state")
+        table.observe(handle, state: .closing, counters: FlowCounters(), now: 6)
+        XCTAssertEqual(table.statistics.transitions, established + 1)
+    }
 }

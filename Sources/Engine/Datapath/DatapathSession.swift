@@ -43,7 +43,7 @@ struct DatapathContext {
 
 /// The userspace datapath's session: its iptables rules, removed at stop, and the flow
 /// table saved for the next engine (`FlowSnapshot`): restored at start, written each second
-/// in which flows came or went, and at stop.
+/// in which flows came, went or changed state, and at stop.
 final class UserspaceSession: DatapathSession, @unchecked Sendable {
     private let context: DatapathContext
     private let datapath: UserspaceDatapath
@@ -81,8 +81,10 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
         let now = MonotonicClock.milliseconds()
         guard MonotonicClock.elapsed(since: lastSave, now: now) >= 1000 else { return }
         let statistics = context.store.withLock { $0.statistics }
-        let membership = [statistics.inserted, statistics.removed, statistics.expired, statistics.evicted, statistics.reopened]
-        // States and counters change all the time; who is in the table matters for a restart.
+        let membership = [statistics.inserted, statistics.removed, statistics.expired, statistics.evicted, statistics.reopened,
+                          statistics.transitions]
+        // Who is in the table and in which state matters for a restart (a flow saved while
+        // half-open is left out until it is answered); counters move all the time.
         guard membership != savedMembership || MonotonicClock.elapsed(since: lastSave, now: now) >= 30_000 else { return }
         save(now: now)
         savedMembership = membership
