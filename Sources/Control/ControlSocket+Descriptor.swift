@@ -29,8 +29,16 @@ extension ControlSocket {
             }
             line = line.dropFirst()
         }
-        try writeAll(line, to: connection, path: path)
-        let answer = try readLine(from: connection, path: path)
+        do { try writeAll(line, to: connection, path: path) } catch {
+            // An engine that refuses at once (busy) answers and closes before reading: its
+            // answer is still there to read, and says more than the broken pipe.
+            guard let early = try? readLine(from: connection, path: path), !early.isEmpty else { throw error }
+            return try decode(early, from: path)
+        }
+        return try decode(try readLine(from: connection, path: path), from: path)
+    }
+
+    private static func decode(_ answer: Data, from path: String) throws -> ControlResponse {
         do {
             return try JSONDecoder().decode(ControlResponse.self, from: answer)
         } catch {
