@@ -7,6 +7,11 @@ public import Foundation
 /// server host, all on 198.18.0.0/16, the server at 198.18.0.1 — so the clients can have
 /// addresses from different /24s and still dial one server address.
 ///
+/// Every host is dual-stack: it also has the IPv6 address `NetworkLab.ipv6(address)` from
+/// 2001:db8::/32 (RFC 3849 documentation space), so 198.18.1.2 is also 2001:db8:0:1::2 and
+/// the /24s above are /64s (the /16 a /48). Addresses are added without duplicate address
+/// detection, so they are usable at once.
+///
 /// The demo and the privileged tests use it. Everything it makes carries its `name` as a
 /// prefix and is removed by `tearDown()` — also from `deinit`, and `removeStale(prefix:)`
 /// sweeps what a killed run left behind.
@@ -14,7 +19,38 @@ public final class NetworkLab: @unchecked Sendable {
     public struct Host: Sendable, Hashable {
         public let namespace: String
         public let interface: String
+        /// The IPv4 address.
         public let address: String
+        /// The IPv6 address: `NetworkLab.ipv6(address)`.
+        public var address6: String { NetworkLab.ipv6(address) }
+        /// The address of `family`.
+        public func address(_ family: AddressFamily) -> String { family == .ipv4 ? address : address6 }
+    }
+
+    public enum AddressFamily: String, Sendable, CaseIterable {
+        case ipv4, ipv6
+    }
+
+    /// The IPv6 twin of a lab address or prefix: 198.(18+h).A.B → 2001:db8:h:A::B, as the
+    /// kernel writes it (2001:db8::1 for 198.18.0.1); a /16 prefix becomes a /48, a /24 a
+    /// /64, an address (or /32) a /128.
+    public static func ipv6(_ ipv4: String) -> String {
+        let parts = ipv4.split(separator: "/", maxSplits: 1)
+        let octets = parts[0].split(separator: ".").compactMap { UInt8($0) }
+        let length = parts.count == 2 ? Int(parts[1]) ?? -1 : 32
+        guard octets.count == 4, octets[0] == 198, (18...19).contains(octets[1]), let sixLength = [16: 48, 24: 64, 32: 128][length]
+        else { preconditionFailure("\(ipv4) is not a lab address or /16, /24 prefix in 198.18.0.0/15") }
+        var bytes: [UInt8] = [0x20, 0x01, 0x0d, 0xb8, 0, octets[1] - 18, 0, length >= 24 ? octets[2] : 0]
+        bytes += Array(repeating: 0, count: 7) + [length == 32 ? octets[3] : 0]
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        _ = inet_ntop(AF_INET6, bytes, &text, socklen_t(text.count))
+        let address = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return parts.count == 2 ? "\(address)/\(sixLength)" : address
+    }
+
+    /// `[address]:port` for IPv6, `address:port` for IPv4: how socat and vpm write them.
+    public static func endpoint(_ address: String, _ port: UInt16) -> String {
+        address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
 
     public let name: String
@@ -58,6 +94,8 @@ public final class NetworkLab: @unchecked Sendable {
             for host in clients + [server] {
                 try Command.checked(["ip", "-n", host.namespace, "addr", "add", "\(host.address)/\(prefixLength)",
                                      "dev", host.interface])
+                try Command.checked(["ip", "-n", host.namespace, "addr", "add", "\(host.address6)/\(bridged ? 48 : 64)",
+                                     "dev", host.interface, "nodad"])
                 try Command.checked(["ip", "-n", host.namespace, "link", "set", host.interface, "up"])
             }
         } catch {

@@ -1,6 +1,6 @@
 import Foundation
 
-/// A copy of Debian's nginx, configured like any other with `listen 9000`, serving files
+/// A copy of Debian's nginx, configured like any other with `listen 9000` (both families), serving files
 /// from its own folder and logging the port it served on (`$server_port`, which nginx
 /// takes from getsockname() of the accepted socket). Used by `vpm demo` and the tests.
 public struct NginxSite {
@@ -32,6 +32,7 @@ public struct NginxSite {
                 scgi_temp_path \(root)/scgi;
                 server {
                     listen \(port);
+                    listen [::]:\(port);
                     root \(root)/www;
                 }
             }

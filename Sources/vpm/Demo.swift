@@ -7,11 +7,13 @@ struct Demo: ParsableCommand {
         abstract: "Show vpm working: two tenants' servers share port 9000 on one host.",
         discussion: """
             Probes the host, then makes throwaway hosts in network namespaces: a server \
-            (198.18.0.1) and four clients (198.18.1.2, 198.18.2.2, 198.18.3.7, 198.18.9.9). \
+            (198.18.0.1) and four clients (198.18.1.2, 198.18.2.2, 198.18.3.7, 198.18.9.9), each \
+            also on IPv6 (2001:db8::1 and 2001:db8:0:1::2, 2001:db8:0:2::2, 2001:db8:0:3::7, \
+            2001:db8:0:9::9). \
             The engine runs on the server host with the built-in configuration (print it with \
             `vpm demo --print-config`), and two unmodified copies of nginx, both configured \
-            with `listen 9000`, run there under `vpm exec`, one per tenant (acme, globex). \
-            Every client dials 198.18.0.1:9000; the demo prints which copy answered each one, \
+            with `listen 9000` (both families), run there under `vpm exec`, one per tenant \
+            (acme, globex). Every client dials 198.18.0.1:9000 and [2001:db8::1]:9000; the demo prints which copy answered each one, \
             `vpm apps`, `vpm flows` and nginx's own log, then removes everything it made, \
             also when a step fails.
             """)
@@ -25,8 +27,9 @@ struct Demo: ParsableCommand {
 
     static let configurationText = """
         # vpm demo, server host 198.18.0.1: two tenants share port 9000; their instances
-        # come from `vpm exec`. Clients are routed by source address, and clients on
-        # 198.18.1.2, whose host runs an engine too, by their own AID (cooperative mode).
+        # come from `vpm exec`. Clients are routed by source address (either family), and
+        # clients on 198.18.1.2, whose host runs an engine too, by their own AID
+        # (cooperative mode).
         virtual-ports: 20000-20999
         ports: [9000]
         applications:
@@ -39,6 +42,12 @@ struct Demo: ParsableCommand {
           - from: 198.18.2.0/24
             aid: globex
           - from: 198.18.3.7
+            aid: globex
+          - from: 2001:db8:0:1::/64
+            aid: acme
+          - from: 2001:db8:0:2::/64
+            aid: globex
+          - from: 2001:db8:0:3::7
             aid: globex
         cooperative:
           listen: 9901
@@ -118,16 +127,20 @@ struct Demo: ParsableCommand {
         print("\n$ vpm apps")
         print(try engine.apps(json: false).standardOutput, terminator: "")
 
-        print("\n== 4/5 every client dials 198.18.0.1:9000")
+        print("\n== 4/5 every client dials 198.18.0.1:9000 and [2001:db8::1]:9000")
         var wrong: [String] = []
         for (index, (address, expected)) in clients.enumerated() {
-            let output = try lab.run(lab.clients[index], ["curl", "-sS", "--max-time", "5", "http://198.18.0.1:9000/"], timeout: 10)
+          for family in NetworkLab.AddressFamily.allCases {
+            let url = "http://\(NetworkLab.endpoint(lab.server.address(family), 9000))/"
+            let output = try lab.run(lab.clients[index], ["curl", "-sS", "--max-time", "5", url], timeout: 10)
+            let address = lab.clients[index].address(family)
             let answer = output.status == 0
                 ? output.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
                 : "refused: " + output.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
-            print("  \(address.padding(toLength: 11, withPad: " ", startingAt: 0)) expects \(expected.padding(toLength: 16, withPad: " ", startingAt: 0)) got: \(answer)")
+            print("  \(address.padding(toLength: 16, withPad: " ", startingAt: 0)) expects \(expected.padding(toLength: 16, withPad: " ", startingAt: 0)) got: \(answer)")
             let right = expected.hasPrefix("no AID") ? output.status != 0 : answer == "hello from \(expected)"
             if !right { wrong.append(address) }
+          }
         }
         print("\n$ vpm flows")
         let flows = try engine.flows()
