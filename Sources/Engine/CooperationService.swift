@@ -35,24 +35,25 @@ final class CooperationService: Sendable {
         // Anyone who reaches the port can cause a rejection; an authenticated peer a refusal.
         let rejections = LogLimiter(), refusals = LogLimiter()
         client = cooperation.peers.isEmpty ? nil : NegotiationClient()
-        server = cooperation.listenPort.map { port in
-            NegotiationServer(port: Int(port), key: { address in
-                IPAddress(address).flatMap { cooperation.peer(for: $0) }.map { SymmetricKey(data: $0.key) }
-            }, handler: { request, peerAddress in
-                Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry) {
-                    logger.log(limitedBy: refusals, level: .notice, "negotiation refused: no instance", metadata: $0)
-                }
-            }, rejected: { reason, peerAddress, detail in
-                logger.log(limitedBy: rejections, level: .warning, "negotiation rejected",
-                           metadata: ["reason": "\(reason)", "peer": "\(peerAddress)", "detail": "\(detail)"])
-            })
-        }
+        let endpoints = cooperation.listeners.map { NegotiationServer.Endpoint(host: $0.address?.description, port: Int($0.port)) }
+        server = endpoints.isEmpty ? nil : NegotiationServer(endpoints: endpoints, key: { address in
+            IPAddress(address).flatMap { cooperation.peer(for: $0) }.map { SymmetricKey(data: $0.key) }
+        }, handler: { request, peerAddress in
+            Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry) {
+                logger.log(limitedBy: refusals, level: .notice, "negotiation refused: no instance", metadata: $0)
+            }
+        }, rejected: { reason, peerAddress, detail in
+            logger.log(limitedBy: rejections, level: .warning, "negotiation rejected",
+                       metadata: ["reason": "\(reason)", "peer": "\(peerAddress)", "detail": "\(detail)"])
+        })
     }
 
     func start() throws {
         try server?.start()
-        if let port = configuration.cooperation.listenPort {
-            logger.info("negotiation server listening", metadata: ["port": "\(port)", "peers": "\(configuration.cooperation.peers.count)"])
+        let listeners = configuration.cooperation.listeners
+        if !listeners.isEmpty {
+            logger.info("negotiation server listening", metadata: ["on": "\(listeners.map(\.description).joined(separator: " "))",
+                                                                   "peers": "\(configuration.cooperation.peers.count)"])
         }
     }
 

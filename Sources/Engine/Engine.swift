@@ -91,7 +91,7 @@ public final class Engine {
                                            cooperation: cooperation, reloader: reloader, logger: logger))
         }
         do { try cooperation.start() } catch {
-            throw ControlError("cannot start the negotiation server on port \(configuration.cooperation.listenPort ?? 0): \(error) (is another engine or program using it? change cooperative: listen)")
+            throw ControlError("cannot start the negotiation server: \(error) (change cooperative: listen)")
         }
         defer { cooperation.stop() }
         var metrics: MetricsServer?

@@ -12,8 +12,23 @@ import Synchronization
 /// `key` and `handler` run on the server's event-loop thread and must return quickly
 /// (a table lookup, not I/O): a slow handler delays every other negotiation.
 public final class NegotiationServer: Sendable {
-    public let host: String
-    public let port: Int
+    /// Where the server listens: an address and a port, or (`host` nil) every address of
+    /// both families on the port — one dual-stack socket, IPv4 peers seen as plain IPv4;
+    /// where the host has no IPv6, IPv4 only.
+    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+        public var host: String?
+        public var port: Int
+
+        public init(host: String? = nil, port: Int) {
+            self.host = host
+            self.port = port
+        }
+
+        /// "198.18.0.1:9901", "[2001:db8::1]:9901", or "*:9901" for every address.
+        public var description: String { host.map { PeerAddress.endpoint($0, port) } ?? "*:\(port)" }
+    }
+
+    public let endpoints: [Endpoint]
 
     /// Called for every rejected connection (the reason, the peer's address, a detail
     /// sentence), on the event-loop thread; for the engine's log.
@@ -28,7 +43,7 @@ public final class NegotiationServer: Sendable {
 
     private struct Running {
         var group: MultiThreadedEventLoopGroup
-        var channel: any Channel
+        var channels: [any Channel]
     }
 
     private struct Checks {
@@ -39,19 +54,31 @@ public final class NegotiationServer: Sendable {
     private let running = Mutex<Running?>(nil)
     private let checks: Mutex<Checks>
 
+    /// One endpoint: `host` nil is every address of both families.
     public convenience init(
-        host: String = "0.0.0.0",
+        host: String? = nil,
         port: Int,
         key: @escaping @Sendable (String) -> SymmetricKey?,
         handler: @escaping @Sendable (NegotiationRequest, _ peerAddress: String) -> NegotiationAnswer,
         rejected: RejectionObserver? = nil
     ) {
-        self.init(host: host, port: port, key: key, handler: handler, rejected: rejected,
+        self.init(endpoints: [Endpoint(host: host, port: port)], key: key, handler: handler, rejected: rejected)
+    }
+
+    /// Several endpoints served as one: one nonce cache, one set of counters, so a request
+    /// accepted on one is a replay on every other.
+    public convenience init(
+        endpoints: [Endpoint],
+        key: @escaping @Sendable (String) -> SymmetricKey?,
+        handler: @escaping @Sendable (NegotiationRequest, _ peerAddress: String) -> NegotiationAnswer,
+        rejected: RejectionObserver? = nil
+    ) {
+        self.init(endpoints: endpoints, key: key, handler: handler, rejected: rejected,
                   nonceCapacity: 65_536, readTimeout: NegotiationMessage.readTimeout,
                   clock: { NegotiationMessage.currentTimestamp() })
     }
 
-    init(
+    convenience init(
         host: String,
         port: Int,
         key: @escaping @Sendable (String) -> SymmetricKey?,
@@ -61,8 +88,21 @@ public final class NegotiationServer: Sendable {
         readTimeout: Duration,
         clock: @escaping @Sendable () -> Int64
     ) {
-        self.host = host
-        self.port = port
+        self.init(endpoints: [Endpoint(host: host, port: port)], key: key, handler: handler, rejected: rejected,
+                  nonceCapacity: nonceCapacity, readTimeout: readTimeout, clock: clock)
+    }
+
+    init(
+        endpoints: [Endpoint],
+        key: @escaping @Sendable (String) -> SymmetricKey?,
+        handler: @escaping @Sendable (NegotiationRequest, String) -> NegotiationAnswer,
+        rejected: RejectionObserver?,
+        nonceCapacity: Int,
+        readTimeout: Duration,
+        clock: @escaping @Sendable () -> Int64
+    ) {
+        precondition(!endpoints.isEmpty, "a negotiation server listens somewhere")
+        self.endpoints = endpoints
         self.key = key
         self.handler = handler
         self.observer = rejected
@@ -77,7 +117,8 @@ public final class NegotiationServer: Sendable {
         checks = Mutex(Checks(nonces: nonces))
     }
 
-    /// Binds and starts serving. Throws a `NegotiationServerError` that names host:port.
+    /// Binds every endpoint and starts serving. Throws a `NegotiationServerError` that
+    /// names the endpoint that could not be bound (and binds none).
     public func start() throws {
         try running.withLock { running in
             guard running == nil else { return }
@@ -96,20 +137,41 @@ public final class NegotiationServer: Sendable {
                         )
                     }
                 }
-            do {
-                let address = try SocketAddress.makeAddressResolvingHost(host, port: port)
-                let channel = try bootstrap.bind(to: address).wait()
-                running = Running(group: group, channel: channel)
-            } catch {
-                try? group.syncShutdownGracefully()
-                throw NegotiationServerError(host: host, port: port, reason: Self.explain(error))
+            var channels: [any Channel] = []
+            for endpoint in endpoints {
+                do {
+                    channels.append(try Self.bind(bootstrap, endpoint))
+                } catch {
+                    for channel in channels { try? channel.close().wait() }
+                    try? group.syncShutdownGracefully()
+                    throw NegotiationServerError(host: endpoint.host, port: endpoint.port, reason: Self.explain(error))
+                }
             }
+            running = Running(group: group, channels: channels)
+        }
+    }
+
+    private static func bind(_ bootstrap: ServerBootstrap, _ endpoint: Endpoint) throws -> any Channel {
+        if let host = endpoint.host {
+            return try bootstrap.bind(to: try SocketAddress.makeAddressResolvingHost(host, port: endpoint.port)).wait()
+        }
+        // Every address: one IPv6 socket that takes IPv4 too (whatever net.ipv6.bindv6only
+        // says); a host without IPv6 gets the IPv4 wildcard.
+        do {
+            return try bootstrap
+                .serverChannelOption(ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 0)
+                .bind(to: try SocketAddress(ipAddress: "::", port: endpoint.port)).wait()
+        } catch let error as IOError where error.errnoCode == EAFNOSUPPORT || error.errnoCode == EADDRNOTAVAIL {
+            return try bootstrap.bind(to: try SocketAddress(ipAddress: "0.0.0.0", port: endpoint.port)).wait()
         }
     }
 
     /// The port actually bound (useful after binding port 0); nil when not running.
-    public var boundPort: Int? {
-        running.withLock { $0?.channel.localAddress?.port }
+    public var boundPort: Int? { boundPorts.first }
+
+    /// The ports bound, one per endpoint in order; empty when not running.
+    public var boundPorts: [Int] {
+        running.withLock { $0?.channels.compactMap { $0.localAddress?.port } ?? [] }
     }
 
     public var statistics: NegotiationStatistics {
@@ -129,10 +191,10 @@ public final class NegotiationServer: Sendable {
             return running
         }) else { return }
         if MultiThreadedEventLoopGroup.currentEventLoop == nil {
-            try? stopped.channel.close().wait()
+            for channel in stopped.channels { try? channel.close().wait() }
             try? stopped.group.syncShutdownGracefully()
         } else {
-            stopped.channel.close(promise: nil)
+            for channel in stopped.channels { channel.close(promise: nil) }
             stopped.group.shutdownGracefully { _ in }
         }
     }

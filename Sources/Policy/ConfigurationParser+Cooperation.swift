@@ -10,7 +10,7 @@ extension ConfigurationParser {
         let fields = try fields(of: node, named: "'cooperative'", allowed: Self.cooperationKeys)
         var cooperation = Cooperation()
         if let listen = fields["listen"] {
-            cooperation.listenPort = UInt16(try integer(listen, named: "'listen'", in: 1...65535))
+            cooperation.listeners = try parseListeners(listen)
         }
         if let timeout = fields["timeout"] {
             let text = try scalar(timeout, named: "'timeout'")
@@ -34,6 +34,41 @@ extension ConfigurationParser {
             }
         }
         return cooperation
+    }
+
+    /// `listen: 9901` (every address, both families), `listen: ADDRESS:PORT` (IPv6 as
+    /// `"[addr]:port"`), or a list of those.
+    private func parseListeners(_ node: Node) throws(ConfigurationError) -> [Cooperation.Listener] {
+        let items: [Node]
+        if case .sequence = node {
+            items = try sequence(node, named: "'listen'", example: "[198.18.0.1:9901, \"[2001:db8::1]:9901\"]")
+            guard !items.isEmpty else {
+                throw failure("'listen' is empty; give a port (9901: every address) or addresses such as 198.18.0.1:9901", at: node)
+            }
+        } else {
+            items = [node]
+        }
+        var listeners: [Cooperation.Listener] = []
+        for item in items {
+            guard case .scalar = item else {
+                throw failure("'listen' entries are ports or ADDRESS:PORT; quote IPv6 ones, as in \"[2001:db8::1]:9901\" (YAML reads an unquoted [ as a list)", at: item)
+            }
+            let text = try scalar(item, named: "'listen'")
+            let example = "a port such as 9901 (every address, both families) or ADDRESS:PORT such as 198.18.0.1:9901 or \"[2001:db8::1]:9901\""
+            let listener: Cooperation.Listener
+            if let port = UInt16(text), port > 0 {
+                listener = Cooperation.Listener(port: port)
+            } else if case .addressPort(let address, let port)? = try? SourceMatch.parse(text), port > 0 {
+                listener = Cooperation.Listener(address: address, port: port)
+            } else {
+                throw failure("'listen' is \(example); found '\(text)'", at: item)
+            }
+            if let clash = listeners.first(where: { $0.port == listener.port && ($0.address == nil || listener.address == nil || $0.address == listener.address) }) {
+                throw failure("'listen' names \(listener) twice (\(clash) covers it); list each address once", at: item)
+            }
+            listeners.append(listener)
+        }
+        return listeners
     }
 
     private func parsePeer(_ node: Node, virtualPorts: ClosedRange<UInt16>, earlier: [Cooperation.Peer]) throws(ConfigurationError) -> Cooperation.Peer {

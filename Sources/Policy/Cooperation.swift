@@ -41,16 +41,31 @@ public struct Cooperation: Sendable, Equatable {
     /// The negotiation port: a peer's, unless its `engine-port` says otherwise.
     public static let defaultPort: UInt16 = 9901
 
-    /// Serve negotiations from peers on this TCP port; nil: do not serve.
-    public var listenPort: UInt16?
+    /// Where the negotiation server listens: an address and a TCP port, or (`address` nil)
+    /// every address of both families on the port.
+    public struct Listener: Sendable, Equatable, CustomStringConvertible {
+        public var address: IPAddress?
+        public var port: UInt16
+
+        public init(address: IPAddress? = nil, port: UInt16) {
+            self.address = address
+            self.port = port
+        }
+
+        /// "198.18.0.1:9901", "[2001:db8::1]:9901", or "*:9901" for every address.
+        public var description: String { address.map { $0.endpoint(port) } ?? "*:\(port)" }
+    }
+
+    /// Serve negotiations from peers here; empty: do not serve.
+    public var listeners: [Listener]
     /// How long a client-side negotiation may take before the connection is refused.
     public var timeoutMilliseconds: UInt32
     public var peers: [Peer]
     /// Local mode: route local clients (under `vpm exec`) to the local instance of their AID.
     public var local: Bool
 
-    public init(listenPort: UInt16? = nil, timeoutMilliseconds: UInt32 = 1000, peers: [Peer] = [], local: Bool = false) {
-        self.listenPort = listenPort
+    public init(listeners: [Listener] = [], timeoutMilliseconds: UInt32 = 1000, peers: [Peer] = [], local: Bool = false) {
+        self.listeners = listeners
         self.timeoutMilliseconds = timeoutMilliseconds
         self.peers = peers
         self.local = local

@@ -6,8 +6,11 @@ import XCTest
 
 /// Cooperative mode with two real engines, one per host: the client host's engine holds a
 /// program's SYN, negotiates with the server host's engine, and the wire carries the
-/// virtual port while both programs only ever see 9000. Local mode on one host.
+/// virtual port while both programs only ever see 9000. Local mode on one host. The engines
+/// negotiate over either family; the main cases run over both.
 final class CooperativeTests: XCTestCase {
+    typealias Family = NetworkLab.AddressFamily
+
     static let key = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     static let applications = "applications: {acme: {}, globex: {}, initech: {}}\nflows: {timeouts: {closed: 2m}}"
 
@@ -16,9 +19,10 @@ final class CooperativeTests: XCTestCase {
         ports: [9000]
         \(applications)
         cooperative:
-          listen: 9901
+          listen: [198.18.0.1:9901, "[2001:db8::1]:9901"]
           peers:
             - {network: 198.18.0.2, key: \(key)}
+            - {network: 2001:db8::2, key: \(key)}
         """
     static let clientConfiguration = """
         virtual-ports: 21000-21999
@@ -28,6 +32,7 @@ final class CooperativeTests: XCTestCase {
           timeout: 3s   # generous: CI machines are loaded; a NAK or a closed port answers at once anyway
           peers:
             - {network: 198.18.0.1, key: \(key), virtual-ports: 20000-20999}
+            - {network: 2001:db8::1, key: \(key), virtual-ports: 20000-20999}
         """
 
     struct Hosts {
@@ -63,10 +68,11 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
-    /// An instance of `aid` on the server host that stores what arrives and sends back AID.download.
+    /// An instance of `aid` on the server host that stores what arrives and sends back
+    /// AID.download; one socket for both families.
     private func startInstance(_ hosts: Hosts, aid: String, megabytes: Int) throws -> UInt16 {
         try NetworkLab.makeRandomFile("\(hosts.directory)/\(aid).download", count: megabytes << 20)
-        _ = try hosts.server.exec(aid, ["socat", "-t", "60", "TCP-LISTEN:9000,reuseaddr,fork",
+        _ = try hosts.server.exec(aid, ["socat", "-t", "60", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork",
                                         "EXEC:sh \(hosts.directory)/instance.sh \(hosts.directory) \(aid)"], log: "\(aid).log")
         var port: UInt16 = 0
         try NetworkLab.poll("\(aid) to register on the server", timeout: 10) {
@@ -86,92 +92,115 @@ final class CooperativeTests: XCTestCase {
         try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
     }
 
+    /// Each AID over each family at once, 20 MB each way each: every byte where it belongs.
     func testEachAIDReachesItsOwnInstanceAndTheWireCarriesTheVirtualPort() throws {
         try withEngines("coop") { hosts in
             let lab = hosts.lab, directory = hosts.directory
             let megabytes = 20
             let ports = ["acme": try startInstance(hosts, aid: "acme", megabytes: megabytes),
                          "globex": try startInstance(hosts, aid: "globex", megabytes: megabytes)]
-            // Connection set-ups on the wire (SYN and SYN-ACK): which ports did they carry?
+            // Connection set-ups on the wire (SYN and SYN-ACK, either family): which ports did
+            // they carry? (tcpdump's tcp[] reaches IPv4 only: IPv6's flags are at 40 + 13.)
             let capture = try lab.spawn(lab.client, ["tcpdump", "-i", lab.client.interface, "-nn", "-l",
-                                                     "tcp[tcpflags] & tcp-syn != 0 and not port 9901"], log: "\(directory)/wire.txt")
+                                                     "(tcp[tcpflags] & tcp-syn != 0 or (ip6 and ip6[6] == 6 and ip6[53] & 2 != 0)) and not port 9901"],
+                                        log: "\(directory)/wire.txt")
             sleep(1)
             let group = DispatchGroup()
             let lock = NSLock()
             nonisolated(unsafe) var failures: [String] = []
-            for aid in ["acme", "globex"] {
-                try NetworkLab.makeRandomFile("\(directory)/upload.\(aid)", count: megabytes << 20)
+            let cases = ["acme", "globex"].flatMap { aid in Family.allCases.map { (aid, $0) } }
+            for (aid, family) in cases {
+                try NetworkLab.makeRandomFile("\(directory)/upload.\(aid).\(family)", count: megabytes << 20)
             }
-            for aid in ["acme", "globex"] {
+            for (aid, family) in cases {
                 DispatchQueue.global().async(group: group) {
                     do {
                         let output = try hosts.client.execAndWait(aid, [
-                            "socat", "-t", "60", "OPEN:\(directory)/upload.\(aid)!!CREATE:\(directory)/download.\(aid)",
-                            "TCP:\(lab.server.address):9000"], timeout: 240)
-                        if output.status != 0 { lock.withLock { failures.append("\(aid): \(output.standardError)") } }
+                            "socat", "-t", "60", "OPEN:\(directory)/upload.\(aid).\(family)!!CREATE:\(directory)/download.\(aid).\(family)",
+                            "TCP:\(NetworkLab.endpoint(lab.server.address(family), 9000)),sourceport=\(Self.sourcePort(aid, family))"],
+                            timeout: 240)
+                        if output.status != 0 { lock.withLock { failures.append("\(aid) \(family): \(output.standardError)") } }
                     } catch {
-                        lock.withLock { failures.append("\(aid): \(error)") }
+                        lock.withLock { failures.append("\(aid) \(family): \(error)") }
                     }
                 }
             }
             group.wait()
             XCTAssertEqual(failures, [])
 
-            for aid in ["acme", "globex"] {
-                XCTAssertEqual(try NetworkLab.sha256("\(directory)/download.\(aid)"), try NetworkLab.sha256("\(directory)/\(aid).download"))
-                let stored = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasPrefix("\(aid).from.") }
-                XCTAssertEqual(stored.count, 1, "\(aid)'s instance should have served exactly its client: \(stored)")
-                guard stored.count == 1 else { continue }
-                try NetworkLab.poll("\(aid)'s upload to be stored", timeout: 30) {
-                    ((try? FileManager.default.attributesOfItem(atPath: "\(directory)/\(stored[0])")[.size] as? Int) ?? 0) >= megabytes << 20
+            for (aid, family) in cases {
+                XCTAssertEqual(try NetworkLab.sha256("\(directory)/download.\(aid).\(family)"),
+                               try NetworkLab.sha256("\(directory)/\(aid).download"), "\(aid) over \(family)")
+                // The instance names what it stores by the client's port, which says who sent it.
+                let stored = "\(directory)/\(aid).from.\(Self.sourcePort(aid, family))"
+                try NetworkLab.poll("\(aid)'s \(family) upload to be stored", timeout: 30) {
+                    ((try? FileManager.default.attributesOfItem(atPath: stored)[.size] as? Int) ?? 0) >= megabytes << 20
                 }
-                XCTAssertEqual(try NetworkLab.sha256("\(directory)/upload.\(aid)"), try NetworkLab.sha256("\(directory)/\(stored[0])"))
+                XCTAssertEqual(try NetworkLab.sha256("\(directory)/upload.\(aid).\(family)"), try NetworkLab.sha256(stored))
             }
+            let stored = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.contains(".from.") }
+            XCTAssertEqual(Set(stored), Set(cases.map { "\($0.0).from.\(Self.sourcePort($0.0, $0.1))" }),
+                           "each instance should have served exactly its own AID's clients")
 
             // The client program's own view of its connection: getpeername() says port 9000.
-            let peer = try hosts.client.execAndWait("acme", ["python3", "-c", """
-                import socket
-                s = socket.create_connection(("198.18.0.1", 9000), timeout=5)
-                print(s.getpeername()[1], len(s.recv(1)))
-                """])
-            XCTAssertEqual(peer.standardOutput, "9000 1\n", peer.standardError)
+            for family in Family.allCases {
+                let peer = try hosts.client.execAndWait("acme", ["python3", "-c", """
+                    import socket
+                    s = socket.create_connection(("\(lab.server.address(family))", 9000), timeout=5)
+                    print(s.getpeername()[1], len(s.recv(1)))
+                    """])
+                XCTAssertEqual(peer.standardOutput, "9000 1\n", "\(family): \(peer.standardError)")
+            }
 
             lab.stop(capture, grace: 2)
             let wire = (try? String(contentsOfFile: "\(directory)/wire.txt", encoding: .utf8)) ?? ""
-            XCTAssertTrue(wire.contains("198.18.0.1.\(ports["acme"]!)"), "the wire should carry acme's virtual port:\n\(wire.prefix(2000))")
-            XCTAssertTrue(wire.contains("198.18.0.1.\(ports["globex"]!)"), "the wire should carry globex's virtual port")
-            XCTAssertFalse(wire.contains("198.18.0.1.9000"), "port 9000 appeared on the wire")
+            for family in Family.allCases {
+                let server = lab.server.address(family)
+                XCTAssertTrue(wire.contains("\(server).\(ports["acme"]!)"), "the wire should carry acme's virtual port:\n\(wire.prefix(2000))")
+                XCTAssertTrue(wire.contains("\(server).\(ports["globex"]!)"), "the wire should carry globex's virtual port")
+                XCTAssertFalse(wire.contains("\(server).9000"), "port 9000 appeared on the wire")
+            }
 
             let clientFlows = try flows(hosts.client), serverFlows = try flows(hosts.server)
-            for aid in ["acme", "globex"] {
-                let mine = try XCTUnwrap(clientFlows.first { $0.aid == aid }, "client engine has no \(aid) flow")
+            for (aid, family) in cases {
+                let port = Self.sourcePort(aid, family)
+                let mine = try XCTUnwrap(clientFlows.first { $0.clientPort == port }, "client engine has no \(aid) \(family) flow")
+                XCTAssertEqual(mine.aid, aid)
                 XCTAssertEqual(mine.mode, "cooperative")
                 XCTAssertEqual(mine.virtualPort, ports[aid])
-                XCTAssertEqual(mine.peer, "198.18.0.1:9901")
-                let theirs = try XCTUnwrap(serverFlows.first { $0.aid == aid }, "server engine has no \(aid) flow")
+                XCTAssertEqual(mine.peer, NetworkLab.endpoint(lab.server.address(family), 9901))
+                let theirs = try XCTUnwrap(serverFlows.first { $0.clientPort == port }, "server engine has no \(aid) \(family) flow")
+                XCTAssertEqual(theirs.aid, aid)
                 XCTAssertEqual(theirs.mode, "cooperative")
-                XCTAssertEqual(theirs.peer, "198.18.0.2")
-                XCTAssertEqual(theirs.clientPort, mine.clientPort)
+                XCTAssertEqual(theirs.peer, lab.client.address(family))
             }
         }
+    }
+
+    /// The client ports of the main test's connections: they name what each instance stored.
+    private static func sourcePort(_ aid: String, _ family: Family) -> UInt16 {
+        (aid == "acme" ? 41000 : 42000) + (family == .ipv4 ? 4 : 6)
     }
 
     func testAIDWithoutInstanceIsRefusedAtOnce() throws {
         try withEngines("coop-nak") { hosts in
             _ = try startInstance(hosts, aid: "acme", megabytes: 1)
-            let output = try hosts.client.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:\(hosts.lab.server.address):9000"])
-            XCTAssertNotEqual(output.status, 0)
-            // A reset ("Connection refused"), not a dropped SYN ("Connection timed out").
-            XCTAssertTrue(output.standardError.contains("Connection refused"), output.standardError)
+            for family in Family.allCases {
+                let server = NetworkLab.endpoint(hosts.lab.server.address(family), 9000)
+                let output = try hosts.client.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:\(server)"])
+                XCTAssertNotEqual(output.status, 0)
+                // A reset ("Connection refused"), not a dropped SYN ("Connection timed out").
+                XCTAssertTrue(output.standardError.contains("Connection refused"), "\(family): \(output.standardError)")
+            }
             XCTAssertFalse(try FileManager.default.contentsOfDirectory(atPath: hosts.directory).contains { $0.contains(".from.") })
             // Refused on the peer's NAK (its reason is in the client engine's log), not on the
             // negotiation timeout ("no answer ... within").
             try NetworkLab.poll("the refusal to be logged", timeout: 5) { hosts.client.log.contains("no instance of AID 'initech'") }
             XCTAssertFalse(hosts.client.log.contains("no answer from negotiation peer"), hosts.client.log)
-            XCTAssertEqual(try statistics(hosts.server).negotiations["refused"], 1, "the server engine sent a NAK")
-            try NetworkLab.poll("the refusal to be counted", timeout: 5) { (try? statistics(hosts.client))?.refused == 1 }
+            XCTAssertEqual(try statistics(hosts.server).negotiations["refused"], 2, "the server engine sent a NAK each time")
+            try NetworkLab.poll("the refusals to be counted", timeout: 5) { (try? statistics(hosts.client))?.refused == 2 }
             let client = try statistics(hosts.client)
-            XCTAssertEqual(client.reasons["negotiationRefused"], 1, "\(client.reasons)")
+            XCTAssertEqual(client.reasons["negotiationRefused"], 2, "\(client.reasons)")
         }
     }
 
@@ -307,6 +336,7 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
+    /// Local mode over loopback and the host's own address, in each family.
     func testLocalModeOverLoopbackAndTheHostsOwnAddress() throws {
         try Privileged.requireRoot()
         let lab = try NetworkLab(name: Privileged.labName("local"))
@@ -322,22 +352,28 @@ final class CooperativeTests: XCTestCase {
         try engine.start()
         defer { _ = engine.stop() }
         for aid in ["acme", "globex"] {
-            _ = try engine.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
+            _ = try engine.exec(aid, ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
         }
         try NetworkLab.poll("two instances", timeout: 10) {
             ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []).count == 2
         }
         for port in [UInt16(20000), 20001] { try lab.waitForListener(lab.server, port: port) }
-        for (aid, address) in [("acme", "127.0.0.1"), ("globex", "127.0.0.1"), ("acme", lab.server.address), ("globex", lab.server.address)] {
-            let output = try engine.execAndWait(aid, ["socat", "-T", "3", "STDIO", "TCP:\(address):9000"])
-            XCTAssertEqual(output.standardOutput, "\(aid)\n", "\(aid) via \(address): \(output.standardError)")
+        let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
+        for address in addresses {
+            for aid in ["acme", "globex"] {
+                let output = try engine.execAndWait(aid, ["socat", "-T", "3", "STDIO", "TCP:\(NetworkLab.endpoint(address, 9000))"])
+                XCTAssertEqual(output.standardOutput, "\(aid)\n", "\(aid) via \(address): \(output.standardError)")
+            }
         }
         // Refused with a reset, at once: a dropped SYN would say "Connection timed out".
-        let refused = try engine.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:127.0.0.1:9000"])
-        XCTAssertNotEqual(refused.status, 0)
-        XCTAssertTrue(refused.standardError.contains("Connection refused"), refused.standardError)
+        for address in ["127.0.0.1", "::1"] {
+            let refused = try engine.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:\(NetworkLab.endpoint(address, 9000))"])
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue(refused.standardError.contains("Connection refused"), "\(address): \(refused.standardError)")
+        }
         let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
-        XCTAssertEqual(flows.filter { $0.mode == "local" }.count, 4, "\(flows)")
+        XCTAssertEqual(flows.filter { $0.mode == "local" }.count, 2 * addresses.count, "\(flows)")
+        XCTAssertEqual(Set(flows.map(\.server)), Set(addresses), "\(flows)")
 
         // A registration for a transport vpm does not know is refused, not taken for TCP.
         var registration = ControlRequest(.connect)

@@ -102,6 +102,53 @@ final class NegotiationChannelTests: XCTestCase {
         XCTAssertEqual(negotiate(makeClient(), port: try XCTUnwrap(server.boundPort), host: "::1"), .accepted(virtualPort: 20018))
     }
 
+    /// No address: one socket for every address of both families; IPv4 peers are seen as
+    /// plain IPv4, not as IPv4-mapped IPv6.
+    func testEveryAddressServesBothFamilies() throws {
+        let asked = Mutex<[String]>([])
+        let server = NegotiationServer(port: 0, key: { peer in
+            asked.withLock { $0.append(peer) }
+            return Fixtures.key
+        }, handler: { _, _ in .accepted(virtualPort: 20019) })
+        try server.start()
+        servers.append(server)
+        let port = try XCTUnwrap(server.boundPort)
+        XCTAssertEqual(negotiate(makeClient(), port: port, host: "127.0.0.1"), .accepted(virtualPort: 20019))
+        XCTAssertEqual(negotiate(makeClient(), port: port, host: "::1"), .accepted(virtualPort: 20019))
+        XCTAssertEqual(asked.withLock { $0 }, ["127.0.0.1", "::1"])
+    }
+
+    /// Several endpoints are one server: a request accepted on one is a replay on another.
+    func testEndpointsShareOneReplayCache() throws {
+        let server = NegotiationServer(endpoints: [.init(host: "127.0.0.1", port: 0), .init(host: "127.0.0.1", port: 0)],
+                                       key: { _ in Fixtures.key }, handler: { _, _ in .accepted(virtualPort: 20017) })
+        try server.start()
+        servers.append(server)
+        let ports = server.boundPorts
+        XCTAssertEqual(ports.count, 2)
+        let line = freshRequestLine()
+        XCTAssertFalse(TestSockets.exchange(port: ports[0], send: line).isEmpty, "the first copy is answered")
+        XCTAssertTrue(TestSockets.exchange(port: ports[1], send: line).isEmpty, "the copy on the other endpoint is not")
+        XCTAssertEqual(server.statistics.accepted, 1)
+        XCTAssertEqual(server.statistics.replayed, 1)
+    }
+
+    /// An endpoint that cannot be bound stops the start, names itself, and leaves no other
+    /// endpoint bound.
+    func testAnUnbindableEndpointNamesItselfAndBindsNothing() throws {
+        let free = TestSockets.closedPort()
+        let server = NegotiationServer(endpoints: [.init(host: "127.0.0.1", port: free), .init(host: "198.18.255.254", port: free)],
+                                       key: { _ in Fixtures.key }, handler: { _, _ in .accepted(virtualPort: 20017) })
+        XCTAssertThrowsError(try server.start()) { error in
+            XCTAssertTrue("\(error)".contains("198.18.255.254:\(free)") && "\(error)".contains("not on this host"), "\(error)")
+        }
+        XCTAssertEqual(server.boundPorts, [])
+        // The first endpoint's port is free again.
+        let again = NegotiationServer(host: "127.0.0.1", port: free, key: { _ in Fixtures.key }, handler: { _, _ in .accepted(virtualPort: 1) })
+        try again.start()
+        servers.append(again)
+    }
+
     func testServerSeesThePeerAddressAndChoosesTheKeyByIt() throws {
         let asked = Mutex<[String]>([])
         let server = try startServer(key: { peer in
