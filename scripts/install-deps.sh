@@ -8,6 +8,7 @@ packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
   socat ethtool coreutils nginx-light python3 curl tcpdump caddy   # demo and tests
+  dnsmasq-base                                                     # tests: a real UDP server (DNS)
   dpkg gzip systemd                                                # make deb and its check (systemd-analyze)
 )
 

@@ -25,7 +25,7 @@ echo
 echo "== end-to-end tests again with --datapath userspace"
 userspace_log=$(mktemp)
 VPM_TEST_DATAPATH=userspace swift test --skip-build \
-  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests)' 2>&1 | tee "$userspace_log"
+  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)' 2>&1 | tee "$userspace_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 [ "$(id -u)" -eq 0 ] && sweep

@@ -1,11 +1,12 @@
 public import Foundation
 
 extension NetworkLab {
-    /// Waits until `host` has a TCP socket listening on `port`.
-    public func waitForListener(_ host: Host, port: UInt16, timeout: TimeInterval = 10) throws {
-        try Self.poll("a listener on \(host.namespace) port \(port)", timeout: timeout) {
-            let output = try? run(host, ["ss", "-Hltn", "sport = :\(port)"], timeout: 5)
-            return !(output?.standardOutput.isEmpty ?? true)
+    /// Waits until `host` has a TCP socket listening on `port` (with `udp`, a UDP socket
+    /// bound to it); with `sockets`, that many (a server that binds each family apart).
+    public func waitForListener(_ host: Host, port: UInt16, udp: Bool = false, sockets: Int = 1, timeout: TimeInterval = 10) throws {
+        try Self.poll("\(sockets) listener(s) on \(host.namespace) port \(port)\(udp ? "/udp" : "")", timeout: timeout) {
+            let output = try? run(host, ["ss", udp ? "-Hlun" : "-Hltn", "sport = :\(port)"], timeout: 5)
+            return (output?.standardOutput.split(separator: "\n").count ?? 0) >= sockets
         }
     }
 
