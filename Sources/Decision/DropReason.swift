@@ -28,7 +28,7 @@ public enum DropReason: Int, CaseIterable, Sendable, Error {
         case .unknownVirtualPort: "reply from a virtual port without instance"
         case .wrongHook: "queued from an unexpected hook"
         case .notNegotiated: "to a virtual port without a negotiated flow"
-        case .retransmittedWhileNegotiating: "SYN retransmitted while negotiating"
+        case .retransmittedWhileNegotiating: "sent again while negotiating (a SYN, or UDP beyond 64 held)"
         case .noApplication: "no AID matches the client"
         case .noInstance: "the AID has no instance on this port"
         case .tableFull: "flow table full"

@@ -76,7 +76,20 @@ public struct PacketDecider {
         var since: UInt64
         /// When the batch that carried it arrived (microseconds), when the caller said.
         var receivedAt: UInt64?
+        /// UDP: the flow's later datagrams sent while it is negotiated, in order (a TCP
+        /// SYN's retransmission is dropped instead: TCP sends it again).
+        var followers: [Follower] = []
     }
+
+    struct Follower {
+        var id: UInt32
+        var bytes: [UInt8]
+        var checksum: ChecksumState
+    }
+
+    /// UDP datagrams held behind a negotiated flow's first, at most: a program's burst
+    /// before the first answer. Beyond it they are dropped (`retransmittedWhileNegotiating`).
+    public static let followerLimit = 64
 
     public init(configuration: Configuration, store: SharedFlowTable, clients: ClientSockets = ClientSockets()) {
         self.store = store
@@ -230,7 +243,15 @@ public struct PacketDecider {
         if let peerIndex = cooperation.peers.firstIndex(where: { $0.network.containsAddress(key.server) }) {
             // Cooperative client: hold the SYN and ask the peer's engine. A program that is
             // not under `vpm exec` has no AID: its connection goes out untouched.
-            if held[key] != nil { return drop(.retransmittedWhileNegotiating) }
+            if held[key] != nil {
+                // Copies: once per datagram sent in the negotiation's round trip, bounded.
+                guard transport == .udp, held[key]!.followers.count < Self.followerLimit else {
+                    return drop(.retransmittedWhileNegotiating)
+                }
+                held[key]!.followers.append(Follower(id: input.id, bytes: Array(packet.bytes), checksum: input.checksum))
+                counters.held &+= 1
+                return .hold
+            }
             guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
                 return acceptUnchanged()
             }
@@ -311,8 +332,10 @@ public struct PacketDecider {
     }
 
     /// A negotiation's outcome: the held SYN goes to the granted virtual port and the flow
-    /// is recorded, or the connection is refused. `send` gets the held packet's id, its bytes
-    /// (valid only during the call: apply the decision there) and the decision.
+    /// is recorded, or the connection is refused; a UDP flow's held later datagrams follow
+    /// it in order (dropped when it is refused: one ICMP error answers the client). `send`
+    /// gets each held packet's id, its bytes (valid only during the call: apply the
+    /// decision there) and the decision.
     public mutating func complete(
         _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64,
         send: (_ id: UInt32, _ bytes: UnsafeMutableRawBufferPointer, _ checksum: ChecksumState, Decision) -> Void
@@ -321,26 +344,43 @@ public struct PacketDecider {
         defer {
             if let receivedAt = connection.receivedAt { recordFirstVerdict(since: receivedAt) }
         }
-        connection.bytes.withUnsafeMutableBytes { buffer in
+        let slot = slots[connection.aid] ?? 0
+        let granted: UInt16? = connection.bytes.withUnsafeMutableBytes { buffer in
             // A port outside the peer's configured range could not be translated back (its
             // replies are not queued, and the kernel datapath's map has no element for it).
             guard let virtualPort, cooperation.peers[connection.peer].virtualPorts.contains(virtualPort) else {
                 send(connection.id, buffer, connection.checksum, refuse(key, .negotiationRefused))
-                return
+                return nil
             }
             guard store.record(key, virtualPort: virtualPort, aid: connection.aid, mode: .cooperative, peer: peer, now: now,
                                firstPacket: ([.syn], buffer.count)) else {
                 send(connection.id, buffer, connection.checksum, refuse(key, .tableFull))
-                return
+                return nil
             }
             counters.connectionsDecided &+= 1
             let packet: IPPacket
             do throws(PacketError) { packet = try IPPacket(buffer) } catch {
                 send(connection.id, buffer, connection.checksum, drop(DropReason(error)))
-                return
+                return virtualPort
             }
-            send(connection.id, buffer, connection.checksum,
-                 translate(packet, to: virtualPort, mode: .cooperative, slot: slots[connection.aid] ?? 0))
+            send(connection.id, buffer, connection.checksum, translate(packet, to: virtualPort, mode: .cooperative, slot: slot))
+            return virtualPort
+        }
+        for var follower in connection.followers {
+            let (id, checksum) = (follower.id, follower.checksum)
+            follower.bytes.withUnsafeMutableBytes { buffer in
+                guard let granted else {
+                    send(id, buffer, checksum, drop(.negotiationRefused))
+                    return
+                }
+                let packet: IPPacket
+                do throws(PacketError) { packet = try IPPacket(buffer) } catch {
+                    send(id, buffer, checksum, drop(DropReason(error)))
+                    return
+                }
+                _ = store.update(key, direction: .toServer, flags: [], bytes: buffer.count, now: now)
+                send(id, buffer, checksum, translate(packet, to: granted, mode: .cooperative, slot: slot))
+            }
         }
     }
 

@@ -48,10 +48,10 @@ final class PacketDeciderTests: XCTestCase {
         return bytes
     }
 
-    func decide(_ bytes: [UInt8], _ hook: PacketInput.Hook, truncated: Bool = false) -> Decision {
+    func decide(_ bytes: [UInt8], _ hook: PacketInput.Hook, truncated: Bool = false, id: UInt32 = 1) -> Decision {
         var copy = bytes
         let decision = copy.withUnsafeMutableBytes { buffer in
-            decider.decide(PacketInput(id: 1, hook: hook, payload: buffer, isTruncated: truncated, checksum: .complete), now: 1000)
+            decider.decide(PacketInput(id: id, hook: hook, payload: buffer, isTruncated: truncated, checksum: .complete), now: 1000)
         }
         XCTAssertEqual(copy, bytes, "deciding never changes the packet")
         return decision
@@ -121,6 +121,48 @@ final class PacketDeciderTests: XCTestCase {
             sent.append(decision)
         }
         XCTAssertEqual(sent, [.toVirtualPort(Decided(mode: .cooperative, aidSlot: 2, virtualPort: 20018))])
+    }
+
+    /// UDP datagrams a program sends while its flow is negotiated are held behind the first
+    /// and follow it in order (at most `followerLimit`); a TCP SYN sent again is dropped.
+    func testLaterDatagramsWaitForTheNegotiationAndFollowTheFirst() throws {
+        let local = IPAddress(198, 18, 0, 1), remote = IPAddress(198, 18, 8, 1)
+        clients.register(transport: .udp, address: local, port: 41000, aid: "acme", now: 1000)
+        let datagram = try bytes(from: local, 41000, to: remote, 5353, transport: .udp)
+        for id in 1...UInt32(PacketDecider.followerLimit + 2) {
+            XCTAssertEqual(decide(datagram, .leaving(viaLoopback: false), id: id), id <= PacketDecider.followerLimit + 1 ? .hold : .drop)
+        }
+        XCTAssertEqual(decider.counters[.retransmittedWhileNegotiating], 1)
+        let negotiations = decider.takeNegotiations()
+        XCTAssertEqual(negotiations.count, 1, "one negotiation for the flow")
+        var sent: [(UInt32, Decision)] = []
+        decider.complete(negotiations[0].key, virtualPort: 20117, peer: "198.18.8.1", now: 1000) { id, _, _, decision in
+            sent.append((id, decision))
+        }
+        XCTAssertEqual(sent.map(\.0), Array(1...UInt32(PacketDecider.followerLimit + 1)), "in the order they came")
+        XCTAssertTrue(sent.allSatisfy { $0.1 == .toVirtualPort(Decided(mode: .cooperative, aidSlot: 1, virtualPort: 20117)) })
+        let flow = try XCTUnwrap(decider.store.withLock { $0.snapshot() }.first)
+        XCTAssertEqual(flow.counters.packetsToServer, UInt64(PacketDecider.followerLimit + 1))
+        XCTAssertFalse(decider.holdsConnections)
+
+        // Refused: the first gets the refusal (an ICMP error), the rest are dropped.
+        clients.register(transport: .udp, address: local, port: 41001, aid: "acme", now: 1000)
+        let other = try bytes(from: local, 41001, to: remote, 5353, transport: .udp)
+        XCTAssertEqual(decide(other, .leaving(viaLoopback: false), id: 100), .hold)
+        XCTAssertEqual(decide(other, .leaving(viaLoopback: false), id: 101), .hold)
+        var refused: [(UInt32, Decision)] = []
+        decider.complete(decider.takeNegotiations()[0].key, virtualPort: nil, peer: "198.18.8.1", now: 1000) { id, _, _, decision in
+            refused.append((id, decision))
+        }
+        XCTAssertEqual(refused.map(\.0), [100, 101])
+        XCTAssertEqual(refused.map(\.1), [.refuse, .drop])
+
+        // TCP: a SYN sent again while negotiating is dropped (TCP retransmits it later).
+        clients.register(transport: .tcp, address: local, port: 41002, aid: "acme", now: 1000)
+        let syn = try bytes(from: local, 41002, to: remote, 9000, flags: [.syn])
+        XCTAssertEqual(decide(syn, .leaving(viaLoopback: false), id: 200), .hold)
+        XCTAssertEqual(decide(syn, .leaving(viaLoopback: false), id: 201), .drop)
+        XCTAssertEqual(decider.counters[.retransmittedWhileNegotiating], 2)
     }
 
     func testLocalClientReachesTheInstanceOfItsOwnAID() throws {

@@ -16,7 +16,7 @@ final class CooperativeTests: XCTestCase {
 
     static let serverConfiguration = """
         virtual-ports: 20000-20999
-        ports: [9000]
+        ports: [9000, 5353/udp, 5353]
         \(applications)
         cooperative:
           listen: [198.18.0.1:9901, "[2001:db8::1]:9901"]
@@ -26,7 +26,7 @@ final class CooperativeTests: XCTestCase {
         """
     static let clientConfiguration = """
         virtual-ports: 21000-21999
-        ports: [9000]
+        ports: [9000, 5353/udp, 5353]
         \(applications)
         cooperative:
           timeout: 3s   # generous: CI machines are loaded; a NAK or a closed port answers at once anyway
@@ -180,6 +180,53 @@ final class CooperativeTests: XCTestCase {
     /// The client ports of the main test's connections: they name what each instance stored.
     private static func sourcePort(_ aid: String, _ family: Family) -> UInt16 {
         (aid == "acme" ? 41000 : 42000) + (family == .ipv4 ? 4 : 6)
+    }
+
+    /// UDP, negotiated: dnsmasq copies of acme and globex on the server host, and programs
+    /// under `vpm exec` on the client host querying them over each family from a connected
+    /// socket, 32 queries at a time: every answer from the program's own AID, none lost (the
+    /// datagrams sent while the flow is negotiated wait behind the first). (An unconnected
+    /// socket's sendto is not registered yet: docs/exec.md.)
+    func testUDPProgramsReachTheirOwnAIDsInstanceOverEachFamily() throws {
+        try withEngines("coop-udp") { hosts in
+            let lab = hosts.lab, directory = hosts.directory
+            for aid in ["acme", "globex"] {
+                _ = try hosts.server.exec(aid, UDPServers.dnsmasq(port: 5353, text: aid, directory: directory), log: "\(aid)-dnsmasq.log")
+            }
+            try NetworkLab.poll("both dnsmasq copies to register", timeout: 20) {
+                ((try? JSONDecoder().decode([AppRecord].self, from: Data(hosts.server.apps(json: true).standardOutput.utf8))) ?? [])
+                    .filter { $0.initialPort == 5353 }.count == 4
+            }
+            let apps = try JSONDecoder().decode([AppRecord].self, from: Data(hosts.server.apps(json: true).standardOutput.utf8))
+            for app in apps where app.initialPort == 5353 {
+                try lab.waitForListener(lab.server, port: app.virtualPort, udp: app.transport == "udp", sockets: 2)
+            }
+            let script = "\(directory)/dns-load.py"
+            try UDPServers.dnsLoadScript.write(toFile: script, atomically: true, encoding: .utf8)
+            let count = 2_000
+            for aid in ["acme", "globex"] {
+                for family in Family.allCases {
+                    for connect in [true] {
+                        let how = "\(aid) over \(family), \(connect ? "connected" : "sendto")"
+                        let output = try hosts.client.execAndWait(aid, ["python3", script, lab.server.address(family), "5353", "\(count)"]
+                                                                  + (connect ? ["connect"] : []), timeout: 120)
+                        XCTAssertEqual(output.status, 0, "\(how): \(output.standardOutput) \(output.standardError)")
+                        guard output.status == 0 else { continue }
+                        let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
+                        XCTAssertEqual(result.answers, [aid: count], how)
+                        XCTAssertEqual(result.retried, 0, how)
+                    }
+                }
+            }
+            // A program whose AID has no instance: refused at once.
+            for family in Family.allCases {
+                let refused = try hosts.client.execAndWait("initech", ["python3", script, lab.server.address(family), "5353", "1", "connect"])
+                XCTAssertEqual(refused.status, 2, "\(family): \(refused.standardOutput) \(refused.standardError)")
+            }
+            let flows = try flows(hosts.client).filter { $0.transport == "udp" }
+            XCTAssertTrue(flows.allSatisfy { $0.mode == "cooperative" }, "\(flows)")
+            XCTAssertEqual(Set(flows.map(\.aid)), ["acme", "globex"], "\(flows)")
+        }
     }
 
     func testAIDWithoutInstanceIsRefusedAtOnce() throws {
