@@ -383,6 +383,56 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
+    /// Local mode, UDP: two dnsmasq copies on one host, and programs under `vpm exec` on the
+    /// same host querying 127.0.0.1, ::1 and the host's addresses from connected sockets:
+    /// each hears only its own AID's copy; a program of an AID without one is refused.
+    func testLocalModeUDPOverEachFamily() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("local-udp"))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("local-udp")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
+            virtual-ports: 20000-20999
+            ports: [5353/udp, 5353]
+            \(Self.applications)
+            cooperative: {local: true}
+            """)
+        try engine.start()
+        defer { _ = engine.stop() }
+        for aid in ["acme", "globex"] {
+            _ = try engine.exec(aid, UDPServers.dnsmasq(port: 5353, text: aid, directory: directory), log: "\(aid)-dnsmasq.log")
+        }
+        var apps: [AppRecord] = []
+        try NetworkLab.poll("both dnsmasq copies to register", timeout: 20) {
+            apps = (try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []
+            return apps.count == 4
+        }
+        for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort, udp: app.transport == "udp", sockets: 2) }
+        let script = "\(directory)/dns-load.py"
+        try UDPServers.dnsLoadScript.write(toFile: script, atomically: true, encoding: .utf8)
+        let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
+        for address in addresses {
+            for aid in ["acme", "globex"] {
+                let output = try engine.execAndWait(aid, ["python3", script, address, "5353", "1000", "connect"], timeout: 60)
+                XCTAssertEqual(output.status, 0, "\(aid) via \(address): \(output.standardError)")
+                guard output.status == 0 else { continue }
+                let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
+                XCTAssertEqual(result.answers, [aid: 1000], "\(aid) via \(address)")
+                XCTAssertEqual(result.retried, 0, "\(aid) via \(address)")
+            }
+        }
+        for address in ["127.0.0.1", "::1"] {
+            let refused = try engine.execAndWait("initech", ["python3", script, address, "5353", "1", "connect"])
+            XCTAssertEqual(refused.status, 2, "\(address): \(refused.standardOutput) \(refused.standardError)")
+        }
+        let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
+            .filter { $0.transport == "udp" && $0.mode == "local" }
+        // Each load: its warm-up socket and its own.
+        XCTAssertEqual(flows.count, 2 * 2 * addresses.count, "\(flows)")
+        XCTAssertEqual(Set(flows.map(\.server)), Set(addresses))
+    }
+
     /// Local mode over loopback and the host's own address, in each family.
     func testLocalModeOverLoopbackAndTheHostsOwnAddress() throws {
         try Privileged.requireRoot()
