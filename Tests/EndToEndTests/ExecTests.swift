@@ -19,6 +19,9 @@ final class ExecTests: XCTestCase {
           - {from: 198.18.1.0/24, aid: acme}
           - {from: 198.18.2.0/24, aid: globex}
           - {from: 198.18.3.0/24, aid: initech}
+          - {from: 2001:db8:0:1::/64, aid: acme}
+          - {from: 2001:db8:0:2::/64, aid: globex}
+          - {from: 2001:db8:0:3::/64, aid: initech}
         \(allocation)
         """
     }
@@ -84,13 +87,17 @@ final class ExecTests: XCTestCase {
             XCTAssertTrue(apps.allSatisfy { $0.processes.first?.command.contains("nginx") ?? false }, "\(apps)")
             for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort) }
 
+            // nginx listens on both families (`listen 9000; listen [::]:9000;`): one virtual port.
             for (index, aid) in ["acme", "globex"].enumerated() {
                 let client = lab.clients[index]
-                let page = try lab.checked(client, ["curl", "-sS", "--max-time", "10", "http://\(lab.server.address):9000/"])
-                XCTAssertEqual(page.standardOutput, "served by \(aid)\n", "\(client.address) reached the wrong copy")
-                let download = "\(setup.directory)/\(aid).download"
-                try lab.checked(client, ["curl", "-sS", "--max-time", "30", "-o", download, "http://\(lab.server.address):9000/big.bin"])
-                XCTAssertEqual(try NetworkLab.sha256(download), try NetworkLab.sha256("\(roots[index])/www/big.bin"))
+                for family in NetworkLab.AddressFamily.allCases {
+                    let url = "http://\(NetworkLab.endpoint(lab.server.address(family), 9000))"
+                    let page = try lab.checked(client, ["curl", "-sS", "--max-time", "10", "\(url)/"])
+                    XCTAssertEqual(page.standardOutput, "served by \(aid)\n", "\(client.address(family)) reached the wrong copy")
+                    let download = "\(setup.directory)/\(aid).\(family).download"
+                    try lab.checked(client, ["curl", "-sS", "--max-time", "30", "-o", download, "\(url)/big.bin"])
+                    XCTAssertEqual(try NetworkLab.sha256(download), try NetworkLab.sha256("\(roots[index])/www/big.bin"))
+                }
             }
             // nginx's own log: the port it served on, from getsockname() of the accepted socket.
             for aid in ["acme", "globex"] {
@@ -204,7 +211,7 @@ final class ExecTests: XCTestCase {
 
     func testEngineRestartKeepsInstances() throws {
         try withEngine("restart") { setup in
-            _ = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            _ = try setup.exec("acme", ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
             let port = try XCTUnwrap(setup.apps().first?.virtualPort)
             XCTAssertEqual(setup.engine.stop(), 0)
@@ -480,22 +487,30 @@ final class ExecTests: XCTestCase {
     func testNobodyDialsAVirtualPortDirectly() throws {
         try withEngine("direct") { setup in
             let lab = setup.lab
-            _ = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            _ = try setup.exec("acme", ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
             let port = try XCTUnwrap(setup.apps().first?.virtualPort)
             try lab.waitForListener(lab.server, port: port)
-            // Through the initial port, acme's client gets acme: the instance works.
-            XCTAssertEqual(try lab.checked(lab.clients[0], ["socat", "-T", "3", "STDIO", "TCP:\(lab.server.address):9000"]).standardOutput, "acme\n")
-            // A client of another AID (and acme's own) dialing the virtual port: nothing.
-            for client in lab.clients.prefix(2) {
-                let direct = try lab.run(client, ["socat", "-T", "2", "STDIO", "TCP:\(lab.server.address):\(port),connect-timeout=2"])
-                XCTAssertNotEqual(direct.status, 0, "\(client.address) reached the virtual port directly")
-                XCTAssertFalse(direct.standardOutput.contains("acme"))
+            // Through the initial port, acme's client gets acme over each family: the instance works.
+            for family in NetworkLab.AddressFamily.allCases {
+                XCTAssertEqual(try lab.checked(lab.clients[0], ["socat", "-T", "3", "STDIO",
+                                                                "TCP:\(NetworkLab.endpoint(lab.server.address(family), 9000))"]).standardOutput, "acme\n")
             }
-            // A local program, unprivileged or root, over loopback or the host's own address: refused.
+            // A client of another AID (and acme's own) dialing the virtual port, either family: nothing.
+            for client in lab.clients.prefix(2) {
+                for family in NetworkLab.AddressFamily.allCases {
+                    let target = NetworkLab.endpoint(lab.server.address(family), port)
+                    let direct = try lab.run(client, ["socat", "-T", "2", "STDIO", "TCP:\(target),connect-timeout=2"])
+                    XCTAssertNotEqual(direct.status, 0, "\(client.address(family)) reached the virtual port directly")
+                    XCTAssertFalse(direct.standardOutput.contains("acme"))
+                }
+            }
+            // A local program, unprivileged or root, over loopback or the host's own address,
+            // either family: refused.
             for user in [Self.asUser(64003, groups: []), []] {
-                for address in ["127.0.0.1", lab.server.address] {
-                    let local = try lab.run(lab.server, user + ["socat", "-T", "2", "STDIO", "TCP:\(address):\(port),connect-timeout=2"])
+                for address in ["127.0.0.1", lab.server.address, "::1", lab.server.address6] {
+                    let target = NetworkLab.endpoint(address, port)
+                    let local = try lab.run(lab.server, user + ["socat", "-T", "2", "STDIO", "TCP:\(target),connect-timeout=2"])
                     XCTAssertNotEqual(local.status, 0, "\(user) reached \(address):\(port)")
                     XCTAssertFalse(local.standardOutput.contains("acme"))
                     XCTAssertTrue(local.standardError.contains("Connection refused"), "refused at once: \(local.standardError)")
