@@ -38,12 +38,13 @@ final class RestartTests: XCTestCase {
         Thread.sleep(forTimeInterval: 1.5)  // the userspace datapath saves each second in which flows came
     }
 
-    func restartMidTransfer(_ tag: String, arguments: [String], restart: (EngineRun) throws -> Void) throws {
+    func restartMidTransfer(_ tag: String, arguments: [String], family: NetworkLab.AddressFamily,
+                            restart: (EngineRun) throws -> Void) throws {
         try Privileged.withAcmeEngine(tag, engineArguments: arguments) { lab, engine, directory in
             let upload = "\(directory)/upload", received = "\(directory)/received"
             try NetworkLab.makeRandomFile(upload, count: 200 << 20)
             try Self.pacedSender.write(toFile: "\(directory)/sender.py", atomically: true, encoding: .utf8)
-            let sending = try lab.spawn(lab.clients[0], ["python3", "\(directory)/sender.py", lab.server.address, "9000", upload],
+            let sending = try lab.spawn(lab.clients[0], ["python3", "\(directory)/sender.py", lab.server.address(family), "9000", upload],
                                         log: "\(directory)/sender.log")
             try Self.waitForTransferUnderway(received, bytes: 1 << 20)
             try restart(engine)
@@ -52,7 +53,7 @@ final class RestartTests: XCTestCase {
                 XCTAssertTrue(engine.log.contains("flows restored from the last engine"), engine.log)
             }
             let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
-            XCTAssertTrue(flows.contains { $0.client == lab.clients[0].address && $0.aid == "acme" }, "the restarted engine lists the flow: \(flows)")
+            XCTAssertTrue(flows.contains { $0.client == lab.clients[0].address(family) && $0.aid == "acme" }, "the restarted engine lists the flow: \(flows)")
             try NetworkLab.poll("the transfer to finish", timeout: 120) { !sending.isRunning }
             XCTAssertEqual(sending.terminationStatus, 0, (try? String(contentsOfFile: "\(directory)/sender.log", encoding: .utf8)) ?? "")
             try NetworkLab.poll("the upload to arrive whole", timeout: 30) {
@@ -61,12 +62,13 @@ final class RestartTests: XCTestCase {
         }
     }
 
+    /// Over IPv6 (the other test: IPv4).
     func testAKilledEngineIsRestartedMidTransfer() throws {
-        try restartMidTransfer("restart-kill", arguments: []) { $0.kill() }
+        try restartMidTransfer("restart-kill", arguments: [], family: .ipv6) { $0.kill() }
     }
 
     func testAnEngineStoppedWithKeepConnectionsIsRestartedMidTransfer() throws {
-        try restartMidTransfer("restart-keep", arguments: ["--keep-connections"]) { engine in
+        try restartMidTransfer("restart-keep", arguments: ["--keep-connections"], family: .ipv4) { engine in
             XCTAssertEqual(engine.stop(), 0)
             XCTAssertTrue(engine.log.contains("--keep-connections"), engine.log)
         }

@@ -3,8 +3,9 @@ public import NetworkLab
 import XCTest
 
 extension Privileged {
-    /// One tenant, one instance: acme's clients come from 198.18.1.0/24, its instance (socat,
-    /// writing what it receives to DIRECTORY/received) listens on virtual port 20017.
+    /// One tenant, one instance: acme's clients come from 198.18.1.0/24 and 2001:db8:0:1::/64,
+    /// its instance (socat, writing what it receives to DIRECTORY/received) listens on virtual
+    /// port 20017, both families.
     public static let acmeConfiguration = """
         virtual-ports: 20000-20999
         ports: [9000]
@@ -13,6 +14,7 @@ extension Privileged {
             instances: {9000: 20017}
         sources:
           - {from: 198.18.1.0/24, aid: acme}
+          - {from: 2001:db8:0:1::/64, aid: acme}
 
         """
 
@@ -33,7 +35,7 @@ extension Privileged {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let engine = try engine(lab: lab, vpmExecutable: try vpmExecutable(), directory: directory,
                                 configuration: acmeConfiguration + extraConfiguration)
-        _ = try lab.spawn(lab.server, ["socat", "-u", "TCP-LISTEN:20017,reuseaddr", "CREATE:\(directory)/received"],
+        _ = try lab.spawn(lab.server, ["socat", "-u", "TCP6-LISTEN:20017,ipv6only=0,reuseaddr", "CREATE:\(directory)/received"],
                           log: "\(directory)/instance.log")
         try lab.waitForListener(lab.server, port: 20017)
         try beforeStart(lab, engine, directory)
