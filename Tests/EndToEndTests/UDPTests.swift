@@ -126,26 +126,28 @@ final class UDPTests: XCTestCase {
         }
     }
 
-    /// An 8 KB datagram crosses the 1500-byte veth as fragments, in each family, and arrives
-    /// whole at the instance of the sender's AID: the instance answers with its AID and the
-    /// datagram's sha256.
+    /// An 8 KB datagram crosses the 1500-byte veth as fragments, in each family, arrives
+    /// whole at the instance of the sender's AID, and its 8 KB answer comes back the same
+    /// way: acme's instance echoes the datagram (cat), globex's swaps each pair of bytes (dd
+    /// conv=swab), so the answer says both that the datagram arrived whole and who answered.
     func testDatagramsLargerThanTheMTUArriveWholeAtTheRightInstance() throws {
         try withEngine("udp-frag") { lab, engine, directory in
-            for aid in ["acme", "globex"] {
-                _ = try engine.exec(aid, ["socat", "-b", "65536", "UDP6-RECVFROM:7000,ipv6only=0,fork",
-                                          "SYSTEM:sha256sum | sed s/-/\(aid)/"], log: "\(aid)-hash.log")
+            for (aid, filter) in [("acme", "cat"), ("globex", "dd bs=65536 count=1 conv=swab status=none")] {
+                _ = try engine.exec(aid, ["socat", "-b", "65536", "UDP6-RECVFROM:7000,ipv6only=0,fork", "SYSTEM:\(filter)"],
+                                    log: "\(aid)-echo.log")
             }
             let apps = try waitForInstances(engine, count: 2)
-            for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort, udp: app.transport == "udp") }
+            for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort, udp: true) }
             let sender = """
-                import hashlib, os, socket, sys
+                import os, socket, sys
                 server = sys.argv[1]
                 s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
                 s.settimeout(5)
                 data = os.urandom(8192)
                 s.sendto(data, (server, 7000))
-                answer = s.recv(200).decode().split()
-                print(answer[1], answer[0] == hashlib.sha256(data).hexdigest())
+                answer = s.recv(65536)
+                swapped = bytes(data[i ^ 1] for i in range(len(data)))
+                print("acme" if answer == data else "globex" if answer == swapped else "garbled %d" % len(answer))
                 """
             try sender.write(toFile: "\(directory)/send-large.py", atomically: true, encoding: .utf8)
             // Datagrams the senders' kernels cut into fragments, by family.
@@ -157,12 +159,14 @@ final class UDPTests: XCTestCase {
             for (index, (_, aid)) in Self.clients.enumerated() where !aid.isEmpty {
                 for family in Family.allCases {
                     let client = lab.clients[index]
-                    let before = try fragmented(client)
+                    let (clientBefore, serverBefore) = (try fragmented(client), try fragmented(lab.server))
                     let output = try lab.checked(client, ["python3", "\(directory)/send-large.py", lab.server.address(family)], timeout: 30)
-                    XCTAssertEqual(output.standardOutput, "\(aid) True\n", "\(client.address(family))")
-                    let after = try fragmented(client)
-                    XCTAssertEqual(family == .ipv4 ? after.0 - before.0 : after.1 - before.1, 1,
-                                   "\(client.address(family)): the datagram was not sent as fragments")
+                    XCTAssertEqual(output.standardOutput, "\(aid)\n", "\(client.address(family))")
+                    let (clientAfter, serverAfter) = (try fragmented(client), try fragmented(lab.server))
+                    let sent = family == .ipv4 ? clientAfter.0 - clientBefore.0 : clientAfter.1 - clientBefore.1
+                    let answered = family == .ipv4 ? serverAfter.0 - serverBefore.0 : serverAfter.1 - serverBefore.1
+                    XCTAssertEqual(sent, 1, "\(client.address(family)): the datagram was not sent as fragments")
+                    XCTAssertEqual(answered, 1, "\(client.address(family)): the answer was not sent as fragments")
                 }
             }
         }
