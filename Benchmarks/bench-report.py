@@ -18,8 +18,10 @@ from collections import defaultdict
 METRICS = [
     ("bulk1_gbps", "bulk, 1 stream", "Gbit/s", "higher", "kernel-nat"),
     ("bulk4_gbps", "bulk, 4 streams", "Gbit/s", "higher", "kernel-nat"),
+    ("bulk1_v6_gbps", "bulk IPv6, 1 stream", "Gbit/s", "higher", "kernel-nat"),
     ("pingpong_median_us", "ping-pong RTT median", "us", "lower", "kernel-nat"),
     ("pingpong_p99_us", "ping-pong RTT p99", "us", "lower", "kernel-nat"),
+    ("udp_pingpong_median_us", "UDP request/response RTT median", "us", "lower", "kernel-nat"),
     ("connections_per_s", "new connections", "/s", "higher", "kernel-nat"),
     ("connection_errors", "  wrk errors", "", "lower", None),
     ("bulk1_process_cpu_s_per_gbit", "process CPU, 1 stream", "s/Gbit", "lower", "haproxy"),

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make bench: vpm side by side with kernel NAT and haproxy, same run, same topology.
 #
-# Two throwaway namespaces joined by a veth pair: a client (198.18.0.2) and a server
-# (198.18.0.1). The client always dials an initial port; the same real servers listen on
-# virtual ports behind it:
-#   9000 -> 20017  iperf3   bulk TCP throughput, 1 stream and 4 streams
-#   9001 -> 20018  sockperf TCP ping-pong, median and p99 round trip
-#   9002 -> 20019  nginx    new connections per second (wrk, Connection: close)
+# Two throwaway namespaces joined by a veth pair: a client (198.18.0.2, 2001:db8::2) and a
+# server (198.18.0.1, 2001:db8::1). The client always dials an initial port; the same real
+# servers listen on virtual ports behind it:
+#   9000 -> 20017      iperf3   bulk TCP throughput, 1 stream and 4 streams; 1 stream over IPv6
+#   9001 -> 20018      sockperf TCP ping-pong, median and p99 round trip
+#   9002 -> 20019      nginx    new connections per second (wrk, Connection: close)
+#   9003/udp -> 20020  sockperf UDP request/response, median round trip (not haproxy: it
+#                      carries TCP only)
 # Paths: kernel-nat (iptables REDIRECT, nat PREROUTING), haproxy (mode tcp), vpm (the
 # engine as `vpm run` starts it: the kernel datapath, where the engine decides each SYN and
 # nft NAT carries the connection; the bench fails if it fell back), vpm-userspace (every
@@ -127,6 +129,8 @@ make_hosts() {
   ip link add "vb$$s" netns "$server" type veth peer name "vb$$c" netns "$client"
   in_server ip addr add 198.18.0.1/24 dev "vb$$s"
   in_client ip addr add 198.18.0.2/24 dev "vb$$c"
+  in_server ip addr add 2001:db8::1/64 dev "vb$$s" nodad
+  in_client ip addr add 2001:db8::2/64 dev "vb$$c" nodad
   in_server ip link set lo up
   in_client ip link set lo up
   in_server ip link set "vb$$s" up
@@ -174,9 +178,13 @@ EOF
   pids+=($!)
   ip netns exec "$server" taskset -c 0 sockperf sr --tcp -i 0.0.0.0 -p 20018 >"$work/sockperf-server.log" 2>&1 &
   pids+=($!)
+  ip netns exec "$server" taskset -c 0 sockperf sr -i 0.0.0.0 -p 20020 >"$work/sockperf-udp-server.log" 2>&1 &
+  pids+=($!)
   ip netns exec "$server" nginx -c "$work/nginx.conf" >"$work/nginx.log" 2>&1 &
   pids+=($!)
   wait_listening 20017 20018 20019
+  for _ in $(seq 100); do in_server ss -Hlun "sport = :20020" | grep -q . && break; sleep 0.05; done
+  in_server ss -Hlun "sport = :20020" | grep -q . || { echo "bench: nothing listens on 20020/udp" >&2; return 1; }
 }
 
 # The path under test; sets path_pid to the userspace process that carries it (if any).
@@ -188,6 +196,8 @@ start_path() { # path
       in_server iptables -w -t nat -A PREROUTING -p tcp --dport 9000 -j REDIRECT --to-ports 20017
       in_server iptables -w -t nat -A PREROUTING -p tcp --dport 9001 -j REDIRECT --to-ports 20018
       in_server iptables -w -t nat -A PREROUTING -p tcp --dport 9002 -j REDIRECT --to-ports 20019
+      in_server iptables -w -t nat -A PREROUTING -p udp --dport 9003 -j REDIRECT --to-ports 20020
+      in_server ip6tables -w -t nat -A PREROUTING -p tcp --dport 9000 -j REDIRECT --to-ports 20017
       ;;
     haproxy)
       cat >"$work/haproxy.cfg" <<EOF
@@ -200,6 +210,7 @@ defaults
   timeout server 60s
 listen bulk
   bind 198.18.0.1:9000
+  bind [2001:db8::1]:9000
   server iperf3 127.0.0.1:20017
 listen pingpong
   bind 198.18.0.1:9001
@@ -217,15 +228,18 @@ EOF
       cat >"$work/vpm.yaml" <<EOF
 queue: 0
 virtual-ports: 20000-20999
-ports: [9000, 9001, 9002]
+ports: [9000, 9001, 9002, 9003/udp]
 applications:
   bench:
     instances:
       9000: 20017
       9001: 20018
       9002: 20019
+      9003/udp: 20020
 sources:
   - from: 198.18.0.2
+    aid: bench
+  - from: 2001:db8::2
     aid: bench
 EOF
       local options=()  # vpm: no option, as an operator would start it
@@ -271,15 +285,15 @@ stop_profile() {
   perf_pid=""
 }
 
-measure_bulk() { # path round streams
-  local path=$1 round=$2 streams=$3 before_process before_machine json
+measure_bulk() { # path round streams [address key-suffix]
+  local path=$1 round=$2 streams=$3 address=${4:-198.18.0.1} suffix=${5:-} before_process before_machine json
   start_profile "$path" "bulk$streams-round$round"
   local before_server
   before_process=$(process_ticks "$path_pid")
   before_server=$(process_ticks "$iperf3_server_pid")
   before_machine=$(machine_ticks)
   # `times` in the subshell: the CPU time of the iperf3 client it waited for.
-  ( in_client timeout $((duration + 20)) iperf3 -c 198.18.0.1 -p 9000 -t "$duration" -O 1 \
+  ( in_client timeout $((duration + 20)) iperf3 -c "$address" -p 9000 -t "$duration" -O 1 \
       -P "$streams" --connect-timeout 3000 -J >"$work/iperf3.json" || exit 1
     times >"$work/iperf3-client.times"
   ) || { echo "bench: iperf3 failed on $path" >&2; cat "$work/iperf3.json" >&2; return 1; }
@@ -293,7 +307,8 @@ measure_bulk() { # path round streams
   local fields
   fields=$(python3 -c 'import json,sys; e=json.load(sys.stdin)["end"]["sum_received"]; print(e["bits_per_second"], e["bytes"], e["seconds"])' <<<"$json")
   read -r bits bytes seconds <<<"$fields"
-  record "$path" "$round" "bulk${streams}_gbps" "$(python3 -c "print($bits / 1e9)")"
+  record "$path" "$round" "bulk${streams}${suffix}_gbps" "$(python3 -c "print($bits / 1e9)")"
+  [ -z "$suffix" ] || return 0  # CPU per gigabit: IPv4 only
   # CPU seconds per gigabit moved, over the whole iperf3 run (the omitted first second included).
   local ticks; ticks=$(getconf CLK_TCK)
   local total_seconds=$((duration + 1))
@@ -324,6 +339,21 @@ measure_ping_pong() { # path round
   record "$1" "$2" pingpong_p99_us "$(awk '/percentile 99.000/ {print $NF}' <<<"$output")"
 }
 
+# UDP request/response: sockperf's UDP ping-pong, pinned as the TCP one is. haproxy carries
+# TCP only: nothing to measure there.
+measure_udp() { # path round
+  [ "$1" = haproxy ] && return 0
+  local output all_cpus
+  all_cpus=0-$(( $(nproc) - 1 ))
+  [ -n "$path_pid" ] && taskset -a -p -c 0 "$path_pid" >/dev/null
+  start_profile "$1" "udp-round$2"
+  output=$(in_client taskset -c 0 timeout $((duration + 20)) sockperf pp -i 198.18.0.1 -p 9003 -t "$duration" -m 64 --full-rtt 2>&1) \
+    || { echo "bench: sockperf (UDP) failed on $1" >&2; echo "$output" >&2; return 1; }
+  stop_profile
+  [ -n "$path_pid" ] && taskset -a -p -c "$all_cpus" "$path_pid" >/dev/null
+  record "$1" "$2" udp_pingpong_median_us "$(awk '/percentile 50.000/ {print $NF}' <<<"$output")"
+}
+
 measure_connections() { # path round
   local output
   start_profile "$1" "connections-round$2"
@@ -343,7 +373,9 @@ run_path() { # path round
   start_path "$path"
   measure_bulk "$path" "$round" 1
   measure_bulk "$path" "$round" 4
+  measure_bulk "$path" "$round" 1 2001:db8::1 _v6
   measure_ping_pong "$path" "$round"
+  measure_udp "$path" "$round"
   measure_connections "$path" "$round"
   if [ "${path#vpm}" != "$path" ]; then
     "$VPM_BINARY" stats --json --socket "$work/vpm.sock" >"$work/stats-$path-$round.json" 2>/dev/null || true
