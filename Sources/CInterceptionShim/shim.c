@@ -30,7 +30,12 @@
 #define __X32_SYSCALL_BIT 0x40000000
 #endif
 
-static int install_filter(void) {
+/* intercept_sendto: also hand over sendto() calls that name a destination (an unconnected
+ * UDP socket's; a connected socket's send() and sendto(..., NULL, 0) stay untouched). */
+static int install_filter(int intercept_sendto) {
+    /* A number no system call has: the sendto test below then never matches. */
+    const unsigned int sendto_number = intercept_sendto ? (unsigned int)__NR_sendto : 0xFFFFFFFFu;
+    const unsigned int destination = offsetof(struct seccomp_data, args) + 4 * sizeof(__u64);
     struct sock_filter program[] = {
         /* Another syscall ABI (i386 int 0x80, x32) would bypass the numbers below: refuse it. */
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
@@ -41,10 +46,17 @@ static int install_filter(void) {
         BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
 #endif
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 3, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockname, 1, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 2, 1),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 8, 0),            /* -> notify */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 7, 0),         /* -> notify */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockname, 6, 0),     /* -> notify */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 7, 0),  /* -> ENOSYS */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, sendto_number, 0, 5),        /* else -> allow */
+        /* sendto's fifth argument, the destination, in two 32-bit halves (little-endian):
+         * NULL -> allow, anything else -> notify. */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, destination),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 2),
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, destination + 4),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         /* io_uring can bind and connect without these syscalls: programs fall back. */
@@ -61,7 +73,8 @@ static int install_filter(void) {
 }
 
 /* Child side: only async-signal-safe calls between fork and execve. */
-static void child(int channel, pid_t parent, const char *path, char *const argv[], char *const envp[]) {
+static void child(int channel, pid_t parent, const char *path, char *const argv[], char *const envp[],
+                  int intercept_sendto) {
     const char *stage = "prepare";
     /* execve resets handlers and keeps ignored signals ignored (nohup); the mask it keeps,
      * so the program starts with none blocked. */
@@ -74,7 +87,7 @@ static void child(int channel, pid_t parent, const char *path, char *const argv[
     stage = "PR_SET_NO_NEW_PRIVS";
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
     stage = "seccomp";
-    int listener = install_filter();
+    int listener = install_filter(intercept_sendto);
     if (listener < 0) goto fail;
     stage = "passing the listener";
     char tag = 'L';
@@ -96,7 +109,7 @@ fail:;
 }
 
 pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const envp[],
-                            int *listener, const char **stage) {
+                            int intercept_sendto, int *listener, const char **stage) {
     static const char *const stages[] = { "prepare", "PR_SET_PDEATHSIG", "PR_SET_NO_NEW_PRIVS", "seccomp",
                                           "passing the listener", "execve" };
     int channel[2];
@@ -115,7 +128,7 @@ pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const en
     }
     if (pid == 0) {
         close(channel[0]);
-        child(channel[1], parent, path, argv, envp);
+        child(channel[1], parent, path, argv, envp, intercept_sendto);
     }
     close(channel[1]);
     /* First message: the listener ('L'), or a failure report ('E'). Then, after a successful

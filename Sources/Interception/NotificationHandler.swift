@@ -22,6 +22,16 @@ final class NotificationHandler: Sendable {
     /// Set once the first bind succeeded: until then no getsockname() needs an answer of ours.
     private let hasVirtualPorts = Atomic<Bool>(false)
     private let threadGroups = ThreadGroups()
+    /// sendto() registrations made, by socket and destination, with when (milliseconds of
+    /// uptime): a socket's later datagrams to the same destination go by without a trip to
+    /// the engine until the registration is due again.
+    private let sendtoRegistrations = Mutex<[SendtoKey: UInt64]>([:])
+
+    struct SendtoKey: Hashable {
+        var process: Int32
+        var localPort: UInt16
+        var remote: String
+    }
 
     struct VirtualPortKey: Hashable {
         var transport: TransportProtocol
@@ -54,6 +64,8 @@ final class NotificationHandler: Sendable {
             }
         case vpm_syscall_getsockname:
             getsockname(call)
+        case vpm_syscall_sendto:
+            sendto(call)
         default:
             answer(call, .continue)
         }
@@ -106,15 +118,24 @@ final class NotificationHandler: Sendable {
     private func connect(_ call: Call, _ socket: SendableSocket, _ remote: SocketAddress, _ transport: TransportProtocol) {
         defer { answer(call, .continue, closing: socket) }
         if transport == .tcp && socket.value.isConnecting { return }
+        _ = register(call, socket, remote, transport)
+    }
+
+    /// Tells the engine that the socket's local address:port belongs to this AID; returns
+    /// that address, or nil when it could not (said on standard error: the call goes on).
+    private func register(_ call: Call, _ socket: SendableSocket, _ remote: SocketAddress, _ transport: TransportProtocol) -> SocketAddress? {
+        let what = "the connection to \(remote)/\(transport.name) for AID \(settings.aid)"
         guard var local = socket.value.localAddress else {
-            return say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): the local address is not known")
+            say("vpm: cannot register \(what) (connecting anyway): the local address is not known")
+            return nil
         }
         if local.port == 0 {
             // Not bound yet: take an ephemeral port now, so the engine learns it before the
             // connection's first packet.
             let error = socket.value.bind(SocketAddress(local.family == .ipv4 ? IPAddress(ipv4: 0) : .any, port: 0, family: local.family))
             guard error == 0, let bound = socket.value.localAddress, bound.port != 0 else {
-                return say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): cannot take an ephemeral local port first")
+                say("vpm: cannot register \(what) (connecting anyway): cannot take an ephemeral local port first")
+                return nil
             }
             local = bound
         }
@@ -129,9 +150,44 @@ final class NotificationHandler: Sendable {
             let response = try ControlSocket.send(request, to: settings.socketPath, descriptor: socket.value.descriptor,
                                                   timeoutSeconds: 5)
             if let error = response.error { throw ControlError(error) }
-            if settings.debug { say("vpm: debug: pid \(call.pid) connect \(local) -> \(remote)/\(transport.name) registered (AID \(settings.aid))") }
+            if settings.debug { say("vpm: debug: pid \(call.pid) \(call.number == vpm_syscall_sendto ? "sendto" : "connect") \(local) -> \(remote)/\(transport.name) registered (AID \(settings.aid))") }
+            return local
         } catch {
-            say("vpm: cannot register the connection to \(remote)/\(transport.name) for AID \(settings.aid) (connecting anyway): \(error)")
+            say("vpm: cannot register \(what) (connecting anyway): \(error)")
+            return nil
+        }
+    }
+
+    // MARK: - sendto
+
+    /// An unconnected UDP socket's datagram to a multiplexed initial port (the filter
+    /// hands over only sendto() calls that name a destination, and only where UDP clients
+    /// are routed by AID): registered like a connect(), once per socket and destination
+    /// until the registration is due again; then the kernel sends it as asked.
+    private func sendto(_ call: Call) {
+        guard case .ours(let socket, let remote, let transport) = socketCall(call, addressArgument: 4), transport == .udp else {
+            return answer(call, .continue)
+        }
+        let now = DispatchTime.now().uptimeNanoseconds / 1_000_000
+        let process = InterceptedSocket.threadGroup(of: call.pid) ?? call.pid
+        if let local = socket.value.localAddress, local.port != 0 {
+            let key = SendtoKey(process: process, localPort: local.port, remote: "\(remote)")
+            let fresh = sendtoRegistrations.withLock { registrations in
+                registrations[key].map { now &- $0 < settings.sendtoRegistrationMilliseconds } ?? false
+            }
+            if fresh { return answer(call, .continue, closing: socket) }
+        }
+        Thread.detachNewThread { [self] in
+            // connect()'s registration: binds an ephemeral port first if needed, then tells
+            // the engine; the answer lets the call through.
+            let registered = register(call, socket, remote, transport)
+            if let local = registered {
+                sendtoRegistrations.withLock { registrations in
+                    if registrations.count >= 4096 { registrations.removeAll(keepingCapacity: true) }
+                    registrations[SendtoKey(process: process, localPort: local.port, remote: "\(remote)")] = now
+                }
+            }
+            answer(call, .continue, closing: socket)
         }
     }
 
@@ -175,8 +231,11 @@ final class NotificationHandler: Sendable {
 
     /// The socket and the IPv4/IPv6 address of a bind() or connect() to one of our initial
     /// ports; `.notOurs` when the call is not ours.
-    private func socketCall(_ call: Call) -> SocketCall {
-        let (number, pointer, length) = (Int32(truncatingIfNeeded: call.arguments.0), call.arguments.1, Int(truncatingIfNeeded: call.arguments.2))
+    private func socketCall(_ call: Call, addressArgument: Int = 1) -> SocketCall {
+        // bind and connect: (fd, address, length); sendto: (fd, buffer, length, flags, address, length).
+        let arguments = [call.arguments.0, call.arguments.1, call.arguments.2, call.arguments.3, call.arguments.4, call.arguments.5]
+        let (number, pointer, length) = (Int32(truncatingIfNeeded: arguments[0]), arguments[addressArgument],
+                                         Int(truncatingIfNeeded: arguments[addressArgument + 1]))
         // Shorter than an IPv4 address, or absurdly long: the kernel's EINVAL is the answer.
         guard length >= SocketAddress.minimumLength, length <= 128 else { return .notOurs }
         guard let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length) else {

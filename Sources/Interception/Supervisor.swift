@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// `vpm exec`'s supervisor: starts the program with a seccomp filter that hands its bind(),
-/// connect() and getsockname() calls to this process (SECCOMP_RET_USER_NOTIF), answers
+/// connect() and getsockname() calls (and, where UDP clients are routed by AID, sendto()
+/// calls naming a destination) to this process (SECCOMP_RET_USER_NOTIF), answers
 /// them, forwards signals to the program, and returns its exit status once the program and
 /// every process it left behind have exited. The filter is inherited by every child and
 /// survives execve, so forked workers, re-executed binaries and helper programs are all
@@ -26,7 +27,7 @@ public enum Supervisor {
         defer { for pointer in argv + envp { free(pointer) } }
         var listener: Int32 = -1
         var stage: UnsafePointer<CChar>?
-        let child = vpm_spawn_intercepted(path, argv, envp, &listener, &stage)
+        let child = vpm_spawn_intercepted(path, argv, envp, settings.registersSendto ? 1 : 0, &listener, &stage)
         guard child > 0 else {
             let code = errno
             let step = stage.map { String(cString: $0) } ?? "fork"

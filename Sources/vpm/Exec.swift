@@ -50,7 +50,7 @@ struct Exec: ParsableCommand {
         }
         // How long a bind waits for the engine's answer: a bind may wait for a free port.
         let wait = configuration.allocation.whenExhausted == .wait ? Int(configuration.allocation.waitTimeout) : 0
-        var settings = InterceptionSettings(aid: aid, initialPorts: configuration.initialPorts, socketPath: socket,
+        var settings = InterceptionSettings(aid: aid, configuration: configuration, socketPath: socket,
                                             answerTimeoutSeconds: wait + 5)
         let environment = ProcessInfo.processInfo.environment
         settings.debug = environment["VPM_DEBUG"].map { !$0.isEmpty && $0 != "0" } ?? false
