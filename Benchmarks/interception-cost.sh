@@ -5,6 +5,9 @@
 #   bind+listen on the initial port 9000 (under vpm exec: a round trip to the engine)
 #   getsockname on it (under vpm exec: answered by the supervisor with the initial port)
 #   connect to a port that is not multiplexed (under vpm exec: to the supervisor and back)
+#   sendto from an unconnected UDP socket to a port that is not multiplexed: under vpm exec
+#   with a configuration that routes no UDP client by AID (not intercepted), and with one
+#   that does (local mode and a UDP initial port: to the supervisor and back)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-exec: needs root (a namespace and an engine); run: sudo make bench-exec" >&2; exit 1; }
@@ -32,25 +35,34 @@ ports: [9000]
 applications:
   acme: {}
 YAML
+# The same engine, as a configuration with local mode and a UDP initial port describes it to
+# vpm exec: its sendto() calls that name a destination are intercepted.
+cat "$work/vpm.yaml" - > "$work/vpm-udp.yaml" <<YAML
+cooperative: {local: true}
+YAML
+sed -i 's/^ports: \[9000\]/ports: [9000, 5353\/udp]/' "$work/vpm-udp.yaml"
 ip netns exec "$namespace" "$VPM_BINARY" run --config "$work/vpm.yaml" --socket "$work/vpm.sock" >"$work/engine.log" 2>&1 &
 engine=$!
 for _ in $(seq 100); do [ -S "$work/vpm.sock" ] && break; sleep 0.1; done
 [ -S "$work/vpm.sock" ] || { cat "$work/engine.log"; echo "bench-exec: the engine did not start" >&2; exit 1; }
 
-run() {  # run plain|exec MODE N PORT -> median nanoseconds per call of 3 runs
+run() {  # run plain|exec|exec-udp MODE N PORT -> median nanoseconds per call of 3 runs
   local how=$1; shift
   local prefix=(ip netns exec "$namespace")
   [ "$how" = exec ] && prefix+=("$VPM_BINARY" exec --aid acme --config "$work/vpm.yaml" --socket "$work/vpm.sock" --)
+  [ "$how" = exec-udp ] && prefix+=("$VPM_BINARY" exec --aid acme --config "$work/vpm-udp.yaml" --socket "$work/vpm.sock" --)
   for _ in 1 2 3; do timeout 120 "${prefix[@]}" "$work/calls" "$@" | awk '{print $3}'; done | sort -n | sed -n 2p
 }
 
 printf '%-34s %12s %12s %8s\n' "call (per call)" "plain ns" "vpm exec ns" "ratio"
-for spec in "bind 2000 9000:bind+listen on the initial port" \
-            "getsockname 100000 9000:getsockname" \
-            "connect 5000 7000:connect to a port not multiplexed"; do
-  read -r mode count port <<<"${spec%%:*}"
+for spec in "exec bind 2000 9000:bind+listen on the initial port" \
+            "exec getsockname 100000 9000:getsockname" \
+            "exec connect 5000 7000:connect to a port not multiplexed" \
+            "exec sendto 100000 7000:sendto, UDP not routed by AID" \
+            "exec-udp sendto 20000 7000:sendto, UDP routed by AID"; do
+  read -r how mode count port <<<"${spec%%:*}"
   plain=$(run plain "$mode" "$count" "$port")
-  intercepted=$(run exec "$mode" "$count" "$port")
+  intercepted=$(run "$how" "$mode" "$count" "$port")
   ratio=$(awk -v a="$intercepted" -v b="$plain" 'BEGIN { printf "%.1f", a / b }')
   printf '%-34s %12s %12s %7sx\n' "${spec#*:}" "$plain" "$intercepted" "$ratio"
 done

@@ -4,6 +4,8 @@
  *   calls connect N PORT   N x (socket, connect 127.0.0.1:PORT, close) to a listener this
  *                          program starts on PORT (accepted and closed by a thread)
  *   calls getsockname N PORT  N x getsockname on a socket listening on PORT
+ *   calls sendto N PORT    N x sendto of 1 byte from one unconnected UDP socket to
+ *                          127.0.0.1:PORT (nothing listens: the datagrams are dropped)
  *
  * Prints "MODE N nanoseconds-per-call". Run once plain and once under vpm exec; with PORT
  * the initial port, bind goes to the engine; with another port, each call only costs the
@@ -40,7 +42,7 @@ static void *acceptor(void *argument) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 4) { fprintf(stderr, "usage: calls bind|connect|getsockname N PORT\n"); return 2; }
+    if (argc != 4) { fprintf(stderr, "usage: calls bind|connect|getsockname|sendto N PORT\n"); return 2; }
     const char *mode = argv[1];
     long count = atol(argv[2]);
     int port = atoi(argv[3]);
@@ -78,6 +80,14 @@ int main(int argc, char **argv) {
         }
         end = now();
         if (ntohs(a.sin_port) != port) { fprintf(stderr, "getsockname said %d, not %d\n", ntohs(a.sin_port), port); return 1; }
+    } else if (strcmp(mode, "sendto") == 0) {
+        int s = socket(AF_INET, SOCK_DGRAM, 0);
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        start = now();
+        for (long i = 0; i < count; i++) {
+            if (sendto(s, "x", 1, 0, (struct sockaddr *)&a, sizeof(a)) != 1) { perror("sendto"); return 1; }
+        }
+        end = now();
     } else {
         return 2;
     }
