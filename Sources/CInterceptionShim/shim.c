@@ -30,11 +30,13 @@
 #define __X32_SYSCALL_BIT 0x40000000
 #endif
 
-/* intercept_sendto: also hand over sendto() calls that name a destination (an unconnected
- * UDP socket's; a connected socket's send() and sendto(..., NULL, 0) stay untouched). */
-static int install_filter(int intercept_sendto) {
-    /* A number no system call has: the sendto test below then never matches. */
-    const unsigned int sendto_number = intercept_sendto ? (unsigned int)__NR_sendto : 0xFFFFFFFFu;
+/* intercept_sends: also hand over sendto() calls that name a destination (an unconnected
+ * UDP socket's; a connected socket's send() and sendto(..., NULL, 0) stay untouched) and
+ * every sendmsg() (its destination is inside struct msghdr, which the filter cannot read). */
+static int install_filter(int intercept_sends) {
+    /* A number no system call has: the send tests below then never match. */
+    const unsigned int sendto_number = intercept_sends ? (unsigned int)__NR_sendto : 0xFFFFFFFFu;
+    const unsigned int sendmsg_number = intercept_sends ? (unsigned int)__NR_sendmsg : 0xFFFFFFFFu;
     const unsigned int destination = offsetof(struct seccomp_data, args) + 4 * sizeof(__u64);
     struct sock_filter program[] = {
         /* Another syscall ABI (i386 int 0x80, x32) would bypass the numbers below: refuse it. */
@@ -46,10 +48,11 @@ static int install_filter(int intercept_sendto) {
         BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, __X32_SYSCALL_BIT, 0, 1),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
 #endif
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 8, 0),            /* -> notify */
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 7, 0),         /* -> notify */
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockname, 6, 0),     /* -> notify */
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 7, 0),  /* -> ENOSYS */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 9, 0),            /* -> notify */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_connect, 8, 0),         /* -> notify */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_getsockname, 7, 0),     /* -> notify */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 8, 0),  /* -> ENOSYS */
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, sendmsg_number, 5, 0),       /* -> notify */
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, sendto_number, 0, 5),        /* else -> allow */
         /* sendto's fifth argument, the destination, in two 32-bit halves (little-endian):
          * NULL -> allow, anything else -> notify. */
@@ -74,7 +77,7 @@ static int install_filter(int intercept_sendto) {
 
 /* Child side: only async-signal-safe calls between fork and execve. */
 static void child(int channel, pid_t parent, const char *path, char *const argv[], char *const envp[],
-                  int intercept_sendto) {
+                  int intercept_sends) {
     const char *stage = "prepare";
     /* execve resets handlers and keeps ignored signals ignored (nohup); the mask it keeps,
      * so the program starts with none blocked. */
@@ -87,11 +90,18 @@ static void child(int channel, pid_t parent, const char *path, char *const argv[
     stage = "PR_SET_NO_NEW_PRIVS";
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) goto fail;
     stage = "seccomp";
-    int listener = install_filter(intercept_sendto);
+    int listener = install_filter(intercept_sends);
     if (listener < 0) goto fail;
     stage = "passing the listener";
-    char tag = 'L';
-    if (vpm_send_with_descriptor(channel, &tag, 1, listener) != 1) goto fail;
+    /* The filter may hand sendmsg() to the listener's reader, who is the parent waiting for
+     * this very listener: no SCM_RIGHTS. The parent takes the descriptor with pidfd_getfd
+     * (it must, before execve closes it) and says so with one byte. */
+    char message[1 + sizeof(int)];
+    message[0] = 'L';
+    memcpy(message + 1, &listener, sizeof(int));
+    if (write(channel, message, sizeof(message)) != (ssize_t)sizeof(message)) goto fail;
+    char taken;
+    if (read(channel, &taken, 1) != 1) goto fail;
     close(listener);
     stage = "execve";
     execve(path, argv, envp);
@@ -109,7 +119,7 @@ fail:;
 }
 
 pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const envp[],
-                            int intercept_sendto, int *listener, const char **stage) {
+                            int intercept_sends, int *listener, const char **stage) {
     static const char *const stages[] = { "prepare", "PR_SET_PDEATHSIG", "PR_SET_NO_NEW_PRIVS", "seccomp",
                                           "passing the listener", "execve" };
     int channel[2];
@@ -128,7 +138,7 @@ pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const en
     }
     if (pid == 0) {
         close(channel[0]);
-        child(channel[1], parent, path, argv, envp, intercept_sendto);
+        child(channel[1], parent, path, argv, envp, intercept_sends);
     }
     close(channel[1]);
     /* First message: the listener ('L'), or a failure report ('E'). Then, after a successful
@@ -142,7 +152,17 @@ pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const en
         do { length = vpm_receive_with_descriptor(channel[0], report, sizeof(report), &descriptor); } while (length < 0 && errno == EINTR);
         if (length == 0) break;  /* execve succeeded */
         if (length < 0) { code = errno; failed = "reading the child's report"; break; }
-        if (report[0] == 'L' && descriptor >= 0) { *listener = descriptor; continue; }
+        if (report[0] == 'L' && descriptor < 0 && (size_t)length == 1 + sizeof(int)) {
+            int number;
+            memcpy(&number, report + 1, sizeof(int));
+            int pidfd = vpm_pidfd_open(pid);
+            *listener = pidfd >= 0 ? vpm_pidfd_getfd(pidfd, number) : -1;
+            if (pidfd >= 0) close(pidfd);
+            if (*listener < 0) { code = errno; failed = "passing the listener"; break; }
+            char taken = 'T';
+            if (write(channel[0], &taken, 1) != 1) { code = errno; failed = "passing the listener"; break; }
+            continue;
+        }
         if (descriptor >= 0) close(descriptor);
         if (report[0] == 'E' && (size_t)length >= 1 + sizeof(int)) {
             memcpy(&code, report + 1, sizeof(int));

@@ -11,15 +11,15 @@ public struct InterceptionSettings: Sendable {
     public var answerTimeoutSeconds: Int
     /// One line on standard error per interception (`VPM_DEBUG=1`).
     public var debug = false
-    /// Whether an unconnected UDP socket's sendto() to an initial port registers the
-    /// socket like a connect() does: where UDP clients are routed by their AID (local mode,
-    /// or cooperative peers, with a UDP initial port). Elsewhere sendto() is not
-    /// intercepted at all, so it costs nothing.
-    public var registersSendto = false
-    /// How long a sendto() registration stands before the next sendto() from that socket to
-    /// that destination registers again: half the shortest UDP flow timeout, so a flow that
+    /// Whether an unconnected UDP socket's sendto() or sendmsg() to an initial port
+    /// registers the socket like a connect() does: where UDP clients are routed by their
+    /// AID (local mode, or cooperative peers, with a UDP initial port). Elsewhere neither is
+    /// intercepted at all, so they cost nothing.
+    public var registersUnconnectedSends = false
+    /// How long a send's registration stands before the next send from that socket to that
+    /// destination registers again: half the shortest UDP flow timeout, so a flow that
     /// expired is always met by a fresh registration.
-    public var sendtoRegistrationMilliseconds: UInt64 = 15_000
+    public var sendRegistrationMilliseconds: UInt64 = 15_000
 
     public init(aid: AID, initialPorts: [InitialPort], socketPath: String, answerTimeoutSeconds: Int) {
         self.aid = aid
@@ -33,10 +33,10 @@ public struct InterceptionSettings: Sendable {
         self.init(aid: aid, initialPorts: configuration.initialPorts, socketPath: socketPath,
                   answerTimeoutSeconds: answerTimeoutSeconds)
         let cooperation = configuration.cooperation
-        registersSendto = (cooperation.local || !cooperation.peers.isEmpty)
+        registersUnconnectedSends = (cooperation.local || !cooperation.peers.isEmpty)
             && configuration.initialPorts.contains { $0.transport == .udp }
         let timeouts = configuration.timeouts
-        sendtoRegistrationMilliseconds = min(timeouts.udp, timeouts.udpStream) / 2
+        sendRegistrationMilliseconds = min(timeouts.udp, timeouts.udpStream) / 2
     }
 
     func isMultiplexed(_ port: UInt16, _ transport: TransportProtocol) -> Bool {

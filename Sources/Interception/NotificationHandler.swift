@@ -65,7 +65,14 @@ final class NotificationHandler: Sendable {
         case vpm_syscall_getsockname:
             getsockname(call)
         case vpm_syscall_sendto:
-            sendto(call)
+            send(call, destination: call.arguments.4, length: call.arguments.5)
+        case vpm_syscall_sendmsg:
+            // struct msghdr starts with msg_name (a pointer) and msg_namelen.
+            guard let header = ProgramMemory(pid: call.pid).read(call.arguments.1, count: 12) else { return answer(call, .continue) }
+            let name = header.prefix(8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let length = header.suffix(4).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            guard name != 0 else { return answer(call, .continue) }
+            send(call, destination: name, length: length)
         default:
             answer(call, .continue)
         }
@@ -150,7 +157,7 @@ final class NotificationHandler: Sendable {
             let response = try ControlSocket.send(request, to: settings.socketPath, descriptor: socket.value.descriptor,
                                                   timeoutSeconds: 5)
             if let error = response.error { throw ControlError(error) }
-            if settings.debug { say("vpm: debug: pid \(call.pid) \(call.number == vpm_syscall_sendto ? "sendto" : "connect") \(local) -> \(remote)/\(transport.name) registered (AID \(settings.aid))") }
+            if settings.debug { say("vpm: debug: pid \(call.pid) \(call.number == vpm_syscall_connect ? "connect" : "send") \(local) -> \(remote)/\(transport.name) registered (AID \(settings.aid))") }
             return local
         } catch {
             say("vpm: cannot register \(what) (connecting anyway): \(error)")
@@ -158,14 +165,15 @@ final class NotificationHandler: Sendable {
         }
     }
 
-    // MARK: - sendto
+    // MARK: - sendto, sendmsg
 
-    /// An unconnected UDP socket's datagram to a multiplexed initial port (the filter
-    /// hands over only sendto() calls that name a destination, and only where UDP clients
-    /// are routed by AID): registered like a connect(), once per socket and destination
-    /// until the registration is due again; then the kernel sends it as asked.
-    private func sendto(_ call: Call) {
-        guard case .ours(let socket, let remote, let transport) = socketCall(call, addressArgument: 4), transport == .udp else {
+    /// An unconnected UDP socket's datagram to a multiplexed initial port (the filter hands
+    /// over sendto() calls that name a destination and sendmsg() calls, and only where UDP
+    /// clients are routed by AID): registered like a connect(), once per socket and
+    /// destination until the registration is due again; then the kernel sends it as asked.
+    private func send(_ call: Call, destination: UInt64, length: UInt64) {
+        guard case .ours(let socket, let remote, let transport) = socketCall(call, address: destination, length: length),
+              transport == .udp else {
             return answer(call, .continue)
         }
         let now = DispatchTime.now().uptimeNanoseconds / 1_000_000
@@ -173,7 +181,7 @@ final class NotificationHandler: Sendable {
         if let local = socket.value.localAddress, local.port != 0 {
             let key = SendtoKey(process: process, localPort: local.port, remote: "\(remote)")
             let fresh = sendtoRegistrations.withLock { registrations in
-                registrations[key].map { now &- $0 < settings.sendtoRegistrationMilliseconds } ?? false
+                registrations[key].map { now &- $0 < settings.sendRegistrationMilliseconds } ?? false
             }
             if fresh { return answer(call, .continue, closing: socket) }
         }
@@ -231,11 +239,11 @@ final class NotificationHandler: Sendable {
 
     /// The socket and the IPv4/IPv6 address of a bind() or connect() to one of our initial
     /// ports; `.notOurs` when the call is not ours.
-    private func socketCall(_ call: Call, addressArgument: Int = 1) -> SocketCall {
-        // bind and connect: (fd, address, length); sendto: (fd, buffer, length, flags, address, length).
-        let arguments = [call.arguments.0, call.arguments.1, call.arguments.2, call.arguments.3, call.arguments.4, call.arguments.5]
-        let (number, pointer, length) = (Int32(truncatingIfNeeded: arguments[0]), arguments[addressArgument],
-                                         Int(truncatingIfNeeded: arguments[addressArgument + 1]))
+    /// bind and connect: (fd, address, length); sendto and sendmsg pass where their
+    /// destination is.
+    private func socketCall(_ call: Call, address: UInt64? = nil, length: UInt64? = nil) -> SocketCall {
+        let (number, pointer, length) = (Int32(truncatingIfNeeded: call.arguments.0), address ?? call.arguments.1,
+                                         Int(truncatingIfNeeded: length ?? call.arguments.2))
         // Shorter than an IPv4 address, or absurdly long: the kernel's EINVAL is the answer.
         guard length >= SocketAddress.minimumLength, length <= 128 else { return .notOurs }
         guard let bytes = ProgramMemory(pid: call.pid).read(pointer, count: length) else {

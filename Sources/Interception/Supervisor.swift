@@ -27,7 +27,7 @@ public enum Supervisor {
         defer { for pointer in argv + envp { free(pointer) } }
         var listener: Int32 = -1
         var stage: UnsafePointer<CChar>?
-        let child = vpm_spawn_intercepted(path, argv, envp, settings.registersSendto ? 1 : 0, &listener, &stage)
+        let child = vpm_spawn_intercepted(path, argv, envp, settings.registersUnconnectedSends ? 1 : 0, &listener, &stage)
         guard child > 0 else {
             let code = errno
             let step = stage.map { String(cString: $0) } ?? "fork"

@@ -184,7 +184,7 @@ final class CooperativeTests: XCTestCase {
 
     /// UDP, negotiated: dnsmasq copies of acme and globex on the server host, and programs
     /// under `vpm exec` on the client host querying them over each family, 32 queries at a
-    /// time, from a connected socket and from an unconnected one (sendto): every answer from
+    /// time, from a connected socket and from unconnected ones (sendto, sendmsg): every answer from
     /// the program's own AID, none lost (the datagrams sent while the flow is negotiated
     /// wait behind the first).
     func testUDPProgramsReachTheirOwnAIDsInstanceOverEachFamily() throws {
@@ -206,10 +206,10 @@ final class CooperativeTests: XCTestCase {
             let count = 2_000
             for aid in ["acme", "globex"] {
                 for family in Family.allCases {
-                    for connect in [true, false] {
-                        let how = "\(aid) over \(family), \(connect ? "connected" : "sendto")"
-                        let output = try hosts.client.execAndWait(aid, ["python3", script, lab.server.address(family), "5353", "\(count)"]
-                                                                  + (connect ? ["connect"] : []), timeout: 120)
+                    for way in ["connect", "sendto", "sendmsg"] {
+                        let how = "\(aid) over \(family), \(way)"
+                        let output = try hosts.client.execAndWait(aid, ["python3", script, lab.server.address(family), "5353", "\(count)",
+                                                                        way], timeout: 150)
                         XCTAssertEqual(output.status, 0, "\(how): \(output.standardOutput) \(output.standardError)")
                         guard output.status == 0 else { continue }
                         let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
@@ -385,7 +385,7 @@ final class CooperativeTests: XCTestCase {
 
     /// Local mode, UDP: two dnsmasq copies on one host, and programs under `vpm exec` on the
     /// same host querying 127.0.0.1, ::1 and the host's addresses, from connected sockets
-    /// and from unconnected ones (sendto):
+    /// and from unconnected ones (sendto, sendmsg):
     /// each hears only its own AID's copy; a program of an AID without one is refused.
     func testLocalModeUDPOverEachFamily() throws {
         try Privileged.requireRoot()
@@ -415,10 +415,9 @@ final class CooperativeTests: XCTestCase {
         let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
         for address in addresses {
             for aid in ["acme", "globex"] {
-                for connect in [true, false] {
-                    let how = "\(aid) via \(address), \(connect ? "connected" : "sendto")"
-                    let output = try engine.execAndWait(aid, ["python3", script, address, "5353", "1000"] + (connect ? ["connect"] : []),
-                                                        timeout: 60)
+                for way in ["connect", "sendto", "sendmsg"] {
+                    let how = "\(aid) via \(address), \(way)"
+                    let output = try engine.execAndWait(aid, ["python3", script, address, "5353", "1000", way], timeout: 150)
                     XCTAssertEqual(output.status, 0, "\(how): \(output.standardError)")
                     guard output.status == 0 else { continue }
                     let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
@@ -433,8 +432,8 @@ final class CooperativeTests: XCTestCase {
         }
         let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
             .filter { $0.transport == "udp" && $0.mode == "local" }
-        // Each load (2 AIDs × connected and sendto): its warm-up socket and its own.
-        XCTAssertEqual(flows.count, 2 * 2 * 2 * addresses.count, "\(flows)")
+        // Each load (2 AIDs × connect, sendto, sendmsg): its warm-up socket and its own.
+        XCTAssertEqual(flows.count, 2 * 2 * 3 * addresses.count, "\(flows)")
         XCTAssertEqual(Set(flows.map(\.server)), Set(addresses))
     }
 

@@ -12,17 +12,18 @@ public enum UDPServers {
          "--log-facility=-"]
     }
 
-    /// `python3 SCRIPT SERVER PORT COUNT [connect]`: COUNT TXT queries for svc.test, at most 32
+    /// `python3 SCRIPT SERVER PORT COUNT [connect|sendmsg]`: COUNT TXT queries for svc.test, at most 32
     /// outstanding, each retried once after a second without an answer. First, from another
     /// socket (another flow), one query answered: the path's neighbor caches are filled, so
     /// the load's first burst does not wait out a neighbor solicitation. Prints one JSON
     /// object: {"sent", "answers": {TEXT: count}, "retried", "unanswered"}. With `connect`,
-    /// the socket is connected first (connect(2)); otherwise every query is an unconnected
-    /// sendto(2). Exits 2 on ICMP port unreachable ("refused").
+    /// the socket is connected first (connect(2)); with `sendmsg`, every query is an
+    /// unconnected sendmsg(2); otherwise an unconnected sendto(2). Exits 2 on ICMP port unreachable ("refused").
     public static let dnsLoadScript = #"""
         import json, os, select, socket, struct, sys, time
         server, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
         connected = len(sys.argv) > 4 and sys.argv[4] == "connect"
+        use_sendmsg = len(sys.argv) > 4 and sys.argv[4] == "sendmsg"
         s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         if connected: s.connect((server, port))
@@ -31,6 +32,7 @@ public enum UDPServers {
             return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 16, 1)
         def send(ident):
             if connected: s.send(query(ident))
+            elif use_sendmsg: s.sendmsg([query(ident)], [], 0, (server, port))
             else: s.sendto(query(ident), (server, port))
         def text(answer):
             if struct.unpack("!H", answer[6:8])[0] == 0: return "(no answer, rcode %d)" % (answer[3] & 15)
@@ -80,9 +82,8 @@ public enum UDPServers {
 
     /// Runs the load script on `host` and decodes what it printed.
     public static func load(_ lab: NetworkLab, _ host: NetworkLab.Host, script: String, server: String, port: UInt16,
-                            count: Int, connect: Bool = false) throws -> LoadResult {
-        let output = try lab.checked(host, ["python3", script, server, "\(port)", "\(count)"] + (connect ? ["connect"] : []),
-                                     timeout: 180)
+                            count: Int) throws -> LoadResult {
+        let output = try lab.checked(host, ["python3", script, server, "\(port)", "\(count)"], timeout: 180)
         return try JSONDecoder().decode(LoadResult.self, from: Data(output.standardOutput.utf8))
     }
 }

@@ -15,14 +15,16 @@ static const int vpm_syscall_bind = __NR_bind;
 static const int vpm_syscall_connect = __NR_connect;
 static const int vpm_syscall_getsockname = __NR_getsockname;
 static const int vpm_syscall_sendto = __NR_sendto;
+static const int vpm_syscall_sendmsg = __NR_sendmsg;
 
 /// Starts `path` as a child that intercepts bind, connect and getsockname through a seccomp
 /// listener and gets ENOSYS for io_uring_setup (and for other syscall ABIs). The child dies
 /// with its parent (PR_SET_PDEATHSIG). Returns the child's pid and stores the listener in
 /// `listener`; on failure returns -1 with errno set and `stage` naming the step that failed.
-/// With `intercept_sendto`, sendto() calls that name a destination are intercepted too.
+/// With `intercept_sends`, sendto() calls that name a destination, and sendmsg() calls, are
+/// intercepted too.
 pid_t vpm_spawn_intercepted(const char *path, char *const argv[], char *const envp[],
-                            int intercept_sendto, int *listener, const char **stage);
+                            int intercept_sends, int *listener, const char **stage);
 
 /// SECCOMP_IOCTL_NOTIF_RECV into a zeroed `notification`: 0, or -1 with errno.
 int vpm_notification_receive(int listener, struct seccomp_notif *notification);
