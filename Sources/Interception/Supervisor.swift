@@ -6,7 +6,7 @@ import Glibc
 
 /// `vpm exec`'s supervisor: starts the program with a seccomp filter that hands its bind(),
 /// connect() and getsockname() calls (and, where UDP clients are routed by AID, sendto()
-/// calls naming a destination) to this process (SECCOMP_RET_USER_NOTIF), answers
+/// calls naming a destination and sendmsg() calls) to this process (SECCOMP_RET_USER_NOTIF), answers
 /// them, forwards signals to the program, and returns its exit status once the program and
 /// every process it left behind have exited. The filter is inherited by every child and
 /// survives execve, so forked workers, re-executed binaries and helper programs are all

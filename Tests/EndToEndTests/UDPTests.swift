@@ -20,6 +20,8 @@ final class UDPTests: XCTestCase {
           - {from: 2001:db8:0:1::/64, aid: acme}
           - {from: 198.18.2.0/24, aid: globex}
           - {from: 2001:db8:0:2::/64, aid: globex}
+        flows:
+          timeouts: {udp: 4s, udp-stream: 8s}
         """
     static let clients = [("198.18.1.2", "acme"), ("198.18.2.2", "globex"), ("198.18.9.9", "")]
 
@@ -55,7 +57,8 @@ final class UDPTests: XCTestCase {
     /// 10,000 queries from each client in each family, 32 outstanding: every answer comes
     /// from the client's own AID's dnsmasq, none is lost (a retried query would be counted
     /// and the engine's drops with it), the AID-less client is refused at once (ICMP), and
-    /// the flow table shows one UDP flow per client socket.
+    /// the flow table shows one UDP flow per client socket, until the configured UDP
+    /// timeouts remove them.
     func testDNSServersOfTwoAIDsEachAnswerOnlyTheirOwnClients() throws {
         try withEngine("udp-dns") { lab, engine, directory in
             for aid in ["acme", "globex"] {
@@ -114,6 +117,14 @@ final class UDPTests: XCTestCase {
             let statistics = try Self.statistics(engine)
             XCTAssertEqual(statistics.reasons["noApplication"], 2, "\(statistics.reasons)")
             XCTAssertEqual(statistics.dropped, 0, "\(statistics.reasons)")
+            // Idle, the flows end after the configured udp-stream timeout (8 s), on either datapath.
+            let idleSince = Date()
+            try NetworkLab.poll("the UDP flows to expire", timeout: 30) {
+                guard let output = try? engine.flows(json: true).standardOutput,
+                      let left = try? JSONDecoder().decode([FlowRecord].self, from: Data(output.utf8)) else { return false }
+                return !left.contains { $0.transport == "udp" }
+            }
+            XCTAssertGreaterThan(Date().timeIntervalSince(idleSince), 3, "expired sooner than any UDP timeout")
             // Loss on a quiet veth is unexplained: every retry is a datagram that vanished.
             if retried > 0 {
                 // Where did they go? The hosts' own counters.
