@@ -21,7 +21,11 @@ extension Configuration {
         }
         let data: Data
         do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
+            // A file handle, read to its end: a pipe (/dev/stdin, <(…)) too, which
+            // Data(contentsOf:) refuses.
+            guard let handle = FileHandle(forReadingAtPath: path) else { throw CocoaError(.fileReadNoPermission) }
+            defer { try? handle.close() }
+            data = try handle.readToEnd() ?? Data()
         } catch {
             throw ConfigurationError(file: path, message: "cannot read the configuration: \(error.localizedDescription)")
         }

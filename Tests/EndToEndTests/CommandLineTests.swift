@@ -36,6 +36,14 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(output.standardOutput.contains("ok"), output.standardOutput)
     }
 
+    /// A configuration piped in (/dev/stdin) is read like a file.
+    func testCheckConfigReadsAPipe() throws {
+        let vpm = try Privileged.vpmExecutable()
+        let output = try Command.run(["sh", "-c", "\"$0\" demo --print-config | \"$0\" check-config /dev/stdin", vpm])
+        XCTAssertEqual(output.status, 0, output.standardError)
+        XCTAssertTrue(output.standardOutput.contains("/dev/stdin: ok"), output.standardOutput)
+    }
+
     /// A file with cooperative keys that every user can read: `vpm run` stops before
     /// anything with the chmod to run; `check-config` passes it with a warning saying so.
     func testKeysOtherUsersCanReadStopTheStartAndCheckConfigWarns() throws {
