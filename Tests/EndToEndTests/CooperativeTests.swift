@@ -311,7 +311,8 @@ final class CooperativeTests: XCTestCase {
     }
 
     /// Both engines are killed and restarted, one after the other, while a program under
-    /// `vpm exec` on the client host uploads to acme's instance: the upload completes whole.
+    /// `vpm exec` on the client host uploads to acme's instance over IPv6 (the engines
+    /// negotiate over IPv6 too): the upload completes whole.
     /// Kernel datapath: conntrack carries the connection meanwhile; userspace: each engine
     /// restores its side's negotiated flow from its snapshot.
     func testBothEnginesRestartMidTransfer() throws {
@@ -321,7 +322,7 @@ final class CooperativeTests: XCTestCase {
             let upload = "\(directory)/upload"
             try NetworkLab.makeRandomFile(upload, count: 200 << 20)
             try RestartTests.pacedSender.write(toFile: "\(directory)/sender.py", atomically: true, encoding: .utf8)
-            let sending = try hosts.client.exec("acme", ["python3", "\(directory)/sender.py", hosts.lab.server.address, "9000", upload],
+            let sending = try hosts.client.exec("acme", ["python3", "\(directory)/sender.py", hosts.lab.server.address6, "9000", upload],
                                                 log: "sender.log")
             var received = ""
             try NetworkLab.poll("the instance to receive the upload", timeout: 20) {
