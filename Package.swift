@@ -113,7 +113,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // Shared by the privileged test targets: root checks, the vpm binary, scratch folders.
-        .target(name: "TestSupport", dependencies: ["NetworkLab"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["NetworkLab", "Control"], path: "Tests/TestSupport"),
         .testTarget(name: "PacketTests", dependencies: ["Packet"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "Packet", "FlowTable"]),
         .testTarget(name: "FlowTableTests", dependencies: ["FlowTable", "Packet"]),

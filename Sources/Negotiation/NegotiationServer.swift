@@ -78,20 +78,6 @@ public final class NegotiationServer: Sendable {
                   clock: { NegotiationMessage.currentTimestamp() })
     }
 
-    convenience init(
-        host: String,
-        port: Int,
-        key: @escaping @Sendable (String) -> SymmetricKey?,
-        handler: @escaping @Sendable (NegotiationRequest, String) -> NegotiationAnswer,
-        rejected: RejectionObserver?,
-        nonceCapacity: Int,
-        readTimeout: Duration,
-        clock: @escaping @Sendable () -> Int64
-    ) {
-        self.init(endpoints: [Endpoint(host: host, port: port)], key: key, handler: handler, rejected: rejected,
-                  nonceCapacity: nonceCapacity, readTimeout: readTimeout, clock: clock)
-    }
-
     init(
         endpoints: [Endpoint],
         key: @escaping @Sendable (String) -> SymmetricKey?,

@@ -29,6 +29,9 @@ public final class NetworkLab: @unchecked Sendable {
 
     public enum AddressFamily: String, Sendable, CaseIterable {
         case ipv4, ipv6
+
+        /// The family of an address written as text.
+        public init(of address: String) { self = address.contains(":") ? .ipv6 : .ipv4 }
     }
 
     /// The IPv6 twin of a lab address or prefix: 198.(18+h).A.B → 2001:db8:h:A::B, as the

@@ -189,20 +189,8 @@ final class CooperativeTests: XCTestCase {
     /// wait behind the first).
     func testUDPProgramsReachTheirOwnAIDsInstanceOverEachFamily() throws {
         try withEngines("coop-udp") { hosts in
-            let lab = hosts.lab, directory = hosts.directory
-            for aid in ["acme", "globex"] {
-                _ = try hosts.server.exec(aid, UDPServers.dnsmasq(port: 5353, text: aid, directory: directory), log: "\(aid)-dnsmasq.log")
-            }
-            try NetworkLab.poll("both dnsmasq copies to register", timeout: 20) {
-                ((try? JSONDecoder().decode([AppRecord].self, from: Data(hosts.server.apps(json: true).standardOutput.utf8))) ?? [])
-                    .filter { $0.initialPort == 5353 }.count == 4
-            }
-            let apps = try JSONDecoder().decode([AppRecord].self, from: Data(hosts.server.apps(json: true).standardOutput.utf8))
-            for app in apps where app.initialPort == 5353 {
-                try lab.waitForListener(lab.server, port: app.virtualPort, udp: app.transport == "udp", sockets: 2)
-            }
-            let script = "\(directory)/dns-load.py"
-            try UDPServers.dnsLoadScript.write(toFile: script, atomically: true, encoding: .utf8)
+            let lab = hosts.lab
+            let script = try UDPServers.startDNS(hosts.server, aids: ["acme", "globex"])
             let count = 2_000
             for aid in ["acme", "globex"] {
                 for family in Family.allCases {
@@ -384,107 +372,93 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
+    /// One host, one engine in local mode with `ports`, removed afterwards.
+    private func withLocalEngine(_ tag: String, ports: String, _ body: (NetworkLab, EngineRun) throws -> Void) throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName(tag))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory(tag)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
+            virtual-ports: 20000-20999
+            ports: \(ports)
+            \(Self.applications)
+            cooperative: {local: true}
+            """)
+        try engine.start()
+        defer { _ = engine.stop() }
+        try body(lab, engine)
+    }
+
     /// Local mode, UDP: two dnsmasq copies on one host, and programs under `vpm exec` on the
     /// same host querying 127.0.0.1, ::1 and the host's addresses, from connected sockets
     /// and from unconnected ones (sendto, sendmsg):
     /// each hears only its own AID's copy; a program of an AID without one is refused.
     func testLocalModeUDPOverEachFamily() throws {
-        try Privileged.requireRoot()
-        let lab = try NetworkLab(name: Privileged.labName("local-udp"))
-        defer { lab.tearDown() }
-        let directory = Privileged.scratchDirectory("local-udp")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
-            virtual-ports: 20000-20999
-            ports: [5353/udp, 5353]
-            \(Self.applications)
-            cooperative: {local: true}
-            """)
-        try engine.start()
-        defer { _ = engine.stop() }
-        for aid in ["acme", "globex"] {
-            _ = try engine.exec(aid, UDPServers.dnsmasq(port: 5353, text: aid, directory: directory), log: "\(aid)-dnsmasq.log")
-        }
-        var apps: [AppRecord] = []
-        try NetworkLab.poll("both dnsmasq copies to register", timeout: 20) {
-            apps = (try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []
-            return apps.count == 4
-        }
-        for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort, udp: app.transport == "udp", sockets: 2) }
-        let script = "\(directory)/dns-load.py"
-        try UDPServers.dnsLoadScript.write(toFile: script, atomically: true, encoding: .utf8)
-        let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
-        for address in addresses {
-            for aid in ["acme", "globex"] {
-                for way in ["connect", "sendto", "sendmsg"] {
-                    let how = "\(aid) via \(address), \(way)"
-                    let output = try engine.execAndWait(aid, ["python3", script, address, "5353", "1000", way], timeout: 150)
-                    XCTAssertEqual(output.status, 0, "\(how): \(output.standardError)")
-                    guard output.status == 0 else { continue }
-                    let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
-                    XCTAssertEqual(result.answers, [aid: 1000], how)
-                    XCTAssertEqual(result.retried, 0, how)
+        try withLocalEngine("local-udp", ports: "[5353/udp, 5353]") { lab, engine in
+            let script = try UDPServers.startDNS(engine, aids: ["acme", "globex"])
+            let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
+            for address in addresses {
+                for aid in ["acme", "globex"] {
+                    for way in ["connect", "sendto", "sendmsg"] {
+                        let how = "\(aid) via \(address), \(way)"
+                        let output = try engine.execAndWait(aid, ["python3", script, address, "5353", "1000", way], timeout: 150)
+                        XCTAssertEqual(output.status, 0, "\(how): \(output.standardError)")
+                        guard output.status == 0 else { continue }
+                        let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
+                        XCTAssertEqual(result.answers, [aid: 1000], how)
+                        XCTAssertEqual(result.retried, 0, how)
+                    }
                 }
             }
+            for address in ["127.0.0.1", "::1"] {
+                let refused = try engine.execAndWait("initech", ["python3", script, address, "5353", "1", "connect"])
+                XCTAssertEqual(refused.status, 2, "\(address): \(refused.standardOutput) \(refused.standardError)")
+            }
+            let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
+                .filter { $0.transport == "udp" && $0.mode == "local" }
+            // Each load (2 AIDs × connect, sendto, sendmsg): its warm-up socket and its own.
+            XCTAssertEqual(flows.count, 2 * 2 * 3 * addresses.count, "\(flows)")
+            XCTAssertEqual(Set(flows.map(\.server)), Set(addresses))
         }
-        for address in ["127.0.0.1", "::1"] {
-            let refused = try engine.execAndWait("initech", ["python3", script, address, "5353", "1", "connect"])
-            XCTAssertEqual(refused.status, 2, "\(address): \(refused.standardOutput) \(refused.standardError)")
-        }
-        let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
-            .filter { $0.transport == "udp" && $0.mode == "local" }
-        // Each load (2 AIDs × connect, sendto, sendmsg): its warm-up socket and its own.
-        XCTAssertEqual(flows.count, 2 * 2 * 3 * addresses.count, "\(flows)")
-        XCTAssertEqual(Set(flows.map(\.server)), Set(addresses))
     }
 
     /// Local mode over loopback and the host's own address, in each family.
     func testLocalModeOverLoopbackAndTheHostsOwnAddress() throws {
-        try Privileged.requireRoot()
-        let lab = try NetworkLab(name: Privileged.labName("local"))
-        defer { lab.tearDown() }
-        let directory = Privileged.scratchDirectory("local")
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory, configuration: """
-            virtual-ports: 20000-20999
-            ports: [9000]
-            \(Self.applications)
-            cooperative: {local: true}
-            """)
-        try engine.start()
-        defer { _ = engine.stop() }
-        for aid in ["acme", "globex"] {
-            _ = try engine.exec(aid, ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
-        }
-        try NetworkLab.poll("two instances", timeout: 10) {
-            ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []).count == 2
-        }
-        for port in [UInt16(20000), 20001] { try lab.waitForListener(lab.server, port: port) }
-        let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
-        for address in addresses {
+        try withLocalEngine("local", ports: "[9000]") { lab, engine in
             for aid in ["acme", "globex"] {
-                let output = try engine.execAndWait(aid, ["socat", "-T", "3", "STDIO", "TCP:\(NetworkLab.endpoint(address, 9000))"])
-                XCTAssertEqual(output.standardOutput, "\(aid)\n", "\(aid) via \(address): \(output.standardError)")
+                _ = try engine.exec(aid, ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
             }
-        }
-        // Refused with a reset, at once: a dropped SYN would say "Connection timed out".
-        for address in ["127.0.0.1", "::1"] {
-            let refused = try engine.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:\(NetworkLab.endpoint(address, 9000))"])
-            XCTAssertNotEqual(refused.status, 0)
-            XCTAssertTrue(refused.standardError.contains("Connection refused"), "\(address): \(refused.standardError)")
-        }
-        let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
-        XCTAssertEqual(flows.filter { $0.mode == "local" }.count, 2 * addresses.count, "\(flows)")
-        XCTAssertEqual(Set(flows.map(\.server)), Set(addresses), "\(flows)")
+            try NetworkLab.poll("two instances", timeout: 10) {
+                ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []).count == 2
+            }
+            for port in [UInt16(20000), 20001] { try lab.waitForListener(lab.server, port: port) }
+            let addresses = ["127.0.0.1", "::1", lab.server.address, lab.server.address6]
+            for address in addresses {
+                for aid in ["acme", "globex"] {
+                    let output = try engine.execAndWait(aid, ["socat", "-T", "3", "STDIO", "TCP:\(NetworkLab.endpoint(address, 9000))"])
+                    XCTAssertEqual(output.standardOutput, "\(aid)\n", "\(aid) via \(address): \(output.standardError)")
+                }
+            }
+            // Refused with a reset, at once: a dropped SYN would say "Connection timed out".
+            for address in ["127.0.0.1", "::1"] {
+                let refused = try engine.execAndWait("initech", ["socat", "-u", "OPEN:/dev/null", "TCP:\(NetworkLab.endpoint(address, 9000))"])
+                XCTAssertNotEqual(refused.status, 0)
+                XCTAssertTrue(refused.standardError.contains("Connection refused"), "\(address): \(refused.standardError)")
+            }
+            let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
+            XCTAssertEqual(flows.filter { $0.mode == "local" }.count, 2 * addresses.count, "\(flows)")
+            XCTAssertEqual(Set(flows.map(\.server)), Set(addresses), "\(flows)")
 
-        // A registration for a transport vpm does not know is refused, not taken for TCP.
-        var registration = ControlRequest(.connect)
-        registration.aid = "acme"
-        registration.localAddress = "127.0.0.1"
-        registration.localPort = 40000
-        registration.transport = "sctp"
-        let answer = try ControlSocket.send(registration, to: engine.socketPath)
-        XCTAssertEqual(answer.errorCode, "EINVAL")
-        XCTAssertEqual(answer.error, "transport must be tcp or udp, not 'sctp'")
+            // A registration for a transport vpm does not know is refused, not taken for TCP.
+            var registration = ControlRequest(.connect)
+            registration.aid = "acme"
+            registration.localAddress = "127.0.0.1"
+            registration.localPort = 40000
+            registration.transport = "sctp"
+            let answer = try ControlSocket.send(registration, to: engine.socketPath)
+            XCTAssertEqual(answer.errorCode, "EINVAL")
+            XCTAssertEqual(answer.error, "transport must be tcp or udp, not 'sctp'")
+        }
     }
 }

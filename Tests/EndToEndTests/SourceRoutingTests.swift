@@ -99,7 +99,7 @@ final class SourceRoutingTests: XCTestCase {
             nonisolated(unsafe) var errors: [String] = []
             nonisolated(unsafe) var recorded: [String: FlowRecord] = [:]
             for (index, address, _) in served {
-                let server = NetworkLab.endpoint(lab.server.address(address.contains(":") ? .ipv6 : .ipv4), 9000)
+                let server = NetworkLab.endpoint(lab.server.address(Family(of: address)), 9000)
                 try NetworkLab.makeRandomFile("\(directory)/upload.\(Self.tag(address))", count: megabytes << 20)
                 DispatchQueue.global().async(group: group) {
                     do {
@@ -126,7 +126,7 @@ final class SourceRoutingTests: XCTestCase {
                 XCTAssertEqual(flow.aid, aid)
                 XCTAssertEqual(flow.transport, "tcp")
                 XCTAssertEqual(flow.mode, "source")
-                XCTAssertEqual(flow.server, lab.server.address(address.contains(":") ? .ipv6 : .ipv4))
+                XCTAssertEqual(flow.server, lab.server.address(Family(of: address)))
                 XCTAssertEqual(flow.initialPort, 9000)
                 XCTAssertEqual(flow.virtualPort, Self.virtualPorts[aid])
                 XCTAssertGreaterThanOrEqual(flow.bytesToServer, UInt64(megabytes << 20))
@@ -223,7 +223,7 @@ final class SourceRoutingTests: XCTestCase {
             XCTAssertTrue(rules.contains("--queue-balance 0:1"), rules)
             for round in 0..<3 {
                 for (index, address, aid) in Self.dualStackClients where !aid.isEmpty {
-                    let server = NetworkLab.endpoint(lab.server.address(address.contains(":") ? .ipv6 : .ipv4), 9000)
+                    let server = NetworkLab.endpoint(lab.server.address(Family(of: address)), 9000)
                     let upload = "\(directory)/upload.\(Self.tag(address)).\(round)"
                     try NetworkLab.makeRandomFile(upload, count: 256 << 10)
                     try lab.checked(lab.clients[index], ["socat", "-t", "30", "OPEN:\(upload)!!CREATE:\(directory)/download.\(Self.tag(address)).\(round)",
@@ -274,7 +274,7 @@ final class SourceRoutingTests: XCTestCase {
             try client.write(toFile: "\(directory)/udp-client.py", atomically: true, encoding: .utf8)
             let served = Self.dualStackClients.filter { !$0.2.isEmpty }
             for (index, address, aid) in served {
-                let server = lab.server.address(address.contains(":") ? .ipv6 : .ipv4)
+                let server = lab.server.address(Family(of: address))
                 let output = try lab.checked(lab.clients[index], ["python3", "\(directory)/udp-client.py", server], timeout: 20)
                 XCTAssertEqual(output.standardOutput, Array(repeating: "\(aid)-answers", count: 3).joined(separator: " ") + "\n",
                                "\(address) heard another instance")

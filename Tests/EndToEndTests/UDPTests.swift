@@ -61,14 +61,7 @@ final class UDPTests: XCTestCase {
     /// timeouts remove them.
     func testDNSServersOfTwoAIDsEachAnswerOnlyTheirOwnClients() throws {
         try withEngine("udp-dns") { lab, engine, directory in
-            for aid in ["acme", "globex"] {
-                _ = try engine.exec(aid, UDPServers.dnsmasq(port: 5353, text: aid, directory: directory), log: "\(aid)-dnsmasq.log")
-            }
-            let apps = try waitForInstances(engine, count: 4)  // 5353/udp and 5353/tcp each
-            // dnsmasq binds each family apart: both, or the first queries of one find no socket.
-            for app in apps { try lab.waitForListener(lab.server, port: app.virtualPort, udp: app.transport == "udp", sockets: 2) }
-            let script = "\(directory)/dns-load.py"
-            try UDPServers.dnsLoadScript.write(toFile: script, atomically: true, encoding: .utf8)
+            let script = try UDPServers.startDNS(engine, aids: ["acme", "globex"])
             let count = 10_000
             let group = DispatchGroup()
             let lock = NSLock()

@@ -20,7 +20,7 @@ final class NegotiationChannelTests: XCTestCase {
     private func startServer(host: String = "127.0.0.1", readTimeout: Duration = .seconds(2),
                              key: @escaping @Sendable (String) -> SymmetricKey? = { _ in Fixtures.key },
                              rejected: NegotiationServer.RejectionObserver? = nil) throws -> NegotiationServer {
-        let server = NegotiationServer(host: host, port: 0, key: key, handler: { request, _ in
+        let server = NegotiationServer(endpoints: [.init(host: host, port: 0)], key: key, handler: { request, _ in
             request.aid == "acme" && request.initialPort == 9000
                 ? .accepted(virtualPort: 20017)
                 : .refused(reason: "no instance of AID \(request.aid) listens on \(request.initialPort)/\(request.transport)")

@@ -16,7 +16,7 @@ final class NegotiationServerTests: XCTestCase {
 
     private func makeServer(clock: TestClock = TestClock(), nonceCapacity: Int = 65_536,
                             answer: NegotiationAnswer = .accepted(virtualPort: 20017)) -> NegotiationServer {
-        NegotiationServer(host: "127.0.0.1", port: 0, key: { _ in Fixtures.key }, handler: { _, _ in answer },
+        NegotiationServer(endpoints: [.init(host: "127.0.0.1", port: 0)], key: { _ in Fixtures.key }, handler: { _, _ in answer },
                           rejected: nil, nonceCapacity: nonceCapacity, readTimeout: .seconds(2), clock: clock.read)
     }
 
@@ -28,7 +28,7 @@ final class NegotiationServerTests: XCTestCase {
 
     func testValidRequestIsAcknowledgedInReplyToItsNonce() throws {
         let seen = Mutex<[String]>([])
-        let server = NegotiationServer(host: "127.0.0.1", port: 0, key: { _ in Fixtures.key },
+        let server = NegotiationServer(endpoints: [.init(host: "127.0.0.1", port: 0)], key: { _ in Fixtures.key },
                                        handler: { request, peer in
                                            seen.withLock { $0.append("\(request.aid) from \(peer)") }
                                            return .accepted(virtualPort: 20017)
@@ -141,7 +141,7 @@ final class NegotiationServerTests: XCTestCase {
 
     func testRejectionsAreReportedToTheObserver() {
         let reports = Mutex<[String]>([])
-        let server = NegotiationServer(host: "127.0.0.1", port: 0, key: { _ in Fixtures.key }, handler: { _, _ in .refused(reason: "") },
+        let server = NegotiationServer(endpoints: [.init(host: "127.0.0.1", port: 0)], key: { _ in Fixtures.key }, handler: { _, _ in .refused(reason: "") },
                                        rejected: { reason, peer, _ in reports.withLock { $0.append("\(reason) \(peer)") } },
                                        nonceCapacity: 16, readTimeout: .seconds(2), clock: TestClock().read)
         _ = server.respond(to: request(key: Fixtures.otherKey), from: "198.18.0.9", key: Fixtures.key)

@@ -1,3 +1,4 @@
+import Control
 public import Foundation
 public import NetworkLab
 
@@ -78,6 +79,28 @@ public enum UDPServers {
         public var answers: [String: Int]
         public var retried: Int
         public var unanswered: Int
+    }
+
+    /// Starts a dnsmasq under `vpm exec` for each of `aids` on `engine` (answering with its
+    /// AID), waits until each registered 5353/udp and 5353/tcp and bound its virtual ports
+    /// in both families (dnsmasq binds each family apart: with one, the other family's first
+    /// queries find no socket), and writes the load script; returns the script's path.
+    public static func startDNS(_ engine: EngineRun, aids: [String]) throws -> String {
+        for aid in aids {
+            _ = try engine.exec(aid, dnsmasq(port: 5353, text: aid, directory: engine.directory), log: "\(aid)-dnsmasq.log")
+        }
+        var apps: [AppRecord] = []
+        try NetworkLab.poll("\(aids.count) dnsmasq copies to register", timeout: 20) {
+            apps = ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? [])
+                .filter { $0.initialPort == 5353 }
+            return apps.count == 2 * aids.count
+        }
+        for app in apps {
+            try engine.lab.waitForListener(engine.host, port: app.virtualPort, udp: app.transport == "udp", sockets: 2)
+        }
+        let script = "\(engine.directory)/dns-load.py"
+        try dnsLoadScript.write(toFile: script, atomically: true, encoding: .utf8)
+        return script
     }
 
     /// Runs the load script on `host` and decodes what it printed.
