@@ -2,7 +2,7 @@ extension AppRecord {
     static let columns = ["AID", "PORT", "VIRTUAL", "ORIGIN", "CONNECTIONS", "PIDS", "COMMAND"]
 
     var cells: [String] {
-        ["\(aid)", "\(initialPort)/\(transport)", "\(virtualPort)", origin, "\(connections)",
+        ["\(aid)", "\(initialPort)/\(transport)", "\(virtualPort)", draining == true ? "\(origin), draining" : origin, "\(connections)",
          processes.isEmpty ? "-" : processes.map { "\($0.pid)" }.joined(separator: ","),
          processes.first?.command ?? "-"]
     }

@@ -98,9 +98,14 @@ public struct AppRecord: Codable, Sendable, Equatable {
     public var processes: [Process]
     /// Flows in the flow table that go to this instance.
     public var connections: Int
+    /// True while the instance drains: its listening sockets are closed, connections it
+    /// accepted still run and keep their translation, new ones are not routed to it.
+    /// Absent otherwise.
+    public var draining: Bool?
 
     public init(aid: String, transport: String, initialPort: UInt16, virtualPort: UInt16, origin: String,
-                processes: [Process], connections: Int) {
+                processes: [Process], connections: Int, draining: Bool = false) {
+        self.draining = draining ? true : nil
         self.aid = aid
         self.transport = transport
         self.initialPort = initialPort

@@ -112,7 +112,11 @@ public struct PacketDecider {
         for index in targetByVirtualPort.indices { targetByVirtualPort[index] = -1 }
         for instance in instances {
             let transport = instance.initialPort.transport
-            targetByInstance[InstanceKey(aid: instance.aid, initialPort: instance.initialPort.port, transport: transport)] = targets.count
+            // A draining instance's connections keep their translation both ways; new ones
+            // find no instance for their AID.
+            if instance.accepting {
+                targetByInstance[InstanceKey(aid: instance.aid, initialPort: instance.initialPort.port, transport: transport)] = targets.count
+            }
             targetByVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
             targets.append(Target(aid: instance.aid, initialPort: instance.initialPort.port,
                                   virtualPort: instance.virtualPort, slot: slots[instance.aid] ?? 0))

@@ -209,7 +209,8 @@ final class ControlService: Sendable {
                 AppRecord(aid: entry.aid.name, transport: entry.transport.name, initialPort: entry.initialPort,
                           virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
                           processes: entry.processes,
-                          connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count)
+                          connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count,
+                          draining: entry.isDraining)
             }
             return ControlResponse(applications: records)
         case .flows:

@@ -27,7 +27,13 @@ public final class InstanceRegistry: Sendable {
         /// alive, not another program's socket on its port. Nil for the configuration's
         /// instances (and registrations saved by an engine that did not record them).
         var inodes: Set<UInt64>?
+        /// True while the instance drains: none of its listening sockets is left, but TCP
+        /// connections it accepted still run on its port. They keep their translation (the
+        /// port stays reserved, so no other instance gets it under them); new connections
+        /// are not routed to it. Nil (not draining) in files of engines before it.
+        var draining: Bool?
 
+        var isDraining: Bool { draining == true }
     }
 
     /// A bind request's outcome.
@@ -67,7 +73,7 @@ public final class InstanceRegistry: Sendable {
         entries.withLock { entries in
             entries.map { entry in
                 Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
-                                virtualPort: entry.virtualPort)
+                         virtualPort: entry.virtualPort, accepting: !entry.isDraining)
             }
         }
     }
@@ -95,6 +101,11 @@ public final class InstanceRegistry: Sendable {
                         entries[index].processes.append(AppRecord.Process(pid: pid, command: Self.command(of: pid)))
                     }
                     entries[index].lastBind = now()
+                    if entries[index].isDraining {
+                        // Listening again (a restarted server while its old connections finish).
+                        entries[index].draining = nil
+                        created = true
+                    }
                     return .allocated(entries[index].virtualPort)
                 }
                 let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
@@ -107,8 +118,8 @@ public final class InstanceRegistry: Sendable {
                 created = true
                 return .allocated(port)
             }
-            // Routes change only with a new instance; the state file is written by `attach`,
-            // once the instance has its socket.
+            // Routes change only with a new instance (or one back from draining); the state
+            // file is written by `attach`, once the instance has its socket.
             if created { changes.add(1, ordering: .releasing) }
             guard result == .exhausted, configuration.allocation.whenExhausted == .wait, now() < deadline else { return result }
             usleep(100_000)
@@ -140,19 +151,34 @@ public final class InstanceRegistry: Sendable {
 
     /// Releases the virtual ports of `vpm exec` instances that have none of their sockets
     /// left on them (closed, their processes exited, or another program holds the port
-    /// now), and forgets processes that are gone.
+    /// now), and forgets processes that are gone. A TCP instance whose listening sockets
+    /// are gone while connections it accepted still run drains instead (`Entry.draining`)
+    /// and is released once the last has ended.
     /// Returns the released instances.
     @discardableResult
     func releaseUnused(sockets: SocketTable, now: UInt64) -> [Entry] {
-        let released: [Entry] = entries.withLock { entries in
+        let (released, drainingChanged): ([Entry], Bool) = entries.withLock { entries in
             var released: [Entry] = []
-            entries.removeAll { entry in
-                guard !entry.fromConfiguration, MonotonicClock.elapsed(since: entry.lastBind, now: now) >= Self.graceMilliseconds,
-                      !sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes)
-                else { return false }
-                released.append(entry)
-                return true
+            var drainingChanged = false
+            var kept: [Entry] = []
+            for var entry in entries {
+                guard !entry.fromConfiguration, MonotonicClock.elapsed(since: entry.lastBind, now: now) >= Self.graceMilliseconds else {
+                    kept.append(entry)
+                    continue
+                }
+                let listening = sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes)
+                let draining = !listening && entry.transport == .tcp && sockets.connections(on: entry.virtualPort) > 0
+                if !listening && !draining {
+                    released.append(entry)
+                    continue
+                }
+                if draining != entry.isDraining {
+                    entry.draining = draining ? true : nil
+                    drainingChanged = true
+                }
+                kept.append(entry)
             }
+            entries = kept
             for index in entries.indices {
                 entries[index].processes.removeAll { !Self.isAlive($0.pid) }
                 // Forget the sockets that are gone (a program that binds again and again).
@@ -162,16 +188,17 @@ public final class InstanceRegistry: Sendable {
                                                                                transport: entries[index].transport))
                 }
             }
-            return released
+            return (released, drainingChanged)
         }
-        if !released.isEmpty { changed() }
+        if !released.isEmpty || drainingChanged { changed() }
         return released
     }
 
-    /// The virtual port of AID's instance on an initial port (for a cooperative peer's request).
+    /// The virtual port of AID's instance on an initial port (for a cooperative peer's
+    /// request); nil when it has none, or only a draining one.
     func virtualPort(aid: AID, initialPort: UInt16, transport: TransportProtocol) -> UInt16? {
         entries.withLock { entries in
-            entries.first { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }?.virtualPort
+            entries.first { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport && !$0.isDraining }?.virtualPort
         }
     }
 
@@ -216,19 +243,22 @@ public final class InstanceRegistry: Sendable {
         try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
     }
 
-    /// Registrations of a previous engine whose sockets still exist (their instances run on).
+    /// Registrations of a previous engine whose sockets still exist (their instances run
+    /// on), or whose accepted connections do (draining).
     private static func load(_ path: String?, configuration: Configuration, taken: [Entry]) -> [Entry] {
         guard let path, let data = FileManager.default.contents(atPath: path),
               let saved = try? JSONDecoder().decode([Entry].self, from: data) else { return [] }
         let sockets = SocketTable.read()
         var kept: [Entry] = []
         for var entry in saved {
+            let listening = sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes)
             guard configuration.virtualPorts.contains(entry.virtualPort),
                   configuration.application(entry.aid) != nil,
-                  sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes),
+                  listening || (entry.transport == .tcp && sockets.connections(on: entry.virtualPort) > 0),
                   !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
             else { continue }
             entry.lastBind = 0
+            entry.draining = listening ? nil : true
             entry.processes.removeAll { !isAlive($0.pid) }
             kept.append(entry)
         }

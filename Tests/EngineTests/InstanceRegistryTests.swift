@@ -78,6 +78,63 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [9]]), now: clock).map(\.virtualPort), [20001])
     }
 
+    /// A graceful shutdown: the listener closed, accepted connections still run. The port
+    /// stays reserved and its connections keep their translation (the routes still map the
+    /// virtual port back), but new connections and peers' negotiations find no instance;
+    /// released when the last connection ends, or back to serving when the AID binds again.
+    func testAnInstanceWhoseListenerClosedDrainsWhileItsConnectionsRun() throws {
+        let registry = try registry()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .tcp)
+        clock += 5000
+        let generation = registry.generation
+        let draining = SocketTable(tcp: [20001: [7]], tcpConnections: [20001: 1])
+        XCTAssertEqual(registry.releaseUnused(sockets: draining, now: clock), [])
+        XCTAssertGreaterThan(registry.generation, generation, "the routes stop sending new connections")
+        let acme = registry.instances().first { $0.aid == "acme" }
+        XCTAssertEqual(acme?.virtualPort, 20001)
+        XCTAssertEqual(acme?.accepting, false)
+        XCTAssertEqual(registry.snapshot().first { $0.aid == "acme" }?.draining, true)
+        XCTAssertNil(registry.virtualPort(aid: "acme", initialPort: 9000, transport: .tcp), "no negotiation to a draining instance")
+        // Another AID does not get the port while acme's connections run on it.
+        XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 2, now: now), .allocated(20002))
+        // acme listens again: serving, at once.
+        let before = registry.generation
+        XCTAssertEqual(registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 3, now: now), .allocated(20001))
+        XCTAssertGreaterThan(registry.generation, before)
+        XCTAssertEqual(registry.instances().first { $0.aid == "acme" }?.accepting, true)
+        // Its listener closes again and the last connection ends: released.
+        clock += 5000
+        XCTAssertFalse(registry.releaseUnused(sockets: draining, now: clock).contains { $0.aid == "acme" })
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).map(\.virtualPort), [20001])
+    }
+
+    /// UDP has no accepted connections: a UDP instance without its socket is gone.
+    func testAUDPInstanceDoesNotDrain() throws {
+        let registry = try InstanceRegistry(configuration: Configuration.parse("""
+            virtual-ports: 20001-20002
+            ports: [5353/udp]
+            applications: {acme: {}}
+            """), statePath: nil)
+        XCTAssertEqual(registry.bind(aid: "acme", initialPort: 5353, transport: .udp, pid: 1, now: now), .allocated(20001))
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .udp)
+        clock += 5000
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcpConnections: [20001: 1]), now: clock).map(\.virtualPort), [20001])
+    }
+
+    func testSocketTableCountsConnectionsNotListenersOrTimeWait() {
+        let text = """
+              sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+               0: 0100007F:4E21 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 100 1
+               1: 0100007F:4E21 0100007F:B5E2 01 00000000:00000000 00:00000000 00000000     0        0 101 1
+               2: 0100007F:4E21 0100007F:B5E4 08 00000000:00000000 00:00000000 00000000     0        0 102 1
+               3: 0100007F:4E21 0100007F:B5E6 06 00000000:00000000 03:00000F9A 00000000     0        0 0 3
+               4: 0100007F:B5E2 0100007F:4E21 01 00000000:00000000 00:00000000 00000000     0        0 103 1
+            """
+        XCTAssertEqual(SocketTable.connections(text), [20001: 2, 46562: 1])
+        XCTAssertEqual(SocketTable.parse(text)[20001], [100, 101, 102, 0])
+    }
+
     func testABindNewerThanTheWatchersClockIsNotReleased() throws {
         let registry = try registry()
         _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
