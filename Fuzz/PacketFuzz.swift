@@ -121,7 +121,35 @@ private func check(_ packet: IPPacket, trailingPort: UInt16?) {
     blackHole(sink)
 
     checkRewrites(packet, trailingPort: trailingPort)
+    checkSegmentSizeClamp(packet)
     checkRepresentation(packet)
+}
+
+/// Lowering a SYN's MSS changes at most the option's two bytes and the checksum, leaves a
+/// valid checksum valid, and makes a .partial one valid.
+private func checkSegmentSizeClamp(_ packet: IPPacket) {
+    let original = Array(packet.bytes)
+    let wasValid = packet.transportChecksumIsValid()
+    let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: original.count, alignment: 1)
+    defer { copy.deallocate() }
+    for state in [ChecksumState.complete, .partial] {
+        for limit in [UInt16(0), 536, 1460, 65491] {
+            original.withUnsafeBytes { copy.copyMemory(from: $0) }
+            guard var view = try? IPPacket(copy) else { fatalError("invariant violated: a copy of a parsed packet does not parse") }
+            let before = view.maximumSegmentSize
+            let changed = view.clampMaximumSegmentSize(to: limit, checksum: state)
+            require(changed == (before.map { $0 > limit } ?? false), "clamp reported \(changed) for MSS \(String(describing: before)) and limit \(limit)")
+            guard changed else {
+                require(elementsEqual(copy, original), "a clamp that changed nothing changed bytes")
+                continue
+            }
+            require(view.maximumSegmentSize == limit, "MSS does not read back")
+            let differing = (0..<original.count).filter { copy[$0] != original[$0] }
+            let checksumOffset = view.transportOffset + TCPHeader.checksumOffset
+            require(differing.filter { !(checksumOffset..<checksumOffset + 2).contains($0) }.count <= 2, "clamp changed more than the option's value")
+            if state == .partial || wasValid { require(view.transportChecksumIsValid(), "checksum invalid after the clamp (\(state))") }
+        }
+    }
 }
 
 // MARK: - Rewrites

@@ -51,10 +51,14 @@ public final class Engine {
         let store = SharedFlowTable(table)
         let clients = ClientSockets()
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")
-        let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
-                                             workers: configuration.queues, logger: logger)
-        let workers = WorkerList()
         let datapath = chooseDatapath()
+        // The userspace datapath gives local mode's loopback packets a queue of their own,
+        // bound without GSO (RuleSet.everyPacket); the kernel datapath queues only their SYNs.
+        let loopbackQueue = datapath == .userspace ? configuration.loopbackQueue : nil
+        let queueNumbers = (0..<configuration.queues).map { configuration.queue + UInt16($0) } + (loopbackQueue.map { [$0] } ?? [])
+        let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
+                                             workers: queueNumbers.count, logger: logger)
+        let workers = WorkerList()
         let notifier = ServiceNotifier()
         let readyStatus = "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)"
         let reloader = ConfigurationReloader(configuration: configuration, path: options.configurationPath, store: store,
@@ -82,9 +86,9 @@ public final class Engine {
             service.answer(request, peer: peer, descriptor: descriptor)
         }
         defer { listener.close() }
-        for index in 0..<configuration.queues {
-            var queueConfiguration = QueueConfiguration(queueNumber: configuration.queue + UInt16(index))
-            queueConfiguration.segmentationOffload = options.segmentationOffload
+        for (index, number) in queueNumbers.enumerated() {
+            var queueConfiguration = QueueConfiguration(queueNumber: number)
+            queueConfiguration.segmentationOffload = options.segmentationOffload && number != loopbackQueue
             queueConfiguration.failOpen = options.failOpen || configuration.overload == .failOpen
             workers.append(try QueueWorker(index: index, queueConfiguration: queueConfiguration, configuration: configuration,
                                            datapath: datapath, store: store, clients: clients, registry: registry,
@@ -116,7 +120,7 @@ public final class Engine {
         for worker in workers.all { worker.start() }
         running = true
         logger.info("engine running", metadata: [
-            "queue": "\(configuration.queue)\(configuration.queues > 1 ? "-\(Int(configuration.queue) + configuration.queues - 1)" : "")",
+            "queue": "\(configuration.queue)\(configuration.queues > 1 ? "-\(Int(configuration.queue) + configuration.queues - 1)" : "")\(loopbackQueue.map { ", loopback \($0)" } ?? "")",
             "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",
             "applications": "\(configuration.applications.map(\.aid.name).joined(separator: ","))",
             "socket": "\(options.socketPath)",

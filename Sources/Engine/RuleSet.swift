@@ -216,17 +216,20 @@ public struct RuleSet: Sendable, Equatable {
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + ["-j", "CT", "--notrack"]))
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
         }
-        if cooperation.local {
-            // Local mode: local clients of the initial ports, and our instances' replies to them.
+        if let loopbackQueue = configuration.loopbackQueue {
+            // Local mode: local clients of the initial ports, and our instances' replies to
+            // them, on a queue of their own that the engine binds without GSO: a loopback
+            // GSO packet can be longer than NFQUEUE copies (`QueueConfiguration.largestCopy`).
+            let toLoopbackQueue = ["-j", "NFQUEUE", "--queue-num", "\(loopbackQueue)"]
             for port in configuration.initialPorts {
                 let match = ["-o", "lo", "-p", port.transport.name, "--dport", "\(port.port)"]
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + notrack))
-                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toLoopbackQueue))
             }
             for transport in transports {
                 let match = ["-o", "lo", "-p", transport.name, "--sport", range]
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + notrack))
-                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
+                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toLoopbackQueue))
             }
         }
         return rules

@@ -2,9 +2,13 @@
 public struct QueueConfiguration: Sendable, Equatable {
     /// The `--queue-num` of the iptables NFQUEUE rule.
     public var queueNumber: UInt16
-    /// Bytes of each packet copied to userspace. 0xFFFF covers a whole GSO super-packet;
-    /// anything shorter means truncated copies that must never be sent back.
+    /// Bytes of each packet copied to userspace; the kernel caps it at `largestCopy`. A
+    /// longer packet arrives as a truncated copy, which must never be sent back.
     public var copyRange: UInt32 = 0xFFFF
+    /// The longest packet NFQUEUE copies whole: 0xFFFF less the netlink attribute header
+    /// (NFQNL_MAX_COPY_RANGE). Only loopback (MTU 65,536) makes longer segments: a
+    /// full-sized one is 65,535 bytes over IPv4, 65,536 over IPv6.
+    public static let largestCopy = 0xFFFF - 4
     /// NFQA_CFG_F_GSO: receive one 64 KB super-packet instead of ~45 MTU-sized ones.
     /// The price: checksums arrive partial (NFQA_SKB_CSUMNOTREADY) and must be recomputed.
     public var segmentationOffload: Bool = true

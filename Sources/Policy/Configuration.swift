@@ -14,6 +14,11 @@ public struct Configuration: Sendable {
     /// How many queues, `queue` … `queue + queues - 1`, each with its own thread; the kernel
     /// spreads flows over them by a hash of the two addresses (`--queue-balance`).
     public var queues: Int = 1
+    /// Local mode on the userspace datapath: loopback's packets go to a queue of their own,
+    /// the one after the others, bound without GSO (see `RuleSet.everyPacket`).
+    public var loopbackQueue: UInt16? {
+        cooperation.local ? queue + UInt16(queues) : nil
+    }
     /// Where virtual ports come from; never overlaps an initial port.
     public var virtualPorts: ClosedRange<UInt16>
     /// The multiplexed ports, in file order, without duplicates.

@@ -55,6 +55,10 @@ struct ConfigurationParser {
         var cooperation = Cooperation.none
         if let node = fields["cooperative"] {
             cooperation = try parseCooperation(node, virtualPorts: virtualPorts)
+            // Local mode's loopback queue is the one after the others.
+            if cooperation.local && Int(queue) + queues > 65535 {
+                throw failure("local mode needs queue \(Int(queue) + queues) for loopback, past queue 65535; lower 'queue' or 'queues'", at: node)
+            }
         }
         var configuration = Configuration(
             queue: queue,

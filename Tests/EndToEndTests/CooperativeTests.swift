@@ -373,7 +373,8 @@ final class CooperativeTests: XCTestCase {
     }
 
     /// One host, one engine in local mode with `ports`, removed afterwards.
-    private func withLocalEngine(_ tag: String, ports: String, _ body: (NetworkLab, EngineRun) throws -> Void) throws {
+    private func withLocalEngine(_ tag: String, ports: String, arguments: [String] = [],
+                                 _ body: (NetworkLab, EngineRun) throws -> Void) throws {
         try Privileged.requireRoot()
         let lab = try NetworkLab(name: Privileged.labName(tag))
         defer { lab.tearDown() }
@@ -385,9 +386,12 @@ final class CooperativeTests: XCTestCase {
             \(Self.applications)
             cooperative: {local: true}
             """)
-        try engine.start()
+        try engine.start(arguments)
         defer { _ = engine.stop() }
-        try body(lab, engine)
+        do { try body(lab, engine) } catch {
+            XCTFail("engine log:\n\(engine.log)")
+            throw error
+        }
     }
 
     /// Local mode, UDP: two dnsmasq copies on one host, and programs under `vpm exec` on the
@@ -420,6 +424,58 @@ final class CooperativeTests: XCTestCase {
             // Each load (2 AIDs × connect, sendto, sendmsg): its warm-up socket and its own.
             XCTAssertEqual(flows.count, 2 * 2 * 3 * addresses.count, "\(flows)")
             XCTAssertEqual(Set(flows.map(\.server)), Set(addresses))
+        }
+    }
+
+    /// Local mode: the engine restarts in the middle of a 200 MB upload from one program under
+    /// `vpm exec` to its AID's instance on the same host — killed while the upload crosses
+    /// loopback, stopped with `--keep-connections` while it goes to the host's IPv6 address —
+    /// and the upload arrives whole. Kernel datapath: conntrack carries the connection
+    /// meanwhile; userspace: the next engine restores the local flow from the snapshot, and
+    /// full-sized loopback segments (MSS clamped, loopback queue without GSO) pass whole.
+    /// The instance (socat without fork) stops listening once it accepted: it drains.
+    func testLocalModeRestartMidTransfer() throws {
+        let cases: [(tag: String, arguments: [String], server: (NetworkLab) -> String)] = [
+            ("local-restart-kill", [], { _ in "127.0.0.1" }),
+            ("local-restart-keep", ["--keep-connections"], { $0.server.address6 }),
+        ]
+        for restart in cases {
+            try withLocalEngine(restart.tag, ports: "[9000]", arguments: restart.arguments) { lab, engine in
+                let directory = Privileged.scratchDirectory(restart.tag)
+                let upload = "\(directory)/upload", received = "\(directory)/received"
+                _ = try engine.exec("acme", ["socat", "-u", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr", "CREATE:\(received)"], log: "acme.log")
+                try NetworkLab.poll("the instance to register", timeout: 10) {
+                    ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? []).count == 1
+                }
+                try lab.waitForListener(lab.server, port: 20000)
+                try NetworkLab.makeRandomFile(upload, count: 200 << 20)
+                try RestartTests.pacedSender.write(toFile: "\(directory)/sender.py", atomically: true, encoding: .utf8)
+                let sending = try engine.exec("acme", ["python3", "\(directory)/sender.py", restart.server(lab), "9000", upload], log: "sender.log")
+                try RestartTests.waitForTransferUnderway(received, bytes: 1 << 20)
+                if !restart.arguments.contains("--keep-connections") {
+                    engine.kill()
+                } else {
+                    XCTAssertEqual(engine.stop(), 0)
+                }
+                try engine.start(restart.arguments)
+                if Privileged.datapath == "userspace" {
+                    XCTAssertTrue(engine.log.contains("flows restored from the last engine"), engine.log)
+                }
+                // socat without fork closed its listener after the accept: the instance drains,
+                // its connection still translated, and the restarted engine knows it.
+                try NetworkLab.poll("acme's instance to be draining", timeout: 10) {
+                    ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? [])
+                        .contains { $0.aid == "acme" && $0.draining == true }
+                }
+                let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
+                XCTAssertTrue(flows.contains { $0.mode == "local" && $0.aid == "acme" && $0.server == restart.server(lab) },
+                              "the restarted engine lists the flow: \(flows)")
+                try NetworkLab.poll("the upload to finish", timeout: 120) { !sending.isRunning }
+                XCTAssertEqual(sending.terminationStatus, 0, (try? String(contentsOfFile: "\(directory)/sender.log", encoding: .utf8)) ?? "")
+                try NetworkLab.poll("the upload to arrive whole", timeout: 30) {
+                    (try? NetworkLab.sha256(received)) == (try? NetworkLab.sha256(upload))
+                }
+            }
         }
     }
 

@@ -39,6 +39,34 @@ final class RuleSetTests: XCTestCase {
         XCTAssertEqual(rules.installCommands().count, 2 * ipv4.count, "the same rules for ip6tables")
     }
 
+    /// Local mode, userspace datapath: loopback goes to the queue after the others (bound
+    /// without GSO); the kernel datapath queues loopback's first packets with the rest.
+    func testLocalModesLoopbackHasAQueueOfItsOwn() throws {
+        let configuration = try Configuration.parse("""
+            queue: 4
+            queues: 2
+            virtual-ports: 20000-20999
+            ports: [9000]
+            cooperative: {local: true}
+            """)
+        XCTAssertEqual(configuration.loopbackQueue, 6)
+        let commands = RuleSet.everyPacket(configuration).installCommands().map { $0.dropFirst(2).joined(separator: " ") }
+        XCTAssertTrue(commands.contains("-t raw -A VPM-OUTPUT -o lo -p tcp --dport 9000 -j NFQUEUE --queue-num 6"), "\(commands)")
+        XCTAssertTrue(commands.contains("-t raw -A VPM-OUTPUT -o lo -p tcp --sport 20000:20999 -j NFQUEUE --queue-num 6"), "\(commands)")
+        XCTAssertTrue(commands.contains("-t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-balance 4:5"), "\(commands)")
+        let kernel = RuleSet.firstPacket(configuration).installCommands().map { $0.joined(separator: " ") }
+        XCTAssertFalse(kernel.contains { $0.contains("--queue-num 6") }, "\(kernel)")
+        XCTAssertNil(try Configuration.parse("virtual-ports: 20000-20999\nports: [9000]").loopbackQueue)
+        XCTAssertThrowsError(try Configuration.parse("""
+            queue: 65535
+            virtual-ports: 20000-20999
+            ports: [9000]
+            cooperative: {local: true}
+            """)) { error in
+            XCTAssertTrue("\(error)".contains("local mode needs queue 65536 for loopback"), "\(error)")
+        }
+    }
+
     func testRemoveCoversEveryChainBothFamilies() {
         let commands = RuleSet.removeCommands().map { $0.joined(separator: " ") }
         for tool in ["iptables", "ip6tables"] {

@@ -39,13 +39,31 @@ struct UserspaceDatapath: PacketDatapath {
             let mark = decided.mode == .local ? KernelMark(decided).value : nil
             return CommonVerdict.rewrite(&packet, payload, checksum: checksum, mark: mark, counters: &counters) {
                 (packet: inout IPPacket, state) throws(PacketError) in
+                Self.keepSegmentsCopyable(&packet, checksum: state)
                 try packet.setDestinationPort(decided.virtualPort, checksum: state)
             }
         case .toInitialPort(let port):
-            return CommonVerdict.toInitialPort(port, &packet, payload, checksum: checksum, counters: &counters)
+            return CommonVerdict.rewrite(&packet, payload, checksum: checksum, counters: &counters) {
+                (packet: inout IPPacket, state) throws(PacketError) in
+                Self.keepSegmentsCopyable(&packet, checksum: state)
+                try packet.setSourcePort(port, checksum: state)
+            }
         case .refuse: return CommonVerdict.refused
         case .drop: return .drop
         case .hold: return .hold
         }
+    }
+
+    /// Every packet of the connection must reach the engine whole, and NFQUEUE copies at
+    /// most `QueueConfiguration.largestCopy` bytes: a SYN (either way) announcing a larger
+    /// MSS has it lowered, so neither side sends a segment longer than that. Only loopback
+    /// connections (local mode) announce one; a full-sized segment over lo would otherwise
+    /// arrive truncated, be dropped, be retransmitted the same size, and stall the
+    /// connection. Costs one flag test per packet.
+    @inline(__always)
+    static func keepSegmentsCopyable(_ packet: inout IPPacket, checksum: ChecksumState) {
+        guard packet.transportProtocol == .tcp, packet.tcpFlags.contains(.syn) else { return }
+        let limit = QueueConfiguration.largestCopy - packet.transportOffset - TCPHeader.minimumLength
+        packet.clampMaximumSegmentSize(to: UInt16(limit), checksum: checksum)
     }
 }
