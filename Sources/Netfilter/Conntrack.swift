@@ -86,25 +86,35 @@ public final class Conntrack {
     /// (EOPNOTSUPP without CONFIG_NF_CONNTRACK_MARK, EINVAL) gets an unfiltered request,
     /// and every entry is checked here as well, so the answer is the same either way.
     public func dump(mark: UInt32, mask: UInt32) throws(NetfilterError) -> [ConntrackEntry] {
-        if let stale = unfinishedDump { try finishDump(stale) }
-        statistics.dumps += 1
         var entries: [ConntrackEntry] = []
-        guard mask != 0 else {
-            try dump(filter: nil, mark: mark, mask: mask, into: &entries)
-            return entries
-        }
-        do {
-            try dump(filter: (mark & mask, mask), mark: mark, mask: mask, into: &entries)
-        } catch where error.errno == .notSupported || error.errno == .invalidArgument {
-            statistics.kernelFilterRefusals += 1
-            entries.removeAll()
-            try dump(filter: nil, mark: mark, mask: mask, into: &entries)
-        }
+        try forEachEntry(mark: mark, mask: mask) { entries.append($0) }
         return entries
     }
 
+    /// The same entries, handed to `body` one at a time as the dump is read: memory stays
+    /// flat however many entries conntrack holds (a SYN flood's hundreds of thousands).
+    public func forEachEntry(mark: UInt32, mask: UInt32, _ body: (ConntrackEntry) -> Void) throws(NetfilterError) {
+        if let stale = unfinishedDump { try finishDump(stale) }
+        statistics.dumps += 1
+        guard mask != 0 else {
+            try dump(filter: nil, mark: mark, mask: mask, body)
+            return
+        }
+        var delivered = false
+        do {
+            try dump(filter: (mark & mask, mask), mark: mark, mask: mask) { entry in
+                delivered = true
+                body(entry)
+            }
+        } catch where !delivered && (error.errno == .notSupported || error.errno == .invalidArgument) {
+            // Refused at once (before any entry): ask again unfiltered.
+            statistics.kernelFilterRefusals += 1
+            try dump(filter: nil, mark: mark, mask: mask, body)
+        }
+    }
+
     private func dump(
-        filter: (mark: UInt32, mask: UInt32)?, mark: UInt32, mask: UInt32, into entries: inout [ConntrackEntry]
+        filter: (mark: UInt32, mask: UInt32)?, mark: UInt32, mask: UInt32, _ body: (ConntrackEntry) -> Void
     ) throws(NetfilterError) {
         let header = request(IPCTNL_MSG_CT_GET, flags: NLM_F_REQUEST | NLM_F_DUMP)
         if let filter {
@@ -119,7 +129,7 @@ public final class Conntrack {
             }
             statistics.entriesReceived += 1
             if entry.matches(mark: mark, mask: mask) {
-                entries.append(entry)
+                body(entry)
             } else {
                 statistics.entriesFilteredInUserspace += 1
             }

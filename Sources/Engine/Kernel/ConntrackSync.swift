@@ -50,8 +50,10 @@ final class ConntrackSync: @unchecked Sendable {
     @discardableResult
     func refresh(rebuild: Bool = false) throws -> (added: Int, removed: Int) {
         try dumping.withLock { _ in
-            let entries = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask)
-            return reconcile(entries, now: MonotonicClock.milliseconds(), rebuild: rebuild)
+            let conntrack = try Conntrack()
+            return try reconcile(now: MonotonicClock.milliseconds(), rebuild: rebuild) { (take) throws(NetfilterError) in
+                try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask, take)
+            }
         }
     }
 
@@ -106,34 +108,46 @@ final class ConntrackSync: @unchecked Sendable {
         }
     }
 
-    /// Applies a dump to the table, a slice at a time, so the queue threads (which take the
-    /// same lock for each decision) never wait for a whole table's worth of work.
-    func reconcile(_ entries: [ConntrackEntry], now: UInt64, rebuild: Bool) -> (added: Int, removed: Int) {
+    /// Applies a dump to the table as `dump` hands over its entries, a slice at a time, so
+    /// the queue threads (which take the same lock for each decision) never wait for a whole
+    /// table's worth of work, and the lock is never held while the dump is read. Only the
+    /// keys of flows in the table are remembered: memory is bounded by the table, not by
+    /// conntrack (a SYN flood leaves hundreds of thousands of entries the table evicted).
+    func reconcile(now: UInt64, rebuild: Bool,
+                   _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError) -> (added: Int, removed: Int) {
         let instances = registry.instances()
-        let flows = entries.compactMap { Self.flow($0, configuration: configuration, instances: instances) }
-        let seen = Set(flows.map(\.key))
+        var seen = Set<FlowKey>()
+        var pending: [Flow] = []
+        pending.reserveCapacity(Self.slice)
         var added = 0
-        var start = 0
-        while start < flows.count {
-            let slice = flows[start..<min(start + Self.slice, flows.count)]
-            start += Self.slice
+        func apply() {
             added += store.withLock { table -> Int in
                 var added = 0
-                for flow in slice {
+                for flow in pending {
                     var handle = table.lookup(flow.key)
                     if handle == nil && rebuild {
                         handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
                                               peer: flow.peer, now: now).handle
                         if handle != nil { added += 1 }
                     }
-                    if let handle { table.observe(handle, state: flow.state, counters: flow.counters, now: now) }
+                    if let handle {
+                        table.observe(handle, state: flow.state, counters: flow.counters, now: now)
+                        seen.insert(flow.key)
+                    }
                 }
                 return added
             }
+            pending.removeAll(keepingCapacity: true)
         }
+        try dump { entry in
+            guard let flow = Self.flow(entry, configuration: configuration, instances: instances) else { return }
+            pending.append(flow)
+            if pending.count == Self.slice { apply() }
+        }
+        apply()
         let gone = store.snapshot().filter { !seen.contains($0.key) && MonotonicClock.elapsed(since: $0.firstSeen, now: now) >= Self.grace }
             .map(\.key)
-        start = 0
+        var start = 0
         while start < gone.count {
             let slice = gone[start..<min(start + Self.slice, gone.count)]
             start += Self.slice
