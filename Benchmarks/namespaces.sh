@@ -7,7 +7,7 @@ stop_namespaces() {
   for ns in "$@"; do ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true; done
   for _ in $(seq 50); do
     local left=""
-    for ns in "$@"; do left="$left$(ip netns pids "$ns" 2>/dev/null)"; done
+    for ns in "$@"; do left="$left$(ip netns pids "$ns" 2>/dev/null || true)"; done
     [ -z "$left" ] && break
     sleep 0.1
   done

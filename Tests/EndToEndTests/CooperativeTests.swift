@@ -298,14 +298,18 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
-    /// Both engines are killed and restarted, one after the other, while a program under
-    /// `vpm exec` on the client host uploads to acme's instance over IPv6 (the engines
-    /// negotiate over IPv6 too): the upload completes whole.
+    /// Both engines restart, one after the other, while a program under `vpm exec` on the
+    /// client host uploads to acme's instance over IPv6 (the engines negotiate over IPv6
+    /// too): the server's engine is killed (SIGKILL), the client's stopped (SIGTERM) with
+    /// `--keep-connections`. The upload completes whole.
     /// Kernel datapath: conntrack carries the connection meanwhile; userspace: each engine
     /// restores its side's negotiated flow from its snapshot.
     func testBothEnginesRestartMidTransfer() throws {
         try withEngines("coop-restart") { hosts in
             let directory = hosts.directory
+            let keeping = ["--log-level", "debug", "--keep-connections"]
+            XCTAssertEqual(hosts.client.stop(), 0)
+            try hosts.client.start(keeping)
             _ = try startInstance(hosts, aid: "acme", megabytes: 1)
             let upload = "\(directory)/upload"
             try NetworkLab.makeRandomFile(upload, count: 200 << 20)
@@ -321,8 +325,9 @@ final class CooperativeTests: XCTestCase {
             try RestartTests.waitForTransferUnderway(received, bytes: 1 << 20)
             hosts.server.kill()
             try hosts.server.start(["--log-level", "debug"])
-            hosts.client.kill()
-            try hosts.client.start(["--log-level", "debug"])
+            XCTAssertEqual(hosts.client.stop(), 0)
+            XCTAssertTrue(hosts.client.log.contains("--keep-connections"), hosts.client.log)
+            try hosts.client.start(keeping)
             for engine in [hosts.server, hosts.client] where Privileged.datapath == "userspace" {
                 XCTAssertTrue(engine.log.contains("flows restored from the last engine"), engine.log)
             }
