@@ -48,8 +48,8 @@ final class ControlService: Sendable {
     /// Each queue's own counters (the queue-scoped rows of `EngineStatistics.counters`, the
     /// kernel's drops for that queue, reasons), by queue number.
     private func queueStatistics() -> [(queue: UInt16, statistics: EngineStatistics)] {
-        workers.all.enumerated().map { index, worker in
-            let number = configuration.queue + UInt16(index)
+        workers.all.map { worker in
+            let number = worker.queueNumber
             let (counters, queue) = worker.counters
             var statistics = EngineStatistics()
             for (key, value) in EngineCounters.fields { statistics[key: key] = counters[keyPath: value] }
@@ -169,8 +169,11 @@ final class ControlService: Sendable {
                     logger.warning("instance socket not bound", metadata: [
                         "aid": "\(aid)", "virtual-port": "\(virtualPort)", "call": "\(call)", "error": "\(String(cString: strerror(code)))",
                     ])
-                    return ControlResponse(error: "\(call) of virtual port \(virtualPort) failed: \(String(cString: strerror(code)))"
-                                           + (code == EADDRINUSE ? " (another program holds the port: see `ss -lnp sport = :\(virtualPort)`)" : ""),
+                    let draining = code == EADDRINUSE && registry.isDraining(aid: aid, virtualPort: virtualPort, transport: protocolName)
+                    let hint = draining
+                        ? " (connections of this AID's previous instance still use the port while they drain; set SO_REUSEADDR on the socket to listen again meanwhile)"
+                        : code == EADDRINUSE ? " (another program holds the port: see `ss -lnp sport = :\(virtualPort)`)" : ""
+                    return ControlResponse(error: "\(call) of virtual port \(virtualPort) failed: \(String(cString: strerror(code)))" + hint,
                                            errorCode: name)
                 }
                 logger.info("instance bound", metadata: [

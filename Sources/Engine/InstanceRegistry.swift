@@ -101,11 +101,7 @@ public final class InstanceRegistry: Sendable {
                         entries[index].processes.append(AppRecord.Process(pid: pid, command: Self.command(of: pid)))
                     }
                     entries[index].lastBind = now()
-                    if entries[index].isDraining {
-                        // Listening again (a restarted server while its old connections finish).
-                        entries[index].draining = nil
-                        created = true
-                    }
+                    // A draining instance serves again only once its new socket is bound (`attach`).
                     return .allocated(entries[index].virtualPort)
                 }
                 let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
@@ -118,8 +114,8 @@ public final class InstanceRegistry: Sendable {
                 created = true
                 return .allocated(port)
             }
-            // Routes change only with a new instance (or one back from draining); the state
-            // file is written by `attach`, once the instance has its socket.
+            // Routes change only with a new instance; the state file is written by `attach`,
+            // once the instance has its socket.
             if created { changes.add(1, ordering: .releasing) }
             guard result == .exhausted, configuration.allocation.whenExhausted == .wait, now() < deadline else { return result }
             usleep(100_000)
@@ -127,11 +123,13 @@ public final class InstanceRegistry: Sendable {
     }
 
     /// Forgets a `vpm exec` instance that has no socket yet (its first bind failed because
-    /// another program holds the port); returns whether it did.
+    /// another program holds the port); returns whether it did. A draining instance is kept:
+    /// its connections still use the port.
     func discardIfUnused(aid: AID, virtualPort: UInt16, transport: TransportProtocol) -> Bool {
         let discarded = entries.withLock { entries -> Bool in
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport }),
-                  !entries[index].fromConfiguration, entries[index].inodes?.isEmpty ?? false else { return false }
+                  !entries[index].fromConfiguration, !entries[index].isDraining, entries[index].inodes?.isEmpty ?? false
+            else { return false }
             entries.remove(at: index)
             return true
         }
@@ -139,14 +137,26 @@ public final class InstanceRegistry: Sendable {
         return discarded
     }
 
-    /// Records a socket the engine bound for AID's instance on `virtualPort`.
+    /// Records a socket the engine bound for AID's instance on `virtualPort`; a draining
+    /// instance serves again from here.
     func attach(inode: UInt64, aid: AID, virtualPort: UInt16, transport: TransportProtocol) {
-        entries.withLock { entries in
+        let undrained = entries.withLock { entries -> Bool in
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport })
-            else { return }
+            else { return false }
             entries[index].inodes = (entries[index].inodes ?? []).union([inode])
+            guard entries[index].isDraining else { return false }
+            entries[index].draining = nil
+            return true
         }
+        if undrained { changes.add(1, ordering: .releasing) }
         save()
+    }
+
+    /// Whether AID's instance on `virtualPort` is draining.
+    func isDraining(aid: AID, virtualPort: UInt16, transport: TransportProtocol) -> Bool {
+        entries.withLock { entries in
+            entries.contains { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport && $0.isDraining }
+        }
     }
 
     /// Releases the virtual ports of `vpm exec` instances that have none of their sockets

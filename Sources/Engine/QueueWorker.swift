@@ -48,6 +48,9 @@ final class QueueWorker: @unchecked Sendable {
         cooperation.attach(queue.wakeup, worker: index)
     }
 
+    /// The NFQUEUE number this worker reads.
+    var queueNumber: UInt16 { queue.configuration.queueNumber }
+
     /// Whether this worker decides with the source rules of reload `generation` (or later).
     func runsSources(of generation: UInt64) -> Bool { sourcesGeneration.load(ordering: .acquiring) >= generation }
 

@@ -17,7 +17,7 @@ public struct Configuration: Sendable {
     /// Local mode on the userspace datapath: loopback's packets go to a queue of their own,
     /// the one after the others, bound without GSO (see `RuleSet.everyPacket`).
     public var loopbackQueue: UInt16? {
-        cooperation.local ? queue + UInt16(queues) : nil
+        cooperation.local && Int(queue) + queues <= 65535 ? queue + UInt16(queues) : nil
     }
     /// Where virtual ports come from; never overlaps an initial port.
     public var virtualPorts: ClosedRange<UInt16>

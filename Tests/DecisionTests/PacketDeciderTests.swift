@@ -70,6 +70,27 @@ final class PacketDeciderTests: XCTestCase {
         XCTAssertEqual(flow.counters.packetsToClient, 1)
     }
 
+    /// A draining instance (listener closed, accepted connections running): its flows keep
+    /// their translation both ways; a new connection of its AID finds no instance.
+    func testADrainingInstancesFlowsKeepTheirTranslationAndNewOnesAreRefused() throws {
+        let syn = try bytes(from: acmeClient, 40000, to: server, 9000, flags: [.syn])
+        XCTAssertEqual(decide(syn, .arriving), .toVirtualPort(Decided(mode: .source, aidSlot: 1, virtualPort: 20017)))
+        let configuration = try Configuration.parse(Self.configuration)
+        let draining = configuration.instances.map { instance in
+            Instance(aid: instance.aid, initialPort: instance.initialPort, virtualPort: instance.virtualPort,
+                     accepting: instance.aid != "acme")
+        }
+        decider.updateRoutes(draining, generation: 2)
+        XCTAssertEqual(decide(try bytes(from: acmeClient, 40000, to: server, 9000), .arriving),
+                       .toVirtualPort(Decided(mode: .source, aidSlot: 1, virtualPort: 20017)))
+        XCTAssertEqual(decide(try bytes(from: server, 20017, to: acmeClient, 40000), .leaving(viaLoopback: false)), .toInitialPort(9000))
+        XCTAssertEqual(decide(try bytes(from: acmeClient, 40001, to: server, 9000, flags: [.syn]), .arriving), .refuse)
+        XCTAssertEqual(decider.counters[.noInstance], 1)
+        // globex still serves.
+        let globex = try bytes(from: IPAddress(198, 18, 3, 7), 40000, to: server, 9000, flags: [.syn])
+        XCTAssertEqual(decide(globex, .arriving), .toVirtualPort(Decided(mode: .source, aidSlot: 2, virtualPort: 20018)))
+    }
+
     func testRefusalsSayWhy() throws {
         let stranger = try bytes(from: IPAddress(198, 18, 9, 9), 40000, to: server, 9000, flags: [.syn])
         XCTAssertEqual(decide(stranger, .arriving), .refuse)

@@ -98,9 +98,15 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertNil(registry.virtualPort(aid: "acme", initialPort: 9000, transport: .tcp), "no negotiation to a draining instance")
         // Another AID does not get the port while acme's connections run on it.
         XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 2, now: now), .allocated(20002))
-        // acme listens again: serving, at once.
-        let before = registry.generation
+        // acme binds again: still draining until its new socket is bound; a bind that fails
+        // (EADDRINUSE: no SO_REUSEADDR while connections hold the port) does not forget it.
         XCTAssertEqual(registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 3, now: now), .allocated(20001))
+        XCTAssertEqual(registry.instances().first { $0.aid == "acme" }?.accepting, false)
+        XCTAssertFalse(registry.discardIfUnused(aid: "acme", virtualPort: 20001, transport: .tcp))
+        XCTAssertTrue(registry.isDraining(aid: "acme", virtualPort: 20001, transport: .tcp))
+        // Bound: serving, at once.
+        let before = registry.generation
+        registry.attach(inode: 8, aid: "acme", virtualPort: 20001, transport: .tcp)
         XCTAssertGreaterThan(registry.generation, before)
         XCTAssertEqual(registry.instances().first { $0.aid == "acme" }?.accepting, true)
         // Its listener closes again and the last connection ends: released.

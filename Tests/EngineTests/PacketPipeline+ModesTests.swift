@@ -52,6 +52,46 @@ final class PacketPipelineModesTests: XCTestCase {
         XCTAssertEqual(process(&processor, &plain, outputInterface: 1), .accept)
     }
 
+    /// `syn(...)` with loopback's MSS option (65,495), checksums filled.
+    func loopbackSYN(from source: IPAddress, _ port: UInt16, to destination: IPAddress, _ destinationPort: UInt16) throws -> [UInt8] {
+        var bytes = try syn(from: source, port, to: destination, destinationPort)
+        bytes += [0x02, 0x04, 0xFF, 0xD7]
+        bytes[2] = 0; bytes[3] = UInt8(bytes.count)
+        bytes[20 + 12] = 6 << 4
+        try bytes.withUnsafeMutableBytes { buffer in
+            var packet = try IPPacket(buffer)
+            packet.fillTransportChecksum()
+            var header = IPv4Header(unchecked: buffer)
+            header.fillHeaderChecksum()
+        }
+        return bytes
+    }
+
+    func maximumSegmentSize(_ bytes: inout [UInt8]) throws -> (UInt16?, Bool) {
+        try bytes.withUnsafeMutableBytes { let packet = try IPPacket($0); return (packet.maximumSegmentSize, packet.transportChecksumIsValid()) }
+    }
+
+    /// Userspace datapath, loopback: every SYN on the queue leaves announcing an MSS whose
+    /// segments NFQUEUE copies whole (65,531 bytes): the translated one and a program's of no
+    /// AID alike; the checksum stays valid.
+    func testLoopbackSYNsAnnounceSegmentsTheQueueCanCopy() throws {
+        let clients = ClientSockets()
+        var processor = try makeProcessor("{local: true}", clients: clients)
+        let loopback = IPAddress.loopbackIPv4
+        clients.register(transport: .tcp, address: loopback, port: 41000, aid: "acme", now: 1000)
+        var translated = try loopbackSYN(from: loopback, 41000, to: loopback, 9000)
+        XCTAssertEqual(try maximumSegmentSize(&translated).0, 65495)
+        XCTAssertEqual(process(&processor, &translated, outputInterface: 1).payloadLength, translated.count)
+        XCTAssertEqual(try destinationPort(&translated), 20017)
+        XCTAssertEqual(try maximumSegmentSize(&translated).0, 65491)
+        XCTAssertEqual(try maximumSegmentSize(&translated).1, true)
+        var plain = try loopbackSYN(from: loopback, 41002, to: loopback, 9000)
+        XCTAssertEqual(process(&processor, &plain, outputInterface: 1), .acceptModified(length: plain.count))
+        XCTAssertEqual(try destinationPort(&plain), 9000)
+        XCTAssertEqual(try maximumSegmentSize(&plain).0, 65491)
+        XCTAssertEqual(try maximumSegmentSize(&plain).1, true)
+    }
+
     func testCooperativeSYNIsHeldOnceThenReleasedRewritten() throws {
         let clients = ClientSockets()
         var processor = try makeProcessor("{peers: [{network: 198.18.0.1, key: \(key)}]}", clients: clients)

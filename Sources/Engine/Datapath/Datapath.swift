@@ -23,7 +23,7 @@ extension Datapath {
         configuration: Configuration = KernelNAT.probeConfiguration, prefix: [String] = [], checkingNAT: Bool = true
     ) -> String? {
         if checkingNAT, let reason = KernelNAT.unavailableReason(configuration: configuration, prefix: prefix) { return reason }
-        do { _ = try Conntrack().dump(mark: KernelMark.tag, mask: KernelMark.tagMask) } catch {
+        do { try Conntrack().forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { _ in } } catch {
             return "conntrack's netlink interface does not answer: \(error)"
         }
         return nil

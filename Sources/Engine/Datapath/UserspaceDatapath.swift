@@ -28,7 +28,12 @@ struct UserspaceDatapath: PacketDatapath {
     func verdict(for decision: Decision, packet: inout IPPacket?, payload: UnsafeMutableRawBufferPointer,
                  checksum: ChecksumState, counters: inout EngineCounters) -> Verdict {
         switch decision {
-        case .accept: return .accept
+        case .accept:
+            // Not ours, but on a queue all the same (a local program of no AID on loopback):
+            // its segments must fit a copy too, or they are dropped as truncated.
+            guard var parsed = packet, parsed.transportProtocol == .tcp, parsed.tcpFlags.contains(.syn),
+                  Self.keepSegmentsCopyable(&parsed, checksum: checksum) else { return .accept }
+            return .acceptModified(length: parsed.bytes.count, mark: nil)
         case .admit:
             // A negotiated connection arrives on its virtual port already.
             counters.acceptedUnchanged &+= 1
@@ -60,10 +65,10 @@ struct UserspaceDatapath: PacketDatapath {
     /// connections (local mode) announce one; a full-sized segment over lo would otherwise
     /// arrive truncated, be dropped, be retransmitted the same size, and stall the
     /// connection. Costs one flag test per packet.
-    @inline(__always)
-    static func keepSegmentsCopyable(_ packet: inout IPPacket, checksum: ChecksumState) {
-        guard packet.transportProtocol == .tcp, packet.tcpFlags.contains(.syn) else { return }
+    @inline(__always) @discardableResult
+    static func keepSegmentsCopyable(_ packet: inout IPPacket, checksum: ChecksumState) -> Bool {
+        guard packet.transportProtocol == .tcp, packet.tcpFlags.contains(.syn) else { return false }
         let limit = QueueConfiguration.largestCopy - packet.transportOffset - TCPHeader.minimumLength
-        packet.clampMaximumSegmentSize(to: UInt16(limit), checksum: checksum)
+        return packet.clampMaximumSegmentSize(to: UInt16(limit), checksum: checksum)
     }
 }
