@@ -7,6 +7,8 @@ extension ConfigurationParser {
     func parseSources(_ node: Node, applications: [Application]) throws(ConfigurationError) -> [SourceRule] {
         let items = try sequence(node, named: "sources", example: "[{from: 198.18.1.0/24, aid: acme}]")
         var rules: [SourceRule] = []
+        var overlaps = SourceOverlapIndex()
+        let aids = Set(applications.map(\.aid))
         for item in items {
             let fields = try fields(of: item, named: "a source", allowed: Self.sourceKeys)
             let fromNode = try fields.required("from", parser: self)
@@ -18,13 +20,13 @@ extension ConfigurationParser {
             let text = try scalar(fromNode, named: "'from'")
             let match = try value(at: fromNode) { () throws(InvalidValue) in try SourceMatch.parse(text) }
             let aid = try aid(aidNode)
-            guard applications.contains(where: { $0.aid == aid }) else {
+            guard aids.contains(aid) else {
                 let known = applications.map(\.aid.name).sorted()
                 let list = known.isEmpty ? "there are none yet; add it under 'applications'" : "the AIDs are: \(known.joined(separator: ", "))"
                 throw failure("source \(match) names the unknown AID '\(aid)'; \(list)", at: aidNode)
             }
-            // Pairwise is fine at configuration sizes (hundreds of rules) and runs once at start-up.
-            if let earlier = rules.first(where: { $0.match.overlaps(match) }) {
+            if let index = overlaps.add(match) {
+                let earlier = rules[index]
                 let sameAID = earlier.aid == aid ? " (both for '\(aid)', so one is redundant)" : " ('\(earlier.aid)' and '\(aid)')"
                 throw failure("source \(match) overlaps \(earlier.match) (line \(earlier.line))\(sameAID); a client must belong to one AID, so make the sources disjoint", at: fromNode)
             }
