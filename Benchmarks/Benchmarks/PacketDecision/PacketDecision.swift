@@ -26,6 +26,23 @@ private let configuration: Configuration = {
     }
 }()
 
+/// `aids` applications (aid0 … ), each with an instance on 9000 (virtual ports from 20000), and
+/// `rules` source rules: 198.18.1.0/24 (the benchmark's client) for aid0, then single
+/// addresses from 198.18.2.0 on (up to 130,560 of them), spread over the AIDs.
+private func scaledConfiguration(rules: Int, aids: Int) -> Configuration {
+    precondition(rules >= 1 && rules <= 130_561 && aids >= 1 && aids <= 10_000)
+    var text = "virtual-ports: 20000-29999\nports: [9000]\napplications:\n"
+    for index in 0..<aids { text += "  aid\(index): {instances: {9000: \(20_000 + index)}}\n" }
+    text += "sources:\n  - {from: 198.18.1.0/24, aid: aid0}\n"
+    for index in 0..<(rules - 1) {
+        let host = 2 * 256 + index  // from 198.18.2.0
+        text += "  - {from: 198.\(18 + host / 65_536).\(host / 256 % 256).\(host % 256), aid: aid\(index % aids)}\n"
+    }
+    do { return try Configuration.parse(text) } catch { fatalError("scaled configuration: \(error)") }
+}
+
+nonisolated(unsafe) private var scaledProcessors: [String: (PacketPipeline, SharedFlowTable)] = [:]
+
 private let client = IPAddress(198, 18, 1, 2)
 private let server = IPAddress(198, 18, 0, 1)
 private let preRouting: UInt8 = 0, localOut: UInt8 = 3
@@ -97,6 +114,35 @@ let benchmarks: @Sendable () -> Void = {
                 let verdict = processor.process(packet, now: 2_000, receivedAt: 1_000)
                 guard verdict.payloadLength == 64 else {
                     benchmark.error("expected a rewritten 64-byte packet, got \(verdict)")
+                    return
+                }
+            }
+        }
+    }
+
+    // Scale: the same new-connection decision with many source rules and AIDs. The client's
+    // rule is a /24 while the others are single addresses (/32), so the matcher looks in two
+    // prefix tables, the client's last: each rule costs memory, not time, if the matcher is
+    // what it claims (one hash lookup per distinct prefix length).
+    for (rules, aids) in [(10, 10), (1_000, 10), (100_000, 10), (1_000, 1_000)] {
+        Benchmark("decide kernel, SYN of a new connection, \(rules) source rules, \(aids) AIDs") { benchmark in
+            // Built once, outside every sample: parsing 100,000 rules takes longer than a sample.
+            let name = "\(rules)/\(aids)"
+            if scaledProcessors[name] == nil {
+                let store = SharedFlowTable(FlowTable(capacity: 1024))
+                scaledProcessors[name] = (PacketPipeline(configuration: scaledConfiguration(rules: rules, aids: aids), store: store,
+                                                         datapath: .kernel), store)
+            }
+            guard var (processor, store) = scaledProcessors[name] else { return }
+            let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
+            defer { syn.deallocate() }
+            let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)
+            let packet = queued(syn, hook: preRouting)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                let verdict = processor.process(packet, now: 2_000, receivedAt: 1_000)
+                guard verdict.mark != nil, store.withLock({ $0.remove(key) }) else {
+                    benchmark.error("expected a marked SYN and a recorded flow, got \(verdict)")
                     return
                 }
             }
