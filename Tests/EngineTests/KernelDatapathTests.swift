@@ -155,6 +155,45 @@ final class ConntrackSyncTests: XCTestCase {
                        isAssured: true)
     }
 
+    /// A dump of 2,500 entries (three slices) applied as it is read: the flow it names is
+    /// observed, entries the table lacks are left out (added only when rebuilding), a flow
+    /// the dump lacks is removed once past the grace period and kept within it.
+    func testReconcileAppliesADumpAsItIsRead() throws {
+        let store = SharedFlowTable(FlowTable(capacity: 4096))
+        let server = IPAddress(198, 18, 0, 1), client = IPAddress(198, 18, 1, 2)
+        func key(_ port: UInt16) -> FlowKey { FlowKey(transport: .tcp, client: client, clientPort: port, server: server, initialPort: 9000) }
+        let now: UInt64 = 10_000
+        store.withLock { table in
+            _ = table.insert(key(40000), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: 1_000)
+            _ = table.insert(key(50000), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: 1_000)  // gone, old
+            _ = table.insert(key(50001), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: now - 1_000)  // gone, young
+        }
+        let mark = KernelMark(mode: .source, slot: 1, virtualPort: 20017).value
+        let entries = (0..<2_500).map { index in
+            entry(from: [198, 18, 1, 2], UInt16(40000 + index), to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark)
+        }
+        var handed = 0
+        let dump: ((ConntrackEntry) -> Void) throws(NetfilterError) -> Void = { take in
+            for entry in entries { handed += 1; take(entry) }
+        }
+        let first = try ConntrackSync.reconcile(store: store, configuration: configuration, instances: configuration.instances,
+                                                now: now, rebuild: false, dump)
+        XCTAssertEqual(handed, 2_500)
+        XCTAssertEqual(first.added, 0)
+        XCTAssertEqual(first.removed, 1)
+        let flows = store.snapshot()
+        XCTAssertEqual(Set(flows.map(\.key.clientPort)), [40000, 50001])
+        let observed = try XCTUnwrap(flows.first { $0.key.clientPort == 40000 })
+        XCTAssertEqual(observed.state, .established)
+        XCTAssertEqual(observed.counters.bytesToClient, 9000)
+
+        let rebuilt = try ConntrackSync.reconcile(store: store, configuration: configuration, instances: configuration.instances,
+                                                  now: now, rebuild: true, dump)
+        XCTAssertEqual(rebuilt.added, 2_499)
+        XCTAssertEqual(rebuilt.removed, 0, "the young flow is kept within the grace period")
+        XCTAssertEqual(store.withLock { $0.count }, 2_501)
+    }
+
     func testTranslatedSourceRoutedEntry() throws {
         let mark = KernelMark(mode: .source, slot: 1, virtualPort: 20017).value
         let flow = try XCTUnwrap(ConntrackSync.flow(entry(from: [198, 18, 1, 2], 40000, to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark),

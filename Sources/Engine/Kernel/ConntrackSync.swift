@@ -115,7 +115,13 @@ final class ConntrackSync: @unchecked Sendable {
     /// conntrack (a SYN flood leaves hundreds of thousands of entries the table evicted).
     func reconcile(now: UInt64, rebuild: Bool,
                    _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError) -> (added: Int, removed: Int) {
-        let instances = registry.instances()
+        try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(), now: now, rebuild: rebuild, dump)
+    }
+
+    /// `reconcile` with everything it reads passed in (tests call it without a kernel).
+    static func reconcile(store: SharedFlowTable, configuration: Configuration, instances: [Instance], now: UInt64, rebuild: Bool,
+                          _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError)
+        -> (added: Int, removed: Int) {
         var seen = Set<FlowKey>()
         var pending: [Flow] = []
         pending.reserveCapacity(Self.slice)
