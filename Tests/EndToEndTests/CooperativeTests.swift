@@ -472,6 +472,10 @@ final class CooperativeTests: XCTestCase {
                     ((try? JSONDecoder().decode([AppRecord].self, from: Data(engine.apps(json: true).standardOutput.utf8))) ?? [])
                         .contains { $0.aid == "acme" && $0.draining == true }
                 }
+                // Draining: a new connection of the AID is refused at once, the old one goes on.
+                let refused = try engine.execAndWait("acme", ["socat", "-u", "OPEN:/dev/null", "TCP:\(NetworkLab.endpoint(restart.server(lab), 9000))"])
+                XCTAssertNotEqual(refused.status, 0)
+                XCTAssertTrue(refused.standardError.contains("Connection refused"), refused.standardError)
                 let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
                 XCTAssertTrue(flows.contains { $0.mode == "local" && $0.aid == "acme" && $0.server == restart.server(lab) },
                               "the restarted engine lists the flow: \(flows)")
