@@ -86,6 +86,23 @@ private func establishedProcessor(_ datapath: Datapath) -> PacketPipeline {
     return processor
 }
 
+/// Kernel datapath, a new connection each iteration: the client's SYN is decided, its flow
+/// recorded and the verdict marked; the flow is removed again so the next SYN is new too.
+private func measureNewConnections(_ benchmark: Benchmark, _ processor: inout PacketPipeline, _ store: SharedFlowTable) {
+    let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
+    defer { syn.deallocate() }
+    let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)
+    let packet = queued(syn, hook: preRouting)
+    benchmark.startMeasurement()
+    for _ in benchmark.scaledIterations {
+        let verdict = processor.process(packet, now: 2_000, receivedAt: 1_000)
+        guard verdict.mark != nil, store.withLock({ $0.remove(key) }) else {
+            benchmark.error("expected a marked SYN and a recorded flow, got \(verdict)")
+            return
+        }
+    }
+}
+
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
         metrics: [.wallClock, .throughput, .mallocCountTotal],
@@ -134,18 +151,7 @@ let benchmarks: @Sendable () -> Void = {
                                                          datapath: .kernel), store)
             }
             guard var (processor, store) = scaledProcessors[name] else { return }
-            let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
-            defer { syn.deallocate() }
-            let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)
-            let packet = queued(syn, hook: preRouting)
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                let verdict = processor.process(packet, now: 2_000, receivedAt: 1_000)
-                guard verdict.mark != nil, store.withLock({ $0.remove(key) }) else {
-                    benchmark.error("expected a marked SYN and a recorded flow, got \(verdict)")
-                    return
-                }
-            }
+            measureNewConnections(benchmark, &processor, store)
         }
     }
 
@@ -160,18 +166,7 @@ let benchmarks: @Sendable () -> Void = {
             if watched { _ = table.startWatching() }
             let store = SharedFlowTable(table)
             var processor = PacketPipeline(configuration: configuration, store: store, datapath: .kernel)
-            let syn = segment(from: client, 40_000, to: server, 9000, flags: [.syn])
-            defer { syn.deallocate() }
-            let key = FlowKey(transport: .tcp, client: client, clientPort: 40_000, server: server, initialPort: 9000)
-            let packet = queued(syn, hook: preRouting)
-            benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations {
-                let verdict = processor.process(packet, now: 2_000, receivedAt: 1_000)
-                guard verdict.mark != nil, store.withLock({ $0.remove(key) }) else {
-                    benchmark.error("expected a marked SYN and a recorded flow, got \(verdict)")
-                    return
-                }
-            }
+            measureNewConnections(benchmark, &processor, store)
             if watched && store.withLock({ $0.events(from: 0).next }) == 0 {
                 benchmark.error("the watched table recorded no events")
             }
