@@ -164,11 +164,10 @@ public final class InstanceRegistry: Sendable {
     /// now), and forgets processes that are gone. A TCP instance whose listening sockets
     /// are gone while connections it accepted still run drains instead (`Entry.draining`)
     /// and is released once the last has ended.
-    /// Returns the released instances.
     @discardableResult
-    func releaseUnused(sockets: SocketTable, now: UInt64) -> [Entry] {
-        let (released, drainingChanged): ([Entry], Bool) = entries.withLock { entries in
-            var released: [Entry] = []
+    func releaseUnused(sockets: SocketTable, now: UInt64) -> Release {
+        let (release, drainingChanged): (Release, Bool) = entries.withLock { entries in
+            var release = Release()
             var drainingChanged = false
             var kept: [Entry] = []
             for var entry in entries {
@@ -179,12 +178,13 @@ public final class InstanceRegistry: Sendable {
                 let listening = sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes)
                 let draining = !listening && entry.transport == .tcp && sockets.connections(on: entry.virtualPort) > 0
                 if !listening && !draining {
-                    released.append(entry)
+                    release.released.append(entry)
                     continue
                 }
                 if draining != entry.isDraining {
                     entry.draining = draining ? true : nil
                     drainingChanged = true
+                    if draining { release.startedDraining.append(entry) }
                 }
                 kept.append(entry)
             }
@@ -198,10 +198,18 @@ public final class InstanceRegistry: Sendable {
                                                                                transport: entries[index].transport))
                 }
             }
-            return (released, drainingChanged)
+            return (release, drainingChanged)
         }
-        if !released.isEmpty || drainingChanged { changed() }
-        return released
+        if !release.released.isEmpty || drainingChanged { changed() }
+        return release
+    }
+
+    /// What one `releaseUnused` did.
+    struct Release: Equatable {
+        /// Instances released: their ports are free, their flows to be removed.
+        var released: [Entry] = []
+        /// Instances that stopped listening while connections still run on their ports.
+        var startedDraining: [Entry] = []
     }
 
     /// The virtual port of AID's instance on an initial port (for a cooperative peer's

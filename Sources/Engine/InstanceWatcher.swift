@@ -39,14 +39,13 @@ final class InstanceWatcher: Sendable {
     }
 
     private func check() {
-        let drainingBefore = Set(registry.snapshot().filter(\.isDraining).map { "\($0.virtualPort)/\($0.transport)" })
-        let released = registry.releaseUnused(sockets: SocketTable.read(), now: MonotonicClock.milliseconds())
-        for entry in registry.snapshot() where entry.isDraining != drainingBefore.contains("\(entry.virtualPort)/\(entry.transport)") {
-            logger.info(entry.isDraining ? "instance stopped listening, draining its connections" : "instance listening again",
-                        metadata: ["aid": "\(entry.aid)", "port": "\(entry.initialPort)/\(entry.transport)",
-                                   "virtual-port": "\(entry.virtualPort)"])
+        let release = registry.releaseUnused(sockets: SocketTable.read(), now: MonotonicClock.milliseconds())
+        for entry in release.startedDraining {
+            logger.info("instance stopped listening, draining its connections", metadata: [
+                "aid": "\(entry.aid)", "port": "\(entry.initialPort)/\(entry.transport)", "virtual-port": "\(entry.virtualPort)",
+            ])
         }
-        for entry in released {
+        for entry in release.released {
             let flows = store.removeFlows(toVirtualPort: entry.virtualPort, transport: entry.transport)
             logger.info("instance gone, virtual port released", metadata: [
                 "aid": "\(entry.aid)", "port": "\(entry.initialPort)/\(entry.transport)",

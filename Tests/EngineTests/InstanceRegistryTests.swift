@@ -56,12 +56,12 @@ final class InstanceRegistryTests: XCTestCase {
         let generation = registry.generation
         // Within the grace period a missing socket (between bind and listen) is expected.
         clock += 1000
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock), [])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).released, [])
         // Past it, with the socket present: kept.
         clock += 5000
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5]]), now: clock), [])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5]]), now: clock).released, [])
         // Socket gone: released, routes change, the port is free again; the configured one stays.
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).map(\.virtualPort), [20001])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).released.map(\.virtualPort), [20001])
         XCTAssertGreaterThan(registry.generation, generation)
         XCTAssertEqual(registry.snapshot().map(\.aid), ["fixed"])
         XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 2, now: now), .allocated(20001))
@@ -74,8 +74,8 @@ final class InstanceRegistryTests: XCTestCase {
         _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
         registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .tcp)
         clock += 5000
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5, 6]]), now: clock), [])
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [9]]), now: clock).map(\.virtualPort), [20001])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [5, 6]]), now: clock).released, [])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcp: [20001: [9]]), now: clock).released.map(\.virtualPort), [20001])
     }
 
     /// A graceful shutdown: the listener closed, accepted connections still run. The port
@@ -89,7 +89,9 @@ final class InstanceRegistryTests: XCTestCase {
         clock += 5000
         let generation = registry.generation
         let draining = SocketTable(tcp: [20001: [7]], tcpConnections: [20001: 1])
-        XCTAssertEqual(registry.releaseUnused(sockets: draining, now: clock), [])
+        let release = registry.releaseUnused(sockets: draining, now: clock)
+        XCTAssertEqual(release.released, [])
+        XCTAssertEqual(release.startedDraining.map(\.virtualPort), [20001])
         XCTAssertGreaterThan(registry.generation, generation, "the routes stop sending new connections")
         let acme = registry.instances().first { $0.aid == "acme" }
         XCTAssertEqual(acme?.virtualPort, 20001)
@@ -111,8 +113,8 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertEqual(registry.instances().first { $0.aid == "acme" }?.accepting, true)
         // Its listener closes again and the last connection ends: released.
         clock += 5000
-        XCTAssertFalse(registry.releaseUnused(sockets: draining, now: clock).contains { $0.aid == "acme" })
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).map(\.virtualPort), [20001])
+        XCTAssertFalse(registry.releaseUnused(sockets: draining, now: clock).released.contains { $0.aid == "acme" })
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock).released.map(\.virtualPort), [20001])
     }
 
     /// UDP has no accepted connections: a UDP instance without its socket is gone.
@@ -125,7 +127,7 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertEqual(registry.bind(aid: "acme", initialPort: 5353, transport: .udp, pid: 1, now: now), .allocated(20001))
         registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .udp)
         clock += 5000
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcpConnections: [20001: 1]), now: clock).map(\.virtualPort), [20001])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(tcpConnections: [20001: 1]), now: clock).released.map(\.virtualPort), [20001])
     }
 
     func testSocketTableCountsConnectionsNotListenersOrTimeWait() {
@@ -145,7 +147,7 @@ final class InstanceRegistryTests: XCTestCase {
         let registry = try registry()
         _ = registry.bind(aid: "acme", initialPort: 9000, transport: .tcp, pid: 1, now: now)
         // The watcher read its clock just before this bind: the bind looks "in the future".
-        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock - 5), [])
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: clock - 5).released, [])
     }
 
     func testRegistrationsSurviveARestartWhileTheirSocketExists() throws {

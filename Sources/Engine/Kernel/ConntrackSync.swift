@@ -51,7 +51,8 @@ final class ConntrackSync: @unchecked Sendable {
     func refresh(rebuild: Bool = false) throws -> (added: Int, removed: Int) {
         try dumping.withLock { _ in
             let conntrack = try Conntrack()
-            return try reconcile(now: MonotonicClock.milliseconds(), rebuild: rebuild) { (take) throws(NetfilterError) in
+            return try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
+                                      now: MonotonicClock.milliseconds(), rebuild: rebuild) { (take) throws(NetfilterError) in
                 try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask, take)
             }
         }
@@ -113,12 +114,6 @@ final class ConntrackSync: @unchecked Sendable {
     /// table's worth of work, and the lock is never held while the dump is read. Only the
     /// keys of flows in the table are remembered: memory is bounded by the table, not by
     /// conntrack (a SYN flood leaves hundreds of thousands of entries the table evicted).
-    func reconcile(now: UInt64, rebuild: Bool,
-                   _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError) -> (added: Int, removed: Int) {
-        try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(), now: now, rebuild: rebuild, dump)
-    }
-
-    /// `reconcile` with everything it reads passed in (tests call it without a kernel).
     static func reconcile(store: SharedFlowTable, configuration: Configuration, instances: [Instance], now: UInt64, rebuild: Bool,
                           _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError)
         -> (added: Int, removed: Int) {
