@@ -36,6 +36,9 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     /// New flows refused because the table was full of established flows.
     public var flowsRefusedFull: UInt64 = 0
     public var flowCapacity: UInt64 = 0
+    /// Kernel datapath: source-routed connections the kernel decided from the engine's maps,
+    /// learned from conntrack (never queued).
+    public var flowsDecidedInKernel: UInt64 = 0
     /// Why packets were dropped or refused, by reason: keyed by the reason's identifier
     /// (`noApplication`, `tableFull`, … — `DropReason.identifier`).
     public var reasons: [String: UInt64] = [:]
@@ -132,5 +135,6 @@ extension EngineStatistics {
         .init(key: "flowsExpired", label: "flows expired", help: "flows removed after their idle timeout", kind: .counter, value: \.flowsExpired),
         .init(key: "flowsEvicted", label: "flows evicted", help: "half-open flows pushed out to make room (SYN flood protection)", kind: .counter, value: \.flowsEvicted),
         .init(key: "flowsRefusedFull", label: "flows refused (table full)", help: "new flows refused because the table was full of established flows", kind: .counter, value: \.flowsRefusedFull),
+        .init(key: "flowsDecidedInKernel", label: "flows decided in the kernel", help: "source-routed connections the kernel decided from the engine's maps, never queued (kernel datapath)", kind: .counter, value: \.flowsDecidedInKernel),
     ]
 }

@@ -81,6 +81,7 @@ final class ControlService: Sendable {
         statistics.flowsEvicted = flows.evicted
         statistics.flowsRefusedFull = flows.refusedFull
         statistics.flowCapacity = UInt64(flows.capacity)
+        statistics.flowsDecidedInKernel = datapath.flowsDecidedInKernel
         statistics.negotiations = cooperation.serverCounts
         return statistics
     }

@@ -64,7 +64,8 @@ public final class Engine {
         let reloader = ConfigurationReloader(configuration: configuration, path: options.configurationPath, store: store,
                                              logger: logger, notifier: notifier, readyStatus: readyStatus)
         let session = try datapath.implementation.session(DatapathContext(
-            configuration: configuration, store: store, registry: registry, installRules: options.installRules,
+            configuration: configuration, store: store, registry: registry,
+            sources: { (reloader.generation, reloader.configuration) }, installRules: options.installRules,
             keepConnections: options.keepConnections, snapshotPath: options.socketPath + ".flows", logger: logger))
 
         // Order matters: a second engine must fail before it touches the first one's rules,
@@ -78,7 +79,7 @@ public final class Engine {
         }
         let service = ControlService(configuration: configuration, store: store, registry: registry, clients: clients,
                                      cooperation: cooperation, workers: workers, datapath: session, logger: logger) { trigger in
-            try reloader.reload(trigger: trigger, applied: workers.runSources)
+            try reloader.reload(trigger: trigger) { workers.runSources(of: $0) && session.followsSources(of: $0) }
         }
         let listener = try ControlListener(path: options.socketPath, group: controlGroup, watch: { peer, stream in
             service.watch(peer: peer, stream: stream)
@@ -137,7 +138,7 @@ public final class Engine {
         while !StopSignal.isRequested && !workers.all.contains(where: \.hasEnded) {
             if ReloadSignal.take() {
                 do {
-                    _ = try reloader.reload(trigger: "SIGHUP", applied: workers.runSources)
+                    _ = try reloader.reload(trigger: "SIGHUP") { workers.runSources(of: $0) && session.followsSources(of: $0) }
                 } catch {
                     // Logged by the reloader; the engine keeps its configuration.
                 }

@@ -50,6 +50,14 @@ public final class InstanceRegistry: Sendable {
     private let statePath: String?
     private let entries: Mutex<[Entry]>
     private let changes = Atomic<UInt64>(1)
+    /// Virtual ports the kernel may still route to (`KernelDecisions`): never given to a new
+    /// instance, even once released here.
+    private let withheld = Mutex<Set<PortKey>>([])
+
+    struct PortKey: Hashable {
+        var transport: TransportProtocol
+        var port: UInt16
+    }
 
     /// `statePath` keeps the `vpm exec` registrations across an engine restart, so running
     /// instances need not register again.
@@ -94,7 +102,7 @@ public final class InstanceRegistry: Sendable {
         let deadline = now() + UInt64(configuration.allocation.waitTimeout) * 1000
         while true {
             var created = false
-            let avoided = avoiding()
+            let avoided = avoiding().union(withheld.withLock { $0 }.filter { $0.transport == transport }.map(\.port))
             let result: Allocation = entries.withLock { entries in
                 if let index = entries.firstIndex(where: { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }) {
                     if !entries[index].processes.contains(where: { $0.pid == pid }) {
@@ -120,6 +128,12 @@ public final class InstanceRegistry: Sendable {
             guard result == .exhausted, configuration.allocation.whenExhausted == .wait, now() < deadline else { return result }
             usleep(100_000)
         }
+    }
+
+    /// The virtual ports the kernel datapath's decision maps may route to, from now on: a
+    /// new instance gets none of them.
+    func withhold(_ ports: Set<PortKey>) {
+        withheld.withLock { $0 = ports }
     }
 
     /// Forgets a `vpm exec` instance that has no socket yet (its first bind failed because

@@ -95,6 +95,69 @@ final class KernelRestartTests: XCTestCase {
                        "the transfer's bytes changed or came from another instance")
     }
 
+    /// Source-routed connections of AIDs with an instance are decided in the kernel, from
+    /// the maps the engine keeps: they go on while the engine is frozen (SIGSTOP: its queue
+    /// is read by nobody), each client to its own AID's instance, while a client of no AID
+    /// waits for the engine and is refused once it runs again. The engine then lists the
+    /// kernel's connections, learned from conntrack.
+    func testTheKernelDecidesSourceRoutedConnectionsWithoutTheEngine() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("kdecide"), clientAddresses: ["198.18.1.2", "198.18.2.2", "198.18.9.9"])
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("kdecide")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+                                           configuration: Self.configuration)
+        engine.datapath = "kernel"
+        for (aid, port) in [("acme", 20017), ("globex", 20018)] {
+            try NetworkLab.makeRandomFile("\(directory)/\(aid).download", count: 1 << 20)
+            _ = try lab.spawn(lab.server, ["socat", "-t", "30", "TCP-LISTEN:\(port),fork,reuseaddr",
+                                           "OPEN:\(directory)/\(aid).download,rdonly"], log: "\(directory)/\(aid).log")
+            try lab.waitForListener(lab.server, port: UInt16(port))
+        }
+        try engine.start()
+        defer { _ = engine.stop() }
+        let map = try lab.checked(lab.server, ["nft", "list", "map", "inet", "vpm", "source4"]).standardOutput
+        XCTAssertTrue(map.contains("tcp . 198.18.1.0/24 . 0-65535 . 9000 : 0x50014e31"), map)
+        XCTAssertTrue(map.contains("tcp . 198.18.2.0/24 . 0-65535 . 9000 : 0x50024e32"), map)
+
+        engine.signal(SIGSTOP)
+        var frozen = true
+        defer { if frozen { engine.signal(SIGCONT) } }
+        let stranger = try lab.spawn(lab.clients[2], ["socat", "-u", "TCP:\(lab.server.address):9000,connect-timeout=20", "CREATE:\(directory)/stranger"],
+                                     log: "\(directory)/stranger.log")
+        for round in 0..<3 {
+            for (index, aid) in [(0, "acme"), (1, "globex")] {
+                let file = "\(directory)/\(aid).\(round)"
+                try lab.checked(lab.clients[index], ["socat", "-u", "TCP:\(lab.server.address):9000,connect-timeout=5", "CREATE:\(file)"], timeout: 20)
+                XCTAssertEqual(try NetworkLab.sha256(file), try NetworkLab.sha256("\(directory)/\(aid).download"),
+                               "\(aid)'s client reached another instance with no engine running")
+            }
+        }
+        XCTAssertTrue(stranger.isRunning, "a client of no AID waits for the engine, its SYN queued")
+        engine.signal(SIGCONT)
+        frozen = false
+        stranger.waitUntilExit()
+        XCTAssertNotEqual(stranger.terminationStatus, 0)
+        let said = (try? String(contentsOfFile: "\(directory)/stranger.log", encoding: .utf8)) ?? ""
+        XCTAssertTrue(said.contains("Connection refused"), "the engine refuses the stranger once it runs: \(said)")
+
+        let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(try engine.flows(json: true).standardOutput.utf8))
+        for (client, aid, port) in [("198.18.1.2", "acme", UInt16(20017)), ("198.18.2.2", "globex", 20018)] {
+            let theirs = flows.filter { $0.client == client }
+            XCTAssertEqual(theirs.count, 3, "\(client)'s connections, learned from conntrack: \(flows)")
+            XCTAssertTrue(theirs.allSatisfy { $0.aid == aid && $0.virtualPort == port && $0.mode == "source" }, "\(theirs)")
+        }
+        var statistics = EngineStatistics()
+        // Published every 200 ms; the stranger's retransmitted SYNs waited in the queue too.
+        try NetworkLab.poll("the stranger's refusal to be counted", timeout: 5) {
+            let output = (try? engine.stats(json: true).standardOutput) ?? ""
+            statistics = (try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8))) ?? statistics
+            return (statistics.reasons["noApplication"] ?? 0) >= 1
+        }
+        XCTAssertEqual(statistics.flowsDecidedInKernel, 6)
+    }
+
     /// A connection that stays open (socat holds it) from the acme client, through `engine`.
     private func openConnection(_ lab: NetworkLab, _ directory: String, name: String) throws -> BackgroundProcess {
         let client = try lab.spawn(lab.clients[0], ["socat", "-u", "TCP:\(lab.server.address):9000", "CREATE:\(directory)/\(name)"],

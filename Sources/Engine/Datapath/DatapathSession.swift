@@ -6,6 +6,7 @@ import Decision
 import Logging
 import Netfilter
 import Policy
+import Synchronization
 
 /// One `vpm run` of a datapath: what it sets up around the queue loop and takes down after
 /// (rules, tables, and for the kernel datapath conntrack's accounting and sync). The engine
@@ -19,6 +20,11 @@ protocol DatapathSession: AnyObject, Sendable {
     func refreshFlows()
     /// Called by the engine's main thread every 100 ms while the queues run.
     func housekeeping()
+    /// Whether what the datapath keeps outside the engine follows the source rules of reload
+    /// `generation` (bringing it up to date if it can); the reload waits for it.
+    func followsSources(of generation: UInt64) -> Bool
+    /// Connections the kernel decided without the engine (`KernelDecisions`).
+    var flowsDecidedInKernel: UInt64 { get }
     /// Takes down what `installRules` and `start` set up. `running`: the engine got as far
     /// as running its workers (a start-up that failed earlier leaves a killed engine's
     /// state alone).
@@ -30,6 +36,8 @@ struct DatapathContext {
     var configuration: Configuration
     var store: SharedFlowTable
     var registry: InstanceRegistry
+    /// The configuration in force and its reload generation (0: as started).
+    var sources: @Sendable () -> (generation: UInt64, configuration: Configuration)
     /// False: the operator installs the rules (`vpm run --no-rules`); the session leaves them.
     var installRules: Bool
     /// A stop leaves the connections to the next engine: the kernel datapath's keep running,
@@ -77,6 +85,10 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
 
     func refreshFlows() {}
 
+    func followsSources(of generation: UInt64) -> Bool { true }
+
+    var flowsDecidedInKernel: UInt64 { 0 }
+
     func housekeeping() {
         let now = MonotonicClock.milliseconds()
         guard MonotonicClock.elapsed(since: lastSave, now: now) >= 1000 else { return }
@@ -119,6 +131,9 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     private let datapath: KernelDatapath
     private let accounting: ConntrackAccounting?
     private let conntrack: ConntrackSync
+    private let decisions: KernelDecisions
+    /// The last failure to update the decision maps, logged once (main thread).
+    private let decisionError = Mutex<String?>(nil)
     /// Written by `installRules` and `start` on the engine's thread before the control and
     /// queue threads run, read by `stop` on the same thread after they ended.
     private var createdTable = false
@@ -135,6 +150,7 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
         }
         conntrack = try ConntrackSync(configuration: context.configuration, store: context.store,
                                       registry: context.registry, logger: context.logger)
+        decisions = KernelDecisions(registry: context.registry)
     }
 
     func installRules() throws {
@@ -152,13 +168,39 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
         }
         conntrack.start()
         started = true
+        // Before the control socket answers: no instance is bound before the maps are known.
+        updateDecisions()
     }
 
     func refreshFlows() {
         do { try conntrack.refresh() } catch { context.logger.warning("conntrack: \(error)") }
     }
 
-    func housekeeping() {}
+    func housekeeping() { updateDecisions() }
+
+    var flowsDecidedInKernel: UInt64 { conntrack.decidedInKernel }
+
+    func followsSources(of generation: UInt64) -> Bool {
+        updateDecisions()
+        return decisions.follows(sources: generation)
+    }
+
+    /// Brings the source-routed decision maps up to date (`KernelDecisions`); says once when
+    /// it cannot, and when it can again.
+    private func updateDecisions() {
+        let (generation, configuration) = context.sources()
+        let error = decisions.update(configuration: configuration, sources: generation, now: MonotonicClock.milliseconds())
+        decisionError.withLock { last in
+            if let error, last == nil {
+                context.logger.warning("cannot update the kernel's source-routed decisions: connections are decided by the engine meanwhile (retrying every 5 s)",
+                                       metadata: ["error": "\(error)"])
+                last = error
+            } else if error == nil, last != nil, decisions.follows(sources: generation) {
+                context.logger.notice("kernel's source-routed decisions up to date again", metadata: ["elements": "\(decisions.count)"])
+                last = nil
+            }
+        }
+    }
 
     func stop(running: Bool) {
         if started { conntrack.stop() }

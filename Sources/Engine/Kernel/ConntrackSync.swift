@@ -10,7 +10,9 @@ import Synchronization
 /// Kernel datapath: keeps the flow table in step with conntrack, which carries the flows.
 ///
 /// The engine records a flow when it decides its first packet; from then on conntrack
-/// knows more than the engine does. This thread learns each flow's end from conntrack's
+/// knows more than the engine does. A connection the kernel decided by itself
+/// (`KernelDecisions`) never reached the engine: this thread learns it from conntrack's
+/// new-connection event. It learns each flow's end from conntrack's
 /// destroy events and, every few seconds (and whenever `vpm flows` asks), its TCP state and
 /// counters from a dump of the entries carrying a vpm mark. The same dump rebuilds the
 /// table when the engine starts, so a restarted engine lists the connections that kept
@@ -28,18 +30,21 @@ final class ConntrackSync: @unchecked Sendable {
     private let logger: Logger
     private let events: Conntrack
     private let stopping = Atomic<Bool>(false)
+    private let learned = Atomic<UInt64>(0)
+    /// Connections the kernel decided by itself, seen in new-connection events.
+    var decidedInKernel: UInt64 { learned.load(ordering: .relaxed) }
     private let finished = DispatchSemaphore(value: 0)
     /// One dump at a time (the thread's and the control thread's `refresh`).
     private let dumping = Mutex(())
 
-    /// Opens the event socket (destroy events) and the dump socket; throws when conntrack's
+    /// Opens the event socket (new and destroy events) and the dump socket; throws when conntrack's
     /// netlink interface is not there.
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, logger: Logger) throws {
         self.configuration = configuration
         self.store = store
         self.registry = registry
         self.logger = logger
-        events = try Conntrack(events: [.destroy])
+        events = try Conntrack(events: [.new, .destroy])
     }
 
     /// Reads conntrack once: known flows get their state and counters, flows conntrack no
@@ -67,12 +72,18 @@ final class ConntrackSync: @unchecked Sendable {
                         var overrun = false
                         try events.drainEvents { event in
                             switch event {
+                            case .new(let entry): began(entry)
                             case .destroy(let entry): ended(entry)
                             case .overrun: overrun = true
-                            case .new, .update: break
+                            case .update: break
                             }
                         }
-                        if overrun { last = 0 }  // events were lost: read the whole table now
+                        // Events were lost: read the whole table now, and add what the table
+                        // lacks (connections the kernel decided whose event was lost).
+                        if overrun {
+                            last = MonotonicClock.milliseconds()
+                            try refresh(rebuild: true)
+                        }
                     }
                     let now = MonotonicClock.milliseconds()
                     if MonotonicClock.elapsed(since: last, now: now) >= Self.interval {
@@ -93,6 +104,20 @@ final class ConntrackSync: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .relaxed)
         finished.wait()
+    }
+
+    /// A new-connection event: a connection the kernel decided by itself (`KernelDecisions`)
+    /// enters the table here. One the engine decided is there already.
+    private func began(_ entry: ConntrackEntry) {
+        guard KernelMark(entry.mark) != nil, let flow = flow(entry) else { return }
+        let now = MonotonicClock.milliseconds()
+        store.withLock { table in
+            guard table.lookup(flow.key) == nil else { return }
+            learned.add(1, ordering: .relaxed)
+            guard let handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
+                                            peer: flow.peer, now: now).handle else { return }
+            table.observe(handle, state: flow.state, counters: flow.counters, now: now)
+        }
     }
 
     /// A destroy event. A client that reuses its port while conntrack still holds the old
@@ -171,8 +196,14 @@ final class ConntrackSync: @unchecked Sendable {
         var counters: FlowCounters
     }
 
+    /// The registry's instances, read again when they change (the event thread only: one
+    /// event per new connection of the host must not copy them each time).
+    private var instances: (generation: UInt64, list: [Instance]) = (0, [])
+
     func flow(_ entry: ConntrackEntry) -> Flow? {
-        Self.flow(entry, configuration: configuration, instances: registry.instances())
+        let generation = registry.generation
+        if generation != instances.generation { instances = (generation, registry.instances()) }
+        return Self.flow(entry, configuration: configuration, instances: instances.list)
     }
 
     static func flow(_ entry: ConntrackEntry, configuration: Configuration, instances: [Instance]) -> Flow? {
