@@ -9,6 +9,8 @@ extension SourceMatch {
         public var network: String
         /// The one client source port the rule covers; nil for any.
         public var port: UInt16?
+        /// One address, not a network.
+        public var isSingleAddress: Bool
     }
 
     /// The match split by family. Addresses are stored IPv4-mapped, so an IPv6 prefix of /96
@@ -18,10 +20,11 @@ extension SourceMatch {
         let (base, length, port) = components
         if base.isIPv4 && length >= 96 {
             let network = length == 128 ? "\(base)" : "\(base)/\(length - 96)"
-            return [FamilyPart(isIPv4: true, network: network, port: port)]
+            return [FamilyPart(isIPv4: true, network: network, port: port, isSingleAddress: length == 128)]
         }
-        let ipv6 = FamilyPart(isIPv4: false, network: length == 128 ? "\(base)" : "\(base)/\(length)", port: port)
+        let ipv6 = FamilyPart(isIPv4: false, network: length == 128 ? "\(base)" : "\(base)/\(length)", port: port,
+                              isSingleAddress: length == 128)
         guard AddressMask(length: length).sameNetwork(base, IPAddress(ipv4: 0)) else { return [ipv6] }
-        return [FamilyPart(isIPv4: true, network: "0.0.0.0/0", port: port), ipv6]
+        return [FamilyPart(isIPv4: true, network: "0.0.0.0/0", port: port, isSingleAddress: false), ipv6]
     }
 }

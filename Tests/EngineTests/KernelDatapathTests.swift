@@ -66,8 +66,9 @@ final class KernelDatapathTests: XCTestCase {
         ], "NAT chains, and the kernel's own decisions")
         XCTAssertEqual(lines.filter { $0.hasPrefix("add rule inet vpm decide") }, ["add rule inet vpm decide ct state new jump lookup"],
                        "established packets meet one vpm rule")
-        XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @source4 ct mark set meta mark"), script)
-        XCTAssertTrue(lines.contains("flush map inet vpm source6"), "a restarted engine fills the maps afresh: \(script)")
+        XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @endpoints4 ct mark set meta mark"), script)
+        XCTAssertTrue(lines.contains("add map inet vpm networks6 { type inet_proto . ipv6_addr . inet_service : mark; flags interval; }"), script)
+        XCTAssertTrue(lines.contains("flush map inet vpm networks6"), "a restarted engine fills the maps afresh: \(script)")
         XCTAssertFalse(lines.contains { $0.hasPrefix("add rule inet vpm output meta mark 0x76706d01") }, "no local refusals without local or peers")
         let local = KernelNAT(try Configuration.parse(Self.configuration + "\ncooperative: {local: true}\n")).script
         XCTAssertTrue(local.contains("add rule inet vpm output meta mark 0x76706d01 meta l4proto tcp reject with tcp reset"), local)

@@ -36,12 +36,12 @@ final class KernelDecisionsTests: XCTestCase {
         let globex = KernelMark(mode: .source, slot: 2, virtualPort: 20018).value
         let hex = { (mark: UInt32) in "0x" + String(mark, radix: 16) }
         XCTAssertEqual(elements(configuration, configuration.instances), [
-            "source4 tcp . 198.18.1.0/24 . 0-65535 . 9000 : \(hex(acme))",
-            "source4 tcp . 198.18.3.7 . 0-65535 . 9000 : \(hex(globex))",
-            "source4 tcp . 198.18.4.1 . 5555 . 9000 : \(hex(globex))",
-            "source4 udp . 198.18.1.0/24 . 0-65535 . 5353 : \(hex(acmeUDP))",
-            "source6 tcp . 2001:db8:1::/48 . 0-65535 . 9000 : \(hex(acme))",
-            "source6 udp . 2001:db8:1::/48 . 0-65535 . 5353 : \(hex(acmeUDP))",
+            "endpoints4 tcp . 198.18.4.1 . 5555 . 9000 : \(hex(globex))",
+            "hosts4 tcp . 198.18.3.7 . 9000 : \(hex(globex))",
+            "networks4 tcp . 198.18.1.0/24 . 9000 : \(hex(acme))",
+            "networks4 udp . 198.18.1.0/24 . 5353 : \(hex(acmeUDP))",
+            "networks6 tcp . 2001:db8:1::/48 . 9000 : \(hex(acme))",
+            "networks6 udp . 2001:db8:1::/48 . 5353 : \(hex(acmeUDP))",
         ], "initech has no instance: its clients are left to the engine, which refuses them")
     }
 
@@ -52,7 +52,7 @@ final class KernelDecisionsTests: XCTestCase {
         XCTAssertEqual(elements(configuration, instances), [], "a draining instance takes no new connections")
         instances.append(Instance(aid: "initech", initialPort: InitialPort(port: 5353, transport: .udp), virtualPort: 20030))
         let initech = "0x" + String(KernelMark(mode: .source, slot: 3, virtualPort: 20030).value, radix: 16)
-        XCTAssertEqual(elements(configuration, instances), ["source6 udp . 2001:db8::9 . 7000 . 5353 : \(initech)"],
+        XCTAssertEqual(elements(configuration, instances), ["endpoints6 udp . 2001:db8::9 . 7000 . 5353 : \(initech)"],
                        "a rule with a client port covers that port, on every initial port of its AID's instances")
     }
 
@@ -84,15 +84,18 @@ final class KernelDecisionsTests: XCTestCase {
         let after = KernelDecisions.elements(sources: configuration.sources, instances: moved, slots: slots)
         let script = KernelDecisions.script(from: before, to: after)
         XCTAssertEqual(script, """
-            delete element inet vpm source4 { tcp . 198.18.3.7 . 0-65535 . 9000, tcp . 198.18.4.1 . 5555 . 9000 }
-            add element inet vpm source4 { tcp . 198.18.3.7 . 0-65535 . 9000 : 0x50024e33, tcp . 198.18.4.1 . 5555 . 9000 : 0x50024e33 }
+            delete element inet vpm hosts4 { tcp . 198.18.3.7 . 9000 }
+            add element inet vpm hosts4 { tcp . 198.18.3.7 . 9000 : 0x50024e33 }
+            delete element inet vpm endpoints4 { tcp . 198.18.4.1 . 5555 . 9000 }
+            add element inet vpm endpoints4 { tcp . 198.18.4.1 . 5555 . 9000 : 0x50024e33 }
 
             """)
         XCTAssertEqual(KernelDecisions.script(from: after, to: after), "", "nothing changed: nft is not run")
         let whole = KernelDecisions.script(from: nil, to: after)
-        XCTAssertTrue(whole.hasPrefix("flush map inet vpm source4\nflush map inet vpm source6\n"), whole)
+        let flushes = ["hosts4", "endpoints4", "networks4", "hosts6", "endpoints6", "networks6"].map { "flush map inet vpm \($0)\n" }.joined()
+        XCTAssertTrue(whole.hasPrefix(flushes), whole)
         XCTAssertEqual(whole.components(separatedBy: " : 0x").count - 1, after.count)
-        XCTAssertEqual(KernelDecisions.script(from: nil, to: []), "flush map inet vpm source4\nflush map inet vpm source6\n")
+        XCTAssertEqual(KernelDecisions.script(from: nil, to: []), flushes)
     }
 
     func testLargeMapsAreWrittenInSlices() throws {
@@ -102,6 +105,19 @@ final class KernelDecisionsTests: XCTestCase {
         let lines = KernelDecisions.script(from: [], to: elements).split(separator: "\n")
         XCTAssertEqual(lines.count, 3, "512 elements a line")
         XCTAssertEqual(lines.map { $0.components(separatedBy: " : 0x").count - 1 }, [512, 512, 176])
+    }
+
+    /// Networks beyond the interval map's limit are left to the engine; single addresses,
+    /// in hash maps, are not limited.
+    func testNetworksBeyondTheLimitAreLeftToTheEngine() {
+        let instances = [Instance(aid: "acme", initialPort: InitialPort(port: 9000, transport: .tcp), virtualPort: 20017)]
+        let networks = (0..<(KernelDecisions.networkLimit + 10)).map { SourceRule(match: SourceMatch("10.\($0 / 256).\($0 % 256).0/24")!, aid: "acme") }
+        let hosts = (0..<20_000).map { SourceRule(match: SourceMatch("198.19.\($0 / 256).\($0 % 256)")!, aid: "acme") }
+        let (kept, left) = KernelDecisions.capped(KernelDecisions.elements(sources: networks + hosts, instances: instances, slots: ["acme": 1]))
+        XCTAssertEqual(left, 10)
+        XCTAssertEqual(kept.filter { $0.map == "networks4" }.count, KernelDecisions.networkLimit)
+        XCTAssertEqual(kept.filter { $0.map == "hosts4" }.count, 20_000)
+        XCTAssertEqual(KernelDecisions.capped(kept).left, 0, "the choice is stable")
     }
 
     /// A port the maps may still name is never handed to another AID's new instance.

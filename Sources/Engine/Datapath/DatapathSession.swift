@@ -132,8 +132,9 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     private let accounting: ConntrackAccounting?
     private let conntrack: ConntrackSync
     private let decisions: KernelDecisions
-    /// The last failure to update the decision maps, logged once (main thread).
-    private let decisionError = Mutex<String?>(nil)
+    /// The last failure to update the decision maps, and the network rules left to the
+    /// engine, each logged once when it changes.
+    private let decisionReport = Mutex<(error: String?, left: Int)>((nil, 0))
     /// Written by `installRules` and `start` on the engine's thread before the control and
     /// queue threads run, read by `stop` on the same thread after they ended.
     private var createdTable = false
@@ -190,14 +191,22 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     private func updateDecisions() {
         let (generation, configuration) = context.sources()
         let error = decisions.update(configuration: configuration, sources: generation, now: MonotonicClock.milliseconds())
-        decisionError.withLock { last in
-            if let error, last == nil {
+        decisionReport.withLock { last in
+            if let error, last.error == nil {
                 context.logger.warning("cannot update the kernel's source-routed decisions: connections are decided by the engine meanwhile (retrying every 5 s)",
                                        metadata: ["error": "\(error)"])
-                last = error
-            } else if error == nil, last != nil, decisions.follows(sources: generation) {
+                last.error = error
+            } else if error == nil, last.error != nil, decisions.follows(sources: generation) {
                 context.logger.notice("kernel's source-routed decisions up to date again", metadata: ["elements": "\(decisions.count)"])
-                last = nil
+                last.error = nil
+            }
+            let left = decisions.leftToEngine
+            if left != last.left {
+                if left > 0 {
+                    context.logger.notice("network source rules beyond the kernel map's limit: their connections are decided by the engine", metadata: [
+                        "limit": "\(KernelDecisions.networkLimit)", "left-to-engine": "\(left)"])
+                }
+                last.left = left
             }
         }
     }

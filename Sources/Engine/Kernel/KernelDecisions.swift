@@ -21,10 +21,34 @@ import Synchronization
 /// (`InstanceRegistry.withhold`) until the maps no longer name it: the kernel never sends
 /// one AID's clients to a port another AID's instance was just given.
 final class KernelDecisions: Sendable {
-    static let ipv4Map = "source4"
-    static let ipv6Map = "source6"
+    /// One of the maps, by family and by the kind of source rule it holds: single addresses
+    /// and address:port rules in hash maps (any number of them loads in about a second per
+    /// 100,000), networks in an interval map, whose loading grows with the square of its
+    /// size in the kernel (20,000 elements: 5.6 s here): at most `networkLimit` elements go
+    /// there, the rest are left to the engine.
+    struct Map: Sendable {
+        var name: String
+        /// nft's type, and the key its lookup builds from a packet.
+        var type: String
+        var key: String
+        var interval: Bool
 
-    /// One map element: `key` in nft's text ("tcp . 198.18.1.0/24 . 0-65535 . 9000").
+        static func all(family: String, address: String, suffix: String) -> [Map] {
+            [Map(name: "hosts" + suffix, type: "inet_proto . \(address) . inet_service : mark",
+                 key: "meta l4proto . \(family) saddr . th dport", interval: false),
+             Map(name: "endpoints" + suffix, type: "inet_proto . \(address) . inet_service . inet_service : mark",
+                 key: "meta l4proto . \(family) saddr . th sport . th dport", interval: false),
+             Map(name: "networks" + suffix, type: "inet_proto . \(address) . inet_service : mark",
+                 key: "meta l4proto . \(family) saddr . th dport", interval: true)]
+        }
+    }
+
+    static let maps = Map.all(family: "ip", address: "ipv4_addr", suffix: "4") + Map.all(family: "ip6", address: "ipv6_addr", suffix: "6")
+    /// The most network elements the interval maps get (the kernel's load time grows with the
+    /// square of their size); connections of the rest are decided by the engine.
+    static let networkLimit = 4096
+
+    /// One map element: `key` in nft's text ("tcp . 198.18.1.0/24 . 9000").
     struct Element: Hashable, Comparable {
         var map: String
         var key: String
@@ -45,6 +69,7 @@ final class KernelDecisions: Sendable {
         var routes: UInt64 = 0
         var sources: UInt64 = 0
         var failedAt: UInt64?
+        var leftToEngine = 0
     }
 
     private let registry: InstanceRegistry
@@ -66,9 +91,11 @@ final class KernelDecisions: Sendable {
             let mark = KernelMark(mode: .source, slot: slot, virtualPort: instance.virtualPort).value
             for rule in matching {
                 for part in rule.match.familyParts {
-                    let ports = part.port.map { "\($0)" } ?? "0-65535"
-                    elements.insert(Element(map: part.isIPv4 ? ipv4Map : ipv6Map,
-                                            key: "\(transport.name) . \(part.network) . \(ports) . \(instance.initialPort.port)",
+                    let family = part.isIPv4 ? "4" : "6"
+                    let (map, clientPort) = !part.isSingleAddress ? ("networks", "")
+                        : part.port.map { ("endpoints", " . \($0)") } ?? ("hosts", "")
+                    elements.insert(Element(map: map + family,
+                                            key: "\(transport.name) . \(part.network)\(clientPort) . \(instance.initialPort.port)",
                                             mark: mark, transport: transport, virtualPort: instance.virtualPort))
                 }
             }
@@ -84,12 +111,12 @@ final class KernelDecisions: Sendable {
             removed = installed.subtracting(wanted).sorted()
             added = wanted.subtracting(installed).sorted()
         } else {
-            lines += [ipv4Map, ipv6Map].map { "flush map inet \(table) \($0)" }
+            lines += maps.map { "flush map inet \(table) \($0.name)" }
             removed = []
             added = wanted.sorted()
         }
         // Slices: one very long line is slow for nft's parser.
-        for map in [ipv4Map, ipv6Map] {
+        for map in maps.map(\.name) {
             let gone = removed.filter { $0.map == map }.map(\.key)
             for start in stride(from: 0, to: gone.count, by: 512) {
                 lines.append("delete element inet \(table) \(map) { \(gone[start..<min(start + 512, gone.count)].joined(separator: ", ")) }")
@@ -113,8 +140,9 @@ final class KernelDecisions: Sendable {
             let routes = registry.generation
             guard !state.exact || state.routes != routes || state.sources < sources else { return nil }
             if let failedAt = state.failedAt, MonotonicClock.elapsed(since: failedAt, now: now) < 5000 { return nil }
-            let wanted = Self.elements(sources: configuration.sources, instances: registry.instances(),
-                                       slots: PacketDecider.slots(configuration))
+            let (wanted, left) = Self.capped(Self.elements(sources: configuration.sources, instances: registry.instances(),
+                                                           slots: PacketDecider.slots(configuration)))
+            state.leftToEngine = left
             let script = Self.script(from: state.exact ? state.installed : nil, to: wanted)
             if !script.isEmpty {
                 // Until nft has run, the ports of both the old and the new maps are withheld.
@@ -138,6 +166,18 @@ final class KernelDecisions: Sendable {
             return nil
         }
     }
+
+    /// At most `networkLimit` network elements (the first in order, so the choice is stable);
+    /// how many were left out.
+    static func capped(_ elements: Set<Element>) -> (Set<Element>, left: Int) {
+        let networks = elements.filter { $0.map.hasPrefix("networks") }
+        guard networks.count > networkLimit else { return (elements, 0) }
+        let left = networks.sorted().dropFirst(networkLimit)
+        return (elements.subtracting(left), left.count)
+    }
+
+    /// Network elements left to the engine by the last update (`networkLimit`).
+    var leftToEngine: Int { state.withLock { $0.leftToEngine } }
 
     /// Whether the maps follow source rules of reload `generation` (or later).
     func follows(sources generation: UInt64) -> Bool {
