@@ -36,28 +36,70 @@ struct FlowSnapshot: Codable, Equatable {
 
     /// Writes atomically: readers see the old file or the whole new one, after a crash too.
     func write(to path: String) throws {
-        var data = try JSONEncoder().encode(self)
-        data.append(UInt8(ascii: "\n"))
+        try Self.write(savedAt: savedAt, to: path) { emit in try emit(flows) }
+    }
+
+    /// Writes the table's flows as `init(flows:now:)` and `write(to:)` would, without holding
+    /// them all as records or as one JSON document: `piece` records at a time, so memory
+    /// stays bounded however large the table (a million flows make a file of about 250 MB).
+    static func write(flows: [Translation], now: UInt64, wallClock: Double = Date().timeIntervalSince1970,
+                      to path: String, piece: Int = 4096) throws {
+        try write(savedAt: wallClock, to: path) { emit in
+            var records: [FlowRecord] = []
+            records.reserveCapacity(piece)
+            for flow in flows where flow.state != .opening {
+                records.append(FlowRecord(flow, now: now))
+                if records.count == piece {
+                    try emit(records)
+                    records.removeAll(keepingCapacity: true)
+                }
+            }
+            try emit(records)
+        }
+    }
+
+    /// The file: `{"flows":[...],"savedAt":...,"version":1}` and a newline, the records
+    /// handed to `emit` a piece at a time, through a temporary file, fsync and rename.
+    private static func write(savedAt: Double, to path: String,
+                              records: (_ emit: ([FlowRecord]) throws -> Void) throws -> Void) throws {
         let temporary = path + ".tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        var written = 0
-        let failure: Int32? = data.withUnsafeBytes { bytes in
-            while written < bytes.count {
-                let count = Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    return errno
+        func put(_ data: Data) throws {
+            let failure: Int32? = data.withUnsafeBytes { bytes in
+                var written = 0
+                while written < bytes.count {
+                    let count = Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
+                    if count < 0 {
+                        if errno == EINTR { continue }
+                        return errno
+                    }
+                    written += count
                 }
-                written += count
+                return nil
             }
-            return fsync(descriptor) == 0 ? nil : errno
+            if let failure { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(failure)))") }
+        }
+        do {
+            let encoder = JSONEncoder()
+            try put(Data(#"{"flows":["#.utf8))
+            var first = true
+            try records { piece in
+                guard !piece.isEmpty else { return }
+                // "[a,b]" -> "a,b", after a comma unless it is the first piece.
+                let encoded = try encoder.encode(piece)
+                if !first { try put(Data(",".utf8)) }
+                try put(encoded.dropFirst().dropLast())
+                first = false
+            }
+            try put(Data(#"],"savedAt":"#.utf8) + encoder.encode(savedAt) + Data(#","version":\#(currentVersion)}"#.utf8) + Data("\n".utf8))
+            guard fsync(descriptor) == 0 else { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
+        } catch {
+            close(descriptor)
+            unlink(temporary)
+            throw error
         }
         close(descriptor)
-        if let failure {
-            unlink(temporary)
-            throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(failure)))")
-        }
         guard rename(temporary, path) == 0 else {
             let message = String(cString: strerror(errno))
             unlink(temporary)

@@ -65,6 +65,28 @@ final class FlowSnapshotTests: XCTestCase {
         XCTAssertEqual(later - flow.lastSeen, 5_000, "idle 2 s when saved, plus the 3 s the file waited")
     }
 
+    /// The engine writes a piece of records at a time; the file reads back as the same
+    /// snapshot, whatever the piece size (an empty table included).
+    func testWrittenInPiecesReadsAsOneSnapshot() throws {
+        let now: UInt64 = 1_000_000
+        let table = SharedFlowTable(FlowTable(capacity: 64))
+        table.withLock { table in
+            for port in UInt16(41000)..<41007 {
+                let handle = table.insert(key(port), virtualPort: 20017, aid: "acme", mode: .source, peer: nil, now: now - 1_000).handle!
+                table.observe(handle, state: .established, counters: FlowCounters(packetsToServer: UInt64(port)), now: now - 1_000)
+            }
+        }
+        let flows = table.snapshot()
+        let expected = FlowSnapshot(flows: flows, now: now, wallClock: 1_700_000_000.25)
+        for piece in [1, 2, 3, 7, 4096] {
+            try FlowSnapshot.write(flows: flows, now: now, wallClock: 1_700_000_000.25, to: path, piece: piece)
+            XCTAssertEqual(try FlowSnapshot.read(from: path), expected, "pieces of \(piece)")
+        }
+        try FlowSnapshot.write(flows: [], now: now, wallClock: 5, to: path, piece: 2)
+        XCTAssertEqual(try FlowSnapshot.read(from: path), FlowSnapshot(flows: [], now: now, wallClock: 5))
+        XCTAssertEqual(try String(contentsOfFile: path, encoding: .utf8), #"{"flows":[],"savedAt":5,"version":1}"# + "\n")
+    }
+
     func testACorruptTruncatedOrForeignFileIsReportedNotRestored() throws {
         XCTAssertNil(try FlowSnapshot.read(from: path), "no file: nothing to restore, no error")
         let now: UInt64 = 1_000_000

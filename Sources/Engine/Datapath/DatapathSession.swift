@@ -57,6 +57,9 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
     private let datapath: UserspaceDatapath
     /// Main thread only (start, housekeeping, stop).
     private var lastSave: UInt64 = 0
+    /// How long the last save took (milliseconds): the next waits ten times as long, so a
+    /// large table's snapshot costs at most a tenth of a core.
+    private var lastSaveCost: UInt64 = 0
     private var savedMembership: [UInt64] = []
 
     init(_ datapath: UserspaceDatapath, context: DatapathContext) {
@@ -91,7 +94,7 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
 
     func housekeeping() {
         let now = MonotonicClock.milliseconds()
-        guard MonotonicClock.elapsed(since: lastSave, now: now) >= 1000 else { return }
+        guard MonotonicClock.elapsed(since: lastSave, now: now) >= max(1000, 10 * lastSaveCost) else { return }
         let statistics = context.store.withLock { $0.statistics }
         let membership = [statistics.inserted, statistics.removed, statistics.expired, statistics.evicted, statistics.reopened,
                           statistics.transitions]
@@ -104,9 +107,10 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
 
     private func save(now: UInt64) {
         lastSave = now
-        do { try FlowSnapshot(flows: context.store.snapshot(), now: now).write(to: context.snapshotPath) } catch {
+        do { try FlowSnapshot.write(flows: context.store.snapshot(), now: now, to: context.snapshotPath) } catch {
             context.logger.warning("flow snapshot not written: \(error)")
         }
+        lastSaveCost = MonotonicClock.elapsed(since: now, now: MonotonicClock.milliseconds())
     }
 
     func stop(running: Bool) {
