@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build install deb demo test clean bench bench-micro bench-cooperative bench-exec fuzz soak
+.PHONY: all deps build install deb demo test clean bench bench-micro bench-cooperative bench-exec bench-scale fuzz soak
 
 all: build
 
@@ -60,6 +60,13 @@ bench-exec:
 # throughout; prints the figures, writes Benchmarks/results/soak-DATE.json.
 soak:
 	@Benchmarks/soak.sh
+
+# How the engine's costs grow with its work (root, about ten minutes): 10k to 1M live flows,
+# 10 to 100,000 source rules, 10 and 1,000 AIDs, on both datapaths; engine RSS, new
+# connections a second, round trips, and the stall while `vpm flows` dumps the table.
+# Writes Benchmarks/results/scale-DATE.json (Benchmarks/scale.sh).
+bench-scale:
+	@Benchmarks/scale.sh
 
 # Micro-benchmarks (Benchmarks/, a package of its own, so `make test` never builds them):
 # the packet rewrite, the whole per-packet decision and the flow table. The second run
