@@ -53,6 +53,11 @@ public final class InstanceRegistry: Sendable {
     /// Virtual ports the kernel may still route to (`KernelDecisions`): never given to a new
     /// instance, even once released here.
     private let withheld = Mutex<Set<PortKey>>([])
+    /// Kernel datapath: ports released here (by the time of release) that conntrack may still
+    /// translate connections to — a UDP client that keeps sending keeps its entry, and its
+    /// translation, alive. Not given to a new instance until a conntrack dump begun after the
+    /// release shows no vpm connection to them (`releaseQuarantine`).
+    private let quarantine = Mutex<[PortKey: UInt64]?>(nil)
 
     struct PortKey: Hashable {
         var transport: TransportProtocol
@@ -102,7 +107,7 @@ public final class InstanceRegistry: Sendable {
         let deadline = now() + UInt64(configuration.allocation.waitTimeout) * 1000
         while true {
             var created = false
-            let avoided = avoiding().union(withheld.withLock { $0 }.filter { $0.transport == transport }.map(\.port))
+            let avoided = avoiding()
             let result: Allocation = entries.withLock { entries in
                 if let index = entries.firstIndex(where: { $0.aid == aid && $0.initialPort == initialPort && $0.transport == transport }) {
                     if !entries[index].processes.contains(where: { $0.pid == pid }) {
@@ -112,7 +117,11 @@ public final class InstanceRegistry: Sendable {
                     // A draining instance serves again only once its new socket is bound (`attach`).
                     return .allocated(entries[index].virtualPort)
                 }
+                // Read under the entries' lock: a port released or discarded a moment ago is
+                // already withheld or quarantined here.
+                let held = withheld.withLock { $0 }.union(quarantine.withLock { $0?.keys.map { $0 } ?? [] })
                 let taken = Set(entries.filter { $0.transport == transport }.map(\.virtualPort))
+                    .union(held.filter { $0.transport == transport }.map(\.port))
                 guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) && !avoided.contains($0) }) else {
                     return .exhausted
                 }
@@ -136,6 +145,33 @@ public final class InstanceRegistry: Sendable {
         withheld.withLock { $0 = ports }
     }
 
+    /// Kernel datapath: from now on a released port waits in quarantine until conntrack no
+    /// longer translates to it (`releaseQuarantine`).
+    func quarantineReleasedPorts() {
+        quarantine.withLock { if $0 == nil { $0 = [:] } }
+    }
+
+    /// Ends the quarantine of the ports released before `dumpStarted` (monotonic ms) to which
+    /// that dump found no vpm connection (`routed`: transport and virtual port of every entry).
+    func releaseQuarantine(dumpStarted: UInt64, routed: Set<PortKey>) {
+        quarantine.withLock { quarantine in
+            guard let held = quarantine else { return }
+            quarantine = held.filter { key, releasedAt in releasedAt >= dumpStarted || routed.contains(key) }
+        }
+    }
+
+    /// When the most recent port in quarantine was released: a dump begun since then can end
+    /// its quarantine. Nil when none waits.
+    var latestQuarantine: UInt64? { quarantine.withLock { $0?.values.max() } }
+
+    /// The ports in quarantine (tests, `vpm apps` some day).
+    var quarantined: Set<PortKey> { quarantine.withLock { Set($0?.keys.map { $0 } ?? []) } }
+
+    /// Puts a released entry's port in quarantine, when that is on. Under the entries' lock.
+    private func quarantined(_ entry: Entry, now: UInt64) {
+        quarantine.withLock { $0?[PortKey(transport: entry.transport, port: entry.virtualPort)] = now }
+    }
+
     /// Forgets a `vpm exec` instance that has no socket yet (its first bind failed because
     /// another program holds the port); returns whether it did. A draining instance is kept:
     /// its connections still use the port.
@@ -144,7 +180,7 @@ public final class InstanceRegistry: Sendable {
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport }),
                   !entries[index].fromConfiguration, !entries[index].isDraining, entries[index].inodes?.isEmpty ?? false
             else { return false }
-            entries.remove(at: index)
+            quarantined(entries.remove(at: index), now: MonotonicClock.milliseconds())
             return true
         }
         if discarded { changes.add(1, ordering: .releasing) }
@@ -193,6 +229,7 @@ public final class InstanceRegistry: Sendable {
                 let draining = !listening && entry.transport == .tcp && sockets.connections(on: entry.virtualPort) > 0
                 if !listening && !draining {
                     release.released.append(entry)
+                    quarantined(entry, now: now)
                     continue
                 }
                 if draining != entry.isDraining {

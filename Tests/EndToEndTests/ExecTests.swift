@@ -519,6 +519,49 @@ final class ExecTests: XCTestCase {
         }
     }
 
+    /// A UDP client of acme keeps sending after acme's instance is gone; on the kernel
+    /// datapath conntrack keeps its translation to acme's old virtual port alive. globex's
+    /// instance, which binds next, must not get that port (kernel datapath), nor a single
+    /// acme datagram (both; the userspace datapath forgets the flows with the instance).
+    func testAnotherAIDsUDPInstanceGetsNoneOfAGoneInstancesClients() throws {
+        let configuration = Self.configuration().replacingOccurrences(of: "ports: [9000]", with: "ports: [9000, 5353/udp]")
+        try withEngine("udpreuse", configuration: configuration) { setup in
+            let lab = setup.lab
+            let acme = try setup.exec("acme", ["socat", "-u", "UDP-RECV:5353", "OPEN:\(setup.directory)/acme.udp,creat,append"], log: "acme.log")
+            try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            let sender = """
+                import socket, sys, time
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("", 40000))
+                end = time.monotonic() + float(sys.argv[3])
+                while time.monotonic() < end:
+                    s.sendto(sys.argv[2].encode() + b"\\n", (sys.argv[1], 5353)); time.sleep(0.1)
+                """
+            try sender.write(toFile: "\(setup.directory)/sender.py", atomically: true, encoding: .utf8)
+            let acmeClient = try lab.spawn(lab.clients[0], ["python3", "\(setup.directory)/sender.py", lab.server.address, "acme", "40"],
+                                           log: "\(setup.directory)/acme-client.log")
+            defer { lab.stop(acmeClient) }
+            try NetworkLab.poll("acme's datagrams to arrive", timeout: 10) { setup.text("acme.udp").contains("acme") }
+            let acmePort = try XCTUnwrap(setup.apps().first?.virtualPort)
+
+            sleep(3)  // past the grace period after the bind
+            kill(acme.processIdentifier, SIGKILL)
+            try NetworkLab.poll("acme's port to be released", timeout: 15) { (try? setup.apps())?.isEmpty ?? false }
+            sleep(1)  // the decision maps have dropped acme's port by now: only conntrack still routes to it
+            _ = try setup.exec("globex", ["socat", "-u", "UDP-RECV:5353", "OPEN:\(setup.directory)/globex.udp,creat,append"], log: "globex.log")
+            try NetworkLab.poll("globex to register", timeout: 10) { ((try? setup.apps()) ?? []).contains { $0.aid == "globex" } }
+            let globexPort = try XCTUnwrap(setup.apps().first { $0.aid == "globex" }?.virtualPort)
+            if Privileged.kernelDatapath {
+                XCTAssertNotEqual(globexPort, acmePort, "acme's client is still translated to its old port in conntrack")
+            }
+            let globexClient = try lab.spawn(lab.clients[1], ["python3", "\(setup.directory)/sender.py", lab.server.address, "globex", "3"],
+                                             log: "\(setup.directory)/globex-client.log")
+            globexClient.waitUntilExit()
+            try NetworkLab.poll("globex's datagrams to arrive", timeout: 10) { setup.text("globex.udp").contains("globex") }
+            sleep(1)
+            XCTAssertFalse(setup.text("globex.udp").contains("acme"), "globex's instance received acme's datagrams")
+        }
+    }
+
     func testAnotherUserTakingAnExitedInstancesPortGetsNoClients() throws {
         try withEngine("takeover") { setup in
             let lab = setup.lab

@@ -1,3 +1,4 @@
+import Decision
 @testable import Engine
 import Foundation
 import Policy
@@ -65,6 +66,47 @@ final class InstanceRegistryTests: XCTestCase {
         XCTAssertGreaterThan(registry.generation, generation)
         XCTAssertEqual(registry.snapshot().map(\.aid), ["fixed"])
         XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .tcp, pid: 2, now: now), .allocated(20001))
+    }
+
+    /// Kernel datapath: a released port stays out of reach until a conntrack dump begun
+    /// after the release finds no vpm connection translated to it (a UDP client that keeps
+    /// sending keeps its entry, and its translation to the old instance's port, alive).
+    func udpRegistry() throws -> InstanceRegistry {
+        InstanceRegistry(configuration: try Configuration.parse("""
+            virtual-ports: 20001-20003
+            ports: [9000/udp]
+            applications: {acme: {}, globex: {}, initech: {}}
+            """), statePath: nil)
+    }
+
+    func testReleasedPortsWaitUntilConntrackNoLongerRoutesToThem() throws {
+        let registry = try udpRegistry()
+        registry.quarantineReleasedPorts()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .udp, pid: 1, now: now)
+        registry.attach(inode: 5, aid: "acme", virtualPort: 20001, transport: .udp)
+        clock += 5000
+        let releasedAt = MonotonicClock.milliseconds()
+        XCTAssertEqual(registry.releaseUnused(sockets: SocketTable(), now: releasedAt).released.map(\.virtualPort), [20001])
+        let port = InstanceRegistry.PortKey(transport: .udp, port: 20001)
+        XCTAssertEqual(registry.quarantined, [port])
+        XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .udp, pid: 2, now: now), .allocated(20002),
+                       "acme's UDP clients may still be translated to 20001")
+        registry.releaseQuarantine(dumpStarted: releasedAt - 1, routed: [])
+        XCTAssertEqual(registry.quarantined, [port], "a dump begun before the release proves nothing")
+        registry.releaseQuarantine(dumpStarted: releasedAt + 1, routed: [port])
+        XCTAssertEqual(registry.quarantined, [port], "conntrack still routes to it")
+        registry.releaseQuarantine(dumpStarted: releasedAt + 2, routed: [InstanceRegistry.PortKey(transport: .tcp, port: 20001)])
+        XCTAssertEqual(registry.quarantined, [], "only a tcp connection on the same number: the udp port is free")
+        XCTAssertEqual(registry.bind(aid: "initech", initialPort: 9000, transport: .udp, pid: 3, now: now), .allocated(20001))
+    }
+
+    func testNoQuarantineUnlessAskedFor() throws {
+        let registry = try udpRegistry()
+        _ = registry.bind(aid: "acme", initialPort: 9000, transport: .udp, pid: 1, now: now)
+        clock += 5000
+        _ = registry.releaseUnused(sockets: SocketTable(), now: clock)
+        XCTAssertEqual(registry.quarantined, [], "the userspace datapath removes the flows with the instance")
+        XCTAssertEqual(registry.bind(aid: "globex", initialPort: 9000, transport: .udp, pid: 2, now: now), .allocated(20001))
     }
 
     /// The instance exited and another program bound its port: that socket does not keep

@@ -220,7 +220,7 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
         let keeping = running && context.keepConnections
         if context.installRules {
             if keeping {
-                context.logger.notice("leaving the rules, the nft table and conntrack's entries in place: established connections keep running, new ones wait for the next engine (--keep-connections)")
+                context.logger.notice("leaving the rules, the nft table and conntrack's entries in place: established connections keep running, new source-routed ones to known instances are decided by the kernel, the others wait for the next engine (--keep-connections)")
             } else if !(running || createdTable) {
                 RuleSet.remove()  // the table a killed engine left carries running connections
             } else {

@@ -56,16 +56,26 @@ final class ConntrackSync: @unchecked Sendable {
     func refresh(rebuild: Bool = false) throws -> (added: Int, removed: Int) {
         try dumping.withLock { _ in
             let conntrack = try Conntrack()
-            return try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
-                                      now: MonotonicClock.milliseconds(), rebuild: rebuild) { (take) throws(NetfilterError) in
-                try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask, take)
+            let started = MonotonicClock.milliseconds()
+            // Every virtual port conntrack still translates to: released ports stay out of
+            // new instances' reach until none is (`InstanceRegistry.releaseQuarantine`).
+            var routed = Set<InstanceRegistry.PortKey>()
+            let result = try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
+                                            now: started, rebuild: rebuild) { (take) throws(NetfilterError) in
+                try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { entry in
+                    if let key = Self.routedPort(entry) { routed.insert(key) }
+                    take(entry)
+                }
             }
+            registry.releaseQuarantine(dumpStarted: started, routed: routed)
+            return result
         }
     }
 
     func start() {
         let thread = Thread { [self] in
             var last = MonotonicClock.milliseconds()
+            var lastRebuild: UInt64 = 0
             while !stopping.load(ordering: .relaxed) {
                 do {
                     if try events.waitForEvents(timeoutMilliseconds: 200) {
@@ -80,12 +90,26 @@ final class ConntrackSync: @unchecked Sendable {
                         }
                         // Events were lost: read the whole table now, and add what the table
                         // lacks (connections the kernel decided whose event was lost).
+                        // At most once an interval: under a flood the socket overflows again
+                        // and again, and each rebuild reads the whole table.
                         if overrun {
-                            last = MonotonicClock.milliseconds()
-                            try refresh(rebuild: true)
+                            let now = MonotonicClock.milliseconds()
+                            if MonotonicClock.elapsed(since: lastRebuild, now: now) >= Self.interval {
+                                lastRebuild = now
+                                last = now
+                                try refresh(rebuild: true)
+                            } else {
+                                last = 0
+                            }
                         }
                     }
                     let now = MonotonicClock.milliseconds()
+                    // A released port waits for a dump begun after its release; do not make it
+                    // wait a whole interval (a second at least between such dumps).
+                    if let released = registry.latestQuarantine, released >= last,
+                       MonotonicClock.elapsed(since: last, now: now) >= 1000 {
+                        last = 0
+                    }
                     if MonotonicClock.elapsed(since: last, now: now) >= Self.interval {
                         last = now
                         try refresh()
@@ -180,6 +204,18 @@ final class ConntrackSync: @unchecked Sendable {
             store.withLock { table in for key in slice { table.remove(key) } }
         }
         return (added, gone.count)
+    }
+
+    /// The transport and virtual port a vpm conntrack entry's connection reaches: where NAT
+    /// sends it (the reply's source port), or the port it arrived on.
+    static func routedPort(_ entry: ConntrackEntry) -> InstanceRegistry.PortKey? {
+        let transport: TransportProtocol
+        switch entry.protocolNumber {
+        case 6: transport = .tcp
+        case 17: transport = .udp
+        default: return nil
+        }
+        return InstanceRegistry.PortKey(transport: transport, port: entry.reply.sourcePort)
     }
 
     /// Flows per lock hold in `reconcile`.

@@ -9,7 +9,7 @@ import Synchronization
 /// In source-routed mode a connection's decision is a function of its packet: the client's
 /// address (and port) picks the AID by the `sources` rules, the AID's accepting instance on
 /// the initial port picks the virtual port. The engine keeps that function in the nft maps
-/// `source4` and `source6` (`KernelNAT`'s chain `lookup` reads them), one element per source
+/// `hosts`, `endpoints` and `networks` (`KernelNAT`'s chain `lookup` reads them), one element per source
 /// rule, initial port and transport whose AID has an instance there, so such a connection's
 /// first packet is marked and translated in the kernel and never queued. Everything the maps
 /// do not cover goes on to the engine as before: refusals (no rule, no instance, a draining
@@ -18,12 +18,12 @@ import Synchronization
 ///
 /// The maps follow the instances (`vpm exec` programs come and go) and the source rules
 /// (`vpm reload`). A virtual port the maps still name is withheld from new instances
-/// (`InstanceRegistry.withhold`) until the maps no longer name it: the kernel never sends
-/// one AID's clients to a port another AID's instance was just given.
+/// (`InstanceRegistry.withhold`) until the maps no longer name it, and a released port waits
+/// until conntrack translates no connection to it (`InstanceRegistry.releaseQuarantine`):
+/// the kernel never sends one AID's clients to a port another AID's instance was just given.
 final class KernelDecisions: Sendable {
     /// One of the maps, by family and by the kind of source rule it holds: single addresses
-    /// and address:port rules in hash maps (any number of them loads in about a second per
-    /// 100,000), networks in an interval map, whose loading grows with the square of its
+    /// and address:port rules in hash maps (100,000 load in 1.6 s here), networks in an interval map, whose loading grows with the square of its
     /// size in the kernel (20,000 elements: 5.6 s here): at most `networkLimit` elements go
     /// there, the rest are left to the engine.
     struct Map: Sendable {
@@ -77,6 +77,7 @@ final class KernelDecisions: Sendable {
 
     init(registry: InstanceRegistry) {
         self.registry = registry
+        registry.quarantineReleasedPorts()
     }
 
     /// The elements for source rules and instances: only accepting instances, only AIDs with
