@@ -164,11 +164,11 @@ public final class InstanceRegistry: Sendable {
     /// its quarantine. Nil when none waits.
     var latestQuarantine: UInt64? { quarantine.withLock { $0?.values.max() } }
 
-    /// The ports in quarantine (tests, `vpm apps` some day).
+    /// The ports in quarantine (for tests).
     var quarantined: Set<PortKey> { quarantine.withLock { Set($0?.keys.map { $0 } ?? []) } }
 
     /// Puts a released entry's port in quarantine, when that is on. Under the entries' lock.
-    private func quarantined(_ entry: Entry, now: UInt64) {
+    private func beginQuarantine(_ entry: Entry, now: UInt64) {
         quarantine.withLock { $0?[PortKey(transport: entry.transport, port: entry.virtualPort)] = now }
     }
 
@@ -180,7 +180,7 @@ public final class InstanceRegistry: Sendable {
             guard let index = entries.firstIndex(where: { $0.aid == aid && $0.virtualPort == virtualPort && $0.transport == transport }),
                   !entries[index].fromConfiguration, !entries[index].isDraining, entries[index].inodes?.isEmpty ?? false
             else { return false }
-            quarantined(entries.remove(at: index), now: MonotonicClock.milliseconds())
+            beginQuarantine(entries.remove(at: index), now: MonotonicClock.milliseconds())
             return true
         }
         if discarded { changes.add(1, ordering: .releasing) }
@@ -229,7 +229,7 @@ public final class InstanceRegistry: Sendable {
                 let draining = !listening && entry.transport == .tcp && sockets.connections(on: entry.virtualPort) > 0
                 if !listening && !draining {
                     release.released.append(entry)
-                    quarantined(entry, now: now)
+                    beginQuarantine(entry, now: now)
                     continue
                 }
                 if draining != entry.isDraining {

@@ -209,12 +209,7 @@ final class ConntrackSync: @unchecked Sendable {
     /// The transport and virtual port a vpm conntrack entry's connection reaches: where NAT
     /// sends it (the reply's source port), or the port it arrived on.
     static func routedPort(_ entry: ConntrackEntry) -> InstanceRegistry.PortKey? {
-        let transport: TransportProtocol
-        switch entry.protocolNumber {
-        case 6: transport = .tcp
-        case 17: transport = .udp
-        default: return nil
-        }
+        guard let transport = TransportProtocol(rawValue: entry.protocolNumber) else { return nil }
         return InstanceRegistry.PortKey(transport: transport, port: entry.reply.sourcePort)
     }
 
@@ -245,13 +240,8 @@ final class ConntrackSync: @unchecked Sendable {
     static func flow(_ entry: ConntrackEntry, configuration: Configuration, instances: [Instance]) -> Flow? {
         guard let mark = KernelMark(entry.mark),
               let client = IPAddress(bytes: entry.original.source),
-              let server = IPAddress(bytes: entry.original.destination) else { return nil }
-        let transport: TransportProtocol
-        switch entry.protocolNumber {
-        case 6: transport = .tcp
-        case 17: transport = .udp
-        default: return nil
-        }
+              let server = IPAddress(bytes: entry.original.destination),
+              let transport = TransportProtocol(rawValue: entry.protocolNumber) else { return nil }
         let translated = entry.reply.sourcePort != entry.original.destinationPort
         let virtualPort = translated ? entry.reply.sourcePort : entry.original.destinationPort
         let instance = instances.first { $0.virtualPort == virtualPort && $0.initialPort.transport == transport }
