@@ -28,8 +28,9 @@ public final class ControlListener: @unchecked Sendable {
     public let path: String
     private let descriptor: Int32
     private let handler: @Sendable (ControlRequest, ControlPeer, Int32?) -> ControlResponse
-    /// `watch` requests: the handler writes to the stream until it ends; nil: refused.
-    private let watch: (@Sendable (ControlPeer, ControlStream) -> Void)?
+    /// Requests answered by a stream of lines (`ControlRequest.isStreamed`: a watch, the
+    /// flows in pieces): the handler writes to the stream until it ends; nil: refused.
+    private let stream: (@Sendable (ControlRequest, ControlPeer, ControlStream) -> Void)?
     /// Signalled when the accept loop has returned: only then may the descriptor be
     /// closed, or a later socket reusing its number could be accepted on by this loop.
     private let finished = DispatchSemaphore(value: 0)
@@ -47,11 +48,11 @@ public final class ControlListener: @unchecked Sendable {
     /// Binds `path` (mode 0600, or 0660 owned by `group`; its directory is created 0755).
     /// Refuses when another engine answers there; removes a stale socket file left by an
     /// engine that died.
-    public init(path: String, group: UInt32? = nil, watch: (@Sendable (ControlPeer, ControlStream) -> Void)? = nil,
+    public init(path: String, group: UInt32? = nil, stream: (@Sendable (ControlRequest, ControlPeer, ControlStream) -> Void)? = nil,
                 handler: @escaping @Sendable (ControlRequest, ControlPeer, Int32?) -> ControlResponse) throws {
         self.path = path
         self.handler = handler
-        self.watch = watch
+        self.stream = stream
         if FileManager.default.fileExists(atPath: path) {
             if let other = try? ControlSocket.connect(to: path) {
                 Glibc.close(other)
@@ -152,12 +153,12 @@ public final class ControlListener: @unchecked Sendable {
         if peer == nil {
             response = ControlResponse(error: "permission denied: the kernel did not say who is asking (SO_PEERCRED)", errorCode: "EACCES")
         } else if let request = read(connection, deadline: deadline, descriptor: &descriptor, failure: &failure) {
-            if request.command == .watch {
-                if let watch {
-                    watch(peer!, ControlStream(connection: connection, path: path))
+            if request.isStreamed {
+                if let stream {
+                    stream(request, peer!, ControlStream(connection: connection, path: path))
                     return
                 }
-                response = ControlResponse(error: "this engine does not stream events")
+                response = ControlResponse(error: "this engine does not stream its answers")
             } else {
                 response = handler(request, peer!, descriptor)
             }

@@ -24,8 +24,16 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// bind: the program's process, when the peer (`vpm exec`'s supervisor) is not the
     /// program itself; shown by `vpm apps`.
     public var pid: Int32?
+    /// flows: answer a piece of the table per line (each but the last with `more`), so a
+    /// table of any size travels without being built whole (`vpm flows` asks for this).
+    /// Absent: the whole table in one line, as before.
+    public var pieces: Bool?
 
     public init(_ command: Command) { self.command = command }
+
+    /// Whether the engine answers with a stream of lines (a watch, the flows in pieces)
+    /// rather than one line.
+    public var isStreamed: Bool { command == .watch || (command == .flows && pieces == true) }
 }
 
 /// The engine's answer: one JSON object per line, then the engine closes the connection.
@@ -46,10 +54,13 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// watch: events that happened before these but were not kept for this watcher (it fell
     /// behind the engine's event ring).
     public var lost: UInt64?
+    /// flows in pieces: more lines follow this one.
+    public var more: Bool?
 
     public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, applications: [AppRecord]? = nil,
                 virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil,
-                events: [FlowEventRecord]? = nil, lost: UInt64? = nil, message: String? = nil) {
+                events: [FlowEventRecord]? = nil, lost: UInt64? = nil, message: String? = nil, more: Bool = false) {
+        self.more = more ? true : nil
         self.message = message
         self.flows = flows
         self.statistics = statistics

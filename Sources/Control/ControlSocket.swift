@@ -47,7 +47,7 @@ public enum ControlSocket {
         return address
     }
 
-    static func writeAll(_ data: Data, to descriptor: Int32, path: String) throws {
+    static func writeAll(_ data: some ContiguousBytes, to descriptor: Int32, path: String) throws {
         try data.withUnsafeBytes { raw in
             var offset = 0
             while offset < raw.count {

@@ -22,6 +22,12 @@ public final class ControlStream: @unchecked Sendable {
         return (try? ControlSocket.writeAll(data, to: connection, path: path)) != nil
     }
 
+    /// Writes `line` as it is (it ends with its newline): an answer encoded by hand
+    /// (`FlowRecord.appendPiece`). False when the peer is gone, as `send`.
+    public func send(line: [UInt8]) -> Bool {
+        (try? ControlSocket.writeAll(line, to: connection, path: path)) != nil
+    }
+
     /// True once the peer hung up (end of stream, or an error), without waiting.
     public var peerClosed: Bool {
         var byte: UInt8 = 0
@@ -33,11 +39,17 @@ public final class ControlStream: @unchecked Sendable {
 
 extension ControlSocket {
     /// Sends `request` and hands each answer line to `each` until it returns false or the
-    /// engine closes the connection (then returns normally). No receive timeout: a watch
-    /// waits as long as nothing happens.
-    public static func stream(_ request: ControlRequest, to path: String, each: (ControlResponse) throws -> Bool) throws {
+    /// engine closes the connection (then returns normally). Without `timeoutSeconds` no
+    /// receive timeout: a watch waits as long as nothing happens; with it, the engine must
+    /// send something at least that often.
+    public static func stream(_ request: ControlRequest, to path: String, timeoutSeconds: Int? = nil,
+                              each: (ControlResponse) throws -> Bool) throws {
         let connection = try connect(to: path)
         defer { close(connection) }
+        if let timeoutSeconds {
+            var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        }
         var line = try JSONEncoder().encode(request)
         line.append(UInt8(ascii: "\n"))
         try writeAll(line, to: connection, path: path)
@@ -54,6 +66,7 @@ extension ControlSocket {
             if count == 0 { return }
             if count < 0 {
                 if errno == EINTR { continue }
+                if errno == EAGAIN { throw ControlError("no answer from \(path) in \(timeoutSeconds ?? 0) s: is the engine stuck? (see its log)") }
                 throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
             }
             buffer.append(contentsOf: chunk[0..<count])

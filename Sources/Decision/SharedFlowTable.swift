@@ -68,16 +68,24 @@ public final class SharedFlowTable: Sendable {
     /// through the walk appears exactly once (a flow keeps its slot); one that starts or
     /// ends meanwhile may or may not. For the control plane (`vpm flows`, `vpm apps`).
     public func snapshot(piece: Int = walkPiece) -> [Translation] {
-        let slots = withLock { $0.slotCount }
         var flows: [Translation] = []
+        walk(piece: piece) { flows += $0; return true }
+        // Stable: slot order breaks firstSeen ties, as in `FlowTable.snapshot()`.
+        return flows.enumerated().sorted { ($0.element.firstSeen, $0.offset) < ($1.element.firstSeen, $1.offset) }.map(\.element)
+    }
+
+    /// Every flow as `snapshot(piece:)` copies them, handed to `body` a piece at a time in
+    /// slot order (no piece empty), so a caller that streams them never holds the whole
+    /// table: `vpm flows` on a million flows. `body` runs without the lock; false stops.
+    public func walk(piece: Int = walkPiece, _ body: ([Translation]) throws -> Bool) rethrows {
+        let slots = withLock { $0.slotCount }
         var start = 0
         while start < slots {
             let range = start..<min(start + piece, slots)
-            flows += withLock { $0.snapshot(slots: range) }
+            let flows = withLock { $0.snapshot(slots: range) }
             start = range.upperBound
+            if !flows.isEmpty, try !body(flows) { return }
         }
-        // Stable: slot order breaks firstSeen ties, as in `FlowTable.snapshot()`.
-        return flows.enumerated().sorted { ($0.element.firstSeen, $0.offset) < ($1.element.firstSeen, $1.offset) }.map(\.element)
     }
 
     /// Flows by AID and mode, counted a piece at a time like `snapshot(piece:)`.

@@ -208,12 +208,19 @@ final class ControlService: Sendable {
                              now: MonotonicClock.milliseconds())
             return ControlResponse()
         case .apps:
-            let flows = store.snapshot()
+            // Connections per instance, counted in one walk: not a scan of the table per instance.
+            var connections: [InstanceKey: Int] = [:]
+            store.walk { flows in
+                for flow in flows where flow.state != .closed {
+                    connections[InstanceKey(aid: flow.aid, virtualPort: flow.virtualPort), default: 0] += 1
+                }
+                return true
+            }
             let records = registry.snapshot().map { entry in
                 AppRecord(aid: entry.aid.name, transport: entry.transport.name, initialPort: entry.initialPort,
                           virtualPort: entry.virtualPort, origin: entry.fromConfiguration ? "config" : "exec",
                           processes: entry.processes,
-                          connections: flows.filter { $0.aid == entry.aid && $0.virtualPort == entry.virtualPort && $0.state != .closed }.count,
+                          connections: connections[InstanceKey(aid: entry.aid, virtualPort: entry.virtualPort)] ?? 0,
                           draining: entry.isDraining)
             }
             return ControlResponse(applications: records)
@@ -241,10 +248,7 @@ final class ControlService: Sendable {
     /// fall behind the ring). On the kernel datapath conntrack is read every second, so
     /// state changes show within about a second.
     func watch(peer: ControlPeer, stream: ControlStream) {
-        if peer.uid != 0 && peer.uid != getuid(), let refusal = configuration.readRefusal(for: Caller(peer)) {
-            _ = stream.send(ControlResponse(error: refusal, errorCode: "EACCES"))
-            return
-        }
+        guard mayRead(peer: peer, command: .watch, stream: stream) else { return }
         guard watchers.add(1, ordering: .relaxed).newValue <= Self.maximumWatchers else {
             watchers.subtract(1, ordering: .relaxed)
             _ = stream.send(ControlResponse(error: "too many watchers (\(Self.maximumWatchers) at once): stop one of the running `vpm flows --watch`"))
@@ -273,6 +277,44 @@ final class ControlService: Sendable {
         }
     }
 
+    /// `vpm flows`: the table a piece at a time (`SharedFlowTable.walk`), each piece one
+    /// line written by hand (`FlowRecord.appendPiece`), so neither the engine nor the line
+    /// grows with the table; every line but the last says `more`. A piece goes out once the
+    /// next is known, so the last one can say it is the last.
+    func flows(peer: ControlPeer, stream: ControlStream) {
+        guard mayRead(peer: peer, command: .flows, stream: stream) else { return }
+        // Kernel datapath: conntrack has the current states and counters.
+        datapath.refreshFlows()
+        let now = MonotonicClock.milliseconds()
+        var line: [UInt8] = []
+        var pending: [Translation] = []
+        var delivered = true
+        store.walk { flows in
+            if !pending.isEmpty {
+                line.removeAll(keepingCapacity: true)
+                FlowRecord.appendPiece(pending.lazy.map { FlowRecord($0, now: now) }, more: true, to: &line)
+                delivered = stream.send(line: line)
+            }
+            pending = flows
+            return delivered
+        }
+        guard delivered else { return }
+        line.removeAll(keepingCapacity: true)
+        FlowRecord.appendPiece(pending.lazy.map { FlowRecord($0, now: now) }, more: false, to: &line)
+        _ = stream.send(line: line)
+    }
+
+    /// For the streamed answers: whether `peer` may read the table; if not, says why on
+    /// `stream` (and in the log, rate-limited, as `answer` does).
+    private func mayRead(peer: ControlPeer, command: ControlRequest.Command, stream: ControlStream) -> Bool {
+        guard peer.uid != 0 && peer.uid != getuid(), let refusal = configuration.readRefusal(for: Caller(peer)) else { return true }
+        logger.log(limitedBy: refusedRequests, level: .warning, "control request refused", metadata: [
+            "command": "\(command.rawValue)", "aid": "-", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "reason": "\(refusal)",
+        ])
+        _ = stream.send(ControlResponse(error: refusal, errorCode: "EACCES"))
+        return false
+    }
+
     /// The answer to a bind that got no virtual port.
     private func answerBind(_ allocation: InstanceRegistry.Allocation, aid: AID, port: UInt16, transport: TransportProtocol, pid: Int32) -> ControlResponse {
         switch allocation {
@@ -287,6 +329,12 @@ final class ControlService: Sendable {
             return ControlResponse(error: reason, errorCode: "EADDRNOTAVAIL")
         }
     }
+}
+
+/// An instance as `vpm apps` counts its connections: its AID and virtual port.
+private struct InstanceKey: Hashable {
+    var aid: AID
+    var virtualPort: UInt16
 }
 
 extension HistogramRecord {

@@ -81,8 +81,12 @@ public final class Engine {
                                      cooperation: cooperation, workers: workers, datapath: session, logger: logger) { trigger in
             try reloader.reload(trigger: trigger) { workers.runSources(of: $0) && session.followsSources(of: $0) }
         }
-        let listener = try ControlListener(path: options.socketPath, group: controlGroup, watch: { peer, stream in
-            service.watch(peer: peer, stream: stream)
+        let listener = try ControlListener(path: options.socketPath, group: controlGroup, stream: { request, peer, stream in
+            if request.command == .watch {
+                service.watch(peer: peer, stream: stream)
+            } else {
+                service.flows(peer: peer, stream: stream)
+            }
         }) { request, peer, descriptor in
             service.answer(request, peer: peer, descriptor: descriptor)
         }

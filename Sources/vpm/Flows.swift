@@ -27,10 +27,28 @@ struct Flows: ParsableCommand {
 
     func run() throws {
         if watch { return try follow() }
-        let response: ControlResponse
-        do { response = try ControlSocket.send(ControlRequest(.flows), to: socket) } catch { throw Failure("\(error)") }
-        if let error = response.error { throw Failure("the engine says: \(error)") }
-        let flows = (response.flows ?? []).filter(matches)
+        // The table comes a piece per line (every line but the last says `more`), however
+        // large it is; an engine older than pieces answers in one line, which is also the last.
+        var request = ControlRequest(.flows)
+        request.pieces = true
+        var received: [FlowRecord] = []
+        var complete = false
+        do {
+            try ControlSocket.stream(request, to: socket, timeoutSeconds: 30) { response in
+                if let error = response.error { throw Failure("the engine says: \(error)") }
+                received += (response.flows ?? []).filter(matches)
+                complete = response.more != true
+                return !complete
+            }
+        } catch let failure as Failure {
+            throw failure
+        } catch {
+            throw Failure("\(error)")
+        }
+        guard complete else {
+            throw Failure("the engine closed the connection before the last flows (it stopped?); run `vpm flows` again once it runs")
+        }
+        let flows = received
             .sorted { ($0.aid, $0.client, $0.clientPort) < ($1.aid, $1.client, $1.clientPort) }
         if json {
             try printJSON(flows)

@@ -29,16 +29,19 @@ final class ControlProtocolGoldenTests: XCTestCase {
 
     func testRequests() throws {
         try assertRoundTrip(ControlRequest.self, "request-flows")
+        try assertRoundTrip(ControlRequest.self, "request-flows-pieces")
         try assertRoundTrip(ControlRequest.self, "request-bind")
         try assertRoundTrip(ControlRequest.self, "request-connect")
         let bind = try JSONDecoder().decode(ControlRequest.self, from: golden("request-bind"))
         XCTAssertEqual(bind.command, .bind)
         XCTAssertEqual(bind.initialPort, 9000)
         XCTAssertEqual(bind.pid, 4242)
+        XCTAssertTrue(try JSONDecoder().decode(ControlRequest.self, from: golden("request-flows-pieces")).isStreamed)
+        XCTAssertFalse(try JSONDecoder().decode(ControlRequest.self, from: golden("request-flows")).isStreamed)
     }
 
     func testResponses() throws {
-        for name in ["response-bind", "response-refused", "response-apps", "response-flows"] {
+        for name in ["response-bind", "response-refused", "response-apps", "response-flows", "response-flows-piece"] {
             try assertRoundTrip(ControlResponse.self, name)
         }
         XCTAssertEqual(try JSONDecoder().decode(ControlResponse.self, from: golden("response-bind")).virtualPort, 20017)

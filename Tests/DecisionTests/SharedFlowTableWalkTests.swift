@@ -30,6 +30,23 @@ final class SharedFlowTableWalkTests: XCTestCase {
         XCTAssertEqual(table.census(piece: 333).values.reduce(0, +), 7_000)
     }
 
+    /// `vpm flows` streams the walk: pieces in slot order, none empty, and a walk that is
+    /// told to stop (the reader hung up) stops.
+    func testAWalkHandsOverNonEmptyPiecesAndStopsWhenToldTo() {
+        let table = SharedFlowTable(FlowTable(capacity: 65_536))
+        fill(table, 9_000)
+        var pieces: [[Translation]] = []
+        table.walk(piece: 4096) { pieces.append($0); return true }
+        XCTAssertFalse(pieces.contains { $0.isEmpty })
+        XCTAssertGreaterThan(pieces.count, 2)
+        XCTAssertLessThan(pieces.count, 65_536 / 4096 + 1)
+        XCTAssertEqual(Set(pieces.joined().map(\.key)), Set(table.withLock { $0.snapshot() }.map(\.key)))
+        XCTAssertEqual(pieces.joined().count, 9_000)
+        var visited = 0
+        table.walk(piece: 1000) { _ in visited += 1; return visited < 2 }
+        XCTAssertEqual(visited, 2)
+    }
+
     func testFlowsThatLiveThroughAWalkAppearOnceWhileOthersComeAndGo() {
         let table = SharedFlowTable(FlowTable(capacity: 20_000))
         fill(table, 5_000)

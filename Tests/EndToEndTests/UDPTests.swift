@@ -25,14 +25,15 @@ final class UDPTests: XCTestCase {
         """
     static let clients = [("198.18.1.2", "acme"), ("198.18.2.2", "globex"), ("198.18.9.9", "")]
 
-    private func withEngine(_ tag: String, _ body: (NetworkLab, EngineRun, String) throws -> Void) throws {
+    private func withEngine(_ tag: String, configuration: String = configuration,
+                            _ body: (NetworkLab, EngineRun, String) throws -> Void) throws {
         try Privileged.requireRoot()
         let lab = try NetworkLab(name: Privileged.labName(tag), clientAddresses: Self.clients.map(\.0))
         defer { lab.tearDown() }
         let directory = Privileged.scratchDirectory(tag)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
-                                           configuration: Self.configuration)
+                                           configuration: configuration)
         try engine.start()
         defer { _ = engine.stop() }
         do { try body(lab, engine, directory) } catch {
@@ -173,6 +174,45 @@ final class UDPTests: XCTestCase {
                     XCTAssertEqual(answered, 1, "\(client.address(family)): the answer was not sent as fragments")
                 }
             }
+        }
+    }
+
+    /// `vpm flows` on a table many pieces long (the engine sends 4,096 slots' worth per
+    /// line): 10,000 client sockets each send one datagram to acme's instance, and every
+    /// one of them is listed once, as acme's, in JSON and in the table.
+    func testFlowsListsATableManyPiecesLong() throws {
+        let configuration = Self.configuration.replacingOccurrences(of: "udp: 4s, udp-stream: 8s", with: "udp: 300s, udp-stream: 300s")
+        try withEngine("udp-many", configuration: configuration) { lab, engine, directory in
+            _ = try engine.exec("acme", ["socat", "-u", "UDP4-RECV:7000", "OPEN:/dev/null"], log: "acme-sink.log")
+            let app = try XCTUnwrap(waitForInstances(engine, count: 1).first)
+            try lab.waitForListener(lab.server, port: app.virtualPort, udp: true)
+            let (first, count) = (30_000, 10_000)
+            let sender = """
+                import socket, sys
+                server, port, first, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+                for source in range(first, first + count):
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    s.bind(("", source))
+                    s.sendto(b"x", (server, port))
+                    s.close()
+                """
+            try sender.write(toFile: "\(directory)/send-many.py", atomically: true, encoding: .utf8)
+            _ = try lab.checked(lab.clients[0], ["python3", "\(directory)/send-many.py", lab.server.address(.ipv4), "7000",
+                                                 "\(first)", "\(count)"], timeout: 60)
+            var flows: [FlowRecord] = []
+            try NetworkLab.poll("\(count) flows to be listed", timeout: 30) {
+                guard let output = try? engine.flows(json: true).standardOutput,
+                      let listed = try? JSONDecoder().decode([FlowRecord].self, from: Data(output.utf8)) else { return false }
+                flows = listed.filter { $0.initialPort == 7000 }
+                return flows.count >= count
+            }
+            XCTAssertEqual(flows.count, count)
+            XCTAssertEqual(Set(flows.map(\.clientPort)), Set((first..<first + count).map(UInt16.init)), "each socket once")
+            XCTAssertEqual(Set(flows.map(\.aid)), ["acme"])
+            XCTAssertEqual(Set(flows.map(\.virtualPort)), [app.virtualPort])
+            XCTAssertEqual(Set(flows.map(\.client)), [Self.clients[0].0])
+            let table = try engine.flows(json: false).standardOutput.split(separator: "\n")
+            XCTAssertEqual(table.filter { $0.contains(":7000 ") || $0.contains(" 7000 ") }.count, count, "one table line per flow")
         }
     }
 
