@@ -54,13 +54,18 @@ extension ControlSocket {
         line.append(UInt8(ascii: "\n"))
         try writeAll(line, to: connection, path: path)
         var buffer = Data()
+        // Bytes at the front of `buffer` already searched for a newline: a line of a
+        // megabyte arrives in many reads, and each read's bytes are searched once.
+        var searched = 0
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let response = try JSONDecoder().decode(ControlResponse.self, from: buffer[buffer.startIndex..<newline])
-                buffer.removeSubrange(buffer.startIndex...newline)
+            while let newline = Self.newline(in: buffer, from: searched) {
+                let response = try JSONDecoder().decode(ControlResponse.self, from: buffer[buffer.startIndex..<buffer.startIndex + newline])
+                buffer.removeSubrange(buffer.startIndex...buffer.startIndex + newline)
+                searched = 0
                 guard try each(response) else { return }
             }
+            searched = buffer.count
             guard buffer.count < 64 << 20 else { throw ControlError("the engine sent a line longer than 64 MB on \(path)") }
             let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
             if count == 0 { return }
@@ -70,6 +75,15 @@ extension ControlSocket {
                 throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
             }
             buffer.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    /// The offset of the first newline in `buffer` at or after `offset`, by memchr.
+    static func newline(in buffer: Data, from offset: Int) -> Int? {
+        guard offset < buffer.count else { return nil }
+        return buffer.withUnsafeBytes { raw -> Int? in
+            guard let base = raw.baseAddress, let found = memchr(base + offset, Int32(UInt8(ascii: "\n")), raw.count - offset) else { return nil }
+            return base.distance(to: UnsafeRawPointer(found))
         }
     }
 }

@@ -36,37 +36,48 @@ struct FlowSnapshot: Codable, Equatable {
 
     /// Writes atomically: readers see the old file or the whole new one, after a crash too.
     func write(to path: String) throws {
-        try Self.write(savedAt: savedAt, to: path) { emit in try emit(flows) }
+        try Self.write(savedAt: savedAt, to: path) { emit in
+            for flow in flows { try emit(flow) }
+        }
     }
 
-    /// Writes the table's flows as `init(flows:now:)` and `write(to:)` would, without holding
-    /// them all as records or as one JSON document: `piece` records at a time, so memory
-    /// stays bounded however large the table (a million flows make a file of about 250 MB).
+    /// Writes `flows` as `init(flows:now:)` and `write(to:)` would, handed over `piece` at a
+    /// time as `write(walk:…)` gets them from the table.
     static func write(flows: [Translation], now: UInt64, wallClock: Double = Date().timeIntervalSince1970,
                       to path: String, piece: Int = 4096) throws {
+        try write(walk: { each in
+            for start in stride(from: 0, to: flows.count, by: piece) {
+                try each(Array(flows[start..<min(start + piece, flows.count)]))
+            }
+        }, now: now, wallClock: wallClock, to: path)
+    }
+
+    /// Writes the flows `walk` hands over a piece at a time (the table's own walk,
+    /// `SharedFlowTable.walk`), without ever holding them all, as records or as a document:
+    /// each record is encoded by hand (`FlowRecord.appendJSON`) into a buffer written out a
+    /// megabyte at a time. A million flows make a file of about 250 MB; Foundation's
+    /// encoder and a copy of the whole table, sorted, cost the engine seconds of CPU and
+    /// hundreds of MB for each save.
+    static func write(walk: (_ each: ([Translation]) throws -> Void) throws -> Void, now: UInt64,
+                      wallClock: Double = Date().timeIntervalSince1970, to path: String) throws {
         try write(savedAt: wallClock, to: path) { emit in
-            var records: [FlowRecord] = []
-            records.reserveCapacity(piece)
-            for flow in flows where flow.state != .opening {
-                records.append(FlowRecord(flow, now: now))
-                if records.count == piece {
-                    try emit(records)
-                    records.removeAll(keepingCapacity: true)
+            try withoutActuallyEscaping(emit) { emit in
+                try walk { piece in
+                    for flow in piece where flow.state != .opening { try emit(FlowRecord(flow, now: now)) }
                 }
             }
-            try emit(records)
         }
     }
 
     /// The file: `{"flows":[...],"savedAt":...,"version":1}` and a newline, the records
-    /// handed to `emit` a piece at a time, through a temporary file, fsync and rename.
+    /// handed to `emit` one at a time, through a temporary file, fsync and rename.
     private static func write(savedAt: Double, to path: String,
-                              records: (_ emit: ([FlowRecord]) throws -> Void) throws -> Void) throws {
+                              records: (_ emit: (FlowRecord) throws -> Void) throws -> Void) throws {
         let temporary = path + ".tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        func put(_ data: Data) throws {
-            let failure: Int32? = data.withUnsafeBytes { bytes in
+        func put(_ bytes: [UInt8]) throws {
+            let failure: Int32? = bytes.withUnsafeBytes { bytes in
                 var written = 0
                 while written < bytes.count {
                     let count = Glibc.write(descriptor, bytes.baseAddress! + written, bytes.count - written)
@@ -81,18 +92,23 @@ struct FlowSnapshot: Codable, Equatable {
             if let failure { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(failure)))") }
         }
         do {
-            let encoder = JSONEncoder()
-            try put(Data(#"{"flows":["#.utf8))
+            var buffer = Array(#"{"flows":["#.utf8)
+            buffer.reserveCapacity(1 << 20 + 4096)
             var first = true
-            try records { piece in
-                guard !piece.isEmpty else { return }
-                // "[a,b]" -> "a,b", after a comma unless it is the first piece.
-                let encoded = try encoder.encode(piece)
-                if !first { try put(Data(",".utf8)) }
-                try put(encoded.dropFirst().dropLast())
+            try records { record in
+                if !first { buffer.append(UInt8(ascii: ",")) }
                 first = false
+                record.appendJSON(to: &buffer)
+                if buffer.count >= 1 << 20 {
+                    try put(buffer)
+                    buffer.removeAll(keepingCapacity: true)
+                }
             }
-            try put(Data(#"],"savedAt":"#.utf8) + encoder.encode(savedAt) + Data(#","version":\#(currentVersion)}"#.utf8) + Data("\n".utf8))
+            buffer += #"],"savedAt":"#.utf8
+            buffer += try JSONEncoder().encode(savedAt)
+            buffer += #","version":\#(currentVersion)}"#.utf8
+            buffer.append(UInt8(ascii: "\n"))
+            try put(buffer)
             guard fsync(descriptor) == 0 else { throw SnapshotError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
         } catch {
             close(descriptor)

@@ -107,7 +107,11 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
 
     private func save(now: UInt64) {
         lastSave = now
-        do { try FlowSnapshot.write(flows: context.store.snapshot(), now: now, to: context.snapshotPath) } catch {
+        // A piece of the table at a time: never a copy of the whole table.
+        let store = context.store
+        do {
+            try FlowSnapshot.write(walk: { each in try store.walk { try each($0); return true } }, now: now, to: context.snapshotPath)
+        } catch {
             context.logger.warning("flow snapshot not written: \(error)")
         }
         lastSaveCost = MonotonicClock.elapsed(since: now, now: MonotonicClock.milliseconds())
