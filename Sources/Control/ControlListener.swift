@@ -20,7 +20,8 @@ public struct ControlPeer: Sendable, Equatable {
 }
 
 /// The engine's side of the control socket: accepts connections, reads the peer's
-/// credentials, reads one request and writes one response, each connection on its own
+/// credentials, reads one request and writes one response (or hands a streamed request its
+/// `ControlStream`), each connection on its own
 /// thread (a `bind` may wait for a virtual port to free up; nobody else waits for it).
 /// What a peer may ask is the handler's decision; who may connect at all is the socket
 /// file's mode: 0600 (root), or 0660 owned by the control group.
@@ -153,7 +154,9 @@ public final class ControlListener: @unchecked Sendable {
         if peer == nil {
             response = ControlResponse(error: "permission denied: the kernel did not say who is asking (SO_PEERCRED)", errorCode: "EACCES")
         } else if let request = read(connection, deadline: deadline, descriptor: &descriptor, failure: &failure) {
-            if request.isStreamed {
+            // Without a stream handler, flows in pieces get the one-line answer: one line
+            // without `more` is also the last piece.
+            if request.isStreamed && (stream != nil || request.command == .watch) {
                 if let stream {
                     stream(request, peer!, ControlStream(connection: connection, path: path))
                     return

@@ -4,7 +4,8 @@ import Glibc
 #endif
 
 /// The engine's local control socket: a Unix stream socket (default /run/vpm/vpm.sock,
-/// mode 0600) carrying one JSON request line and one JSON response line per connection.
+/// mode 0600) carrying one JSON request line and one JSON response line per connection —
+/// or, for a streamed request (`ControlRequest.isStreamed`), a stream of response lines.
 public enum ControlSocket {
     public static let defaultPath = "/run/vpm/vpm.sock"
 

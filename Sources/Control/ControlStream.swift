@@ -3,8 +3,9 @@ import Foundation
 import Glibc
 #endif
 
-/// A control connection that stays open for a stream of answers (`vpm flows --watch`): the
-/// engine writes one JSON line per batch, the client reads until it hangs up.
+/// A control connection that stays open for a stream of answers (`vpm flows --watch`, and
+/// `vpm flows`' table in pieces): the engine writes one JSON line per batch; a watch's
+/// client reads until it hangs up, a table's until the line without `more`.
 public final class ControlStream: @unchecked Sendable {
     private let connection: Int32
     private let path: String
@@ -20,6 +21,13 @@ public final class ControlStream: @unchecked Sendable {
         guard var data = try? JSONEncoder().encode(response) else { return false }
         data.append(UInt8(ascii: "\n"))
         return (try? ControlSocket.writeAll(data, to: connection, path: path)) != nil
+    }
+
+    /// How long one write may wait for the peer to read (the listener's default is 2 s):
+    /// a large answer is read at the pace of a client that decodes as it goes.
+    public func setSendTimeout(seconds: Int) {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
     /// Writes `line` as it is (it ends with its newline): an answer encoded by hand
@@ -71,7 +79,9 @@ extension ControlSocket {
             if count == 0 { return }
             if count < 0 {
                 if errno == EINTR { continue }
-                if errno == EAGAIN { throw ControlError("no answer from \(path) in \(timeoutSeconds ?? 0) s: is the engine stuck? (see its log)") }
+                if errno == EAGAIN {
+                    throw ControlError("no answer from \(path) in \(timeoutSeconds ?? 0) s: the engine is stuck or busy (see its log), or older than this vpm and still building a large answer")
+                }
                 throw ControlError("cannot read from \(path): \(String(cString: strerror(errno)))")
             }
             buffer.append(contentsOf: chunk[0..<count])

@@ -77,14 +77,15 @@ extension FlowRecord {
     }
 
     /// Ages and idle times are milliseconds over 1000: written to the millisecond, without
-    /// trailing zeros (75, 1.5, 0.042). Anything else (negative, not finite, beyond a
-    /// million years) as Swift writes a Double, which JSON reads too.
+    /// trailing zeros (75, 1.5, 0.042). Anything else (not whole milliseconds, negative,
+    /// beyond what a Double holds exactly in milliseconds) as Swift writes a Double, which
+    /// JSON reads back as the same value; not finite (never made) as 0.
     static func appendSeconds(_ seconds: Double, to out: inout [UInt8]) {
-        guard seconds.isFinite, seconds >= 0, seconds < 3e13 else {
+        let whole = seconds.isFinite && seconds >= 0 && seconds < 9e12 ? UInt64((seconds * 1000).rounded()) : nil
+        guard let milliseconds = whole, Double(milliseconds) / 1000 == seconds else {
             out.append(contentsOf: (seconds.isFinite ? "\(seconds)" : "0").utf8)
             return
         }
-        let milliseconds = UInt64((seconds * 1000).rounded())
         appendInteger(milliseconds / 1000, to: &out)
         var fraction = milliseconds % 1000
         guard fraction != 0 else { return }

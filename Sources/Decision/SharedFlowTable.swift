@@ -66,7 +66,8 @@ public final class SharedFlowTable: Sendable {
     /// Every flow, copied a piece of the table at a time (the lock is released between
     /// pieces), in the order the flows started. Each flow is copied whole; a flow that lives
     /// through the walk appears exactly once (a flow keeps its slot); one that starts or
-    /// ends meanwhile may or may not. For the control plane (`vpm flows`, `vpm apps`).
+    /// ends meanwhile may or may not. For the control plane (the one-line `flows` answer;
+    /// `vpm flows`, `vpm apps` and the snapshot use `walk`).
     public func snapshot(piece: Int = walkPiece) -> [Translation] {
         var flows: [Translation] = []
         walk(piece: piece) { flows += $0; return true }

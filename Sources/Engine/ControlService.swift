@@ -30,6 +30,9 @@ final class ControlService: Sendable {
     /// `vpm flows --watch` connections now open (each holds a thread and a cursor).
     private let watchers = Atomic<Int>(0)
     static let maximumWatchers = 8
+    /// `vpm flows` answers being streamed: each walks the whole table at its reader's pace.
+    private let flowReaders = Atomic<Int>(0)
+    static let maximumFlowReaders = 8
 
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, clients: ClientSockets,
          cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, logger: Logger,
@@ -283,24 +286,38 @@ final class ControlService: Sendable {
     /// next is known, so the last one can say it is the last.
     func flows(peer: ControlPeer, stream: ControlStream) {
         guard mayRead(peer: peer, command: .flows, stream: stream) else { return }
+        guard flowReaders.add(1, ordering: .relaxed).newValue <= Self.maximumFlowReaders else {
+            flowReaders.subtract(1, ordering: .relaxed)
+            _ = stream.send(ControlResponse(error: "too many vpm flows at once (\(Self.maximumFlowReaders)): try again when one has finished"))
+            return
+        }
+        defer { flowReaders.subtract(1, ordering: .relaxed) }
+        stream.setSendTimeout(seconds: 30)
         // Kernel datapath: conntrack has the current states and counters.
         datapath.refreshFlows()
-        let now = MonotonicClock.milliseconds()
         var line: [UInt8] = []
         var pending: [Translation] = []
+        // Ages and idle times as of each piece's copy, not the walk's start: a million flows
+        // take their reader seconds.
+        var copied = MonotonicClock.milliseconds()
         var delivered = true
         store.walk { flows in
+            let now = MonotonicClock.milliseconds()
             if !pending.isEmpty {
                 line.removeAll(keepingCapacity: true)
-                FlowRecord.appendPiece(pending.lazy.map { FlowRecord($0, now: now) }, more: true, to: &line)
+                FlowRecord.appendPiece(pending.lazy.map { [copied] in FlowRecord($0, now: copied) }, more: true, to: &line)
                 delivered = stream.send(line: line)
             }
             pending = flows
+            copied = now
             return delivered
         }
-        guard delivered else { return }
+        guard delivered else {
+            logger.debug("vpm flows: the reader hung up or stopped reading (30 s) before the last flows", metadata: ["pid": "\(peer.pid)"])
+            return
+        }
         line.removeAll(keepingCapacity: true)
-        FlowRecord.appendPiece(pending.lazy.map { FlowRecord($0, now: now) }, more: false, to: &line)
+        FlowRecord.appendPiece(pending.lazy.map { [copied] in FlowRecord($0, now: copied) }, more: false, to: &line)
         _ = stream.send(line: line)
     }
 

@@ -82,10 +82,10 @@ public final class Engine {
             try reloader.reload(trigger: trigger) { workers.runSources(of: $0) && session.followsSources(of: $0) }
         }
         let listener = try ControlListener(path: options.socketPath, group: controlGroup, stream: { request, peer, stream in
-            if request.command == .watch {
-                service.watch(peer: peer, stream: stream)
-            } else {
-                service.flows(peer: peer, stream: stream)
+            switch request.command {
+            case .watch: service.watch(peer: peer, stream: stream)
+            case .flows: service.flows(peer: peer, stream: stream)
+            default: _ = stream.send(ControlResponse(error: "\(request.command.rawValue) is not answered as a stream"))
             }
         }) { request, peer, descriptor in
             service.answer(request, peer: peer, descriptor: descriptor)

@@ -147,7 +147,8 @@ public final class FlowTable {
         inPlace { $0.snapshot(slots: range) }
     }
 
-    /// Slots a walk with `snapshot(slots:)` covers: the table's capacity.
+    /// Slots a walk with `snapshot(slots:)` covers: every slot used so far (slots are
+    /// taken in order and reused, so at most the table's capacity).
     public var slotCount: Int {
         inPlace { $0.slots.count }
     }

@@ -46,7 +46,7 @@ struct Flows: ParsableCommand {
             throw Failure("\(error)")
         }
         guard complete else {
-            throw Failure("the engine closed the connection before the last flows (it stopped?); run `vpm flows` again once it runs")
+            throw Failure("the engine closed the connection before the last flows: it stopped, or this vpm read too slowly (30 s on one piece); run `vpm flows` again")
         }
         let flows = received
             .sorted { ($0.aid, $0.client, $0.clientPort) < ($1.aid, $1.client, $1.clientPort) }
@@ -60,7 +60,7 @@ struct Flows: ParsableCommand {
 
     /// `--json`: an array with one flow per line, written by hand (`FlowRecord.appendJSON`, the
     /// keys and values Foundation's encoder writes) a megabyte at a time, so a table of a
-    /// million flows prints in seconds and never whole in memory twice.
+    /// million flows prints in seconds, without a second copy of the output in memory.
     private func printFlowsJSON(_ flows: [FlowRecord]) {
         var out: [UInt8] = [UInt8(ascii: "[")]
         out.reserveCapacity(1 << 20 + 4096)

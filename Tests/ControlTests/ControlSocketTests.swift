@@ -36,6 +36,77 @@ final class ControlSocketTests: XCTestCase {
         XCTAssertEqual(mode, 0o600)
     }
 
+    static var flowsInPieces: ControlRequest {
+        var request = ControlRequest(.flows)
+        request.pieces = true
+        return request
+    }
+
+    /// `vpm flows` reads the table in pieces (`ControlSocket.stream`): lines dribbled a byte
+    /// per write, two lines in one write, a newline as a write's last byte — each piece
+    /// arrives once, in order, with `more` on all but the last.
+    func testAStreamedTableArrivesPieceByPieceHoweverTheBytesAreCut() throws {
+        let path = "\(directory!)/vpm.sock"
+        @Sendable func piece(_ count: Int, more: Bool) -> [UInt8] {
+            var line: [UInt8] = []
+            FlowRecord.appendPiece(Array(repeating: Self.flow, count: count), more: more, to: &line)
+            return line
+        }
+        let listener = try ControlListener(path: path, stream: { request, _, stream in
+            guard request.command == .flows, request.pieces == true else { return }
+            for byte in piece(3, more: true) { guard stream.send(line: [byte]) else { return } }
+            _ = stream.send(line: piece(1, more: true) + piece(2, more: true))
+            let last = piece(0, more: false)
+            _ = stream.send(line: Array(last.dropLast()))
+            usleep(20_000)
+            _ = stream.send(line: [last.last!])
+        }) { _, _, _ in ControlResponse(error: "not streamed") }
+        listener.start()
+        defer { listener.close() }
+        let request = Self.flowsInPieces
+        var received: [ControlResponse] = []
+        try ControlSocket.stream(request, to: path, timeoutSeconds: 5) { received.append($0); return $0.more == true }
+        XCTAssertEqual(received.map { $0.flows?.count }, [3, 1, 2, 0])
+        XCTAssertEqual(received.map(\.more), [true, true, true, nil])
+        XCTAssertEqual(received.first?.flows?.first, Self.flow)
+    }
+
+    /// An engine that stops mid-table: the stream ends after the pieces that came (the CLI
+    /// then says the last one is missing); one that sends nothing: the timeout says so.
+    func testAStreamCutShortEndsAndASilentOneTimesOut() throws {
+        let path = "\(directory!)/vpm.sock"
+        let listener = try ControlListener(path: path, stream: { request, _, stream in
+            if request.command == .watch { sleep(3); return }
+            var line: [UInt8] = []
+            FlowRecord.appendPiece([Self.flow], more: true, to: &line)
+            _ = stream.send(line: line)
+        }) { _, _, _ in ControlResponse() }
+        listener.start()
+        defer { listener.close() }
+        let request = Self.flowsInPieces
+        var received: [ControlResponse] = []
+        try ControlSocket.stream(request, to: path, timeoutSeconds: 5) { received.append($0); return true }
+        XCTAssertEqual(received.map(\.more), [true])
+        XCTAssertThrowsError(try ControlSocket.stream(ControlRequest(.watch), to: path, timeoutSeconds: 1) { _ in true }) { error in
+            XCTAssertTrue("\(error)".contains("no answer from \(path) in 1 s"), "\(error)")
+        }
+    }
+
+    /// A listener without a stream handler (an engine that predates pieces answers the same
+    /// way) answers flows in pieces with one line: the whole table, which is also the last.
+    func testFlowsInPiecesWithoutAStreamHandlerGetOneLine() throws {
+        let path = "\(directory!)/vpm.sock"
+        let listener = try ControlListener(path: path) { _, _, _ in ControlResponse(flows: [Self.flow, Self.flow]) }
+        listener.start()
+        defer { listener.close() }
+        let request = Self.flowsInPieces
+        var received: [ControlResponse] = []
+        try ControlSocket.stream(request, to: path, timeoutSeconds: 5) { received.append($0); return true }
+        XCTAssertEqual(received.map { $0.flows?.count }, [2])
+        XCTAssertNil(received.first?.more)
+        XCTAssertNil(received.first?.error)
+    }
+
     /// A bind carries the program's socket: the engine receives the same open file (same
     /// inode), a descriptor of its own that it may bind and then close.
     func testADescriptorTravelsWithTheRequest() throws {
