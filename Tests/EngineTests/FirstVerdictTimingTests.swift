@@ -44,9 +44,11 @@ final class FirstVerdictTimingTests: XCTestCase {
         XCTAssertEqual(counters.connectionsDecided, 3, "two admitted, one refused")
         XCTAssertEqual(counters.firstVerdict.count, 2, "only the packets with a batch time")
         XCTAssertGreaterThanOrEqual(counters.firstVerdict.sumMicroseconds, 600)
-        // 300 µs and a little: both in the (250, 500] µs bucket.
+        // 300 µs each at least (the batch's age), how much more depends on the machine's load
+        // (a busy CI run put both in (500, 1000]): none below the (250, 500] µs bucket.
         let index = LatencyHistogram.boundsMicroseconds.firstIndex(of: 500)!
-        XCTAssertEqual(counters.firstVerdict.buckets[index], 2, "\(counters.firstVerdict.buckets)")
+        XCTAssertEqual(counters.firstVerdict.buckets[..<index].reduce(0, +), 0, "\(counters.firstVerdict.buckets)")
+        XCTAssertEqual(counters.firstVerdict.buckets[index...].reduce(0, +), 2, "\(counters.firstVerdict.buckets)")
     }
 
     func testAHeldSYNIsTimedWhenItsNegotiationEnds() throws {
