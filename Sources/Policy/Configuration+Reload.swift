@@ -34,6 +34,7 @@ extension Configuration {
         restart("metrics", metrics?.endpoint != newer.metrics?.endpoint)
         restart("overload", overload != newer.overload)
         restart("cooperative", !Self.sameCooperation(cooperation, newer.cooperation))
+        restart("fleet", fleet.map { var one = $0; one.line = 0; return one } != newer.fleet.map { var one = $0; one.line = 0; return one })
         return changes
     }
 

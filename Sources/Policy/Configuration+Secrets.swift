@@ -3,8 +3,9 @@ import Glibc
 #endif
 
 extension Configuration {
-    /// Whether this configuration holds secrets: the cooperative peers' HMAC keys.
-    public var holdsKeys: Bool { !cooperation.peers.isEmpty }
+    /// Whether this configuration holds secrets: the cooperative peers' HMAC keys (a fleet's
+    /// keys are derived, and its etcd password lives in a file of its own).
+    public var holdsKeys: Bool { cooperation.peers.contains { !$0.fromFleet } }
 
     /// Why the file at `path`, holding keys, is exposed to other users — or nil when only
     /// root (or `owner`, the engine's user) can read and change it: no read or write for

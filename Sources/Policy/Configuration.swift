@@ -38,6 +38,8 @@ public struct Configuration: Sendable {
     public var control: ControlAccess = .rootOnly
     /// Where the engine serves its metrics; nil: no endpoint.
     public var metrics: MetricsSettings?
+    /// The etcd directory of engines and instances; nil: no fleet.
+    public var fleet: FleetSettings?
     /// What the kernel does with packets when the queue is full.
     public var overload: Overload = .failClosed
 

@@ -92,12 +92,7 @@ extension ConfigurationParser {
             peer.enginePort = UInt16(try integer(port, named: "'engine-port'", in: 1...65535))
         }
         if let range = fields["virtual-ports"] {
-            let rangeText = try scalar(range, named: "'virtual-ports'")
-            let bounds = rangeText.split(separator: "-")
-            guard bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high, low > 0 else {
-                throw failure("a peer's 'virtual-ports' is a range low-high such as 20000-20999; found '\(rangeText)'", at: range)
-            }
-            peer.virtualPorts = low...high
+            peer.virtualPorts = try portRange(range, named: "a peer's 'virtual-ports'")
         }
         return peer
     }

@@ -8,7 +8,7 @@ import Yams
 struct ConfigurationParser {
     static let controlKeys = ["group"]
     static let metricsKeys = ["listen"]
-    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics", "overload"]
+    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics", "overload", "fleet"]
 
     let file: String
     let text: String
@@ -60,6 +60,10 @@ struct ConfigurationParser {
                 throw failure("local mode needs queue \(Int(queue) + queues) for loopback, past queue 65535; lower 'queue' or 'queues'", at: node)
             }
         }
+        var fleet: FleetSettings?
+        if let node = fields["fleet"] {
+            fleet = try parseFleet(node, virtualPorts: virtualPorts, cooperation: &cooperation)
+        }
         var configuration = Configuration(
             queue: queue,
             virtualPorts: virtualPorts,
@@ -72,6 +76,7 @@ struct ConfigurationParser {
             cooperation: cooperation
         )
         configuration.queues = queues
+        configuration.fleet = fleet
         if let node = fields["control"] {
             let controlFields = try self.fields(of: node, named: "'control'", allowed: Self.controlKeys)
             if let groupNode = controlFields["group"] {

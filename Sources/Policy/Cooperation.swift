@@ -14,8 +14,13 @@ public struct Cooperation: Sendable, Equatable {
         /// Their virtual port range: what their instances' replies come from.
         public var virtualPorts: ClosedRange<UInt16>
         public var line: Int
+        /// The fleet's network (`fleet:`): each host's engine port and key come from the
+        /// directory, not from this entry (whose key is empty).
+        public var fromFleet: Bool
 
-        public init(network: SourceMatch, enginePort: UInt16 = Cooperation.defaultPort, key: [UInt8], virtualPorts: ClosedRange<UInt16>, line: Int = 0) {
+        public init(network: SourceMatch, enginePort: UInt16 = Cooperation.defaultPort, key: [UInt8], virtualPorts: ClosedRange<UInt16>,
+                    line: Int = 0, fromFleet: Bool = false) {
+            self.fromFleet = fromFleet
             self.network = network
             self.enginePort = enginePort
             self.key = key

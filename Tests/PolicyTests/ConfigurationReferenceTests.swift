@@ -39,6 +39,7 @@ final class ConfigurationReferenceTests: XCTestCase {
             "control": ConfigurationParser.controlKeys,
             "metrics": ConfigurationParser.metricsKeys,
             "cooperative": ConfigurationParser.cooperationKeys + ConfigurationParser.peerKeys,
+            "fleet": ConfigurationParser.fleetKeys + ConfigurationParser.fleetTLSKeys,
         ]
         for (section, keys) in expected {
             XCTAssertEqual(documented[section], Set(keys), "the keys of \(section) in docs/configuration.md vs the parser")
