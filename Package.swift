@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.0.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
     ],
     targets: [
         // The real Debian libraries: libnetfilter-queue-dev, libnfnetlink-dev, libmnl-dev.
@@ -75,6 +77,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // A fleet's directory of engines and instances in etcd (docs/fleet.md): etcd's JSON
+        // gateway through async-http-client, X25519 + HKDF pairwise keys through swift-crypto.
+        .target(
+            name: "Fleet",
+            dependencies: [
+                "Policy", "Packet",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The Prometheus/OpenMetrics endpoint: the engine's counters (the table vpm stats
         // renders) through swift-prometheus (swift-metrics' CoreMetrics), served over HTTP by SwiftNIO.
         .target(
@@ -96,7 +113,7 @@ let package = Package(
             name: "Engine",
             dependencies: [
                 "Decision", "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
-                "MetricsEndpoint",
+                "MetricsEndpoint", "Fleet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -122,6 +139,7 @@ let package = Package(
         .testTarget(name: "HostCommandTests", dependencies: ["HostCommand"]),
         .testTarget(name: "MetricsEndpointTests", dependencies: ["MetricsEndpoint", "Control", "TestSupport"]),
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet", "Policy", "Packet"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "DecisionTests", dependencies: ["Decision", "Packet", "FlowTable", "Policy"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what vpm needs from Debian when it is missing: the netfilter libraries it links,
 # and the real tools its demo and tests drive (iptables, nft, conntrack, iproute2, socat, ethtool,
-# tcpdump), and what `make deb` and its check use (dpkg-deb, gzip, systemd-analyze).
+# tcpdump, etcd), and what `make deb` and its check use (dpkg-deb, gzip, systemd-analyze).
 set -euo pipefail
 
 packages=(
@@ -9,6 +9,7 @@ packages=(
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
   socat ethtool coreutils nginx-light python3 curl tcpdump caddy   # demo and tests
   dnsmasq-base                                                     # tests: a real UDP server (DNS)
+  etcd-server etcd-client                                          # tests: the fleet's directory (etcd 3.4)
   dpkg gzip systemd                                                # make deb and its check (systemd-analyze)
 )
 

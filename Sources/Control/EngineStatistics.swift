@@ -45,6 +45,8 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     /// Cooperative mode, server side: negotiations by outcome (accepted, refused, malformed,
     /// forged, unknownPeer, stale, replayed).
     public var negotiations: [String: UInt64] = [:]
+    /// The fleet membership (`fleet:`), nil without one.
+    public var fleet: FleetRecord?
 
     public init() {}
 
@@ -59,6 +61,7 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         reasons = try container.decodeIfPresent([String: UInt64].self, forKey: Key("reasons")) ?? [:]
         negotiations = try container.decodeIfPresent([String: UInt64].self, forKey: Key("negotiations")) ?? [:]
         firstVerdict = try container.decodeIfPresent(HistogramRecord.self, forKey: Key("firstVerdict")) ?? HistogramRecord()
+        fleet = try container.decodeIfPresent(FleetRecord.self, forKey: Key("fleet"))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -67,6 +70,7 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         try container.encode(reasons, forKey: Key("reasons"))
         try container.encode(negotiations, forKey: Key("negotiations"))
         try container.encode(firstVerdict, forKey: Key("firstVerdict"))
+        try container.encodeIfPresent(fleet, forKey: Key("fleet"))
     }
 
     /// The counter `key` names (`EngineStatistics.counters`), nil for an unknown key.

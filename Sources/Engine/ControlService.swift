@@ -1,5 +1,6 @@
 import Control
 import Decision
+import Fleet
 import FlowTable
 import Logging
 import MetricsEndpoint
@@ -22,6 +23,7 @@ final class ControlService: Sendable {
     private let cooperation: CooperationService
     private let workers: WorkerList
     private let datapath: any DatapathSession
+    private let fleet: FleetMember?
     private let logger: Logger
     /// `vpm reload`: re-reads the configuration file; what changed, or throws why nothing did.
     private let reload: @Sendable (_ trigger: String) throws -> String
@@ -35,9 +37,10 @@ final class ControlService: Sendable {
     static let maximumFlowReaders = 8
 
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, clients: ClientSockets,
-         cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, logger: Logger,
+         cooperation: CooperationService, workers: WorkerList, datapath: any DatapathSession, fleet: FleetMember?, logger: Logger,
          reload: @escaping @Sendable (_ trigger: String) throws -> String) {
         self.reload = reload
+        self.fleet = fleet
         self.configuration = configuration
         self.store = store
         self.registry = registry
@@ -86,6 +89,12 @@ final class ControlService: Sendable {
         statistics.flowCapacity = UInt64(flows.capacity)
         statistics.flowsDecidedInKernel = datapath.flowsDecidedInKernel
         statistics.negotiations = cooperation.serverCounts
+        if let fleet {
+            let status = fleet.status
+            statistics.fleet = FleetRecord(name: fleet.name, connected: status.connected, lostSince: status.lostSince,
+                                           lastError: status.lastError, engines: status.engines, instances: status.instances,
+                                           ignored: status.ignored, revision: status.revision)
+        }
         return statistics
     }
 

@@ -1,5 +1,6 @@
 import Decision
 import Crypto
+import Fleet
 import FlowTable
 import Foundation
 import Logging
@@ -26,9 +27,13 @@ final class CooperationService: Sendable {
     /// its queue's wake-up rouses as soon as an outcome is recorded.
     private let outcomes: Mutex<[(waiting: [Outcome], wakeup: QueueWakeup?)]>
     private let logger: Logger
+    /// A fleet's directory: the engine port and key of each fleet host (`fleet:`).
+    private let fleet: FleetMember?
 
-    init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, workers: Int, logger: Logger) {
+    init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, workers: Int, fleet: FleetMember?,
+         logger: Logger) {
         self.configuration = configuration
+        self.fleet = fleet
         outcomes = Mutex(Array(repeating: ([], nil), count: max(1, workers)))
         self.logger = logger
         let cooperation = configuration.cooperation
@@ -37,7 +42,8 @@ final class CooperationService: Sendable {
         client = cooperation.peers.isEmpty ? nil : NegotiationClient()
         let endpoints = cooperation.listeners.map { NegotiationServer.Endpoint(host: $0.address?.description, port: Int($0.port)) }
         server = endpoints.isEmpty ? nil : NegotiationServer(endpoints: endpoints, key: { address in
-            IPAddress(address).flatMap { cooperation.peer(for: $0) }.map { SymmetricKey(data: $0.key) }
+            guard let address = IPAddress(address), let peer = cooperation.peer(for: address) else { return nil }
+            return peer.fromFleet ? fleet?.peer(at: address)?.key : SymmetricKey(data: peer.key)
         }, handler: { request, peerAddress in
             Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry) {
                 logger.log(limitedBy: refusals, level: .notice, "negotiation refused: no instance", metadata: $0)
@@ -76,8 +82,18 @@ final class CooperationService: Sendable {
         let request = NegotiationRequest(aid: aid.name, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
                                          initialPort: key.initialPort, transport: key.transport.name)
         let engine = "\(key.server)"
-        let label = peer.engineLabel(key.server)
-        client.negotiate(request, engine: engine, port: Int(peer.enginePort), key: SymmetricKey(data: peer.key),
+        var port = peer.enginePort, secret = SymmetricKey(data: peer.key)
+        if peer.fromFleet {
+            // No live engine of the fleet at that address: refused at once, as a NAK would be.
+            guard let member = fleet?.peer(at: key.server) else {
+                record(Outcome(key: key, answer: .refused(reason: "no engine of the fleet publishes \(key.server)"),
+                               peer: peer.engineLabel(key.server)), worker: worker)
+                return
+            }
+            (port, secret) = (member.port, member.key)
+        }
+        let label = key.server.endpoint(port)
+        client.negotiate(request, engine: engine, port: Int(port), key: secret,
                          timeout: .milliseconds(Int64(configuration.cooperation.timeoutMilliseconds))) { answer in
             self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
         }

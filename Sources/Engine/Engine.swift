@@ -1,5 +1,6 @@
 import Decision
 import Control
+import Fleet
 import FlowTable
 public import Logging
 import MetricsEndpoint
@@ -56,8 +57,9 @@ public final class Engine {
         // bound without GSO (RuleSet.everyPacket); the kernel datapath queues only their SYNs.
         let loopbackQueue = datapath == .userspace ? configuration.loopbackQueue : nil
         let queueNumbers = (0..<configuration.queues).map { configuration.queue + UInt16($0) } + (loopbackQueue.map { [$0] } ?? [])
+        let fleet = try FleetStart.member(configuration, logger: logger)
         let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
-                                             workers: queueNumbers.count, logger: logger)
+                                             workers: queueNumbers.count, fleet: fleet, logger: logger)
         let workers = WorkerList()
         let notifier = ServiceNotifier()
         let readyStatus = "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)"
@@ -78,7 +80,7 @@ public final class Engine {
             controlGroup = gid
         }
         let service = ControlService(configuration: configuration, store: store, registry: registry, clients: clients,
-                                     cooperation: cooperation, workers: workers, datapath: session, logger: logger) { trigger in
+                                     cooperation: cooperation, workers: workers, datapath: session, fleet: fleet, logger: logger) { trigger in
             try reloader.reload(trigger: trigger) { workers.runSources(of: $0) && session.followsSources(of: $0) }
         }
         let listener = try ControlListener(path: options.socketPath, group: controlGroup, stream: { request, peer, stream in
@@ -124,6 +126,10 @@ public final class Engine {
         defer { watcher.stop() }
         for worker in workers.all { worker.start() }
         running = true
+        // Published once the engine can negotiate: a peer that finds it can reach it.
+        var publishedInstances = UInt64.max
+        fleet?.start()
+        defer { fleet?.stop() }
         logger.info("engine running", metadata: [
             "queue": "\(configuration.queue)\(configuration.queues > 1 ? "-\(Int(configuration.queue) + configuration.queues - 1)" : "")\(loopbackQueue.map { ", loopback \($0)" } ?? "")",
             "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",
@@ -148,6 +154,10 @@ public final class Engine {
                 }
             }
             session.housekeeping()
+            if let fleet, registry.generation != publishedInstances {
+                publishedInstances = registry.generation
+                fleet.setInstances(FleetStart.entries(registry.instances(), engine: fleet.name))
+            }
             // Control-plane peaks (a flood's conntrack dumps, a large flow dump) leave freed
             // memory in malloc's arenas; give it back so RSS follows the table down.
             trimCountdown -= 1

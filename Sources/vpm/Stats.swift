@@ -24,6 +24,7 @@ struct Stats: ParsableCommand {
             + statistics.reasons.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
         lines += (statistics.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(statistics.negotiations))])
         lines.append(("first packet to verdict", Self.latency(statistics.firstVerdict)))
+        if let fleet = statistics.fleet { lines.append(("fleet", fleet.summary(now: Int64(Date().timeIntervalSince1970)))) }
         let width = lines.map(\.0.count).max() ?? 0
         for (name, value) in lines { print(name.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + value) }
     }

@@ -1,0 +1,36 @@
+/// A fleet member's state for `vpm stats` (docs/fleet.md): whether etcd answers, and what
+/// the engine knows of the fleet — its last view when etcd does not.
+public struct FleetRecord: Codable, Sendable, Equatable {
+    public var name: String
+    public var connected: Bool
+    /// Unix seconds since when etcd has been unreachable; nil while it answers.
+    public var lostSince: Int64?
+    public var lastError: String?
+    /// Engines and instances in the view (this engine's own included), and entries left out.
+    public var engines: Int
+    public var instances: Int
+    public var ignored: Int
+    /// The etcd revision the view is at.
+    public var revision: Int64
+
+    public init(name: String, connected: Bool, lostSince: Int64? = nil, lastError: String? = nil, engines: Int, instances: Int,
+                ignored: Int, revision: Int64) {
+        self.name = name
+        self.connected = connected
+        self.lostSince = lostSince
+        self.lastError = lastError
+        self.engines = engines
+        self.instances = instances
+        self.ignored = ignored
+        self.revision = revision
+    }
+
+    /// One line for `vpm stats`, measured against `now` (Unix seconds).
+    public func summary(now: Int64) -> String {
+        let view = "\(engines) engine\(engines == 1 ? "" : "s"), \(instances) instance\(instances == 1 ? "" : "s")"
+            + (ignored > 0 ? ", \(ignored) entr\(ignored == 1 ? "y" : "ies") ignored (see the log)" : "")
+        if connected { return "\(name): etcd connected, \(view) (revision \(revision))" }
+        let since = lostSince.map { " for \(max(0, now - $0)) s" } ?? ""
+        return "\(name): etcd UNREACHABLE\(since) (\(lastError ?? "no answer")); using the last view: \(view)"
+    }
+}

@@ -1,0 +1,96 @@
+public import Crypto
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An engine's own X25519 key pair. Its public half is published in the directory; two
+/// engines derive the negotiation key they share (HMAC-SHA256, docs/negotiation.md) from their
+/// own private key and the other's public key, so no secret is ever written to etcd or copied
+/// between hosts.
+public struct FleetKey: Sendable {
+    /// The private key's 32 bytes (swift-crypto's key type is not Sendable).
+    private let privateBytes: Data
+
+    public init(privateKey: Curve25519.KeyAgreement.PrivateKey = .init()) {
+        privateBytes = privateKey.rawRepresentation
+    }
+
+    public var privateKey: Curve25519.KeyAgreement.PrivateKey {
+        // The bytes came from a valid key.
+        try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: privateBytes)
+    }
+
+    /// The public key as the directory holds it: 32 bytes, base64.
+    public var publicKeyText: String { privateKey.publicKey.rawRepresentation.base64EncodedString() }
+
+    /// The pairwise negotiation key with the engine whose public key is `peerText`:
+    /// HKDF-SHA256 over the X25519 shared secret, salted with the protocol's name, bound to both
+    /// public keys (in byte order, so both engines compute the same key). Nil for text that is
+    /// not a public key, or one whose shared secret would be all zeros (a low-order point).
+    public func negotiationKey(peer peerText: String) -> SymmetricKey? {
+        guard let bytes = Data(base64Encoded: peerText), bytes.count == 32,
+              let peer = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: bytes),
+              let secret = try? privateKey.sharedSecretFromKeyAgreement(with: peer),
+              // A low-order point gives an all-zero secret that anyone can compute
+              // (RFC 7748 §6.1); BoringSSL's build of swift-crypto does not refuse it.
+              !secret.withUnsafeBytes({ $0.allSatisfy { $0 == 0 } }) else { return nil }
+        let own = privateKey.publicKey.rawRepresentation
+        let keys = own.lexicographicallyPrecedes(bytes) ? own + bytes : bytes + own
+        return secret.hkdfDerivedSymmetricKey(using: SHA256.self, salt: Data(Self.salt.utf8), sharedInfo: keys, outputByteCount: 32)
+    }
+
+    static let salt = "vpm fleet negotiation key v1"
+
+    /// Reads the key at `path` (64 hex digits), or creates one there (mode 0600, its folder
+    /// 0700 if new). A key file that others can read is refused: it is the engine's identity.
+    public static func load(path: String) throws(FleetKeyError) -> FleetKey {
+        if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+            var status = stat()
+            if stat(path, &status) == 0, status.st_mode & 0o077 != 0 {
+                throw FleetKeyError("\(path) holds this engine's fleet key and other users can read or change it (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 \(path)")
+            }
+            let digits = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let bytes = hexBytes(digits), bytes.count == 32,
+                  let key = try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: bytes) else {
+                throw FleetKeyError("\(path) is not a fleet key (64 hex digits): move it away and the engine makes a new one, or write one with `openssl rand -hex 32 > \(path)`")
+            }
+            return FleetKey(privateKey: key)
+        }
+        let key = FleetKey()
+        let folder = (path as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw FleetKeyError("cannot create \(folder) for the fleet key: \(error.localizedDescription) (change fleet: key-file)")
+        }
+        let hex = key.privateKey.rawRepresentation.map { String(format: "%02x", $0) }.joined() + "\n"
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        guard descriptor >= 0 else {
+            throw FleetKeyError("cannot create the fleet key \(path): \(String(cString: strerror(errno))) (change fleet: key-file)")
+        }
+        defer { close(descriptor) }
+        let written = hex.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, hex.utf8.count) }
+        guard written == hex.utf8.count, fsync(descriptor) == 0 else {
+            unlink(path)
+            throw FleetKeyError("cannot write the fleet key \(path): \(String(cString: strerror(errno)))")
+        }
+        return key
+    }
+
+    static func hexBytes(_ text: String) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+}
+
+public struct FleetKeyError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    init(_ description: String) { self.description = description }
+}

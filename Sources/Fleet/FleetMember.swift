@@ -1,0 +1,268 @@
+public import Crypto
+import Foundation
+public import Logging
+public import Packet
+public import Policy
+import Synchronization
+
+/// One engine's membership of a fleet (docs/fleet.md): publishes its engine entry and its
+/// instances under a lease it keeps alive, and keeps a view of everyone's, read once and then
+/// watched. When etcd cannot be reached the view stays as it was — established connections
+/// and known peers carry on — and the member says so (`status`) and retries until etcd
+/// answers again, then publishes afresh (its lease may have expired meanwhile).
+public final class FleetMember: Sendable {
+    public struct Status: Sendable, Equatable {
+        public var connected = false
+        /// Since when etcd has been unreachable (Unix seconds); nil while connected or before the first contact.
+        public var lostSince: Int64?
+        public var lastError: String?
+        public var engines = 0
+        public var instances = 0
+        public var ignored = 0
+        public var revision: Int64 = 0
+    }
+
+    public let settings: FleetSettings
+    public let name: String
+    private let key: FleetKey
+    private let own: EngineEntry
+    private let layout: DirectoryLayout
+    private let gateway: EtcdGateway
+    private let logger: Logger
+    private let state = Mutex<(view: FleetView, status: Status, wanted: Set<InstanceEntry>, keys: [String: Data])>(
+        (FleetView(), Status(), [], [:]))
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    public init(settings: FleetSettings, name: String, key: FleetKey, own: EngineEntry, gateway: EtcdGateway, logger: Logger) {
+        self.settings = settings
+        self.name = name
+        self.key = key
+        self.own = own
+        self.gateway = gateway
+        self.logger = logger
+        layout = DirectoryLayout(prefix: settings.prefix)
+    }
+
+    public func start() {
+        task.withLock { $0 = Task.detached { await self.run() } }
+    }
+
+    /// Stops keeping the lease alive and revokes it, so peers forget this engine at once
+    /// rather than a lease later (best effort: a second at most).
+    public func stop() {
+        let running = task.withLock { task -> Task<Void, Never>? in defer { task = nil }; return task }
+        running?.cancel()
+        let done = DispatchSemaphore(value: 0)
+        Task.detached {
+            await running?.value
+            await self.gateway.shutdown()
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + 2)
+    }
+
+    public var status: Status { state.withLock { $0.status } }
+    public var view: FleetView { state.withLock { $0.view } }
+
+    /// The instances this engine serves now; published (and withdrawn) as they change.
+    public func setInstances(_ instances: Set<InstanceEntry>) {
+        state.withLock { $0.wanted = instances }
+    }
+
+    /// The engine at `address` and the negotiation key this engine shares with it, from the
+    /// last view; nil when no live engine of the fleet publishes that address.
+    public func peer(at address: IPAddress) -> (name: String, port: UInt16, key: SymmetricKey)? {
+        let ownName = name
+        let (found, cached) = state.withLock { state -> (EngineEntry?, Data?) in
+            guard let engine = state.view.engine(at: address), engine.name != ownName else { return (nil, nil) }
+            return (engine, state.keys[engine.publicKey])
+        }
+        guard let engine = found else { return nil }
+        if let cached { return (engine.name, engine.port, SymmetricKey(data: cached)) }
+        guard let derived = key.negotiationKey(peer: engine.publicKey) else { return nil }
+        let bytes = derived.withUnsafeBytes { Data($0) }
+        state.withLock { $0.keys[engine.publicKey] = bytes }
+        return (engine.name, engine.port, derived)
+    }
+
+    // MARK: - The loop
+
+    private func run() async {
+        var backoff = 1
+        var lease: Int64 = 0
+        while !Task.isCancelled {
+            do {
+                // A live entry under our name with another key is another host's: two
+                // engines overwriting each other's entry would each lose their peers.
+                if let existing = try await gateway.get(layout.engine(name)),
+                   let entry = try? JSONDecoder().decode(EngineEntry.self, from: Data(existing.value)),
+                   entry.publicKey != own.publicKey {
+                    throw EtcdError("another engine (at \(entry.addresses.joined(separator: " "))) holds the name '\(name)' in the fleet: "
+                                    + "give each host its own fleet: name; this engine retries until the name is free", answered: true)
+                }
+                lease = try await gateway.grantLease(seconds: settings.leaseSeconds)
+                try await gateway.put(layout.engine(name), value: Array(try JSONEncoder().encode(own)), lease: lease)
+                try await readView()
+                connected()
+                backoff = 1
+                let current = lease
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await self.keepAlive(lease: current) }
+                    group.addTask { try await self.watch() }
+                    group.addTask { try await self.publishInstances(lease: current) }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            } catch is CancellationError {
+                break
+            } catch {
+                lost("\(error)", answered: (error as? EtcdError)?.answered ?? false)
+            }
+            if Task.isCancelled { break }
+            try? await Task.sleep(for: .seconds(backoff))
+            backoff = min(backoff * 2, 5)
+        }
+        // Leaving: peers forget this engine and its instances now rather than a lease later.
+        if lease != 0 { try? await gateway.revokeLease(lease) }
+    }
+
+    private func keepAlive(lease: Int64) async throws {
+        let interval = max(1, settings.leaseSeconds / 3)
+        while !Task.isCancelled {
+            try await Task.sleep(for: .seconds(interval))
+            let remaining = try await gateway.keepAlive(lease: lease)
+            guard remaining > 0 else { throw EtcdError("etcd forgot this engine's lease (etcd was out of reach longer than the lease): publishing again") }
+            connected()
+        }
+        throw CancellationError()
+    }
+
+    /// Reads the whole directory, then follows it; reads it again whenever the watch ends.
+    private func watch() async throws {
+        while !Task.isCancelled {
+            let revision = state.withLock { $0.view.revision }
+            do {
+                try await gateway.watch(prefix: layout.root, from: revision + 1) { events, revision in
+                    self.update { view, accept in
+                        for event in events {
+                            switch event {
+                            case .put(let entry): view.apply(key: entry.key, value: entry.value, layout: self.layout, accept: accept)
+                            case .delete(let key): view.apply(key: key, value: nil, layout: self.layout, accept: accept)
+                            }
+                        }
+                        view.revision = max(view.revision, revision)
+                    }
+                }
+            } catch {
+                guard !error.answered else { throw error }
+                // The member went away: read everything again from the next one.
+                logger.notice("fleet: the etcd watch broke; reading the directory again", metadata: ["reason": "\(error)"])
+            }
+            try Task.checkCancellation()
+            try await Task.sleep(for: .milliseconds(200))
+            try await readView()
+            connected()
+        }
+        throw CancellationError()
+    }
+
+    private func readView() async throws {
+        let (revision, entries) = try await gateway.range(prefix: layout.root)
+        update { view, accept in
+            var fresh = FleetView()
+            for entry in entries { fresh.apply(key: entry.key, value: entry.value, layout: layout, accept: accept) }
+            fresh.revision = revision
+            view = fresh
+        }
+    }
+
+    /// Puts what is wanted and not published, deletes what is published and no longer wanted.
+    private func publishInstances(lease: Int64) async throws {
+        var published: Set<InstanceEntry> = []
+        while !Task.isCancelled {
+            let wanted = state.withLock { $0.wanted }
+            for entry in wanted.subtracting(published).sorted() {
+                try await gateway.put(layout.instance(entry), value: Array(try JSONEncoder().encode(entry)), lease: lease)
+                published.insert(entry)
+            }
+            for entry in published.subtracting(wanted).sorted() {
+                try await gateway.delete(layout.instance(entry))
+                published.remove(entry)
+            }
+            // The registry is looked at every 100 ms; a change is published within 200.
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        throw CancellationError()
+    }
+
+    // MARK: - State
+
+    /// Changes the view; logs engines that come and go and entries left out.
+    private func update(_ change: (inout FleetView, (EngineEntry) -> String?) -> Void) {
+        let network = settings.network, range = settings.virtualPorts, ownName = name
+        let accept: (EngineEntry) -> String? = { engine in
+            if engine.name == ownName { return nil }
+            guard let ports = engine.virtualPortRange, range.contains(ports.lowerBound), range.contains(ports.upperBound) else {
+                return "its virtual ports \(engine.virtualPorts) are outside the fleet's \(range.lowerBound)-\(range.upperBound)"
+            }
+            let addresses = engine.addresses.compactMap(IPAddress.init)
+            guard !addresses.isEmpty, addresses.count == engine.addresses.count, addresses.allSatisfy(network.containsAddress) else {
+                return "its addresses \(engine.addresses.joined(separator: " ")) are not all in the fleet's network \(network)"
+            }
+            return nil
+        }
+        let (before, after) = state.withLock { state -> (FleetView, FleetView) in
+            let before = state.view
+            change(&state.view, accept)
+            state.status.engines = state.view.engines.count
+            state.status.instances = state.view.instances.count
+            state.status.ignored = state.view.ignored.count
+            state.status.revision = state.view.revision
+            return (before, state.view)
+        }
+        let known = Set(before.engines.values.map(\.name)), now = Set(after.engines.values.map(\.name))
+        for engine in now.subtracting(known).sorted() where engine != name {
+            logger.notice("fleet: engine joined", metadata: ["engine": "\(engine)"])
+        }
+        for engine in known.subtracting(now).sorted() where engine != name {
+            logger.notice("fleet: engine left", metadata: ["engine": "\(engine)"])
+        }
+        for (key, reason) in after.ignored where before.ignored[key] != reason {
+            logger.warning("fleet: entry ignored", metadata: ["key": "\(key)", "reason": "\(reason)"])
+        }
+    }
+
+    private func connected() {
+        let (wasConnected, lostSince, engines) = state.withLock { state -> (Bool, Int64?, Int) in
+            defer {
+                state.status.connected = true
+                state.status.lostSince = nil
+                state.status.lastError = nil
+            }
+            return (state.status.connected, state.status.lostSince, state.status.engines)
+        }
+        guard !wasConnected else { return }
+        if let since = lostSince {
+            logger.notice("fleet: etcd reachable again; directory read afresh",
+                          metadata: ["unreachable-for": "\(Int64(Date().timeIntervalSince1970) - since)s"])
+        } else {
+            logger.info("fleet: joined", metadata: ["name": "\(name)", "engines": "\(engines)"])
+        }
+    }
+
+    private func lost(_ reason: String, answered: Bool) {
+        let first = state.withLock { state -> Bool in
+            defer {
+                state.status.lastError = reason
+                if state.status.lostSince == nil { state.status.lostSince = Int64(Date().timeIntervalSince1970) }
+                state.status.connected = false
+            }
+            return state.status.lostSince == nil
+        }
+        if first {
+            logger.error(answered ? "fleet: etcd refused this engine; keeping the last view of the fleet and retrying"
+                                  : "fleet: etcd unreachable; keeping the last view of the fleet and retrying",
+                         metadata: ["reason": "\(reason)"])
+        }
+    }
+}
