@@ -28,6 +28,9 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// table of any size travels without being built whole (`vpm flows` asks for this).
     /// Absent: the whole table in one line, as before.
     public var pieces: Bool?
+    /// apps: every instance of the fleet, from the engine's view of its directory
+    /// (`vpm apps --fleet`), instead of this host's.
+    public var fleet: Bool?
 
     public init(_ command: Command) { self.command = command }
 
@@ -56,6 +59,9 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     public var lost: UInt64?
     /// flows in pieces: more lines follow this one.
     public var more: Bool?
+    /// apps with `fleet`: every instance the fleet's directory lists, and the fleet's state.
+    public var fleetInstances: [FleetInstanceRecord]?
+    public var fleet: FleetRecord?
 
     public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, applications: [AppRecord]? = nil,
                 virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil,

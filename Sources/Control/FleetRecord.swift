@@ -34,3 +34,31 @@ public struct FleetRecord: Codable, Sendable, Equatable {
         return "\(name): etcd UNREACHABLE\(since) (\(lastError ?? "no answer")); using the last view: \(view)"
     }
 }
+
+/// One instance of the fleet as `vpm apps --fleet` shows it: where it runs and what it serves.
+public struct FleetInstanceRecord: Codable, Sendable, Equatable, Comparable {
+    public var engine: String
+    /// The engine's published addresses.
+    public var addresses: [String]
+    public var aid: String
+    public var initialPort: UInt16
+    public var transport: String
+
+    public init(engine: String, addresses: [String], aid: String, initialPort: UInt16, transport: String) {
+        self.engine = engine
+        self.addresses = addresses
+        self.aid = aid
+        self.initialPort = initialPort
+        self.transport = transport
+    }
+
+    public static func < (one: FleetInstanceRecord, other: FleetInstanceRecord) -> Bool {
+        (one.aid, one.initialPort, one.transport, one.engine) < (other.aid, other.initialPort, other.transport, other.engine)
+    }
+
+    /// Aligned columns for people: one instance per line, by AID.
+    public static func table(_ records: [FleetInstanceRecord]) -> String {
+        alignedTable([["AID", "PORT", "ENGINE", "ADDRESSES"]]
+                     + records.sorted().map { ["\($0.aid)", "\($0.initialPort)/\($0.transport)", $0.engine, $0.addresses.joined(separator: ",")] })
+    }
+}

@@ -27,10 +27,15 @@ public struct Decided: Equatable, Sendable {
     /// 1 + the AID's position in `applications:`; 0 when unknown.
     public var aidSlot: Int
     public var virtualPort: UInt16
+    /// A connection to a fleet's service address: the slot of the host it goes to
+    /// (`ServiceRoutes`), whose address the kernel datapath's NAT puts in place of the
+    /// service's; 0 otherwise. Only the kernel datapath carries such connections.
+    public var hostSlot: Int
 
-    public init(mode: FlowMode, aidSlot: Int, virtualPort: UInt16) {
+    public init(mode: FlowMode, aidSlot: Int, virtualPort: UInt16, hostSlot: Int = 0) {
         self.mode = mode
         self.aidSlot = aidSlot
         self.virtualPort = virtualPort
+        self.hostSlot = hostSlot
     }
 }

@@ -55,6 +55,9 @@ public struct PacketDecider {
     public private(set) var routesGeneration: UInt64 = 0
     private let cooperation: Cooperation
     private let localMode: Bool
+    /// A fleet's service addresses: each connection to one is negotiated afresh (which host
+    /// it goes to is in its mark only, not in the flow table).
+    private let serviceAddresses: Set<IPAddress>
     private let virtualPorts: ClosedRange<UInt16>
     private let clients: ClientSockets
     /// 1 + each AID's position in `applications:` (the kernel mark's AID slot).
@@ -97,6 +100,7 @@ public struct PacketDecider {
         slots = Self.slots(configuration)
         cooperation = configuration.cooperation
         localMode = configuration.cooperation.local
+        serviceAddresses = Set(configuration.fleet?.services ?? [])
         virtualPorts = configuration.virtualPorts
         matcher = configuration.makeSourceMatcher()
         initialPorts = configuration.initialPorts
@@ -239,8 +243,12 @@ public struct PacketDecider {
         guard isInitialPort[Self.slot(transport, packet.destinationPort)] else { return acceptUnchanged() }
         let key = FlowKey(transport: transport, client: packet.sourceAddress, clientPort: packet.sourcePort,
                           server: packet.destinationAddress, initialPort: packet.destinationPort)
-        // The client's AID decides here, so a reused client port is decided afresh.
-        if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now, decideAgain: true) {
+        // The client's AID decides here, so a reused client port is decided afresh. A
+        // service address's connection start always is (the kernel datapath queues only
+        // connection starts conntrack calls new; a reused port's old flow may still be open
+        // in the table, and the host it went to is not kept there).
+        let renew = !serviceAddresses.isEmpty && Self.startsConnection(transport, flags) && serviceAddresses.contains(key.server)
+        if let known = store.update(key, direction: .toServer, flags: flags, bytes: bytes, now: now, decideAgain: true, renew: renew) {
             return translate(packet, to: known.virtualPort, mode: known.mode)
         }
         let opens = Self.startsConnection(transport, flags)
@@ -281,10 +289,10 @@ public struct PacketDecider {
 
     /// A decided connection's packet to the server. `slot`: the AID's, when the virtual port
     /// is not one of ours.
-    private func translate(_ packet: IPPacket, to virtualPort: UInt16, mode: FlowMode, slot: Int? = nil) -> Decision {
+    private func translate(_ packet: IPPacket, to virtualPort: UInt16, mode: FlowMode, slot: Int? = nil, hostSlot: Int = 0) -> Decision {
         let target = targetByVirtualPort[Self.slot(packet.transportProtocol, virtualPort)]
         let aidSlot = slot ?? (target >= 0 ? targets[Int(target)].slot : 0)
-        return .toVirtualPort(Decided(mode: mode, aidSlot: aidSlot, virtualPort: virtualPort))
+        return .toVirtualPort(Decided(mode: mode, aidSlot: aidSlot, virtualPort: virtualPort, hostSlot: hostSlot))
     }
 
     /// Finds or records the flow of an arriving packet. Returns its virtual port, or why
@@ -339,9 +347,10 @@ public struct PacketDecider {
     /// is recorded, or the connection is refused; a UDP flow's held later datagrams follow
     /// it in order (dropped when it is refused: one ICMP error answers the client). `send`
     /// gets each held packet's id, its bytes (valid only during the call: apply the
-    /// decision there) and the decision.
+    /// decision there) and the decision. `hostSlot`: a connection to a fleet's service
+    /// address goes to that host (`Decided.hostSlot`).
     public mutating func complete(
-        _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64,
+        _ key: FlowKey, virtualPort: UInt16?, peer: String, hostSlot: Int = 0, now: UInt64,
         send: (_ id: UInt32, _ bytes: UnsafeMutableRawBufferPointer, _ checksum: ChecksumState, Decision) -> Void
     ) {
         guard var connection = held.removeValue(forKey: key) else { return }
@@ -367,7 +376,7 @@ public struct PacketDecider {
                 send(connection.id, buffer, connection.checksum, drop(DropReason(error)))
                 return virtualPort
             }
-            send(connection.id, buffer, connection.checksum, translate(packet, to: virtualPort, mode: .cooperative, slot: slot))
+            send(connection.id, buffer, connection.checksum, translate(packet, to: virtualPort, mode: .cooperative, slot: slot, hostSlot: hostSlot))
             return virtualPort
         }
         for var follower in connection.followers {
@@ -383,7 +392,7 @@ public struct PacketDecider {
                     return
                 }
                 _ = store.update(key, direction: .toServer, flags: [], bytes: buffer.count, now: now)
-                send(id, buffer, checksum, translate(packet, to: granted, mode: .cooperative, slot: slot))
+                send(id, buffer, checksum, translate(packet, to: granted, mode: .cooperative, slot: slot, hostSlot: hostSlot))
             }
         }
     }

@@ -21,15 +21,16 @@ public final class SharedFlowTable: Sendable {
     /// to another virtual port does not count (a client may not reuse its port to reach
     /// another instance). With `decideAgain`, a SYN meeting a closed flow removes it and
     /// returns nil, so the new connection is decided afresh instead of inheriting the old
-    /// decision (needed where the client's AID, not its address, decides).
+    /// decision (needed where the client's AID, not its address, decides). With `renew`, a
+    /// connection start meeting any flow does so (the old flow's state may lag behind).
     public func update(
         _ key: FlowKey, direction: Direction, flags: TCPFlags, bytes: Int, now: UInt64,
-        virtualPort: UInt16? = nil, decideAgain: Bool = false
+        virtualPort: UInt16? = nil, decideAgain: Bool = false, renew: Bool = false
     ) -> FlowUpdate? {
         withLock { table -> FlowUpdate? in
             guard let handle = table.lookup(key) else { return nil }
             if let virtualPort, table.virtualPort(handle) != virtualPort { return nil }
-            if decideAgain, flags.startsConnection, table.translation(handle)?.state == .closed {
+            if renew || decideAgain, flags.startsConnection, renew || table.translation(handle)?.state == .closed {
                 table.remove(handle)
                 return nil
             }

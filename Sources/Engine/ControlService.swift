@@ -89,13 +89,14 @@ final class ControlService: Sendable {
         statistics.flowCapacity = UInt64(flows.capacity)
         statistics.flowsDecidedInKernel = datapath.flowsDecidedInKernel
         statistics.negotiations = cooperation.serverCounts
-        if let fleet {
-            let status = fleet.status
-            statistics.fleet = FleetRecord(name: fleet.name, connected: status.connected, lostSince: status.lostSince,
-                                           lastError: status.lastError, engines: status.engines, instances: status.instances,
-                                           ignored: status.ignored, revision: status.revision)
-        }
+        statistics.fleet = fleet.map(fleetRecord)
         return statistics
+    }
+
+    private func fleetRecord(_ fleet: FleetMember) -> FleetRecord {
+        let status = fleet.status
+        return FleetRecord(name: fleet.name, connected: status.connected, lostSince: status.lostSince, lastError: status.lastError,
+                           engines: status.engines, instances: status.instances, ignored: status.ignored, revision: status.revision)
     }
 
     /// One scrape of the metrics endpoint: the same counters as `vpm stats`, per queue where
@@ -219,6 +220,22 @@ final class ControlService: Sendable {
             clients.register(transport: transport, address: local.address, port: local.port, aid: aid,
                              now: MonotonicClock.milliseconds())
             return ControlResponse()
+        case .apps where request.fleet == true:
+            guard let fleet else {
+                return ControlResponse(error: "this engine is not in a fleet: its configuration has no fleet: section (docs/fleet.md)")
+            }
+            let view = fleet.view
+            let engines = Dictionary(view.engines.values.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+            // Instances whose engine has no live entry serve no one: left out, as peers leave them.
+            var response = ControlResponse()
+            response.fleetInstances = view.instances.values.compactMap { instance in
+                engines[instance.engine].map {
+                    FleetInstanceRecord(engine: instance.engine, addresses: $0.addresses, aid: instance.aid,
+                                        initialPort: instance.port, transport: instance.transport)
+                }
+            }.sorted()
+            response.fleet = fleetRecord(fleet)
+            return response
         case .apps:
             // Connections per instance, counted in one walk: not a scan of the table per instance.
             var connections: [InstanceKey: Int] = [:]

@@ -18,6 +18,8 @@ final class CooperationService: Sendable {
         var key: FlowKey
         var answer: NegotiationAnswer
         var peer: String
+        /// A connection to a service address: the slot of the host it goes to (0: none).
+        var hostSlot = 0
     }
 
     private let configuration: Configuration
@@ -29,11 +31,17 @@ final class CooperationService: Sendable {
     private let logger: Logger
     /// A fleet's directory: the engine port and key of each fleet host (`fleet:`).
     private let fleet: FleetMember?
+    /// The hosts behind the fleet's service addresses; nil without the kernel datapath,
+    /// which alone can carry such connections (its NAT rewrites the address).
+    let services: ServiceRoutes?
+    /// New connections through a service address, spread over the hosts in turn.
+    private let turn = Atomic<UInt64>(0)
 
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, workers: Int, fleet: FleetMember?,
-         logger: Logger) {
+         services: ServiceRoutes?, logger: Logger) {
         self.configuration = configuration
         self.fleet = fleet
+        self.services = services
         outcomes = Mutex(Array(repeating: ([], nil), count: max(1, workers)))
         self.logger = logger
         let cooperation = configuration.cooperation
@@ -83,6 +91,10 @@ final class CooperationService: Sendable {
                                          initialPort: key.initialPort, transport: key.transport.name)
         let engine = "\(key.server)"
         var port = peer.enginePort, secret = SymmetricKey(data: peer.key)
+        if peer.fromFleet, let fleet, fleet.settings.services.contains(key.server) {
+            negotiateThroughService(key, aid: aid, peer: peer, fleet: fleet, worker: worker)
+            return
+        }
         if peer.fromFleet {
             // No live engine of the fleet at that address: refused at once, as a NAK would be.
             guard let member = fleet?.peer(at: key.server) else {
@@ -97,6 +109,54 @@ final class CooperationService: Sendable {
                          timeout: .milliseconds(Int64(configuration.cooperation.timeoutMilliseconds))) { answer in
             self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
         }
+    }
+
+    /// A connection to a fleet's service address: the live hosts with an instance of the
+    /// client's AID take new connections in turn; a host whose engine does not answer is
+    /// passed over for the next while the time allows. The flow keeps the service address
+    /// as its server (what the program dialled); the kernel's NAT sends it to the host.
+    private func negotiateThroughService(_ key: FlowKey, aid: AID, peer: Cooperation.Peer, fleet: FleetMember, worker: Int) {
+        let label = peer.engineLabel(key.server)
+        guard let client, let services else {
+            record(Outcome(key: key, answer: .refused(reason: "a service address needs the kernel datapath (this engine runs the userspace one)"),
+                           peer: label), worker: worker)
+            return
+        }
+        let serving = fleet.engines(serving: aid.name, port: key.initialPort, transport: key.transport.name, ipv4: key.server.isIPv4)
+        guard !serving.isEmpty else {
+            record(Outcome(key: key, answer: .refused(reason: "no live engine of the fleet serves AID '\(aid)' on \(key.initialPort)/\(key.transport.name)"),
+                           peer: label), worker: worker)
+            return
+        }
+        let first = Int(turn.add(1, ordering: .relaxed).newValue % UInt64(serving.count))
+        let hosts = Array(serving[first...] + serving[..<first])
+        let timeout = Int64(configuration.cooperation.timeoutMilliseconds)
+        let started = MonotonicClock.milliseconds()
+        @Sendable func attempt(_ index: Int) {
+            let host = hosts[index]
+            let request = NegotiationRequest(aid: aid.name, client: "\(key.client)", clientPort: key.clientPort, server: "\(host.address)",
+                                             initialPort: key.initialPort, transport: key.transport.name)
+            let left = max(1, timeout - Int64(MonotonicClock.elapsed(since: started, now: MonotonicClock.milliseconds())))
+            client.negotiate(request, engine: "\(host.address)", port: Int(host.port), key: SymmetricKey(data: host.key), timeout: .milliseconds(left)) { answer in
+                let label = host.address.endpoint(host.port)
+                switch answer {
+                case .accepted:
+                    // The host's slot in the nft map; normally given ahead, when the host joined.
+                    guard let slot = services.slot(for: host.address) else {
+                        self.record(Outcome(key: key, answer: .refused(reason: "no slot for the host \(host.address) in the nft map service4/6"),
+                                            peer: label), worker: worker)
+                        return
+                    }
+                    self.record(Outcome(key: key, answer: answer, peer: label, hostSlot: slot), worker: worker)
+                case .failed where index + 1 < hosts.count
+                    && MonotonicClock.elapsed(since: started, now: MonotonicClock.milliseconds()) < UInt64(timeout):
+                    attempt(index + 1)
+                default:
+                    self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
+                }
+            }
+        }
+        attempt(0)
     }
 
     /// The wake-up of queue worker `worker`'s thread, signalled with each of its outcomes.

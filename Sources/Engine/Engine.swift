@@ -58,8 +58,14 @@ public final class Engine {
         let loopbackQueue = datapath == .userspace ? configuration.loopbackQueue : nil
         let queueNumbers = (0..<configuration.queues).map { configuration.queue + UInt16($0) } + (loopbackQueue.map { [$0] } ?? [])
         let fleet = try FleetStart.member(configuration, logger: logger)
+        // Service addresses: only the kernel datapath's NAT can put a host's address in their place.
+        let services = datapath == .kernel && !(configuration.fleet?.services.isEmpty ?? true) ? ServiceRoutes() : nil
+        if datapath != .kernel, let addresses = configuration.fleet?.services, !addresses.isEmpty {
+            logger.warning("fleet: service addresses need the kernel datapath; connections to them are refused",
+                           metadata: ["service": "\(addresses.map(\.description).joined(separator: ","))"])
+        }
         let cooperation = CooperationService(configuration: configuration, store: store, registry: registry,
-                                             workers: queueNumbers.count, fleet: fleet, logger: logger)
+                                             workers: queueNumbers.count, fleet: fleet, services: services, logger: logger)
         let workers = WorkerList()
         let notifier = ServiceNotifier()
         let readyStatus = "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)"
@@ -128,6 +134,7 @@ public final class Engine {
         running = true
         // Published once the engine can negotiate: a peer that finds it can reach it.
         var publishedInstances = UInt64.max
+        var preparedRevision: Int64 = -1
         fleet?.start()
         defer { fleet?.stop() }
         logger.info("engine running", metadata: [
@@ -157,6 +164,11 @@ public final class Engine {
             if let fleet, registry.generation != publishedInstances {
                 publishedInstances = registry.generation
                 fleet.setInstances(FleetStart.entries(registry.instances(), engine: fleet.name))
+            }
+            // Hosts get their slot in the service maps as they join, not on a connection's path.
+            if let fleet, let services, fleet.status.revision != preparedRevision {
+                preparedRevision = fleet.status.revision
+                services.prepare(fleet.peerAddresses)
             }
             // Control-plane peaks (a flood's conntrack dumps, a large flow dump) leave freed
             // memory in malloc's arenas; give it back so RSS follows the table down.

@@ -156,7 +156,8 @@ final class QueueWorker: @unchecked Sendable {
                 "peer-engine": "\(outcome.peer)", "reason": "\(reason)",
             ])
         }
-        pipeline.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer, now: MonotonicClock.milliseconds()) { packet, verdict in
+        pipeline.complete(outcome.key, virtualPort: virtualPort, peer: outcome.peer, hostSlot: outcome.hostSlot,
+                          now: MonotonicClock.milliseconds()) { packet, verdict in
             queue.sendVerdict(verdict, for: packet)
         }
     }

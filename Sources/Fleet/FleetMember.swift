@@ -1,5 +1,5 @@
 public import Crypto
-import Foundation
+public import Foundation
 public import Logging
 public import Packet
 public import Policy
@@ -83,6 +83,38 @@ public final class FleetMember: Sendable {
         let bytes = derived.withUnsafeBytes { Data($0) }
         state.withLock { $0.keys[engine.publicKey] = bytes }
         return (engine.name, engine.port, derived)
+    }
+
+    /// Every address the other live engines publish (the hosts a service address may lead to).
+    public var peerAddresses: [IPAddress] {
+        let ownName = name
+        return state.withLock { state in
+            state.view.engines.values.filter { $0.name != ownName }.flatMap { $0.addresses.compactMap(IPAddress.init) }
+        }
+    }
+
+    /// The other live engines with an instance of `aid` on `port`/`transport`, each with its
+    /// first address of the family asked for and the key shared with it, by name (the last
+    /// view: while etcd is unreachable, the engines known before).
+    public func engines(serving aid: String, port: UInt16, transport: String, ipv4: Bool) -> [Host] {
+        let ownName = name
+        let found = state.withLock { state in
+            state.view.engines(serving: aid, port: port, transport: transport).filter { $0.name != ownName }
+        }
+        return found.compactMap { engine in
+            guard let address = engine.addresses.lazy.compactMap(IPAddress.init).first(where: { $0.isIPv4 == ipv4 }),
+                  let peer = peer(at: address), peer.name == engine.name else { return nil }
+            return Host(name: engine.name, address: address, port: engine.port, key: peer.key.withUnsafeBytes { Data($0) })
+        }
+    }
+
+    /// A host of the fleet a connection may go to, and the key shared with its engine.
+    public struct Host: Sendable {
+        public var name: String
+        public var address: IPAddress
+        public var port: UInt16
+        /// The negotiation key's bytes (SymmetricKey is not Sendable here).
+        public var key: Data
     }
 
     // MARK: - The loop

@@ -3,7 +3,7 @@ import Yams
 
 extension ConfigurationParser {
     static let fleetKeys = ["etcd", "prefix", "name", "network", "virtual-ports", "addresses", "lease", "key-file",
-                            "user", "password-file", "tls"]
+                            "user", "password-file", "tls", "service"]
     static let fleetTLSKeys = ["ca", "cert", "key"]
 
     /// `fleet:` (docs/fleet.md). Its network joins the cooperative peers as one peer whose
@@ -66,6 +66,25 @@ extension ConfigurationParser {
                     throw failure("the address \(text) is outside the fleet's network \(network): peers would not treat it as the fleet's", at: item)
                 }
                 settings.addresses.append(address)
+            }
+        }
+        if let serviceNode = fields["service"] {
+            let items: [Node] = if case .sequence = serviceNode {
+                try sequence(serviceNode, named: "'service'", example: "[198.18.200.1, 2001:db8::200]")
+            } else { [serviceNode] }
+            for item in items {
+                let text = try scalar(item, named: "'service'")
+                guard let address = IPAddress(text) else {
+                    throw failure("'service' is an address clients dial, such as 198.18.200.1; found '\(text)'", at: item)
+                }
+                // The fleet's rules hold connections to its network: a service address must be in it.
+                guard network.containsAddress(address) else {
+                    throw failure("the service address \(text) is outside the fleet's network \(network): choose an address inside it that no host has", at: item)
+                }
+                guard !settings.addresses.contains(address) else {
+                    throw failure("the service address \(text) is one of this host's fleet addresses: choose an address no host has", at: item)
+                }
+                settings.services.append(address)
             }
         }
         if let leaseNode = fields["lease"] {

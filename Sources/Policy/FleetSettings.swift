@@ -16,6 +16,9 @@ public struct FleetSettings: Sendable, Equatable {
     public var network: SourceMatch
     /// The virtual ports of every host of the fleet: what their instances' replies come from.
     public var virtualPorts: ClosedRange<UInt16>
+    /// Service addresses: a program under `vpm exec` that dials one on an initial port
+    /// reaches a live host of the fleet with an instance of its AID (kernel datapath).
+    public var services: [IPAddress] = []
     /// The addresses this engine publishes; empty: every global address of the host.
     public var addresses: [IPAddress] = []
     /// The lease's time to live in seconds: how long a dead engine's entries outlive it.

@@ -4,28 +4,43 @@ import NetworkLab
 import TestSupport
 import XCTest
 
-/// A fleet on a real three-member etcd cluster (authentication on), engines on three hosts
+/// A fleet on a real three-member etcd cluster (authentication on), engines in namespaces
 /// and no `peers` in any file: the engines find each other and derive their negotiation keys
 /// from the directory; a client's connection reaches the host that serves its AID and no
-/// other; a dead engine's entries expire with its lease; losing etcd keeps known peers
+/// other, dialled directly or through a service address that spreads connections over the
+/// AID's hosts; a dead engine's entries expire with its lease; losing etcd keeps known peers
 /// working; forged entries are refused, by etcd or by the peers.
 final class FleetTests: XCTestCase {
-    struct Fleet {
-        var lab: NetworkLab
-        var etcd: EtcdCluster
-        var client: EngineRun
-        var hosts: [EngineRun]
-        var directory: String
-        var vpm: String
+    final class Fleet {
+        let lab: NetworkLab
+        let etcd: EtcdCluster
+        let directory: String
+        let vpm: String
+        private let configuration: (String, String) -> String
+        var client: EngineRun!
+        /// The engines started at once, in the order asked for.
+        var hosts: [EngineRun] = []
+        /// Engines made but not started: they join later. Stopped with the rest.
+        var later: [EngineRun] = []
+
+        init(lab: NetworkLab, etcd: EtcdCluster, directory: String, vpm: String, configuration: @escaping (String, String) -> String) {
+            (self.lab, self.etcd, self.directory, self.vpm, self.configuration) = (lab, etcd, directory, vpm, configuration)
+        }
+
+        /// An engine named `name` on `host`, with the virtual ports `range` (not started).
+        func engine(_ name: String, _ range: String, _ host: NetworkLab.Host) throws -> EngineRun {
+            try Privileged.engine(lab: lab, vpmExecutable: vpm, directory: "\(directory)/\(name)",
+                                  configuration: configuration(name, range), host: host)
+        }
     }
 
     static let etcdAddresses = ["198.18.0.1", "198.18.0.12", "198.18.0.13"]
 
-    static func configuration(name: String, virtualPorts: String, directory: String) -> String {
+    static func configuration(name: String, virtualPorts: String, directory: String, service: String? = nil) -> String {
         """
         virtual-ports: \(virtualPorts)
         ports: [9000]
-        applications: {acme: {}, globex: {}}
+        applications: {acme: {}, globex: {}, initech: {}}
         flows: {timeouts: {closed: 1m}}
         cooperative: {timeout: 3s}
         fleet:
@@ -37,51 +52,72 @@ final class FleetTests: XCTestCase {
           key-file: \(directory)/\(name)/fleet.key
           user: vpm
           password-file: \(directory)/etcd-password
+        \(service.map { "  service: \($0)" } ?? "")
         """
     }
 
-    private func withFleet(_ body: (Fleet) throws -> Void) throws {
+    /// A bridged lab: 198.18.0.1 is the bridge's host (an etcd member, no engine: it bridges
+    /// the others' frames), 198.18.0.12 and .13 the other etcd members, 198.18.0.2 the client
+    /// host, and `hosts` (name, virtual ports) at 198.18.0.3 on; the first `started` of them run.
+    private func withFleet(hosts wanted: [(String, String)], started: Int? = nil, service: String? = nil,
+                           _ body: (Fleet) throws -> Void) throws {
         try Privileged.requireRoot()
-        // 198.18.0.1 is the bridge's host (an etcd member, no engine: it bridges the others' frames).
+        let hostAddresses = wanted.indices.map { "198.18.0.\(3 + $0)" }
         let lab = try NetworkLab(name: Privileged.labName("fleet"),
-                                 clientAddresses: ["198.18.0.2", "198.18.0.3", "198.18.0.4", "198.18.0.12", "198.18.0.13"])
+                                 clientAddresses: ["198.18.0.2"] + hostAddresses + ["198.18.0.12", "198.18.0.13"])
         defer { lab.tearDown() }
         let directory = Privileged.scratchDirectory("fleet")
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try (EtcdCluster.password + "\n").write(toFile: "\(directory)/etcd-password", atomically: true, encoding: .utf8)
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: "\(directory)/etcd-password")
-        let etcd = try EtcdCluster(lab: lab, hosts: [lab.server, lab.clients[3], lab.clients[4]], directory: directory)
+        let etcdHosts = [lab.server] + lab.clients.suffix(2)
+        let etcd = try EtcdCluster(lab: lab, hosts: etcdHosts, directory: directory)
         let vpm = try Privileged.vpmExecutable()
-        func engine(_ name: String, _ range: String, _ host: NetworkLab.Host) throws -> EngineRun {
-            try Privileged.engine(lab: lab, vpmExecutable: vpm, directory: "\(directory)/\(name)",
-                                  configuration: Self.configuration(name: name, virtualPorts: range, directory: directory), host: host)
+        let fleet = Fleet(lab: lab, etcd: etcd, directory: directory, vpm: vpm) { name, range in
+            Self.configuration(name: name, virtualPorts: range, directory: directory, service: service)
         }
-        let client = try engine("client", "21000-21999", lab.clients[0])
-        let hosts = [try engine("host1", "22000-22999", lab.clients[1]), try engine("host2", "23000-23999", lab.clients[2])]
-        for run in [client] + hosts { try run.start(["--log-level", "debug"]) }
-        defer { for run in [client] + hosts { _ = run.stop() } }
-        let fleet = Fleet(lab: lab, etcd: etcd, client: client, hosts: hosts, directory: directory, vpm: vpm)
+        let client = try fleet.engine("client", "21000-21999", lab.clients[0])
+        fleet.client = client
+        for (index, (name, range)) in wanted.enumerated() {
+            let engine = try fleet.engine(name, range, lab.clients[1 + index])
+            if index < (started ?? wanted.count) { fleet.hosts.append(engine) } else { fleet.later.append(engine) }
+        }
+        defer { for run in [client] + fleet.hosts + fleet.later { _ = run.stop() } }
+        for run in [client] + fleet.hosts { try run.start(["--log-level", "debug"]) }
+        // Each engine's log without its debug lines (one per connection), the end of it.
+        func log(_ engine: EngineRun) -> String {
+            engine.log.split(separator: "\n").filter { !$0.contains(" debug ") }.joined(separator: "\n").suffix(8000).description
+        }
+        let logs = {
+            "client log:\n\(log(client))\n" + (fleet.hosts + fleet.later).map { "\($0.directory) log:\n\(log($0))" }.joined(separator: "\n")
+                + "\n" + etcd.logs
+        }
+        let failures = testRun?.failureCount ?? 0
         do { try body(fleet) } catch {
-            XCTFail("\(error)\nclient log:\n\(client.log.suffix(6000))\n"
-                    + hosts.map { "\($0.directory) log:\n\($0.log.suffix(6000))" }.joined(separator: "\n") + "\n" + etcd.logs)
+            XCTFail("\(error)\n" + logs())
             throw error
         }
+        // A failed assertion: the logs say why, before the lab and its files go.
+        if (testRun?.failureCount ?? 0) > failures { XCTFail("the engines' logs:\n" + logs()) }
     }
 
     private func statistics(_ engine: EngineRun) throws -> EngineStatistics {
         try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
     }
 
-    /// An instance of `aid` on `host` that sends `AID.download` to each connection.
-    private func startInstance(_ fleet: Fleet, _ host: EngineRun, aid: String) throws {
-        let file = "\(fleet.directory)/\(aid).download"
-        if !FileManager.default.fileExists(atPath: file) { try NetworkLab.makeRandomFile(file, count: 1 << 20) }
+    /// An instance of `aid` on `host` that sends a file of its own to each connection;
+    /// returns the file's sha256, which names the instance in what a client fetched.
+    @discardableResult
+    private func startInstance(_ fleet: Fleet, _ host: EngineRun, aid: String, size: Int = 1 << 20) throws -> String {
+        let file = "\(host.directory).\(aid).download"
+        try NetworkLab.makeRandomFile(file, count: size)
         _ = try host.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:cat \(file)"], log: "\(aid).log")
         try NetworkLab.poll("\(aid) to register on \(host.directory)", timeout: 10) {
             let apps = (try? JSONDecoder().decode([AppRecord].self, from: Data(host.apps(json: true).standardOutput.utf8))) ?? []
             return apps.contains { $0.aid == aid && $0.virtualPort != 0 }
         }
+        return try NetworkLab.sha256(file)
     }
 
     /// `aid`'s client on the client host fetches from `address`:9000: the bytes' sha256, or
@@ -89,9 +125,16 @@ final class FleetTests: XCTestCase {
     private func fetch(_ fleet: Fleet, aid: String, from address: String, attempt: String) throws -> String? {
         let output = "\(fleet.directory)/fetched.\(aid).\(attempt)"
         let result = try fleet.client.execAndWait(aid, ["socat", "-u", "TCP:\(address):9000,connect-timeout=8", "CREATE:\(output)"], timeout: 20)
-        guard result.status == 0, FileManager.default.fileExists(atPath: output) else { return nil }
+        guard result.status == 0, FileManager.default.fileExists(atPath: output) else {
+            lastFailure = "\(attempt): socat exited \(result.status): \(result.standardError)"
+            print("fetch failed: \(lastFailure)")
+            return nil
+        }
         return try NetworkLab.sha256(output)
     }
+
+    /// Why the last fetch failed, for the messages of the assertions that did not expect it.
+    private var lastFailure = ""
 
     private func waitForView(_ fleet: Fleet, engines: Int, instances: Int, _ what: String, timeout: TimeInterval = 15) throws {
         var last: FleetRecord?
@@ -108,14 +151,12 @@ final class FleetTests: XCTestCase {
     }
 
     func testAFleetWithoutPeersInAnyFileRoutesEachAIDToItsHostAndSurvivesLosingEtcd() throws {
-        try withFleet { fleet in
+        try withFleet(hosts: [("host1", "22000-22999"), ("host2", "23000-23999")]) { fleet in
             let lab = fleet.lab
             let host1 = lab.clients[1].address, host2 = lab.clients[2].address
-            try startInstance(fleet, fleet.hosts[0], aid: "acme")
-            try startInstance(fleet, fleet.hosts[1], aid: "globex")
+            let acme = try startInstance(fleet, fleet.hosts[0], aid: "acme")
+            let globex = try startInstance(fleet, fleet.hosts[1], aid: "globex")
             try waitForView(fleet, engines: 3, instances: 2, "three engines and two instances")
-            let acme = try NetworkLab.sha256("\(fleet.directory)/acme.download")
-            let globex = try NetworkLab.sha256("\(fleet.directory)/globex.download")
 
             // Each AID reaches its own host, with keys nobody configured.
             XCTAssertEqual(try fetch(fleet, aid: "acme", from: host1, attempt: "1"), acme)
@@ -187,4 +228,77 @@ final class FleetTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(try statistics(fleet.hosts[1]).negotiations["forged"] ?? 0, 1)
         }
     }
+
+    /// A service address: no host has it; the client's engine sends each new connection to a
+    /// live host with an instance of the client's AID, in turn, and follows the fleet as
+    /// engines die and join. Each instance sends its own file, so the bytes name the host.
+    func testAServiceAddressSpreadsEachAIDOverItsHostsAndFollowsThemAsTheyComeAndGo() throws {
+        let service = "198.18.0.100"
+        try withFleet(hosts: [("host1", "22000-22999"), ("host2", "23000-23999"), ("host3", "24000-24999"), ("host4", "25000-25999")],
+                      started: 3, service: service) { fleet in
+            var hostOf: [String: String] = [:]
+            hostOf[try startInstance(fleet, fleet.hosts[0], aid: "acme", size: 64 << 10)] = "host1"
+            hostOf[try startInstance(fleet, fleet.hosts[1], aid: "acme", size: 64 << 10)] = "host2"
+            hostOf[try startInstance(fleet, fleet.hosts[2], aid: "globex", size: 64 << 10)] = "host3"
+            try waitForView(fleet, engines: 4, instances: 3, "four engines and three instances")
+
+            /// Where `count` connections of `aid` to the service address landed, by host
+            /// ("refused" for a failed one).
+            func spread(_ aid: String, _ count: Int, _ round: String) throws -> [String: Int] {
+                var landed: [String: Int] = [:]
+                for attempt in 0..<count {
+                    let sha = try fetch(fleet, aid: aid, from: service, attempt: "\(round)-\(attempt)")
+                    landed[sha.map { hostOf[$0] ?? "unknown bytes" } ?? "refused", default: 0] += 1
+                }
+                return landed
+            }
+            // acme's hundred connections land on its two hosts, both of them, never elsewhere.
+            let acme = try spread("acme", 100, "acme")
+            XCTAssertEqual(Set(acme.keys), ["host1", "host2"], "\(acme) \(lastFailure)")
+            XCTAssertEqual(acme.values.reduce(0, +), 100)
+            // globex's land on host3 only.
+            XCTAssertEqual(try spread("globex", 10, "globex"), ["host3": 10])
+            // An AID no host serves is refused at once.
+            let started = Date()
+            XCTAssertEqual(try spread("initech", 1, "initech"), ["refused": 1])
+            XCTAssertLessThan(Date().timeIntervalSince(started), 3, "no live host for the AID: refused at once")
+            XCTAssertTrue(fleet.client.log.contains("no live engine of the fleet serves AID 'initech' on 9000/tcp"))
+            // The service address is no way around isolation: acme's client dialling globex's
+            // host directly is refused there.
+            XCTAssertNil(try fetch(fleet, aid: "acme", from: fleet.lab.clients[3].address, attempt: "cross"))
+
+            // host1's engine dies: acme's new connections all go to host2, at once (host1's
+            // engine no longer answers, so the client's engine passes it over) and after its
+            // entries expired.
+            fleet.hosts[0].kill()
+            XCTAssertEqual(try spread("acme", 10, "host1-dead"), ["host2": 10])
+            try waitForView(fleet, engines: 3, instances: 2, "host1's entries expire", timeout: 10)
+            XCTAssertEqual(try spread("acme", 10, "host1-gone"), ["host2": 10])
+
+            // host4 joins with a globex instance; no file changes anywhere else.
+            try fleet.later[0].start(["--log-level", "debug"])
+            hostOf[try startInstance(fleet, fleet.later[0], aid: "globex", size: 64 << 10)] = "host4"
+            try waitForView(fleet, engines: 4, instances: 3, "host4 and its globex instance")
+            let globex = try spread("globex", 20, "globex-4")
+            XCTAssertEqual(Set(globex.keys), ["host3", "host4"], "\(globex)")
+            // vpm apps --fleet, on any host, lists every instance of the fleet and where it runs.
+            let listed = try JSONDecoder().decode([FleetInstanceRecord].self, from: Data(
+                try Command.checked([fleet.vpm, "apps", "--fleet", "--json", "--socket", fleet.hosts[1].socketPath]).standardOutput.utf8))
+            XCTAssertEqual(listed.map { "\($0.aid) \($0.initialPort)/\($0.transport) \($0.engine) \($0.addresses)" }, [
+                "acme 9000/tcp host2 [\"198.18.0.4\"]", "globex 9000/tcp host3 [\"198.18.0.5\"]", "globex 9000/tcp host4 [\"198.18.0.6\"]",
+            ])
+
+            // etcd stops: the hosts known before still take connections.
+            for member in 0..<3 { fleet.etcd.stop(member) }
+            try NetworkLab.poll("the client to notice etcd is gone", timeout: 15) {
+                (try? statistics(fleet.client).fleet?.connected) == false
+            }
+            let withoutEtcd = try spread("globex", 6, "etcd-down")
+            XCTAssertEqual(Set(withoutEtcd.keys), ["host3", "host4"], "\(withoutEtcd)")
+            // The client's flows name the service address, and the host each went to.
+            let flows = try fleet.client.flows().standardOutput
+            XCTAssertTrue(flows.contains(" \(service) "), flows)
+        }
+    }
+
 }

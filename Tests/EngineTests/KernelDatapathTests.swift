@@ -36,6 +36,17 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertNil(KernelMark(RuleSet.refuseMark), "the refuse mark is not a decision")
         XCTAssertNil(KernelMark(0))
         XCTAssertEqual(KernelMark(mode: .source, slot: 5000, virtualPort: 1).slot, 0, "a slot past 10 bits is unknown")
+        // Through a service address: mode 3, the host's slot in place of the AID's.
+        let service = KernelMark(Decided(mode: .cooperative, aidSlot: 2, virtualPort: 22000, hostSlot: 7))
+        XCTAssertEqual(service.value, 0x5000_0000 | 3 << 26 | 7 << 16 | 22000)
+        XCTAssertEqual(service.value & KernelMark.serviceMask, KernelMark.serviceTag)
+        XCTAssertEqual(service.value & KernelMark.hostKeyMask, KernelMark.hostKey(7))
+        XCTAssertEqual(service.value & KernelMark.mapKeyMask, KernelMark.mapKey(22000))
+        XCTAssertEqual(KernelMark(service.value), KernelMark(mode: .cooperative, slot: 0, virtualPort: 22000, hostSlot: 7))
+        for mode in FlowMode.allCases {
+            XCTAssertNotEqual(KernelMark(mode: mode, slot: 1023, virtualPort: 1).value & KernelMark.serviceMask, KernelMark.serviceTag,
+                              "no other decision takes the service rule")
+        }
     }
 
     func testRulesQueueOnlyConnectionStartsAfterConntrack() throws {

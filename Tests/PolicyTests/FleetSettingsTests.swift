@@ -42,6 +42,7 @@ final class FleetSettingsTests: XCTestCase {
               user: vpm
               password-file: /etc/vpm/etcd-password
               tls: {ca: /etc/vpm/ca.pem, cert: /etc/vpm/vpm.pem, key: /etc/vpm/vpm-key.pem}
+              service: [198.18.0.100, 198.18.0.101]
             """).fleet)
         XCTAssertEqual(fleet.endpoints.count, 2)
         XCTAssertEqual(fleet.name, "host-1.eu")
@@ -53,6 +54,9 @@ final class FleetSettingsTests: XCTestCase {
         XCTAssertEqual(fleet.passwordFile, "/etc/vpm/etcd-password")
         XCTAssertEqual(fleet.caFile, "/etc/vpm/ca.pem")
         XCTAssertEqual(fleet.certificateKeyFile, "/etc/vpm/vpm-key.pem")
+        XCTAssertEqual(fleet.services, [IPAddress("198.18.0.100")!, IPAddress("198.18.0.101")!])
+        XCTAssertEqual(try parse("fleet: {etcd: http://198.18.9.1:2379, network: 198.18.0.0/16, service: 198.18.0.100}").fleet?.services,
+                       [IPAddress("198.18.0.100")!])
     }
 
     func testMistakesPointAtTheLine() {
@@ -72,6 +76,9 @@ final class FleetSettingsTests: XCTestCase {
             ("fleet: {etcd: http://198.18.9.1:2379, \(network), user: vpm}", "go together"),
             ("fleet: {etcd: http://198.18.9.1:2379, \(network), tls: {cert: /a.pem}}", "go together"),
             ("fleet: {etcd: http://198.18.9.1:2379, \(network), token: x}", "unknown key 'token'"),
+            ("fleet: {etcd: http://198.18.9.1:2379, \(network), service: 10.0.0.100}", "outside the fleet's network"),
+            ("fleet: {etcd: http://198.18.9.1:2379, \(network), service: svc.example}", "an address clients dial"),
+            ("fleet: {etcd: http://198.18.9.1:2379, \(network), addresses: [198.18.1.1], service: 198.18.1.1}", "one of this host's fleet addresses"),
             ("""
              cooperative: {peers: [{network: 198.18.3.0/24, key: \(String(repeating: "ab", count: 32))}]}
              fleet: {etcd: http://198.18.9.1:2379, \(network)}

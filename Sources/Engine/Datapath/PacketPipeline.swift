@@ -54,11 +54,11 @@ public struct PacketPipeline {
 
     /// A negotiation's outcome for a held SYN: `send` gets the packet and its final verdict.
     public mutating func complete(
-        _ key: FlowKey, virtualPort: UInt16?, peer: String, now: UInt64, send: (QueuedPacket, Verdict) -> Void
+        _ key: FlowKey, virtualPort: UInt16?, peer: String, hostSlot: Int = 0, now: UInt64, send: (QueuedPacket, Verdict) -> Void
     ) {
         let datapath = self.datapath
         var counters = EngineCounters()
-        decider.complete(key, virtualPort: virtualPort, peer: peer, now: now) { id, bytes, checksum, decision in
+        decider.complete(key, virtualPort: virtualPort, peer: peer, hostSlot: hostSlot, now: now) { id, bytes, checksum, decision in
             var packet: IPPacket?
             let verdict = datapath.verdict(for: decision, packet: &packet, payload: bytes, checksum: checksum, counters: &counters)
             send(QueuedPacket(id: id, hardwareProtocol: 0, hook: 3, mark: nil, payload: bytes, originalLength: bytes.count,

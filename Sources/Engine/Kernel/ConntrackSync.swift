@@ -259,7 +259,10 @@ final class ConntrackSync: @unchecked Sendable {
         }
         var peer: String?
         if mark.mode == .cooperative {
-            if translated, let partner = configuration.cooperation.peer(for: server) {
+            if mark.hostSlot > 0, let host = IPAddress(bytes: entry.reply.source), let partner = configuration.cooperation.peer(for: host) {
+                // Through a service address: the host NAT sent it to, which the reply comes from.
+                peer = partner.engineLabel(host)
+            } else if translated, let partner = configuration.cooperation.peer(for: server) {
                 // Our client's connection to a peer: named as the negotiation named it.
                 peer = partner.engineLabel(server)
             } else {

@@ -7,6 +7,8 @@ public import Policy
 /// conntrack, refusals, and a guard against traffic no decision covered.
 ///
 ///     map vport        mark & 0xf000ffff -> virtual port (our range and every peer's)
+///     maps service4/6  mark & 0x0fff0000 -> the address of a fleet host, by host slot
+///                      (`ServiceRoutes`): a connection to a service address goes there
 ///     maps hosts4/6, endpoints4/6, networks4/6
 ///                      protocol . client address (. client port) . initial port -> the mark
 ///                      of a source-routed decision, kept by the engine (`KernelDecisions`)
@@ -53,6 +55,12 @@ public struct KernelNAT: Sendable, Equatable {
             let protocolMatch = "meta l4proto \(transport.name)"
             let initial = "\(protocolMatch) th dport { \(ports.joined(separator: ", ")) }"
             refusals.append("meta mark \(refuse) \(protocolMatch) " + (transport == .tcp ? "reject with tcp reset" : "reject"))
+            // A service address's connection (mode 3) goes to the host its slot names;
+            // the rule ends the chain, so the one below never sees it.
+            let service = "meta mark & 0x\(String(KernelMark.serviceMask, radix: 16)) == 0x\(String(KernelMark.serviceTag, radix: 16))"
+            let host = "meta mark & 0x\(String(KernelMark.hostKeyMask, radix: 16))"
+            nat.append("\(service) \(initial) dnat ip to \(host) map @service4 : \(key)")
+            nat.append("\(service) \(initial) dnat ip6 to \(host) map @service6 : \(key)")
             nat.append("\(tagged) \(initial) dnat ip to ip daddr : \(key)")
             nat.append("\(tagged) \(initial) dnat ip6 to ip6 daddr : \(key)")
             let reject = transport == .tcp ? "reject with tcp reset" : "reject"
@@ -88,6 +96,8 @@ public struct KernelNAT: Sendable, Equatable {
             "# connections while an engine restarts.",
             "add table \(name)",
             "add map \(name) vport { type mark : inet_service; }",
+            "add map \(name) service4 { type mark : ipv4_addr; }",
+            "add map \(name) service6 { type mark : ipv6_addr; }",
         ] + KernelDecisions.maps.map { map in
             "add map \(name) \(map.name) { type \(map.type);\(map.interval ? " flags interval;" : "") }"
         } + [
@@ -102,6 +112,8 @@ public struct KernelNAT: Sendable, Equatable {
             "flush chain \(name) decide",
             "flush chain \(name) lookup",
             "flush map \(name) vport",
+            "flush map \(name) service4",
+            "flush map \(name) service6",
         ]
         // The engine fills the decision maps once it runs (`KernelDecisions`): until then,
         // and after a restart until it has read its instances again, first packets are queued.
