@@ -46,7 +46,8 @@ bench:
 	@scripts/bench.sh
 
 # Cooperative connection set-up (root, about a minute): two engines in cooperative mode,
-# connect() timed from an instance's client, against the same loop with no engine.
+# connect() timed from an instance's client, against the same loop with no engine; and the
+# two as a fleet on etcd, dialling the server's address and a service address (docs/fleet.md).
 bench-cooperative:
 	@Benchmarks/cooperative-setup.sh
 

@@ -10,8 +10,13 @@
 # byte back); the figures are the median, p90 and p99 of connect(), beside the same loop
 # against the same instance on port 9000 with no engine at all ("direct").
 #
+# Also the same two hosts as a fleet on etcd (one etcd member on the server host, kernel
+# datapath, docs/fleet.md): "fleet" dials the server's address (the engines' key derived
+# from the directory), "service" dials the service address 198.18.0.100, which the client's
+# engine sends to the server, the one host with an acme instance.
+#
 # Knobs: VPM_BINARY (else a release build), VPM_BENCH_DATAPATHS ("kernel userspace"),
-# VPM_BENCH_COUNT (400 connections per datapath).
+# VPM_BENCH_COUNT (400 connections per datapath), VPM_BENCH_FLEET (1; 0 skips the fleet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-cooperative: needs root (namespaces, NFQUEUE); run: sudo make bench-cooperative" >&2; exit 1; }
@@ -64,11 +69,12 @@ EOY
 cat >"$work/connect.py" <<'EOY'
 import socket, statistics, sys, time
 label, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+address = sys.argv[4] if len(sys.argv) > 4 else "198.18.0.1"
 times = []
 for _ in range(count):
     s = socket.socket()
     started = time.perf_counter()
-    s.connect(("198.18.0.1", port))
+    s.connect((address, port))
     times.append((time.perf_counter() - started) * 1e6)
     if s.recv(1) != b"x":
         sys.exit(f"{label}: connection without the instance's byte")
@@ -76,6 +82,24 @@ for _ in range(count):
 times.sort()
 print(f"{label:<10} {count:>6}  {statistics.median(times):>8.0f}  {times[int(count * 0.9)]:>8.0f}  {times[int(count * 0.99)]:>8.0f}")
 EOY
+
+# fleet_configuration NAME VIRTUAL-PORTS: an engine of the fleet (no key in the file).
+fleet_configuration() {
+  cat <<EOY
+virtual-ports: $2
+ports: [9000]
+applications: {acme: {}}
+fleet:
+  etcd: http://198.18.0.1:2379
+  name: $1
+  network: 198.18.0.0/24
+  virtual-ports: 20000-21999
+  key-file: $work/$1.key
+  service: 198.18.0.100
+EOY
+}
+fleet_configuration server 20000-20999 >"$work/fleet-server.yaml"
+fleet_configuration client 21000-21999 >"$work/fleet-client.yaml"
 
 make_hosts() {
   ip netns add "$server"; ip netns add "$client"
@@ -96,19 +120,20 @@ ip netns exec "$server" python3 "$work/instance.py" >"$work/instance-direct.log"
 wait_listening 9000
 ip netns exec "$client" python3 "$work/connect.py" direct 9000 "$count"
 stop_hosts
-for datapath in "${datapaths[@]}"; do
-  make_hosts
+# run_pass LABEL DATAPATH CONFIGURATION-PREFIX ADDRESS: both engines, the instance, the timed loop.
+run_pass() {
+  local label=$1 datapath=$2 config=$3 address=$4
   for side in server client; do
     ns=$server; [ $side = client ] && ns=$client
-    ip netns exec "$ns" "$VPM_BINARY" run --config "$work/$side.yaml" --socket "$work/$side.sock" \
-      --datapath "$datapath" >"$work/$side-$datapath.log" 2>&1 &
+    ip netns exec "$ns" "$VPM_BINARY" run --config "$work/$config$side.yaml" --socket "$work/$side.sock" \
+      --datapath "$datapath" >"$work/$side-$label.log" 2>&1 &
   done
   for side in server client; do
-    for _ in $(seq 100); do grep -q "engine running" "$work/$side-$datapath.log" && break; sleep 0.1; done
-    grep -q "datapath=$datapath" "$work/$side-$datapath.log" || { cat "$work/$side-$datapath.log" >&2; exit 1; }
+    for _ in $(seq 100); do grep -q "engine running" "$work/$side-$label.log" && break; sleep 0.1; done
+    grep -q "datapath=$datapath" "$work/$side-$label.log" || { cat "$work/$side-$label.log" >&2; exit 1; }
   done
-  ip netns exec "$server" "$VPM_BINARY" exec --aid acme --config "$work/server.yaml" --socket "$work/server.sock" -- \
-    python3 "$work/instance.py" >"$work/instance-$datapath.log" 2>&1 &
+  ip netns exec "$server" "$VPM_BINARY" exec --aid acme --config "$work/${config}server.yaml" --socket "$work/server.sock" -- \
+    python3 "$work/instance.py" >"$work/instance-$label.log" 2>&1 &
   virtual=""
   for _ in $(seq 100); do
     virtual=$("$VPM_BINARY" apps --socket "$work/server.sock" --json 2>/dev/null | python3 -c \
@@ -119,7 +144,32 @@ for datapath in "${datapaths[@]}"; do
   done
   [ -n "$virtual" ] || { echo "bench-cooperative: the acme instance never registered" >&2; exit 1; }
   wait_listening "$virtual"
-  ip netns exec "$client" "$VPM_BINARY" exec --aid acme --config "$work/client.yaml" --socket "$work/client.sock" -- \
-    python3 "$work/connect.py" "$datapath" 9000 "$count"
+  if [ "$config" = fleet- ]; then
+    # The client's engine must see the server's instance before the first connection.
+    for _ in $(seq 100); do
+      "$VPM_BINARY" apps --fleet --json --socket "$work/client.sock" 2>/dev/null | grep -q '"acme"' && break
+      sleep 0.1
+    done
+  fi
+  ip netns exec "$client" "$VPM_BINARY" exec --aid acme --config "$work/${config}client.yaml" --socket "$work/client.sock" -- \
+    python3 "$work/connect.py" "$label" 9000 "$count" "$address"
+}
+
+if [ "${VPM_BENCH_FLEET:-1}" = 1 ]; then
+  for address in 198.18.0.1 198.18.0.100; do
+    label=fleet; [ "$address" = 198.18.0.100 ] && label=service
+    make_hosts
+    ip netns exec "$server" etcd --name m0 --data-dir "$work/etcd-$label" \
+      --listen-client-urls http://198.18.0.1:2379 --advertise-client-urls http://198.18.0.1:2379 \
+      --listen-peer-urls http://198.18.0.1:2380 --initial-advertise-peer-urls http://198.18.0.1:2380 \
+      --initial-cluster m0=http://198.18.0.1:2380 >"$work/etcd-$label.log" 2>&1 &
+    for _ in $(seq 100); do ip netns exec "$server" ss -Htln "sport = :2379" | grep -q . && break; sleep 0.1; done
+    run_pass "$label" kernel fleet- "$address"
+    stop_hosts
+  done
+fi
+for datapath in "${datapaths[@]}"; do
+  make_hosts
+  run_pass "$datapath" "$datapath" "" 198.18.0.1
   stop_hosts
 done
