@@ -1,5 +1,6 @@
 public import Crypto
 import Foundation
+import Policy
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,7 +52,7 @@ public struct FleetKey: Sendable {
                 throw FleetKeyError("\(path) holds this engine's fleet key and other users can read or change it (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 \(path)")
             }
             let digits = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard let bytes = hexBytes(digits), bytes.count == 32,
+            guard let bytes = Hex.bytes(digits), bytes.count == 32,
                   let key = try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: bytes) else {
                 throw FleetKeyError("\(path) is not a fleet key (64 hex digits): move it away and the engine makes a new one, or write one with `openssl rand -hex 32 > \(path)`")
             }
@@ -76,17 +77,6 @@ public struct FleetKey: Sendable {
             throw FleetKeyError("cannot write the fleet key \(path): \(String(cString: strerror(errno)))")
         }
         return key
-    }
-
-    static func hexBytes(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-        }
-        return bytes
     }
 }
 

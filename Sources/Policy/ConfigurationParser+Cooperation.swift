@@ -84,7 +84,7 @@ extension ConfigurationParser {
         }
         let keyNode = try fields.required("key", parser: self)
         let keyText = try scalar(keyNode, named: "'key'")
-        guard let key = Self.hexBytes(keyText), key.count == 32 else {
+        guard let key = Hex.bytes(keyText), key.count == 32 else {
             throw failure("'key' must be 64 hex digits (32 random bytes, e.g. from `openssl rand -hex 32`); found \(keyText.count) characters", at: keyNode)
         }
         var peer = Cooperation.Peer(network: network, key: key, virtualPorts: virtualPorts, line: line(of: networkNode))
@@ -95,16 +95,5 @@ extension ConfigurationParser {
             peer.virtualPorts = try portRange(range, named: "a peer's 'virtual-ports'")
         }
         return peer
-    }
-
-    static func hexBytes(_ text: String) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let byte = UInt8(String(decoding: digits[index..<index + 2], as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(byte)
-        }
-        return bytes
     }
 }
