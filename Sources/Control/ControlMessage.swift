@@ -8,6 +8,8 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case watch
         /// Read the configuration file again and apply what can change while running (`vpm reload`).
         case reload
+        /// A new key pair for the engine's fleet membership (`vpm rotate-key`, docs/fleet.md).
+        case rotateKey = "rotate-key"
     }
     public var command: Command
     /// bind, connect: the AID of the calling program.

@@ -132,6 +132,8 @@ final class ControlService: Sendable {
                 refusal = configuration.readRefusal(for: caller)
             case .reload:
                 refusal = "only root (or the engine's own user) may reload the configuration: run vpm reload with sudo"
+            case .rotateKey:
+                refusal = "only root (or the engine's own user) may rotate the engine's fleet key: run vpm rotate-key with sudo"
             case .bind, .connect:
                 refusal = configuration.readRefusal(for: caller)
                     ?? request.aid.flatMap(AID.init).flatMap { configuration.registrationRefusal(aid: $0, for: caller) }
@@ -267,6 +269,16 @@ final class ControlService: Sendable {
         case .reload:
             do { return ControlResponse(message: try reload("vpm reload (pid \(peer.pid))")) } catch {
                 return ControlResponse(error: "\(error)")
+            }
+        case .rotateKey:
+            guard let fleet else {
+                return ControlResponse(error: "this engine is not in a fleet: its configuration has no fleet: section (docs/fleet.md)")
+            }
+            do {
+                let publicKey = try fleet.rotateKey()
+                return ControlResponse(message: "new fleet key \(publicKey) in \(fleet.settings.keyFile); peers' requests signed with the previous one are honoured for \(fleet.settings.leaseSeconds) s")
+            } catch {
+                return ControlResponse(error: "\(error) (the engine keeps its key)")
             }
         }
     }

@@ -49,9 +49,11 @@ final class CooperationService: Sendable {
         let rejections = LogLimiter(), refusals = LogLimiter()
         client = cooperation.peers.isEmpty ? nil : NegotiationClient()
         let endpoints = cooperation.listeners.map { NegotiationServer.Endpoint(host: $0.address?.description, port: Int($0.port)) }
-        server = endpoints.isEmpty ? nil : NegotiationServer(endpoints: endpoints, key: { address in
-            guard let address = IPAddress(address), let peer = cooperation.peer(for: address) else { return nil }
-            return peer.fromFleet ? fleet?.peer(at: address)?.key : SymmetricKey(data: peer.key)
+        server = endpoints.isEmpty ? nil : NegotiationServer(endpoints: endpoints, keys: { address in
+            guard let address = IPAddress(address), let peer = cooperation.peer(for: address) else { return [] }
+            // A fleet's engines: ours and the peer's keys, each also the previous one for a
+            // lease after a rotation (docs/fleet.md).
+            return peer.fromFleet ? fleet?.acceptedKeys(at: address) ?? [] : [SymmetricKey(data: peer.key)]
         }, handler: { request, peerAddress in
             Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry) {
                 logger.log(limitedBy: refusals, level: .notice, "negotiation refused: no instance", metadata: $0)

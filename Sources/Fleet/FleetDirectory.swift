@@ -13,6 +13,9 @@ public struct EngineEntry: Codable, Sendable, Equatable {
     public var virtualPorts: String
     /// Its X25519 public key, base64 (FleetKey).
     public var publicKey: String
+    /// After a key rotation, for one lease: the key before, still honoured for requests
+    /// from peers that had not yet seen the new one.
+    public var previousPublicKey: String?
 
     public init(name: String, addresses: [String], port: UInt16, virtualPorts: ClosedRange<UInt16>, publicKey: String) {
         self.name = name
@@ -26,6 +29,7 @@ public struct EngineEntry: Codable, Sendable, Equatable {
         case version, name, addresses, port
         case virtualPorts = "virtual-ports"
         case publicKey = "public-key"
+        case previousPublicKey = "previous-public-key"
     }
 
     public var virtualPortRange: ClosedRange<UInt16>? {

@@ -65,18 +65,27 @@ public struct FleetKey: Sendable {
         } catch {
             throw FleetKeyError("cannot create \(folder) for the fleet key: \(error.localizedDescription) (change fleet: key-file)")
         }
-        let hex = key.privateKey.rawRepresentation.map { String(format: "%02x", $0) }.joined() + "\n"
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL, 0o600)
+        try key.write(to: path, exclusive: true)
+        return key
+    }
+
+    /// Writes the key to `path`, mode 0600, as one rename: a crash leaves the old key or the
+    /// new one, never half of one. `exclusive`: `path` must not exist yet.
+    public func write(to path: String, exclusive: Bool = false) throws(FleetKeyError) {
+        let hex = privateBytes.map { String(format: "%02x", $0) }.joined() + "\n"
+        let staging = exclusive ? path : path + ".new"
+        let descriptor = open(staging, O_WRONLY | O_CREAT | (exclusive ? O_EXCL : O_TRUNC), 0o600)
         guard descriptor >= 0 else {
-            throw FleetKeyError("cannot create the fleet key \(path): \(String(cString: strerror(errno))) (change fleet: key-file)")
+            throw FleetKeyError("cannot create the fleet key \(staging): \(String(cString: strerror(errno))) (change fleet: key-file)")
         }
         defer { close(descriptor) }
-        let written = hex.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, hex.utf8.count) }
-        guard written == hex.utf8.count, fsync(descriptor) == 0 else {
-            unlink(path)
-            throw FleetKeyError("cannot write the fleet key \(path): \(String(cString: strerror(errno)))")
+        let written = hex.utf8CString.withUnsafeBufferPointer { Glibc.write(descriptor, $0.baseAddress, hex.utf8.count) }
+        guard written == hex.utf8.count, fchmod(descriptor, 0o600) == 0, fsync(descriptor) == 0,
+              exclusive || rename(staging, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(staging)
+            throw FleetKeyError("cannot write the fleet key \(path): \(reason)")
         }
-        return key
     }
 }
 

@@ -24,20 +24,32 @@ public final class FleetMember: Sendable {
 
     public let settings: FleetSettings
     public let name: String
-    private let key: FleetKey
-    private let own: EngineEntry
     private let layout: DirectoryLayout
     private let gateway: EtcdGateway
     private let logger: Logger
-    private let state = Mutex<(view: FleetView, status: Status, wanted: Set<InstanceEntry>, keys: [String: Data])>(
-        (FleetView(), Status(), [], [:]))
+    private let state: Mutex<State>
+    private struct State {
+        var view = FleetView()
+        var status = Status()
+        var wanted: Set<InstanceEntry> = []
+        /// Derived keys by own public key and peer public key.
+        var keys: [String: Data] = [:]
+        /// The engine's key, and after a rotation the one before (honoured for one lease).
+        var key: FleetKey
+        var previous: FleetKey?
+        /// Until peers have seen the rotated entry, requests are still signed with `previous`.
+        var signWithPrevious = false
+        var rotations = 0
+        /// The entry this engine publishes, and the lease it is published under (0: none yet).
+        var own: EngineEntry
+        var lease: Int64 = 0
+    }
     private let task = Mutex<Task<Void, Never>?>(nil)
 
     public init(settings: FleetSettings, name: String, key: FleetKey, own: EngineEntry, gateway: EtcdGateway, logger: Logger) {
         self.settings = settings
         self.name = name
-        self.key = key
-        self.own = own
+        state = Mutex(State(key: key, own: own))
         self.gateway = gateway
         self.logger = logger
         layout = DirectoryLayout(prefix: settings.prefix)
@@ -73,16 +85,83 @@ public final class FleetMember: Sendable {
     /// last view; nil when no live engine of the fleet publishes that address.
     public func peer(at address: IPAddress) -> (name: String, port: UInt16, key: SymmetricKey)? {
         let ownName = name
-        let (found, cached) = state.withLock { state -> (EngineEntry?, Data?) in
-            guard let engine = state.view.engine(at: address), engine.name != ownName else { return (nil, nil) }
-            return (engine, state.keys[engine.publicKey])
+        let found = state.withLock { state -> (EngineEntry, FleetKey)? in
+            guard let engine = state.view.engine(at: address), engine.name != ownName else { return nil }
+            return (engine, state.signWithPrevious ? state.previous ?? state.key : state.key)
         }
-        guard let engine = found else { return nil }
-        if let cached { return (engine.name, engine.port, SymmetricKey(data: cached)) }
-        guard let derived = key.negotiationKey(peer: engine.publicKey) else { return nil }
-        let bytes = derived.withUnsafeBytes { Data($0) }
-        state.withLock { $0.keys[engine.publicKey] = bytes }
-        return (engine.name, engine.port, derived)
+        guard let (engine, own) = found, let key = derived(own, engine.publicKey) else { return nil }
+        return (engine.name, engine.port, key)
+    }
+
+    /// Every key a request from the engine at `address` may be signed with: ours and its,
+    /// each current or, for a lease after a rotation, previous. Empty: no live engine there.
+    public func acceptedKeys(at address: IPAddress) -> [SymmetricKey] {
+        let ownName = name
+        guard let (engine, own) = state.withLock({ state -> (EngineEntry, [FleetKey])? in
+            guard let engine = state.view.engine(at: address), engine.name != ownName else { return nil }
+            return (engine, [state.key] + (state.previous.map { [$0] } ?? []))
+        }) else { return [] }
+        let theirs = [engine.publicKey] + (engine.previousPublicKey.map { [$0] } ?? [])
+        return own.flatMap { key in theirs.compactMap { derived(key, $0) } }
+    }
+
+    /// The key `own` shares with the engine whose public key is `peer`, derived once.
+    private func derived(_ own: FleetKey, _ peer: String) -> SymmetricKey? {
+        let cacheKey = own.publicKeyText + peer
+        if let cached = state.withLock({ $0.keys[cacheKey] }) { return SymmetricKey(data: cached) }
+        guard let key = own.negotiationKey(peer: peer) else { return nil }
+        let bytes = key.withUnsafeBytes { Data($0) }
+        state.withLock { $0.keys[cacheKey] = bytes }
+        return key
+    }
+
+    /// A new key pair for this engine: written to `key-file`, published at once with the
+    /// previous public key beside it. Requests are signed with the previous key until the
+    /// new entry has had time to reach the peers (2 s), and requests signed with it are
+    /// honoured for one lease; then the previous key is withdrawn. Returns the new public key.
+    public func rotateKey() throws(FleetKeyError) -> String {
+        let fresh = FleetKey()
+        try fresh.write(to: settings.keyFile)
+        let rotation = state.withLock { state -> Int in
+            state.previous = state.key
+            state.key = fresh
+            state.signWithPrevious = true
+            state.own.publicKey = fresh.publicKeyText
+            state.own.previousPublicKey = state.previous?.publicKeyText
+            state.rotations += 1
+            return state.rotations
+        }
+        logger.notice("fleet: key rotated; the previous key is honoured for one lease",
+                      metadata: ["public-key": "\(fresh.publicKeyText)", "lease": "\(settings.leaseSeconds)s"])
+        // Published now; signed with once the peers have had time to see it.
+        Task.detached {
+            guard await self.publishOwn() else { return }
+            try? await Task.sleep(for: .seconds(2))
+            self.state.withLock { if $0.rotations == rotation { $0.signWithPrevious = false } }
+        }
+        // A lease after the rotation, published or not, the previous key is forgotten.
+        Task.detached {
+            try? await Task.sleep(for: .seconds(self.settings.leaseSeconds))
+            let withdrawn = self.state.withLock { state -> Bool in
+                guard state.rotations == rotation else { return false }
+                state.previous = nil
+                state.signWithPrevious = false
+                state.own.previousPublicKey = nil
+                return true
+            }
+            if withdrawn { await self.publishOwn() }
+        }
+        return fresh.publicKeyText
+    }
+
+    /// Puts this engine's entry under its lease now (when it has one; otherwise the next
+    /// session publishes it).
+    @discardableResult
+    private func publishOwn() async -> Bool {
+        let (entry, lease) = state.withLock { ($0.own, $0.lease) }
+        guard lease != 0, let value = try? JSONEncoder().encode(entry) else { return false }
+        do { try await gateway.put(layout.engine(name), value: Array(value), lease: lease) } catch { return false }
+        return true
     }
 
     /// Every address the other live engines publish (the hosts a service address may lead to).
@@ -126,14 +205,16 @@ public final class FleetMember: Sendable {
             do {
                 // A live entry under our name with another key is another host's: two
                 // engines overwriting each other's entry would each lose their peers.
+                let own = state.withLock { $0.own }
                 if let existing = try await gateway.get(layout.engine(name)),
                    let entry = try? JSONDecoder().decode(EngineEntry.self, from: Data(existing.value)),
-                   entry.publicKey != own.publicKey {
+                   entry.publicKey != own.publicKey, entry.publicKey != own.previousPublicKey {
                     throw EtcdError("another engine (at \(entry.addresses.joined(separator: " "))) holds the name '\(name)' in the fleet: "
                                     + "give each host its own fleet: name; this engine retries until the name is free", answered: true)
                 }
                 lease = try await gateway.grantLease(seconds: settings.leaseSeconds)
                 try await gateway.put(layout.engine(name), value: Array(try JSONEncoder().encode(own)), lease: lease)
+                state.withLock { $0.lease = lease }
                 try await readView()
                 connected()
                 backoff = 1

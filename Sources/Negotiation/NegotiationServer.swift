@@ -34,7 +34,9 @@ public final class NegotiationServer: Sendable {
     /// sentence), on the event-loop thread; for the engine's log.
     public typealias RejectionObserver = @Sendable (_ reason: NegotiationRejection, _ peerAddress: String, _ detail: String) -> Void
 
-    let key: @Sendable (String) -> SymmetricKey?
+    /// The keys a peer may sign with: one, or during a fleet engine's key rotation its new
+    /// and its previous one (docs/fleet.md); empty for an unknown peer.
+    let keys: @Sendable (String) -> [SymmetricKey]
     let handler: @Sendable (NegotiationRequest, String) -> NegotiationAnswer
     let observer: RejectionObserver?
     /// Wall clock in Unix milliseconds; replaceable for tests.
@@ -73,12 +75,23 @@ public final class NegotiationServer: Sendable {
         handler: @escaping @Sendable (NegotiationRequest, _ peerAddress: String) -> NegotiationAnswer,
         rejected: RejectionObserver? = nil
     ) {
-        self.init(endpoints: endpoints, key: key, handler: handler, rejected: rejected,
+        self.init(endpoints: endpoints, keys: { key($0).map { [$0] } ?? [] }, handler: handler, rejected: rejected)
+    }
+
+    /// As above, with every key a peer may sign with: a request verified by one of them is
+    /// answered with that one.
+    public convenience init(
+        endpoints: [Endpoint],
+        keys: @escaping @Sendable (String) -> [SymmetricKey],
+        handler: @escaping @Sendable (NegotiationRequest, _ peerAddress: String) -> NegotiationAnswer,
+        rejected: RejectionObserver? = nil
+    ) {
+        self.init(endpoints: endpoints, keys: keys, handler: handler, rejected: rejected,
                   nonceCapacity: 65_536, readTimeout: NegotiationMessage.readTimeout,
                   clock: { NegotiationMessage.currentTimestamp() })
     }
 
-    init(
+    convenience init(
         endpoints: [Endpoint],
         key: @escaping @Sendable (String) -> SymmetricKey?,
         handler: @escaping @Sendable (NegotiationRequest, String) -> NegotiationAnswer,
@@ -87,9 +100,22 @@ public final class NegotiationServer: Sendable {
         readTimeout: Duration,
         clock: @escaping @Sendable () -> Int64
     ) {
+        self.init(endpoints: endpoints, keys: { key($0).map { [$0] } ?? [] }, handler: handler, rejected: rejected,
+                  nonceCapacity: nonceCapacity, readTimeout: readTimeout, clock: clock)
+    }
+
+    init(
+        endpoints: [Endpoint],
+        keys: @escaping @Sendable (String) -> [SymmetricKey],
+        handler: @escaping @Sendable (NegotiationRequest, String) -> NegotiationAnswer,
+        rejected: RejectionObserver?,
+        nonceCapacity: Int,
+        readTimeout: Duration,
+        clock: @escaping @Sendable () -> Int64
+    ) {
         precondition(!endpoints.isEmpty, "a negotiation server listens somewhere")
         self.endpoints = endpoints
-        self.key = key
+        self.keys = keys
         self.handler = handler
         self.observer = rejected
         self.clock = clock
@@ -190,14 +216,25 @@ public final class NegotiationServer: Sendable {
     /// Checks one request line from `peer` and returns the answer line, or nil (counted,
     /// observed) when the request is rejected. The checks' order is the protocol's.
     func respond(to line: [UInt8], from peer: String, key: SymmetricKey) -> [UInt8]? {
-        let envelope: NegotiationMessage.Envelope
-        do throws(NegotiationMessageError) {
-            envelope = try NegotiationMessage.decode(line, key: key)
-        } catch {
-            switch error {
-            case .forged: return reject(.forged, peer, "the MAC does not match the key for \(peer) (do both engines have the same key?)")
-            case .malformed(let detail): return reject(.malformed, peer, detail)
+        respond(to: line, from: peer, keys: [key])
+    }
+
+    /// As above, with every key the peer may sign with; the answer is signed with the one
+    /// that verified the request.
+    func respond(to line: [UInt8], from peer: String, keys: [SymmetricKey]) -> [UInt8]? {
+        var verified: (envelope: NegotiationMessage.Envelope, key: SymmetricKey)?
+        for candidate in keys where verified == nil {
+            do throws(NegotiationMessageError) {
+                verified = (try NegotiationMessage.decode(line, key: candidate), candidate)
+            } catch {
+                switch error {
+                case .forged: continue
+                case .malformed(let detail): return reject(.malformed, peer, detail)
+                }
             }
+        }
+        guard let (envelope, key) = verified else {
+            return reject(.forged, peer, "the MAC does not match the key for \(peer) (do both engines have the same key?)")
         }
         let now = clock()
         let tolerance = NegotiationMessage.timestampToleranceMilliseconds

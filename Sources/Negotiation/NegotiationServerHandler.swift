@@ -8,7 +8,7 @@ final class NegotiationServerHandler: ChannelInboundHandler {
 
     private let server: NegotiationServer
     private var peer = "unknown"
-    private var key: SymmetricKey?
+    private var keys: [SymmetricKey] = []
     /// Set once the connection's outcome is decided; later events are ignored.
     private var finished = false
     private var deadline: Scheduled<Void>?
@@ -19,13 +19,13 @@ final class NegotiationServerHandler: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         peer = PeerAddress.text(of: context.channel.remoteAddress)
-        guard let key = server.key(peer) else {
+        keys = server.keys(peer)
+        guard !keys.isEmpty else {
             finished = true
             server.reject(.unknownPeer, peer, "no key is configured for \(peer)")
             context.close(promise: nil)
             return
         }
-        self.key = key
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let channel = context.channel
         deadline = context.eventLoop.scheduleTask(in: TimeAmount(server.readTimeout)) {
@@ -42,11 +42,11 @@ final class NegotiationServerHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !finished, let key else { return }
+        guard !finished, !keys.isEmpty else { return }
         finished = true
         deadline?.cancel()
         let line = Array(unwrapInboundIn(data).readableBytesView)
-        guard let answer = server.respond(to: line, from: peer, key: key) else {
+        guard let answer = server.respond(to: line, from: peer, keys: keys) else {
             context.close(promise: nil)
             return
         }

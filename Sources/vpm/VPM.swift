@@ -13,7 +13,7 @@ struct VPM: ParsableCommand {
             connection reaches the right instance. See README.md and docs/.
             """,
         version: VPMVersion.current,
-        subcommands: [Run.self, Exec.self, Flows.self, Apps.self, Stats.self, Reload.self, Rules.self, CheckConfig.self, Probe.self, Demo.self, Translate.self]
+        subcommands: [Run.self, Exec.self, Flows.self, Apps.self, Stats.self, Reload.self, RotateKey.self, Rules.self, CheckConfig.self, Probe.self, Demo.self, Translate.self]
     )
 
     /// Exit codes as conntrack(8) has them: 0 ok, 1 error, 2 usage. Errors print as

@@ -212,10 +212,45 @@ final class FleetTests: XCTestCase {
             }
             XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "etcd-down"), globex)
             XCTAssertTrue(try fleet.client.stats().standardOutput.contains("etcd UNREACHABLE"))
+            // host2 rotates its key while nobody can learn the new one: the client still signs
+            // with the key it derived from host2's old public key, which host2 honours for a
+            // lease (3 s) after the rotation, and no longer after that.
+            let offline = try Command.run([fleet.vpm, "rotate-key", "--socket", fleet.hosts[1].socketPath])
+            XCTAssertEqual(offline.status, 0, offline.standardError)
+            XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "rotated-offline"), globex, lastFailure)
+            sleep(6)
+            XCTAssertNil(try fetch(fleet, aid: "globex", from: host2, attempt: "previous-withdrawn"),
+                         "the previous key is honoured for one lease, not for ever")
             // etcd returns: the engines catch up.
             for member in 0..<3 { try fleet.etcd.start(member) }
             try waitForView(fleet, engines: 3, instances: 2, "the fleet again once etcd is back", timeout: 30)
             XCTAssertTrue(fleet.client.log.contains("etcd reachable again"))
+
+            // host2 rotates its key: globex's connections keep landing through the rotation;
+            // the directory shows the new key with the previous one beside it for a lease, then
+            // the new one alone.
+            func host2Entry() throws -> [String: Any] {
+                let output = try fleet.etcd.ctl(["get", "/vpm/engines/host2", "--print-value-only"])
+                return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(output.standardOutput.utf8)) as? [String: Any],
+                                     output.standardOutput + output.standardError)
+            }
+            let oldKey = try XCTUnwrap(try host2Entry()["public-key"] as? String)
+            let oldFile = try String(contentsOfFile: "\(fleet.hosts[1].directory)/fleet.key", encoding: .utf8)
+            let rotated = try Command.run([fleet.vpm, "rotate-key", "--socket", fleet.hosts[1].socketPath])
+            XCTAssertEqual(rotated.status, 0, rotated.standardError)
+            XCTAssertTrue(rotated.standardOutput.contains("new fleet key"), rotated.standardOutput)
+            for attempt in 0..<6 {
+                XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "rotating-\(attempt)"), globex, lastFailure)
+                usleep(300_000)
+            }
+            let during = try host2Entry()
+            XCTAssertNotEqual(during["public-key"] as? String, oldKey)
+            XCTAssertEqual(during["previous-public-key"] as? String, oldKey)
+            XCTAssertNotEqual(try String(contentsOfFile: "\(fleet.hosts[1].directory)/fleet.key", encoding: .utf8), oldFile)
+            try NetworkLab.poll("host2 to withdraw its previous key after a lease", timeout: 10) {
+                (try? host2Entry())?["previous-public-key"] == nil
+            }
+            XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "rotated"), globex, lastFailure)
 
             // An entry whose key does not match the engine's negotiation (written by someone
             // holding etcd's credentials): the peers' MACs do not verify, the connection is refused.

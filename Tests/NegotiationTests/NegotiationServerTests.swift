@@ -44,6 +44,22 @@ final class NegotiationServerTests: XCTestCase {
         XCTAssertEqual(server.statistics, NegotiationStatistics(accepted: 1))
     }
 
+    /// During a fleet key rotation a peer may sign with the new key or the previous one: a
+    /// request verified by either is answered with the key that verified it; one signed with
+    /// neither is forged.
+    func testARequestSignedWithAnyOfThePeersKeysIsAnsweredWithThatKey() throws {
+        let server = makeServer()
+        let keys = [Fixtures.otherKey, Fixtures.key]
+        let answer = try XCTUnwrap(server.respond(to: request(key: Fixtures.key), from: "198.18.0.2", keys: keys))
+        XCTAssertEqual(try NegotiationMessage.decode(answer, key: Fixtures.key).body.type, "ack")
+        XCTAssertThrowsError(try NegotiationMessage.decode(answer, key: Fixtures.otherKey), "answered with the key that verified")
+        let other = try XCTUnwrap(server.respond(to: request(key: Fixtures.otherKey), from: "198.18.0.2", keys: keys))
+        XCTAssertEqual(try NegotiationMessage.decode(other, key: Fixtures.otherKey).body.type, "ack")
+        XCTAssertNil(server.respond(to: request(key: SymmetricKey(size: .bits256)), from: "198.18.0.2", keys: keys))
+        XCTAssertNil(server.respond(to: request(), from: "198.18.0.2", keys: []), "no key: nothing verifies")
+        XCTAssertEqual(server.statistics, NegotiationStatistics(accepted: 2, forged: 2))
+    }
+
     func testRefusalIsANakWithTheReason() throws {
         let server = makeServer(answer: .refused(reason: "no instance of acme on 9000/tcp"))
         let answer = try XCTUnwrap(server.respond(to: request(), from: "198.18.0.2", key: Fixtures.key))
