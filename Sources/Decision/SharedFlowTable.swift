@@ -21,8 +21,9 @@ public final class SharedFlowTable: Sendable {
     /// to another virtual port does not count (a client may not reuse its port to reach
     /// another instance). With `decideAgain`, a SYN meeting a closed flow removes it and
     /// returns nil, so the new connection is decided afresh instead of inheriting the old
-    /// decision (needed where the client's AID, not its address, decides). With `renew`, a
-    /// connection start meeting any flow does so (the old flow's state may lag behind).
+    /// decision (needed where the client's AID, not its address, decides). With `renew` (the
+    /// caller saw a connection start: a TCP SYN, any UDP datagram), any flow meeting it is
+    /// removed and nil returned (the old flow's state may lag behind).
     public func update(
         _ key: FlowKey, direction: Direction, flags: TCPFlags, bytes: Int, now: UInt64,
         virtualPort: UInt16? = nil, decideAgain: Bool = false, renew: Bool = false
@@ -30,7 +31,7 @@ public final class SharedFlowTable: Sendable {
         withLock { table -> FlowUpdate? in
             guard let handle = table.lookup(key) else { return nil }
             if let virtualPort, table.virtualPort(handle) != virtualPort { return nil }
-            if renew || decideAgain, flags.startsConnection, renew || table.translation(handle)?.state == .closed {
+            if renew || (decideAgain && flags.startsConnection && table.translation(handle)?.state == .closed) {
                 table.remove(handle)
                 return nil
             }

@@ -55,7 +55,7 @@ final class CooperationService: Sendable {
             // lease after a rotation (docs/fleet.md).
             return peer.fromFleet ? fleet?.acceptedKeys(at: address) ?? [] : [SymmetricKey(data: peer.key)]
         }, handler: { request, peerAddress in
-            Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, store: store, registry: registry) {
+            Self.answer(request, peerAddress: peerAddress, cooperation: cooperation, fleet: fleet, store: store, registry: registry) {
                 logger.log(limitedBy: refusals, level: .notice, "negotiation refused: no instance", metadata: $0)
             }
         }, rejected: { reason, peerAddress, detail in
@@ -100,8 +100,10 @@ final class CooperationService: Sendable {
         if peer.fromFleet {
             // No live engine of the fleet at that address: refused at once, as a NAK would be.
             guard let member = fleet?.peer(at: key.server) else {
-                record(Outcome(key: key, answer: .refused(reason: "no engine of the fleet publishes \(key.server)"),
-                               peer: peer.engineLabel(key.server)), worker: worker)
+                let claimed = fleet?.view.conflicts[key.server.description]
+                let reason = claimed.map { "the engines \($0.joined(separator: " and ")) both publish \(key.server): neither is used until one withdraws it" }
+                    ?? "no engine of the fleet publishes \(key.server)"
+                record(Outcome(key: key, answer: .refused(reason: reason), peer: peer.engineLabel(key.server)), worker: worker)
                 return
             }
             (port, secret) = (member.port, member.key)
@@ -145,16 +147,19 @@ final class CooperationService: Sendable {
                 case .accepted:
                     // The host's slot in the nft map; normally given ahead, when the host joined.
                     guard let slot = services.slot(for: host.address) else {
-                        self.record(Outcome(key: key, answer: .refused(reason: "no slot for the host \(host.address) in the nft map service4/6"),
+                        self.record(Outcome(key: key, answer: .refused(reason: "no slot for the host \(host.address) in the nft map service4/6 (nft failed, or 1,023 hosts were seen: restart the engine)"),
                                             peer: label), worker: worker)
                         return
                     }
                     self.record(Outcome(key: key, answer: answer, peer: label, hostSlot: slot), worker: worker)
-                case .failed where index + 1 < hosts.count
-                    && MonotonicClock.elapsed(since: started, now: MonotonicClock.milliseconds()) < UInt64(timeout):
-                    attempt(index + 1)
-                default:
-                    self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
+                // A host that does not answer, or refuses (its instance just left; the view
+                // lags by a watch event): the next one, while the time allows.
+                case .failed, .refused:
+                    if index + 1 < hosts.count, MonotonicClock.elapsed(since: started, now: MonotonicClock.milliseconds()) < UInt64(timeout) {
+                        attempt(index + 1)
+                    } else {
+                        self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
+                    }
                 }
             }
         }
@@ -184,7 +189,7 @@ final class CooperationService: Sendable {
     /// A peer's NEGOTIATE: its client's AID must have an instance on the initial port here.
     /// The flow is recorded before the ACK leaves, so the SYN that follows is admitted.
     private static func answer(
-        _ request: NegotiationRequest, peerAddress: String, cooperation: Cooperation, store: SharedFlowTable,
+        _ request: NegotiationRequest, peerAddress: String, cooperation: Cooperation, fleet: FleetMember?, store: SharedFlowTable,
         registry: InstanceRegistry, logRefusal: (Logger.Metadata) -> Void
     ) -> NegotiationAnswer {
         guard let client = IPAddress(request.client), let server = IPAddress(request.server),
@@ -193,6 +198,13 @@ final class CooperationService: Sendable {
         }
         guard let peer = IPAddress(peerAddress).flatMap({ cooperation.peer(for: $0) }), peer.network.containsAddress(client) else {
             return .refused(reason: "client \(request.client) is not in the network of peer \(peerAddress)")
+        }
+        // A fleet's network holds every host: an engine speaks for the clients of its own
+        // host only, the addresses it publishes, as a configured peer for its network.
+        if peer.fromFleet, let address = IPAddress(peerAddress) {
+            guard let engine = fleet?.view.engine(at: address), engine.addresses.compactMap(IPAddress.init).contains(client) else {
+                return .refused(reason: "client \(request.client) is not an address the engine at \(peerAddress) publishes in the fleet")
+            }
         }
         guard let aid = AID(request.aid) else {
             return .refused(reason: "'\(request.aid)' is not an AID")

@@ -58,6 +58,8 @@ public final class Engine {
         let loopbackQueue = datapath == .userspace ? configuration.loopbackQueue : nil
         let queueNumbers = (0..<configuration.queues).map { configuration.queue + UInt16($0) } + (loopbackQueue.map { [$0] } ?? [])
         let fleet = try FleetStart.member(configuration, logger: logger)
+        // Also when start-up fails below: the member's HTTP client must be shut down.
+        defer { fleet?.stop() }
         // Service addresses: only the kernel datapath's NAT can put a host's address in their place.
         let services = datapath == .kernel && !(configuration.fleet?.services.isEmpty ?? true) ? ServiceRoutes() : nil
         if datapath != .kernel, let addresses = configuration.fleet?.services, !addresses.isEmpty {
@@ -136,7 +138,6 @@ public final class Engine {
         var publishedInstances = UInt64.max
         var preparedRevision: Int64 = -1
         fleet?.start()
-        defer { fleet?.stop() }
         logger.info("engine running", metadata: [
             "queue": "\(configuration.queue)\(configuration.queues > 1 ? "-\(Int(configuration.queue) + configuration.queues - 1)" : "")\(loopbackQueue.map { ", loopback \($0)" } ?? "")",
             "ports": "\(configuration.initialPorts.map(\.description).joined(separator: ","))",

@@ -126,6 +126,16 @@ public struct FleetView: Sendable, Equatable {
         }
     }
 
+    /// Addresses two or more engines publish, with their names: neither is used for such an
+    /// address (a conflict the operator must resolve; the member logs it).
+    public var conflicts: [String: [String]] {
+        var claims: [String: Set<String>] = [:]
+        for engine in engines.values {
+            for text in engine.addresses { if let address = IPAddress(text) { claims[address.description, default: []].insert(engine.name) } }
+        }
+        return claims.filter { $0.value.count > 1 }.mapValues { $0.sorted() }
+    }
+
     /// The engine that publishes `address`, unless two claim it (then neither: a conflict
     /// the operator must resolve, logged by the member).
     public func engine(at address: IPAddress) -> EngineEntry? {

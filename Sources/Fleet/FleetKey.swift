@@ -58,6 +58,10 @@ public struct FleetKey: Sendable {
             }
             return FleetKey(privateKey: key)
         }
+        // There but not readable (its owner or mode, or not text): not a reason for a new identity.
+        if access(path, F_OK) == 0 {
+            throw FleetKeyError("cannot read the fleet key \(path): \(access(path, R_OK) == 0 ? "it is not text" : String(cString: strerror(errno))) (it must be root's, mode 600, 64 hex digits)")
+        }
         let key = FleetKey()
         let folder = (path as NSString).deletingLastPathComponent
         do {

@@ -149,7 +149,12 @@ public final class FleetMember: Sendable {
                 state.own.previousPublicKey = nil
                 return true
             }
-            if withdrawn { await self.publishOwn() }
+            // Until etcd has it: peers honour what the entry lists, so a previous key left
+            // there would keep working (a later rotation publishes its own entry instead).
+            guard withdrawn else { return }
+            while !(await self.publishOwn()), self.state.withLock({ $0.rotations == rotation }), !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+            }
         }
         return fresh.publicKeyText
     }
@@ -214,7 +219,14 @@ public final class FleetMember: Sendable {
                 }
                 lease = try await gateway.grantLease(seconds: settings.leaseSeconds)
                 try await gateway.put(layout.engine(name), value: Array(try JSONEncoder().encode(own)), lease: lease)
-                state.withLock { $0.lease = lease }
+                // A key rotated meanwhile changed the entry: publish that one.
+                let latest = state.withLock { state -> EngineEntry in
+                    state.lease = lease
+                    return state.own
+                }
+                if latest != own {
+                    try await gateway.put(layout.engine(name), value: Array(try JSONEncoder().encode(latest)), lease: lease)
+                }
                 try await readView()
                 connected()
                 backoff = 1
@@ -342,6 +354,11 @@ public final class FleetMember: Sendable {
         }
         for (key, reason) in after.ignored where before.ignored[key] != reason {
             logger.warning("fleet: entry ignored", metadata: ["key": "\(key)", "reason": "\(reason)"])
+        }
+        let conflicts = after.conflicts, earlier = before.conflicts
+        for (address, names) in conflicts.sorted(by: { $0.key < $1.key }) where earlier[address] != names {
+            logger.warning("fleet: engines claim one address; neither is used for it until one withdraws it",
+                           metadata: ["address": "\(address)", "engines": "\(names.joined(separator: ","))"])
         }
     }
 

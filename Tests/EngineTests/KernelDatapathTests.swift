@@ -64,7 +64,7 @@ final class KernelDatapathTests: XCTestCase {
     func testNFTScriptTranslatesByMarkAndGuardsTheVirtualPorts() throws {
         let script = KernelNAT(try Configuration.parse(Self.configuration)).script
         let lines = script.split(separator: "\n").map(String.init)
-        XCTAssertTrue(lines.contains("add rule inet vpm prerouting meta mark & 0xf0000000 == 0x50000000 meta l4proto tcp th dport { 9000 } dnat ip to ip daddr : meta mark & 0xf000ffff map @vport"), script)
+        XCTAssertTrue(lines.contains("add rule inet vpm prerouting meta mark & 0xf0000000 == 0x50000000 meta mark & 0xfc000000 != 0x5c000000 meta l4proto tcp th dport { 9000 } dnat ip to ip daddr : meta mark & 0xf000ffff map @vport"), script)
         XCTAssertTrue(lines.contains("add rule inet vpm output meta mark & 0xf0000000 == 0x50000000 ct mark set meta mark"), script)
         XCTAssertTrue(lines.contains("add rule inet vpm input iifname != \"lo\" meta l4proto udp th dport 20000-20999 ct mark & 0xf0000000 != 0x50000000 drop"), script)
         XCTAssertTrue(lines.contains("add rule inet vpm input iifname != \"lo\" meta l4proto tcp th dport { 9000 } ct status ! dnat drop"), script)

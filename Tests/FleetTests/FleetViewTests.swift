@@ -73,5 +73,9 @@ final class FleetViewTests: XCTestCase {
         view.apply(key: "/vpm/engines/host1", value: engine("host1", #""198.18.0.3""#), layout: layout, accept: accept)
         view.apply(key: "/vpm/engines/host2", value: engine("host2", #""198.18.0.3""#), layout: layout, accept: accept)
         XCTAssertNil(view.engine(at: IPAddress("198.18.0.3")!), "a connection to a disputed address must not go to either")
+        XCTAssertEqual(view.conflicts, ["198.18.0.3": ["host1", "host2"]], "named, for the log and the refusal")
+        view.apply(key: "/vpm/engines/host2", value: nil, layout: layout, accept: accept)
+        XCTAssertEqual(view.conflicts, [:])
+        XCTAssertEqual(view.engine(at: IPAddress("198.18.0.3")!)?.name, "host1")
     }
 }

@@ -48,7 +48,7 @@ public struct KernelNAT: Sendable, Equatable {
         let ours = "\(configuration.virtualPorts.lowerBound)-\(configuration.virtualPorts.upperBound)"
         let refuse = "0x" + String(RuleSet.refuseMark, radix: 16)
         var nat: [String] = ["\(tagged) ct mark set meta mark"]
-        var refusals: [String] = [], guards: [String] = [], localGuards: [String] = []
+        var refusals: [String] = [], guards: [String] = [], localGuards: [String] = [], serviceMisses: [String] = []
         for transport in [TransportProtocol.tcp, .udp] {
             let ports = configuration.initialPorts.filter { $0.transport == transport }.map { "\($0.port)" }
             guard !ports.isEmpty else { continue }
@@ -61,8 +61,14 @@ public struct KernelNAT: Sendable, Equatable {
             let host = "meta mark & 0x\(String(KernelMark.hostKeyMask, radix: 16))"
             nat.append("\(service) \(initial) dnat ip to \(host) map @service4 : \(key)")
             nat.append("\(service) \(initial) dnat ip6 to \(host) map @service6 : \(key)")
-            nat.append("\(tagged) \(initial) dnat ip to ip daddr : \(key)")
-            nat.append("\(tagged) \(initial) dnat ip6 to ip6 daddr : \(key)")
+            // A host slot the maps lack (they were flushed under a running engine): refused,
+            // not sent to the service address itself (output only: no reject in prerouting).
+            serviceMisses.append("\(service) \(initial) " + (transport == .tcp ? "reject with tcp reset" : "reject"))
+            // Not mode 3: a service connection whose slot the maps lack must not go to the
+            // service address itself (it is refused below, in output).
+            let notService = "meta mark & 0x\(String(KernelMark.serviceMask, radix: 16)) != 0x\(String(KernelMark.serviceTag, radix: 16))"
+            nat.append("\(tagged) \(notService) \(initial) dnat ip to ip daddr : \(key)")
+            nat.append("\(tagged) \(notService) \(initial) dnat ip6 to ip6 daddr : \(key)")
             let reject = transport == .tcp ? "reject with tcp reset" : "reject"
             let undecided = "ct mark & 0x\(String(KernelMark.tagMask, radix: 16)) != 0x\(String(KernelMark.tag, radix: 16))"
             // A local program dialing a virtual port directly (127.0.0.1 or the host's own
@@ -131,6 +137,8 @@ public struct KernelNAT: Sendable, Equatable {
             lines.append("add rule \(name) prerouting \(rule)")
             lines.append("add rule \(name) output \(rule)")
         }
+        // After the service rules, whose dnat ends the chain when the slot is there.
+        for rule in serviceMisses { lines.append("add rule \(name) output \(rule)") }
         // Local programs' own refused connections (local mode, cooperative clients): their
         // connect() fails at once.
         if configuration.cooperation.local || !configuration.cooperation.peers.isEmpty {
