@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build install deb demo test clean bench bench-micro bench-cooperative bench-exec bench-scale fuzz soak
+.PHONY: all deps build install install-build deb demo test clean bench bench-micro bench-cooperative bench-exec bench-scale fuzz soak
 
 all: build
 
@@ -21,13 +21,17 @@ INSTALL_BUILD := $(SWIFT) build -c release --static-swift-stdlib --product vpm -
 # With it: the systemd unit (ExecStart under PREFIX) in UNITDIR and, unless one exists,
 # an example /etc/vpm/vpm.yaml (`systemctl enable --now vpm` once it is edited).
 UNITDIR ?= /etc/systemd/system
-install: deps
-	$(INSTALL_BUILD)
+install: deps install-build
 	install -D -s -m 0755 "$$($(INSTALL_BUILD) --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/vpm.service.in > $(DESTDIR)$(UNITDIR)/vpm.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service
 	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0644 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
+
+# The release build alone (make install's and make deb's): make test starts it early, at the
+# lowest CPU priority, so it takes the cores the debug build and the tests leave idle.
+install-build:
+	$(INSTALL_BUILD)
 
 # A Debian package (dpkg-deb) in the current folder: the binary, the unit, the example
 # configuration, the man page and bash/zsh completions (scripts/make-deb.sh).
@@ -37,7 +41,8 @@ deb: deps
 demo: build
 	$(BIN)/vpm demo
 
-test: build
+# scripts/test.sh builds (debug, with the tests) and, beside it, the release build.
+test: deps
 	@scripts/test.sh
 
 # vpm against kernel NAT and haproxy (root, about 10 minutes): installs the tools it needs,
