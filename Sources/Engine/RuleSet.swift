@@ -42,6 +42,9 @@ public struct RuleSet: Sendable, Equatable {
 
     /// The packet mark of a refused connection's packet ("vpm" + 1).
     public static let refuseMark: UInt32 = 0x7670_6D01
+    /// The packet mark that the ownership rules' socket match leaves when it found no full
+    /// socket to restore a mark from ("vpm" + 3).
+    static let unseenMark: UInt32 = 0x7670_6D03
     /// (table, built-in hook, our chain), in install order.
     public static let hooks = [("raw", "PREROUTING", "VPM-PREROUTING"),
                                ("raw", "OUTPUT", "VPM-OUTPUT"),
@@ -95,10 +98,15 @@ public struct RuleSet: Sendable, Equatable {
     ///   instance (SO_MARK `InstanceSocket.mark`, copied to the packet by the socket match),
     ///   not another program's socket on the port. The configuration's own instances, which
     ///   listen on their ports themselves, are left out first.
+    /// - The socket match restores a mark only from a full socket. A SYN that meets a
+    ///   TIME_WAIT socket (a client port reused within a minute of a connection the server
+    ///   closed first) or a request socket (a retransmitted SYN) keeps `unseenMark`, set just
+    ///   before, and goes on to the kernel, as the kernel datapath's nft `socket mark` lets it.
     private static func ownershipRules(_ configuration: Configuration, transports: [TransportProtocol]) -> [Rule] {
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         let decided = ["-m", "mark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
         let owned = ["-m", "mark", "!", "--mark", "0x" + String(InstanceSocket.mark, radix: 16)]
+        let unseen = ["-m", "mark", "!", "--mark", "0x" + String(unseenMark, radix: 16)]
         func reject(_ transport: TransportProtocol) -> [String] {
             transport == .tcp ? ["-j", "REJECT", "--reject-with", "tcp-reset"] : ["-j", "REJECT"]
         }
@@ -114,8 +122,10 @@ public struct RuleSet: Sendable, Equatable {
         for transport in transports {
             let opening = ["-p", transport.name, "--dport", range] + (transport == .tcp ? ["--syn"] : [])
             rules.append(Rule(table: "filter", chain: "VPM-INPUT",
+                              arguments: opening + ["-j", "MARK", "--set-xmark", "0x\(String(unseenMark, radix: 16))/0xffffffff"]))
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT",
                               arguments: opening + ["-m", "socket", "--nowildcard", "--restore-skmark"]))
-            rules.append(Rule(table: "filter", chain: "VPM-INPUT", arguments: opening + owned + reject(transport)))
+            rules.append(Rule(table: "filter", chain: "VPM-INPUT", arguments: opening + owned + unseen + reject(transport)))
         }
         return rules
     }

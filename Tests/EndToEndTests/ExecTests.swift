@@ -562,6 +562,33 @@ final class ExecTests: XCTestCase {
         }
     }
 
+    /// A client that dials again from the port it just used, while the server host still
+    /// holds the last connection in TIME_WAIT (the instance closed first), is served: the
+    /// ownership check finds the TIME_WAIT socket, which has no mark to restore, and must
+    /// leave the SYN to the kernel rather than refuse it.
+    func testAClientReusingItsPortWhileTheInstanceHoldsTimeWaitIsServed() throws {
+        try withEngine("timewait") { setup in
+            let lab = setup.lab
+            _ = try setup.exec("acme", ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
+            try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
+            let port = try XCTUnwrap(setup.apps().first?.virtualPort)
+            try lab.waitForListener(lab.server, port: port)
+            for (family, clientPort) in [(NetworkLab.AddressFamily.ipv4, 40123), (.ipv6, 40124)] {
+                // -u: the client only reads, so the instance's side closes first and keeps TIME_WAIT.
+                // Refused, the SYN would get a reset or wait out the TIME_WAIT (a minute): the
+                // connect timeout tells that from being served.
+                let dial = ["socat", "-T", "3", "-u", "TCP:\(NetworkLab.endpoint(lab.server.address(family), 9000)),sourceport=\(clientPort),reuseaddr,connect-timeout=5", "STDOUT"]
+                XCTAssertEqual(try lab.checked(lab.clients[0], dial).standardOutput, "acme\n")
+                try NetworkLab.poll("TIME_WAIT on the server for client port \(clientPort)", timeout: 5) {
+                    let states = (try? lab.run(lab.server, ["ss", "-Htan", "state", "time-wait", "sport = :\(port)"]))?.standardOutput ?? ""
+                    return states.contains(":\(clientPort)")
+                }
+                let again = try lab.run(lab.clients[0], dial)
+                XCTAssertEqual(again.standardOutput, "acme\n", "\(family) from port \(clientPort) again: \(again.standardError)")
+            }
+        }
+    }
+
     func testAnotherUserTakingAnExitedInstancesPortGetsNoClients() throws {
         try withEngine("takeover") { setup in
             let lab = setup.lab

@@ -23,15 +23,18 @@ final class RuleSetTests: XCTestCase {
             "-t filter -A VPM-INPUT -p tcp -m mark --mark 0x76706d01 -j REJECT --reject-with tcp-reset",
             "-t filter -A VPM-INPUT -p udp -m mark --mark 0x76706d01 -j REJECT",
             // Virtual ports: over lo only decided packets; only to sockets vpm bound, but for the
-            // configuration's own instances (20017, 20018).
+            // configuration's own instances (20017, 20018); a SYN that finds no full socket
+            // (TIME_WAIT, a request socket) keeps 0x76706d03 and goes on to the kernel.
             "-t filter -A VPM-INPUT -i lo -p tcp --dport 20000:20999 -m mark ! --mark 0x50000000/0xf0000000 -j REJECT --reject-with tcp-reset",
             "-t filter -A VPM-INPUT -i lo -p udp --dport 20000:20999 -m mark ! --mark 0x50000000/0xf0000000 -j REJECT",
             "-t filter -A VPM-INPUT -p tcp --dport 20017 -j RETURN",
             "-t filter -A VPM-INPUT -p tcp --dport 20018 -j RETURN",
+            "-t filter -A VPM-INPUT -p tcp --dport 20000:20999 --syn -j MARK --set-xmark 0x76706d03/0xffffffff",
             "-t filter -A VPM-INPUT -p tcp --dport 20000:20999 --syn -m socket --nowildcard --restore-skmark",
-            "-t filter -A VPM-INPUT -p tcp --dport 20000:20999 --syn -m mark ! --mark 0x76706d02 -j REJECT --reject-with tcp-reset",
+            "-t filter -A VPM-INPUT -p tcp --dport 20000:20999 --syn -m mark ! --mark 0x76706d02 -m mark ! --mark 0x76706d03 -j REJECT --reject-with tcp-reset",
+            "-t filter -A VPM-INPUT -p udp --dport 20000:20999 -j MARK --set-xmark 0x76706d03/0xffffffff",
             "-t filter -A VPM-INPUT -p udp --dport 20000:20999 -m socket --nowildcard --restore-skmark",
-            "-t filter -A VPM-INPUT -p udp --dport 20000:20999 -m mark ! --mark 0x76706d02 -j REJECT",
+            "-t filter -A VPM-INPUT -p udp --dport 20000:20999 -m mark ! --mark 0x76706d02 -m mark ! --mark 0x76706d03 -j REJECT",
             "-t raw -I PREROUTING 1 -j VPM-PREROUTING",
             "-t raw -I OUTPUT 1 -j VPM-OUTPUT",
             "-t filter -I INPUT 1 -j VPM-INPUT",
