@@ -89,8 +89,7 @@ final class CooperationService: Sendable {
     /// Starts a negotiation for a held SYN; its outcome is collected by `takeOutcomes`.
     func negotiate(_ key: FlowKey, aid: AID, peer: Cooperation.Peer, worker: Int) {
         guard let client else { return }
-        let request = NegotiationRequest(aid: aid.name, client: "\(key.client)", clientPort: key.clientPort, server: "\(key.server)",
-                                         initialPort: key.initialPort, transport: key.transport.name)
+        let request = Self.request(key, aid: aid, server: key.server)
         let engine = "\(key.server)"
         var port = peer.enginePort, secret = SymmetricKey(data: peer.key)
         if peer.fromFleet, let fleet, fleet.settings.services.contains(key.server) {
@@ -113,6 +112,13 @@ final class CooperationService: Sendable {
                          timeout: .milliseconds(Int64(configuration.cooperation.timeoutMilliseconds))) { answer in
             self.record(Outcome(key: key, answer: answer, peer: label), worker: worker)
         }
+    }
+
+    /// What the engine at `server` is asked for `key`'s client (`server` is a fleet host's
+    /// address when the client dialled a service address).
+    private static func request(_ key: FlowKey, aid: AID, server: IPAddress) -> NegotiationRequest {
+        NegotiationRequest(aid: aid.name, client: "\(key.client)", clientPort: key.clientPort, server: "\(server)",
+                           initialPort: key.initialPort, transport: key.transport.name)
     }
 
     /// A connection to a fleet's service address: the live hosts with an instance of the
@@ -138,8 +144,7 @@ final class CooperationService: Sendable {
         let started = MonotonicClock.milliseconds()
         @Sendable func attempt(_ index: Int) {
             let host = hosts[index]
-            let request = NegotiationRequest(aid: aid.name, client: "\(key.client)", clientPort: key.clientPort, server: "\(host.address)",
-                                             initialPort: key.initialPort, transport: key.transport.name)
+            let request = Self.request(key, aid: aid, server: host.address)
             let left = max(1, timeout - Int64(MonotonicClock.elapsed(since: started, now: MonotonicClock.milliseconds())))
             client.negotiate(request, engine: "\(host.address)", port: Int(host.port), key: SymmetricKey(data: host.key), timeout: .milliseconds(left)) { answer in
                 let label = host.address.endpoint(host.port)

@@ -1,5 +1,6 @@
 import Foundation
 public import Packet
+import Policy
 
 /// What an engine publishes about itself, under `PREFIX/engines/NAME`, attached to its lease.
 public struct EngineEntry: Codable, Sendable, Equatable {
@@ -32,11 +33,7 @@ public struct EngineEntry: Codable, Sendable, Equatable {
         case previousPublicKey = "previous-public-key"
     }
 
-    public var virtualPortRange: ClosedRange<UInt16>? {
-        let bounds = virtualPorts.split(separator: "-")
-        guard bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high else { return nil }
-        return low...high
-    }
+    public var virtualPortRange: ClosedRange<UInt16>? { PortRange.parse(virtualPorts) }
 }
 
 /// One instance an engine serves, under `PREFIX/instances/ENGINE/AID/PORT/TRANSPORT`.
@@ -95,12 +92,15 @@ public struct FleetView: Sendable, Equatable {
     /// Entries left out, by key, with the reason.
     public var ignored: [String: String] = [:]
     public var revision: Int64 = 0
+    /// Each published address and the keys of the engines that publish it, parsed once as
+    /// entries are applied, not on each negotiation's lookup.
+    private var publishers: [IPAddress: [String]] = [:]
 
     public init() {}
 
     /// Applies one put or delete of `key`; `accept` vets an engine entry.
     public mutating func apply(key: String, value: [UInt8]?, layout: DirectoryLayout, accept: (EngineEntry) -> String?) {
-        engines[key] = nil
+        if engines.removeValue(forKey: key) != nil { indexAddresses() }
         instances[key] = nil
         ignored[key] = nil
         guard let value, let entry = layout.parse(key) else { return }
@@ -116,6 +116,7 @@ public struct FleetView: Sendable, Equatable {
                 return
             }
             engines[key] = engine
+            indexAddresses()
         case .instance(let engineName):
             guard let instance = try? decoder.decode(InstanceEntry.self, from: Data(value)), instance.engine == engineName,
                   key == layout.instance(instance) else {
@@ -126,25 +127,26 @@ public struct FleetView: Sendable, Equatable {
         }
     }
 
+    private mutating func indexAddresses() {
+        publishers = [:]
+        for (key, engine) in engines {
+            for address in Set(engine.addresses.compactMap(IPAddress.init)) { publishers[address, default: []].append(key) }
+        }
+    }
+
     /// Addresses two or more engines publish, with their names: neither is used for such an
     /// address (a conflict the operator must resolve; the member logs it).
     public var conflicts: [String: [String]] {
-        var claims: [String: Set<String>] = [:]
-        for engine in engines.values {
-            for text in engine.addresses { if let address = IPAddress(text) { claims[address.description, default: []].insert(engine.name) } }
+        publishers.filter { $0.value.count > 1 }.reduce(into: [:]) { conflicts, claim in
+            conflicts[claim.key.description] = claim.value.compactMap { engines[$0]?.name }.sorted()
         }
-        return claims.filter { $0.value.count > 1 }.mapValues { $0.sorted() }
     }
 
     /// The engine that publishes `address`, unless two claim it (then neither: a conflict
     /// the operator must resolve, logged by the member).
     public func engine(at address: IPAddress) -> EngineEntry? {
-        var found: EngineEntry?
-        for engine in engines.values where engine.addresses.contains(where: { IPAddress($0) == address }) {
-            if found != nil { return nil }
-            found = engine
-        }
-        return found
+        guard let keys = publishers[address], keys.count == 1 else { return nil }
+        return engines[keys[0]]
     }
 
     /// Live engines (those with an entry) serving `aid` on `port`/`transport`, by name.

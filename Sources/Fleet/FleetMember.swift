@@ -43,6 +43,9 @@ public final class FleetMember: Sendable {
         /// The entry this engine publishes, and the lease it is published under (0: none yet).
         var own: EngineEntry
         var lease: Int64 = 0
+
+        /// The key this engine signs its requests with now.
+        var signingKey: FleetKey { signWithPrevious ? previous ?? key : key }
     }
     private let task = Mutex<Task<Void, Never>?>(nil)
 
@@ -87,7 +90,7 @@ public final class FleetMember: Sendable {
         let ownName = name
         let found = state.withLock { state -> (EngineEntry, FleetKey)? in
             guard let engine = state.view.engine(at: address), engine.name != ownName else { return nil }
-            return (engine, state.signWithPrevious ? state.previous ?? state.key : state.key)
+            return (engine, state.signingKey)
         }
         guard let (engine, own) = found, let key = derived(own, engine.publicKey) else { return nil }
         return (engine.name, engine.port, key)
@@ -182,13 +185,20 @@ public final class FleetMember: Sendable {
     /// view: while etcd is unreachable, the engines known before).
     public func engines(serving aid: String, port: UInt16, transport: String, ipv4: Bool) -> [Host] {
         let ownName = name
-        let found = state.withLock { state in
-            state.view.engines(serving: aid, port: port, transport: transport).filter { $0.name != ownName }
+        let (found, own) = state.withLock { state in
+            let found = state.view.engines(serving: aid, port: port, transport: transport).compactMap { engine -> (EngineEntry, IPAddress)? in
+                // An address two engines publish is neither's (`FleetView.engine(at:)`).
+                guard engine.name != ownName,
+                      let address = engine.addresses.lazy.compactMap(IPAddress.init).first(where: { $0.isIPv4 == ipv4 }),
+                      state.view.engine(at: address)?.name == engine.name else { return nil }
+                return (engine, address)
+            }
+            return (found, state.signingKey)
         }
-        return found.compactMap { engine in
-            guard let address = engine.addresses.lazy.compactMap(IPAddress.init).first(where: { $0.isIPv4 == ipv4 }),
-                  let peer = peer(at: address), peer.name == engine.name else { return nil }
-            return Host(name: engine.name, address: address, port: engine.port, key: peer.key.withUnsafeBytes { Data($0) })
+        return found.compactMap { engine, address in
+            derived(own, engine.publicKey).map { key in
+                Host(name: engine.name, address: address, port: engine.port, key: key.withUnsafeBytes { Data($0) })
+            }
         }
     }
 

@@ -128,11 +128,7 @@ extension ConfigurationParser {
     /// `low-high`, as in `20000-20999`.
     func portRange(_ node: Node, named name: String) throws(ConfigurationError) -> ClosedRange<UInt16> {
         let text = try scalar(node, named: name)
-        let bounds = text.split(separator: "-")
-        guard bounds.count == 2, let low = UInt16(bounds[0]), let high = UInt16(bounds[1]), low <= high, low > 0 else {
-            throw failure("\(name) is a range low-high such as 20000-20999; found '\(text)'", at: node)
-        }
-        return low...high
+        return try value(at: node) { () throws(InvalidValue) in try PortRange.parse(text[...], named: name) }
     }
 
     static func isEndpointURL(_ text: String) -> Bool {

@@ -133,17 +133,7 @@ struct ConfigurationParser {
 
     private func parseVirtualPorts(_ node: Node, initialPorts: [InitialPort]) throws(ConfigurationError) -> ClosedRange<UInt16> {
         let text = try scalar(node, named: "'virtual-ports'")
-        let bounds = text.split(separator: "-", omittingEmptySubsequences: false)
-        guard bounds.count == 2 else {
-            throw failure("'virtual-ports' must be a range of ports written low-high, such as 20000-20999; found '\(text)'", at: node)
-        }
-        let (low, high) = try value(at: node) { () throws(InvalidValue) in
-            (try DecimalNumber.port(bounds[0]), try DecimalNumber.port(bounds[1]))
-        }
-        guard low <= high else {
-            throw failure("'virtual-ports' \(text) is reversed; write the lower port first: \(high)-\(low)", at: node)
-        }
-        let range = low...high
+        let range = try value(at: node) { () throws(InvalidValue) in try PortRange.parse(text[...], named: "'virtual-ports'") }
         if let clash = initialPorts.first(where: { range.contains($0.port) }) {
             throw failure("'virtual-ports' \(text) contains the initial port \(clash); choose a range that leaves the multiplexed ports out", at: node)
         }
