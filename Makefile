@@ -28,8 +28,8 @@ install: deps install-build
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service
 	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0644 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
 
-# The release build alone (make install's and make deb's): make test starts it early, at the
-# lowest CPU priority, so it takes the cores the debug build and the tests leave idle.
+# The release build alone (make install's and make deb's): make test starts it early, with the
+# smallest CPU share (a cgroup), so it takes the cores the debug build and the tests leave idle.
 install-build:
 	$(INSTALL_BUILD)
 

@@ -4,6 +4,7 @@
 #   Fuzz/run.sh [SECONDS]        build both, run PacketFuzz then NegotiationFuzz
 #   FUZZ_TARGETS=PacketFuzz Fuzz/run.sh 300
 #   Fuzz/run.sh --build-only
+#   FUZZ_PREBUILT=1 Fuzz/run.sh 20   run the harnesses --build-only made, without building
 #   Fuzz/run.sh --coverage       line coverage of the sources by the saved corpora (llvm-cov)
 #
 # Exits non-zero when a harness finds a crash (or an invariant violation, a leak, an
@@ -151,9 +152,18 @@ run_target() {
 
 for target in $TARGETS; do
     case $target in
+        PacketFuzz | NegotiationFuzz) ;;
+        *) echo "run.sh: unknown target $target (PacketFuzz, NegotiationFuzz)" >&2; exit 2 ;;
+    esac
+    # FUZZ_PREBUILT=1: run what an earlier --build-only made (make test builds the harnesses
+    # beside its tests).
+    if [ "${FUZZ_PREBUILT:-0}" = 1 ] && [ "$MODE" = fuzz ]; then
+        [ -x "$OUT/bin/$target" ] || { echo "run.sh: FUZZ_PREBUILT=1, but no $OUT/bin/$target: run Fuzz/run.sh --build-only first" >&2; exit 2; }
+        continue
+    fi
+    case $target in
         PacketFuzz) build_packet ;;
         NegotiationFuzz) build_negotiation ;;
-        *) echo "run.sh: unknown target $target (PacketFuzz, NegotiationFuzz)" >&2; exit 2 ;;
     esac
 done
 [ "$MODE" = build ] && exit 0
