@@ -188,7 +188,8 @@ final class ExecTests: XCTestCase {
             sleep(3)
             kill(instance.processIdentifier, SIGKILL)
             try NetworkLab.poll("the port to be released", timeout: 10) { (try? setup.apps())?.isEmpty ?? false }
-            XCTAssertTrue(setup.engine.log.contains("virtual port released"), setup.engine.log)
+            // The registry lets go first; the line follows once the port's flows are removed.
+            try NetworkLab.poll("the engine to log the release", timeout: 5) { setup.engine.log.contains("virtual port released") }
         }
     }
 
@@ -615,7 +616,8 @@ final class ExecTests: XCTestCase {
             } while Date() < deadline
             XCTAssertGreaterThan(attempts, 3)
             try NetworkLab.poll("vpm apps to drop globex", timeout: 15) { (try? setup.apps())?.isEmpty ?? false }
-            XCTAssertTrue(setup.engine.log.contains("virtual port released"), setup.engine.log)
+            // The registry lets go first; the line follows once the port's flows are removed.
+            try NetworkLab.poll("the engine to log the release", timeout: 5) { setup.engine.log.contains("virtual port released") }
             let stillThere = try lab.run(lab.server, ["socat", "-T", "2", "STDIO", "TCP:127.0.0.1:\(port),connect-timeout=2"])
             XCTAssertFalse(stillThere.standardOutput.contains("stolen"), "the port is still guarded locally")
         }
