@@ -26,7 +26,9 @@
 # VPM_BENCH_RESULTS (JSON record,
 # Benchmarks/results/bench-results.json), VPM_BINARY (skip the build, use this vpm),
 # VPM_BENCH_SCRATCH (swift build --scratch-path), VPM_BENCH_PROFILE=1 (perf samples the
-# engine during each vpm measurement; the reports go next to the JSON record).
+# engine during each vpm measurement; the reports go next to the JSON record),
+# VPM_BENCH_MEASUREMENTS ("bulk1 bulk4 bulk6 pingpong udp connections": a subset for an A/B),
+# VPM_BENCH_CONNTRACK_EVENTS (0: conntrack events off in the server's namespace).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,6 +37,9 @@ duration=${VPM_BENCH_SECONDS:-5}
 read -r -a paths <<<"${VPM_BENCH_PATHS:-kernel-nat haproxy vpm vpm-userspace vpm-userspace-no-gso}"
 results=${VPM_BENCH_RESULTS:-Benchmarks/results/bench-results.json}
 profile=${VPM_BENCH_PROFILE:-0}
+read -r -a measurements <<<"${VPM_BENCH_MEASUREMENTS:-bulk1 bulk4 bulk6 pingpong udp connections}"
+conntrack_events=${VPM_BENCH_CONNTRACK_EVENTS:-}
+measuring() { [[ " ${measurements[*]} " == *" $1 "* ]]; }
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "bench: needs root (network namespaces, iptables, NFQUEUE); run: sudo make bench" >&2
@@ -371,12 +376,15 @@ run_path() { # path round
   make_hosts
   start_servers
   start_path "$path"
-  measure_bulk "$path" "$round" 1
-  measure_bulk "$path" "$round" 4
-  measure_bulk "$path" "$round" 1 2001:db8::1 _v6
-  measure_ping_pong "$path" "$round"
-  measure_udp "$path" "$round"
-  measure_connections "$path" "$round"
+  # A diagnostic A/B: conntrack events off in the server's namespace (the kernel datapath's
+  # engine then learns no kernel-decided connection, and the kernel builds no event).
+  [ -n "$conntrack_events" ] && in_server sysctl -qw net.netfilter.nf_conntrack_events="$conntrack_events"
+  measuring bulk1 && measure_bulk "$path" "$round" 1
+  measuring bulk4 && measure_bulk "$path" "$round" 4
+  measuring bulk6 && measure_bulk "$path" "$round" 1 2001:db8::1 _v6
+  measuring pingpong && measure_ping_pong "$path" "$round"
+  measuring udp && measure_udp "$path" "$round"
+  measuring connections && measure_connections "$path" "$round"
   if [ "${path#vpm}" != "$path" ]; then
     "$VPM_BINARY" stats --json --socket "$work/vpm.sock" >"$work/stats-$path-$round.json" 2>/dev/null || true
   fi
