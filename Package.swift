@@ -143,6 +143,6 @@ let package = Package(
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "DecisionTests", dependencies: ["Decision", "Packet", "FlowTable", "Policy"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport", "MetricsEndpoint"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport", "MetricsEndpoint", "Fleet", "Negotiation"]),
     ]
 )

@@ -1,5 +1,7 @@
 import Control
+import Fleet
 import Foundation
+import Negotiation
 import NetworkLab
 import TestSupport
 import XCTest
@@ -168,6 +170,31 @@ final class FleetTests: XCTestCase {
             XCTAssertEqual(served["accepted"], 1, "\(served)")
             XCTAssertEqual(served["refused"], 1, "\(served)")
 
+            // An engine speaks for its own host's clients only. Signed with the client
+            // engine's own fleet key (a compromised host), a request for a client address
+            // that another engine publishes (host2's) is refused by host1; the same request
+            // for the client host's own address is accepted, so the key and the framing
+            // are right and only the crossing is refused.
+            let clientKey = try FleetKey.load(path: "\(fleet.directory)/client/fleet.key")
+            let host1Entry = try fleet.etcd.ctl(["get", "/vpm/engines/host1", "--print-value-only"]).standardOutput
+            let host1Public = try XCTUnwrap((try JSONSerialization.jsonObject(with: Data(host1Entry.utf8)) as? [String: Any])?["public-key"] as? String)
+            let pairwise = try XCTUnwrap(clientKey.negotiationKey(peer: host1Public))
+            func ask(forClient address: String) throws -> NegotiationMessage.Body {
+                let request = NegotiationRequest(aid: "acme", client: address, clientPort: 40000, server: host1, initialPort: 9000, transport: "tcp")
+                let line = NegotiationMessage.encode(.init(nonce: NegotiationMessage.makeNonce(), timestamp: NegotiationMessage.currentTimestamp(),
+                                                           body: .negotiate(request)), key: pairwise)
+                let answer = try lab.checked(lab.clients[0], ["sh", "-c", "printf '%s' \"$0\" | socat -t 3 - TCP:\(host1):9901",
+                                                              String(decoding: line, as: UTF8.self)]).standardOutput
+                return try NegotiationMessage.decode(Array(answer.utf8), key: pairwise).body
+            }
+            guard case .nak(_, let reason) = try ask(forClient: host2) else {
+                return XCTFail("host1 accepted a request from the client host's engine for host2's client")
+            }
+            XCTAssertTrue(reason.contains("is not an address the engine at \(lab.clients[0].address) publishes"), reason)
+            guard case .ack = try ask(forClient: lab.clients[0].address) else {
+                return XCTFail("host1 refused the client engine's request for its own client: the crafted request is wrong")
+            }
+
             // Writing to the directory needs etcd's credentials.
             let forged = try fleet.etcd.ctl(["put", "/vpm/engines/intruder", "{}"], authenticated: false)
             XCTAssertNotEqual(forged.status, 0, "etcd took an entry without credentials")
@@ -239,13 +266,18 @@ final class FleetTests: XCTestCase {
             let rotated = try Command.run([fleet.vpm, "rotate-key", "--socket", fleet.hosts[1].socketPath])
             XCTAssertEqual(rotated.status, 0, rotated.standardError)
             XCTAssertTrue(rotated.standardOutput.contains("new fleet key"), rotated.standardOutput)
+            // Read as soon as the new key shows: the previous one stays for one lease (3 s),
+            // less than the fetches below may take on a loaded machine.
+            var during: [String: Any] = [:]
+            try NetworkLab.poll("host2's entry to show its new key", timeout: 5) {
+                during = (try? host2Entry()) ?? [:]
+                return (during["public-key"] as? String).map { $0 != oldKey } ?? false
+            }
+            XCTAssertEqual(during["previous-public-key"] as? String, oldKey)
             for attempt in 0..<6 {
                 XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "rotating-\(attempt)"), globex, lastFailure)
                 usleep(300_000)
             }
-            let during = try host2Entry()
-            XCTAssertNotEqual(during["public-key"] as? String, oldKey)
-            XCTAssertEqual(during["previous-public-key"] as? String, oldKey)
             XCTAssertNotEqual(try String(contentsOfFile: "\(fleet.hosts[1].directory)/fleet.key", encoding: .utf8), oldFile)
             try NetworkLab.poll("host2 to withdraw its previous key after a lease", timeout: 10) {
                 (try? host2Entry())?["previous-public-key"] == nil
