@@ -15,6 +15,7 @@
 #                          to a virtual port over lo without a local-mode decision's mark
 #                          (0x5xxxxxxx) -> REJECT; new connections to a virtual port whose
 #                          socket the engine did not bind (SO_MARK 0x76706d02) -> REJECT
+#                          (a SYN that finds no full socket, only TIME_WAIT, goes on)
 # The raw table runs before conntrack, so conntrack never holds a half-rewritten tuple.
 # Remove with iptables/remove.sh.
 set -eu
@@ -70,8 +71,10 @@ for tool in iptables ip6tables; do
   done
   for t in $ordered; do
     if [ "$t" = tcp ]; then reject="-j REJECT --reject-with tcp-reset" syn="--syn"; else reject="-j REJECT" syn=""; fi
+    # 0x76706d03 stays when no full socket is found (TIME_WAIT, a request socket): the kernel answers.
+    $tool -w -t filter -A VPM-INPUT -p "$t" --dport "$range" $syn -j MARK --set-xmark 0x76706d03/0xffffffff
     $tool -w -t filter -A VPM-INPUT -p "$t" --dport "$range" $syn -m socket --nowildcard --restore-skmark
-    $tool -w -t filter -A VPM-INPUT -p "$t" --dport "$range" $syn -m mark ! --mark 0x76706d02 $reject
+    $tool -w -t filter -A VPM-INPUT -p "$t" --dport "$range" $syn -m mark ! --mark 0x76706d02 -m mark ! --mark 0x76706d03 $reject
   done
   $tool -w -t raw -I PREROUTING 1 -j VPM-PREROUTING
   $tool -w -t raw -I OUTPUT 1 -j VPM-OUTPUT
