@@ -68,7 +68,10 @@ extension ControlSocket {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             while let newline = Self.newline(in: buffer, from: searched) {
-                let response = try JSONDecoder().decode(ControlResponse.self, from: buffer[buffer.startIndex..<buffer.startIndex + newline])
+                let line = buffer[buffer.startIndex..<buffer.startIndex + newline]
+                // A piece of `vpm flows` by hand (`FlowRecord.parsePiece`), anything else by Foundation.
+                let response = try line.withUnsafeBytes(FlowRecord.parsePiece)
+                    ?? JSONDecoder().decode(ControlResponse.self, from: line)
                 buffer.removeSubrange(buffer.startIndex...buffer.startIndex + newline)
                 searched = 0
                 guard try each(response) else { return }

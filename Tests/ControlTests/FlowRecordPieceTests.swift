@@ -64,6 +64,55 @@ final class FlowRecordPieceTests: XCTestCase {
         let foundation = try JSONEncoder().encode(ControlResponse(flows: records, more: true))
         let ours = try JSONSerialization.jsonObject(with: Data(line)) as? NSDictionary
         XCTAssertEqual(ours, try JSONSerialization.jsonObject(with: foundation) as? NSDictionary)
+        // The CLI's own reader gives what Foundation's decoder gives, field for field.
+        let parsed = line.dropLast().withUnsafeBytes(FlowRecord.parsePiece)
+        XCTAssertEqual(parsed, decoded)
+        XCTAssertEqual(parsed?.flows?.count, records.count)
+    }
+
+    func testTheGoldenLineAndAnEmptyLastPieceParseByHandAsFoundationDecodesThem() throws {
+        var golden = try Data(contentsOf: Self.golden)
+        if golden.last == UInt8(ascii: "\n") { golden.removeLast() }
+        XCTAssertEqual(golden.withUnsafeBytes(FlowRecord.parsePiece), try JSONDecoder().decode(ControlResponse.self, from: golden))
+        let empty = Data(#"{"flows":[]}"#.utf8)
+        let parsed = try XCTUnwrap(empty.withUnsafeBytes(FlowRecord.parsePiece))
+        XCTAssertEqual(parsed, try JSONDecoder().decode(ControlResponse.self, from: empty))
+        XCTAssertNil(parsed.more)
+    }
+
+    /// What `appendPiece` never writes is left to Foundation's decoder (nil here), and
+    /// `ControlSocket.stream` hands it there: another key order, a Double as Swift writes
+    /// it, escapes it does not use, an error answer, a cut line, bytes that are not UTF-8.
+    func testAnythingButTheHandWrittenFormIsLeftToTheDecoder() throws {
+        let record = FlowRecord(transport: "tcp", state: "established", mode: "source", client: "198.18.0.2", clientPort: 40000,
+                                server: "198.18.0.1", initialPort: 9000, virtualPort: 20017, aid: "acme", peer: nil,
+                                age: 1.5, idle: 0.042, packetsToServer: 3, bytesToServer: 180, packetsToClient: 2, bytesToClient: 120)
+        var line: [UInt8] = []
+        FlowRecord.appendPiece([record], more: false, to: &line)
+        let good = String(decoding: line.dropLast(), as: UTF8.self)
+        XCTAssertEqual(Data(good.utf8).withUnsafeBytes(FlowRecord.parsePiece)?.flows, [record])
+        let others = [
+            good.replacingOccurrences(of: #""age":1.5"#, with: #""age":1e-07"#),
+            good.replacingOccurrences(of: #""age":1.5"#, with: #""age":1.50"#),
+            good.replacingOccurrences(of: #""age":1.5"#, with: #""age":01.5"#),
+            good.replacingOccurrences(of: #""age":1.5"#, with: #""age":1.0005"#),
+            good.replacingOccurrences(of: #""aid":"acme""#, with: #""aid":"\u0061cme""#),
+            good.replacingOccurrences(of: #""aid":"acme""#, with: #""aid":"a\/b""#),
+            good.replacingOccurrences(of: #""clientPort":40000"#, with: #""clientPort":70000"#),
+            good.replacingOccurrences(of: #""bytesToServer":180"#, with: #""bytesToServer":18446744073709551616"#),
+            good.replacingOccurrences(of: #"{"age":1.5,"aid":"acme","#, with: #"{"aid":"acme","age":1.5,"#),
+            good.replacingOccurrences(of: "{\"flows\":[", with: "{ \"flows\":["),
+            String(good.dropLast()),
+            good + " ",
+            #"{"error":"the engine is stopping"}"#,
+        ]
+        for other in others {
+            XCTAssertNil(Data(other.utf8).withUnsafeBytes(FlowRecord.parsePiece), other)
+        }
+        var invalid = Array(good.utf8)
+        let aid = try XCTUnwrap(invalid.firstRange(of: Array("acme".utf8)))
+        invalid[aid.lowerBound] = 0xff
+        XCTAssertNil(invalid.withUnsafeBytes(FlowRecord.parsePiece))
     }
 }
 
