@@ -37,7 +37,8 @@ extension Conntrack {
             originalBytes: fields.originalBytes,
             replyPackets: fields.replyPackets,
             replyBytes: fields.replyBytes,
-            isAssured: fields.status & UInt32(IPS_ASSURED.rawValue) != 0)
+            isAssured: fields.status & UInt32(IPS_ASSURED.rawValue) != 0,
+            timeout: fields.timeout)
     }
 
     /// An event message: IPCTNL_MSG_CT_NEW with NLM_F_CREATE is `.new`, without it `.update`;
@@ -174,6 +175,7 @@ private struct Fields {
     var status: UInt32 = 0
     var mark: UInt32 = 0
     var tcpState: UInt8?
+    var timeout: UInt32?
     var originalPackets: UInt64 = 0
     var originalBytes: UInt64 = 0
     var replyPackets: UInt64 = 0
@@ -187,6 +189,11 @@ private struct Fields {
             case attributeType(CTA_ID): return Self.read(payload, into: &id)
             case attributeType(CTA_STATUS): return Self.read(payload, into: &status)
             case attributeType(CTA_MARK): return Self.read(payload, into: &mark)
+            case attributeType(CTA_TIMEOUT):
+                var value: UInt32 = 0
+                guard Self.read(payload, into: &value) else { return false }
+                timeout = value
+                return true
             case attributeType(CTA_PROTOINFO): return parseProtocolInfo(payload)
             case attributeType(CTA_COUNTERS_ORIG): return Self.parseCounters(payload, packets: &originalPackets, bytes: &originalBytes)
             case attributeType(CTA_COUNTERS_REPLY): return Self.parseCounters(payload, packets: &replyPackets, bytes: &replyBytes)

@@ -37,12 +37,15 @@ public struct ConntrackEntry: Sendable, Equatable, Hashable {
     public var replyBytes: UInt64
     /// IPS_ASSURED: traffic was seen both ways (early drop will not pick this entry).
     public var isAssured: Bool
+    /// CTA_TIMEOUT: seconds until the entry expires unless a packet comes (rounded down);
+    /// nil when the message did not carry it.
+    public var timeout: UInt32?
 
     public init(
         id: UInt32, protocolNumber: UInt8, original: ConntrackTuple, reply: ConntrackTuple,
         mark: UInt32 = 0, tcpState: UInt8? = nil,
         originalPackets: UInt64 = 0, originalBytes: UInt64 = 0, replyPackets: UInt64 = 0, replyBytes: UInt64 = 0,
-        isAssured: Bool = false
+        isAssured: Bool = false, timeout: UInt32? = nil
     ) {
         self.id = id
         self.protocolNumber = protocolNumber
@@ -55,6 +58,7 @@ public struct ConntrackEntry: Sendable, Equatable, Hashable {
         self.replyPackets = replyPackets
         self.replyBytes = replyBytes
         self.isAssured = isAssured
+        self.timeout = timeout
     }
 
     /// Whether `mark & mask == wanted & mask`, the test `Conntrack.dump(mark:mask:)` applies.

@@ -77,7 +77,7 @@ final class KernelDatapathTests: XCTestCase {
         ], "NAT chains, and the kernel's own decisions")
         XCTAssertEqual(lines.filter { $0.hasPrefix("add rule inet vpm decide") }, ["add rule inet vpm decide ct state new jump lookup"],
                        "established packets meet one vpm rule")
-        XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @endpoints4 ct mark set meta mark"), script)
+        XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @endpoints4 ct mark set meta mark ct event set 0x0 counter name decided"), script)
         XCTAssertTrue(lines.contains("add map inet vpm networks6 { type inet_proto . ipv6_addr . inet_service : mark; flags interval; }"), script)
         XCTAssertTrue(lines.contains("flush map inet vpm networks6"), "a restarted engine fills the maps afresh: \(script)")
         XCTAssertFalse(lines.contains { $0.hasPrefix("add rule inet vpm output meta mark 0x76706d01") }, "no local refusals without local or peers")
@@ -195,7 +195,7 @@ final class ConntrackSyncTests: XCTestCase {
             for entry in entries { handed += 1; take(entry) }
         }
         let first = try ConntrackSync.reconcile(store: store, configuration: configuration, instances: configuration.instances,
-                                                now: now, rebuild: false, dump)
+                                                now: now, adding: .nothing, dump)
         XCTAssertEqual(handed, 2_500)
         XCTAssertEqual(first.added, 0)
         XCTAssertEqual(first.removed, 1)
@@ -206,10 +206,56 @@ final class ConntrackSyncTests: XCTestCase {
         XCTAssertEqual(observed.counters.bytesToClient, 9000)
 
         let rebuilt = try ConntrackSync.reconcile(store: store, configuration: configuration, instances: configuration.instances,
-                                                  now: now, rebuild: true, dump)
+                                                  now: now, adding: .everything, dump)
         XCTAssertEqual(rebuilt.added, 2_499)
         XCTAssertEqual(rebuilt.removed, 0, "the young flow is kept within the grace period")
         XCTAssertEqual(store.withLock { $0.count }, 2_501)
+    }
+
+    /// A regular dump adds what the kernel decided by itself (source-routed, its last packet
+    /// within the table's timeout for its state by conntrack's clock), not a flow the table
+    /// expired while conntrack keeps it longer, nor another mode's.
+    func testADumpAddsWhatTheKernelDecidedAndNotWhatTheTableExpired() throws {
+        let mark = KernelMark(mode: .source, slot: 1, virtualPort: 20017).value
+        let timeouts = ConntrackTimeouts.standard
+        var open = entry(from: [198, 18, 1, 2], 40000, to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark, state: 3)
+        open.timeout = 431_990
+        var closedNow = entry(from: [198, 18, 1, 2], 40001, to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark, state: 7)
+        closedNow.timeout = 118  // TIME_WAIT for 2 s: within the table's 10 s
+        var closedLong = closedNow
+        closedLong.original.sourcePort = 40002
+        closedLong.timeout = 60  // TIME_WAIT for a minute: the table expired it
+        var unknown = closedNow
+        unknown.original.sourcePort = 40003
+        unknown.timeout = nil
+        XCTAssertEqual(timeouts.idle(open), 10_000)
+        XCTAssertEqual(timeouts.idle(closedLong), 60_000)
+        XCTAssertNil(timeouts.idle(unknown))
+        let store = SharedFlowTable(FlowTable(capacity: 64))
+        let added = try ConntrackSync.reconcile(store: store, configuration: configuration, instances: configuration.instances,
+                                                now: 10_000, adding: .decidedInKernel(timeouts)) { (take) throws(NetfilterError) in
+            for entry in [open, closedNow, closedLong, unknown] { take(entry) }
+        }
+        XCTAssertEqual(added.added, 3)
+        XCTAssertEqual(Set(store.snapshot().map(\.key.clientPort)), [40000, 40001, 40003])
+        // The engine's own decisions of other modes are in the table from their first packet.
+        let cooperative = try XCTUnwrap(ConntrackSync.flow(
+            entry(from: [198, 18, 7, 2], 41000, to: [198, 18, 0, 1], 20017, replyPort: 20017,
+                  mark: KernelMark(mode: .cooperative, slot: 1, virtualPort: 20017).value),
+            configuration: configuration, instances: configuration.instances))
+        XCTAssertFalse(ConntrackSync.adds(cooperative, idle: 0, .decidedInKernel(timeouts), timeouts: FlowTimeouts.standard))
+    }
+
+    func testConntrackTimeoutsAreReadFromTheNamespacesSysctls() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-ct-\(getpid())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "30\n".write(to: directory.appendingPathComponent("nf_conntrack_tcp_timeout_time_wait"), atomically: true, encoding: .utf8)
+        try "nonsense\n".write(to: directory.appendingPathComponent("nf_conntrack_udp_timeout"), atomically: true, encoding: .utf8)
+        let read = ConntrackTimeouts.read(directory: directory.path)
+        XCTAssertEqual(read.tcp[7], 30)
+        XCTAssertEqual(read.udp, 30, "unreadable: the kernel's default")
+        XCTAssertEqual(read.tcp[3], 432_000)
     }
 
     func testTranslatedSourceRoutedEntry() throws {

@@ -264,7 +264,7 @@ final class ConntrackTests: XCTestCase {
             reply: ConntrackTuple(source: Self.server, destination: Self.client, sourcePort: 9000, destinationPort: 52982),
             mark: Self.marked, tcpState: Self.tcpEstablished,
             originalPackets: 5, originalBytes: 10268, replyPackets: 4, replyBytes: 216,
-            isAssured: true))
+            isAssured: true, timeout: 431_998 /* ESTABLISHED: 5 days less 2 s */))
     }
 
     func testCapturedEventsParse() throws {
@@ -272,11 +272,11 @@ final class ConntrackTests: XCTestCase {
         let reply = ConntrackTuple(source: Self.server, destination: Self.client, sourcePort: 9000, destinationPort: 52998)
         XCTAssertEqual(Conntrack.event(fromMessage: Captured.newEvent), .new(ConntrackEntry(
             id: 0x86FA_E0A2, protocolNumber: 6, original: tuple, reply: reply,
-            mark: Self.marked, tcpState: 1 /* SYN_SENT */)))
+            mark: Self.marked, tcpState: 1 /* SYN_SENT */, timeout: 120)))
         XCTAssertEqual(Conntrack.event(fromMessage: Captured.destroyEvent), .destroy(ConntrackEntry(
             id: 0x86FA_E0A2, protocolNumber: 6, original: tuple, reply: reply,
             mark: Self.marked, tcpState: 8 /* CLOSE */,
-            originalPackets: 1, originalBytes: 60, replyPackets: 1, replyBytes: 40)))
+            originalPackets: 1, originalBytes: 60, replyPackets: 1, replyBytes: 40, timeout: 120)))
     }
 
     func testDamagedMessagesAreRefused() {

@@ -147,6 +147,8 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     /// queue threads run, read by `stop` on the same thread after they ended.
     private var createdTable = false
     private var started = false
+    /// `flowsDecidedInKernel`: the counter at start, and its last value less that.
+    private let decidedCount = Mutex<(baseline: UInt64, value: UInt64)>((0, 0))
 
     init(_ datapath: KernelDatapath, context: DatapathContext) throws {
         self.datapath = datapath
@@ -168,6 +170,10 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     }
 
     func start() {
+        // The table's counter runs on while no engine does: this engine counts from here.
+        if context.installRules, let baseline = KernelNAT.decidedInKernel() {
+            decidedCount.withLock { $0.baseline = baseline }
+        }
         // Connections that kept running while no engine was here are ours again.
         do {
             let (added, _) = try conntrack.refresh(rebuild: true)
@@ -187,7 +193,16 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
 
     func housekeeping() { updateDecisions() }
 
-    var flowsDecidedInKernel: UInt64 { conntrack.decidedInKernel }
+    /// `lookup`'s counter (read from nft at each ask: `vpm stats`, a metrics scrape) less
+    /// what it held when this engine started (an engine before it may have left the table).
+    var flowsDecidedInKernel: UInt64 {
+        decidedCount.withLock { count in
+            if let value = KernelNAT.decidedInKernel() {
+                count.value = value >= count.baseline ? value - count.baseline : value
+            }
+            return count.value
+        }
+    }
 
     func followsSources(of generation: UInt64) -> Bool {
         updateDecisions()

@@ -10,13 +10,14 @@ import Synchronization
 /// Kernel datapath: keeps the flow table in step with conntrack, which carries the flows.
 ///
 /// The engine records a flow when it decides its first packet; from then on conntrack
-/// knows more than the engine does. A connection the kernel decided by itself
-/// (`KernelDecisions`) never reached the engine: this thread learns it from conntrack's
-/// new-connection event. It learns each flow's end from conntrack's
-/// destroy events and, every few seconds (and whenever `vpm flows` asks), its TCP state and
-/// counters from a dump of the entries carrying a vpm mark. The same dump rebuilds the
-/// table when the engine starts, so a restarted engine lists the connections that kept
-/// running without it.
+/// knows more than the engine does. This thread learns each flow's end from conntrack's
+/// destroy events and, every few seconds (every second while `vpm flows --watch` runs, and
+/// whenever `vpm flows` asks), its TCP state and counters from a dump of the entries
+/// carrying a vpm mark. A connection the kernel decided by itself (`KernelDecisions`) never
+/// reached the engine, and sends no event either (its lookup rule sets `ct event set 0x0`:
+/// two events per connection cost the kernel about a tenth of its new-connection rate): the
+/// dump finds it (`Adding.decidedInKernel`). The same dump rebuilds the table when the
+/// engine starts, so a restarted engine lists the connections that kept running without it.
 final class ConntrackSync: @unchecked Sendable {
     /// How often the thread re-reads conntrack when no event wakes it.
     static let interval: UInt64 = 5000
@@ -30,28 +31,37 @@ final class ConntrackSync: @unchecked Sendable {
     private let logger: Logger
     private let events: Conntrack
     private let stopping = Atomic<Bool>(false)
-    private let learned = Atomic<UInt64>(0)
-    /// Connections the kernel decided by itself, seen in new-connection events.
-    var decidedInKernel: UInt64 { learned.load(ordering: .relaxed) }
     private let finished = DispatchSemaphore(value: 0)
     /// One dump at a time (the thread's and the control thread's `refresh`).
     private let dumping = Mutex(())
 
-    /// Opens the event socket (new and destroy events) and the dump socket; throws when conntrack's
+    /// Opens the event socket (destroy events) and the dump socket; throws when conntrack's
     /// netlink interface is not there.
     init(configuration: Configuration, store: SharedFlowTable, registry: InstanceRegistry, logger: Logger) throws {
         self.configuration = configuration
         self.store = store
         self.registry = registry
         self.logger = logger
-        events = try Conntrack(events: [.new, .destroy])
+        events = try Conntrack(events: [.destroy])
+    }
+
+    /// Which entries the table lacks a dump adds.
+    enum Adding {
+        /// At start: every one (the connections that ran while no engine did).
+        case everything
+        /// Source-routed connections whose last packet is more recent than the table's
+        /// timeout for their state: the ones the kernel decided, which the table has not
+        /// seen yet. Not one the table expired (its state's timeout, as in the userspace
+        /// datapath) while conntrack keeps its own entry for longer, nor one the engine
+        /// decided, which the table had from its first packet.
+        case decidedInKernel(ConntrackTimeouts)
+        /// None (tests).
+        case nothing
     }
 
     /// Reads conntrack once: known flows get their state and counters, flows conntrack no
-    /// longer has are removed, and with `rebuild` (at start) entries the table lacks are
-    /// added. Without it they are not: a flow the table expired (its state's timeout, as in
-    /// the userspace datapath) stays gone while conntrack keeps its own entry for longer.
-    /// Returns (added, removed).
+    /// longer has are removed, and entries the table lacks are added as `rebuild` says
+    /// (`Adding`: all at start, else the kernel's own decisions). Returns (added, removed).
     @discardableResult
     func refresh(rebuild: Bool = false) throws -> (added: Int, removed: Int) {
         try dumping.withLock { _ in
@@ -61,7 +71,7 @@ final class ConntrackSync: @unchecked Sendable {
             // new instances' reach until none is (`InstanceRegistry.releaseQuarantine`).
             var routed = Set<InstanceRegistry.PortKey>()
             let result = try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
-                                            now: started, rebuild: rebuild) { (take) throws(NetfilterError) in
+                                            now: started, adding: rebuild ? .everything : .decidedInKernel(.read())) { (take) throws(NetfilterError) in
                 try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { entry in
                     if let key = Self.routedPort(entry) { routed.insert(key) }
                     take(entry)
@@ -82,22 +92,20 @@ final class ConntrackSync: @unchecked Sendable {
                         var overrun = false
                         try events.drainEvents { event in
                             switch event {
-                            case .new(let entry): began(entry)
                             case .destroy(let entry): ended(entry)
                             case .overrun: overrun = true
-                            case .update: break
+                            case .new, .update: break
                             }
                         }
-                        // Events were lost: read the whole table now, and add what the table
-                        // lacks (connections the kernel decided whose event was lost).
-                        // At most once an interval: under a flood the socket overflows again
-                        // and again, and each rebuild reads the whole table.
+                        // Destroy events were lost: read the whole table now, which removes the
+                        // flows it no longer has. At most once an interval: under a flood the
+                        // socket overflows again and again, and each dump reads the whole table.
                         if overrun {
                             let now = MonotonicClock.milliseconds()
                             if MonotonicClock.elapsed(since: lastRebuild, now: now) >= Self.interval {
                                 lastRebuild = now
                                 last = now
-                                try refresh(rebuild: true)
+                                try refresh()
                             } else {
                                 last = 0
                             }
@@ -130,20 +138,6 @@ final class ConntrackSync: @unchecked Sendable {
         finished.wait()
     }
 
-    /// A new-connection event: a connection the kernel decided by itself (`KernelDecisions`)
-    /// enters the table here. One the engine decided is there already.
-    private func began(_ entry: ConntrackEntry) {
-        guard KernelMark(entry.mark) != nil, let flow = flow(entry) else { return }
-        let now = MonotonicClock.milliseconds()
-        store.withLock { table in
-            guard table.lookup(flow.key) == nil else { return }
-            learned.add(1, ordering: .relaxed)
-            guard let handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
-                                            peer: flow.peer, now: now).handle else { return }
-            table.observe(handle, state: flow.state, counters: flow.counters, now: now)
-        }
-    }
-
     /// A destroy event. A client that reuses its port while conntrack still holds the old
     /// entry (TIME_WAIT) makes the kernel destroy that entry just as the new connection is
     /// decided under the same key: a flow younger than the grace period is left to the next
@@ -163,19 +157,20 @@ final class ConntrackSync: @unchecked Sendable {
     /// table's worth of work, and the lock is never held while the dump is read. Only the
     /// keys of flows in the table are remembered: memory is bounded by the table, not by
     /// conntrack (a SYN flood leaves hundreds of thousands of entries the table evicted).
-    static func reconcile(store: SharedFlowTable, configuration: Configuration, instances: [Instance], now: UInt64, rebuild: Bool,
+    static func reconcile(store: SharedFlowTable, configuration: Configuration, instances: [Instance], now: UInt64, adding: Adding,
                           _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError)
         -> (added: Int, removed: Int) {
         var seen = Set<FlowKey>()
-        var pending: [Flow] = []
+        // Each flow with its idle time by conntrack's clock (`ConntrackTimeouts.idle`).
+        var pending: [(flow: Flow, idle: UInt64?)] = []
         pending.reserveCapacity(Self.slice)
         var added = 0
         func apply() {
             added += store.withLock { table -> Int in
                 var added = 0
-                for flow in pending {
+                for (flow, idle) in pending {
                     var handle = table.lookup(flow.key)
-                    if handle == nil && rebuild {
+                    if handle == nil && Self.adds(flow, idle: idle, adding, timeouts: table.timeouts) {
                         handle = table.insert(flow.key, virtualPort: flow.virtualPort, aid: flow.aid, mode: flow.mode,
                                               peer: flow.peer, now: now).handle
                         if handle != nil { added += 1 }
@@ -191,7 +186,11 @@ final class ConntrackSync: @unchecked Sendable {
         }
         try dump { entry in
             guard let flow = Self.flow(entry, configuration: configuration, instances: instances) else { return }
-            pending.append(flow)
+            if case .decidedInKernel(let conntrack) = adding {
+                pending.append((flow, conntrack.idle(entry)))
+            } else {
+                pending.append((flow, nil))
+            }
             if pending.count == Self.slice { apply() }
         }
         apply()
@@ -204,6 +203,20 @@ final class ConntrackSync: @unchecked Sendable {
             store.withLock { table in for key in slice { table.remove(key) } }
         }
         return (added, gone.count)
+    }
+
+    /// Whether a dump adds `flow`, which the table lacks (`Adding`). `idle`: milliseconds
+    /// since its last packet by conntrack's timeout, nil when unknown (then it is added: a
+    /// connection missing from `vpm flows` is worse than one listed for a timeout longer).
+    static func adds(_ flow: Flow, idle: UInt64?, _ adding: Adding, timeouts: FlowTimeouts) -> Bool {
+        switch adding {
+        case .everything: return true
+        case .nothing: return false
+        case .decidedInKernel:
+            guard flow.mode == .source else { return false }
+            guard let idle else { return true }
+            return idle < timeouts.timeout(for: flow.state)
+        }
     }
 
     /// The transport and virtual port a vpm conntrack entry's connection reaches: where NAT
