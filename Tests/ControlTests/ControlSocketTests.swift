@@ -92,6 +92,36 @@ final class ControlSocketTests: XCTestCase {
         }
     }
 
+    /// Lines not in `appendPiece`'s exact form (a watch's events, an error, a table encoded
+    /// by Foundation) are not the hand reader's (`parsePiece` says nil): `stream` decodes them
+    /// with JSONDecoder, in order, between hand-read pieces.
+    func testLinesNotInPieceFormAreDecodedByFoundation() throws {
+        let path = "\(directory!)/vpm.sock"
+        let watch = ControlResponse(events: [FlowEventRecord(event: "new", sequence: 7, flow: Self.flow)], lost: 2)
+        let failure = ControlResponse(error: "the engine is stopping", errorCode: "ESHUTDOWN")
+        let encoded = ControlResponse(flows: [Self.flow, Self.flow], more: true)
+        for response in [watch, failure, encoded] {
+            let line = try JSONEncoder().encode(response)
+            XCTAssertNil(line.withUnsafeBytes(FlowRecord.parsePiece), String(decoding: line, as: UTF8.self))
+        }
+        let listener = try ControlListener(path: path, stream: { _, _, stream in
+            var piece: [UInt8] = []
+            FlowRecord.appendPiece([Self.flow], more: true, to: &piece)
+            _ = stream.send(line: piece)
+            _ = stream.send(watch)
+            _ = stream.send(encoded)
+            _ = stream.send(failure)
+            piece.removeAll()
+            FlowRecord.appendPiece([], more: false, to: &piece)
+            _ = stream.send(line: piece)
+        }) { _, _, _ in ControlResponse(error: "not streamed") }
+        listener.start()
+        defer { listener.close() }
+        var received: [ControlResponse] = []
+        try ControlSocket.stream(Self.flowsInPieces, to: path, timeoutSeconds: 5) { received.append($0); return received.count < 5 }
+        XCTAssertEqual(received, [ControlResponse(flows: [Self.flow], more: true), watch, encoded, failure, ControlResponse(flows: [])])
+    }
+
     /// A listener without a stream handler (an engine that predates pieces answers the same
     /// way) answers flows in pieces with one line: the whole table, which is also the last.
     func testFlowsInPiecesWithoutAStreamHandlerGetOneLine() throws {
