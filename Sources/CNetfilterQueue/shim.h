@@ -16,5 +16,7 @@
 // copies share their include guards (Swift cannot merge two enum nfnetlink_groups).
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netfilter/nf_conntrack_common.h>
+// nf_tables' message and attribute numbers, for Netfilter's NFTables (named counters).
+#include <linux/netfilter/nf_tables.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #endif

@@ -54,31 +54,33 @@ extension Conntrack {
 
     /// One netlink message given as bytes (a captured fixture), parsed as an event.
     static func event(fromMessage bytes: [UInt8]) -> ConntrackEvent? {
-        withMessage(bytes) { event(from: $0) } ?? nil
+        withNetlinkMessage(bytes) { event(from: $0) } ?? nil
     }
 
     /// One netlink message given as bytes (a captured dump answer), parsed as an entry.
     static func entry(fromMessage bytes: [UInt8]) -> ConntrackEntry? {
-        withMessage(bytes) { entry(from: $0) } ?? nil
+        withNetlinkMessage(bytes) { entry(from: $0) } ?? nil
     }
+}
 
-    private static func withMessage<T>(_ bytes: [UInt8], _ body: (UnsafeMutablePointer<nlmsghdr>) -> T) -> T? {
-        guard bytes.count >= MemoryLayout<nlmsghdr>.size else { return nil }
-        // Netlink parsing wants an aligned buffer that holds the whole message.
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
-        defer { buffer.deallocate() }
-        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-        let header = buffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
-        guard mnl_nlmsg_ok(header, Int32(bytes.count)) else { return nil }
-        return body(header)
-    }
+/// One netlink message given as bytes (a fixture) as a header `body` can parse; nil when
+/// the bytes are not one whole message.
+func withNetlinkMessage<T>(_ bytes: [UInt8], _ body: (UnsafeMutablePointer<nlmsghdr>) -> T) -> T? {
+    guard bytes.count >= MemoryLayout<nlmsghdr>.size else { return nil }
+    // Netlink parsing wants an aligned buffer that holds the whole message.
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 8)
+    defer { buffer.deallocate() }
+    bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    let header = buffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
+    guard mnl_nlmsg_ok(header, Int32(bytes.count)) else { return nil }
+    return body(header)
 }
 
 // MARK: - Attributes
 
 /// Calls `body` with the type and payload of each attribute in `area`. False when an
 /// attribute is shorter than its header or runs past the area, or when `body` says so.
-private func forEachAttribute(
+func forEachAttribute(
     _ area: UnsafeRawBufferPointer, _ body: (UInt16, UnsafeRawBufferPointer) -> Bool
 ) -> Bool {
     guard var address = area.baseAddress else { return area.isEmpty }
@@ -99,7 +101,7 @@ private func forEachAttribute(
 }
 
 /// A big-endian integer attribute of exactly its size.
-private func bigEndian<T: FixedWidthInteger>(_ payload: UnsafeRawBufferPointer, as _: T.Type = T.self) -> T? {
+func bigEndian<T: FixedWidthInteger>(_ payload: UnsafeRawBufferPointer, as _: T.Type = T.self) -> T? {
     guard payload.count == MemoryLayout<T>.size else { return nil }
     return T(bigEndian: payload.loadUnaligned(as: T.self))
 }

@@ -20,6 +20,8 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case deleteConntrack = "conntrack delete (IPCTNL_MSG_CT_DELETE)"
         case readConntrackEvents = "recv (conntrack events)"
         case pollConntrack = "poll (conntrack events)"
+        // nf_tables (`NFTables`): `queue` is unused (0).
+        case readCounter = "nftables counter (NFT_MSG_GETOBJ)"
 
         /// Whether the call was on a ctnetlink socket rather than a queue.
         public var isConntrack: Bool {
@@ -51,6 +53,7 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
 
     public var description: String {
         if call.isConntrack { return conntrackDescription }
+        if call == .readCounter { return counterDescription }
         if queueOwnedByAnotherProcess {
             return "cannot bind queue \(queue): another process owns it (is vpm already running?)"
         }
@@ -80,6 +83,22 @@ public struct NetfilterError: Error, Sendable, Equatable, CustomStringConvertibl
         case .dumpConntrack: return "dump"
         case .deleteConntrack: return "delete entries of"
         case .readConntrackEvents, .pollConntrack: return "read events of"
+        case .readCounter: return "read"
+        }
+    }
+
+    private var counterDescription: String {
+        switch errno {
+        case .notPermitted, .permissionDenied:
+            return "cannot read the nftables counter: permission denied (run as root or grant CAP_NET_ADMIN)"
+        case .noSuchFileOrDirectory:
+            return "cannot read the nftables counter: this namespace has no such table or counter (are the engine's rules installed?)"
+        case .protocolNotSupported, .invalidArgument, .notSupported:
+            return "cannot read the nftables counter: this kernel has no nf_tables netlink support (try `modprobe nf_tables`)"
+        case .timedOut:
+            return "cannot read the nftables counter: the kernel did not answer"
+        default:
+            return "cannot read the nftables counter: \(call.rawValue) failed: \(errno) (errno \(errno.rawValue))"
         }
     }
 

@@ -174,10 +174,12 @@ final class ConntrackSyncTests: XCTestCase {
     }
 
     /// A dump of 2,500 entries (three slices) applied as it is read: the flow it names is
-    /// observed, entries the table lacks are left out (added only when rebuilding), a flow
-    /// the dump lacks is removed once past the grace period and kept within it.
+    /// observed, entries the table lacks are left out when the table would have expired them
+    /// (idle 10 s by conntrack's clock, against a table whose established flows last 5 s) and
+    /// added when rebuilding; a flow the dump lacks is removed once past the grace period and
+    /// kept within it.
     func testReconcileAppliesADumpAsItIsRead() throws {
-        let store = SharedFlowTable(FlowTable(capacity: 4096))
+        let store = SharedFlowTable(FlowTable(capacity: 4096, timeouts: FlowTimeouts(established: 5_000)))
         let server = IPAddress(198, 18, 0, 1), client = IPAddress(198, 18, 1, 2)
         func key(_ port: UInt16) -> FlowKey { FlowKey(transport: .tcp, client: client, clientPort: port, server: server, initialPort: 9000) }
         let now: UInt64 = 10_000
@@ -188,14 +190,16 @@ final class ConntrackSyncTests: XCTestCase {
         }
         let mark = KernelMark(mode: .source, slot: 1, virtualPort: 20017).value
         let entries = (0..<2_500).map { index in
-            entry(from: [198, 18, 1, 2], UInt16(40000 + index), to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark)
+            var entry = entry(from: [198, 18, 1, 2], UInt16(40000 + index), to: [198, 18, 0, 1], 9000, replyPort: 20017, mark: mark)
+            entry.timeout = 431_990  // 10 s idle
+            return entry
         }
         var handed = 0
         let dump: ((ConntrackEntry) -> Void) throws(NetfilterError) -> Void = { take in
             for entry in entries { handed += 1; take(entry) }
         }
         let first = try ConntrackSync.reconcile(store: store, configuration: configuration, instances: configuration.instances,
-                                                now: now, adding: .nothing, dump)
+                                                now: now, adding: .decidedInKernel(.standard), dump)
         XCTAssertEqual(handed, 2_500)
         XCTAssertEqual(first.added, 0)
         XCTAssertEqual(first.removed, 1)

@@ -147,8 +147,9 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     /// queue threads run, read by `stop` on the same thread after they ended.
     private var createdTable = false
     private var started = false
-    /// `flowsDecidedInKernel`: the counter at start, and its last value less that.
-    private let decidedCount = Mutex<(baseline: UInt64, value: UInt64)>((0, 0))
+    /// `flowsDecidedInKernel`: the counter at start, and the last answer (kept when a read fails).
+    private let decidedBaseline = Atomic<UInt64>(0)
+    private let decidedLast = Atomic<UInt64>(0)
 
     init(_ datapath: KernelDatapath, context: DatapathContext) throws {
         self.datapath = datapath
@@ -172,11 +173,11 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     func start() {
         // The table's counter runs on while no engine does: this engine counts from here.
         if context.installRules, let baseline = KernelNAT.decidedInKernel() {
-            decidedCount.withLock { $0.baseline = baseline }
+            decidedBaseline.store(baseline, ordering: .relaxed)
         }
         // Connections that kept running while no engine was here are ours again.
         do {
-            let (added, _) = try conntrack.refresh(rebuild: true)
+            let (added, _) = try conntrack.refresh(adding: .everything)
             if added > 0 { context.logger.info("flows rebuilt from conntrack", metadata: ["flows": "\(added)"]) }
         } catch {
             context.logger.warning("cannot read conntrack: vpm flows misses the connections that ran before this start", metadata: ["error": "\(error)"])
@@ -188,20 +189,19 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     }
 
     func refreshFlows() {
-        do { try conntrack.refresh() } catch { context.logger.warning("conntrack: \(error)") }
+        do { try conntrack.refresh(adding: .decidedInKernel(.read())) } catch { context.logger.warning("conntrack: \(error)") }
     }
 
     func housekeeping() { updateDecisions() }
 
-    /// `lookup`'s counter (read from nft at each ask: `vpm stats`, a metrics scrape) less
+    /// `lookup`'s counter (read over netlink at each ask: `vpm stats`, a metrics scrape) less
     /// what it held when this engine started (an engine before it may have left the table).
     var flowsDecidedInKernel: UInt64 {
-        decidedCount.withLock { count in
-            if let value = KernelNAT.decidedInKernel() {
-                count.value = value >= count.baseline ? value - count.baseline : value
-            }
-            return count.value
-        }
+        guard let value = KernelNAT.decidedInKernel() else { return decidedLast.load(ordering: .relaxed) }
+        let baseline = decidedBaseline.load(ordering: .relaxed)
+        let count = value >= baseline ? value - baseline : value  // a table made again starts at 0
+        decidedLast.store(count, ordering: .relaxed)
+        return count
     }
 
     func followsSources(of generation: UInt64) -> Bool {

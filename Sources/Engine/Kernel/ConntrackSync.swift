@@ -55,15 +55,13 @@ final class ConntrackSync: @unchecked Sendable {
         /// datapath) while conntrack keeps its own entry for longer, nor one the engine
         /// decided, which the table had from its first packet.
         case decidedInKernel(ConntrackTimeouts)
-        /// None (tests).
-        case nothing
     }
 
     /// Reads conntrack once: known flows get their state and counters, flows conntrack no
-    /// longer has are removed, and entries the table lacks are added as `rebuild` says
-    /// (`Adding`: all at start, else the kernel's own decisions). Returns (added, removed).
+    /// longer has are removed, and entries the table lacks are added as `adding` says
+    /// (all at start, else the kernel's own decisions). Returns (added, removed).
     @discardableResult
-    func refresh(rebuild: Bool = false) throws -> (added: Int, removed: Int) {
+    func refresh(adding: Adding) throws -> (added: Int, removed: Int) {
         try dumping.withLock { _ in
             let conntrack = try Conntrack()
             let started = MonotonicClock.milliseconds()
@@ -71,7 +69,7 @@ final class ConntrackSync: @unchecked Sendable {
             // new instances' reach until none is (`InstanceRegistry.releaseQuarantine`).
             var routed = Set<InstanceRegistry.PortKey>()
             let result = try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
-                                            now: started, adding: rebuild ? .everything : .decidedInKernel(.read())) { (take) throws(NetfilterError) in
+                                            now: started, adding: adding) { (take) throws(NetfilterError) in
                 try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { entry in
                     if let key = Self.routedPort(entry) { routed.insert(key) }
                     take(entry)
@@ -105,7 +103,7 @@ final class ConntrackSync: @unchecked Sendable {
                             if MonotonicClock.elapsed(since: lastRebuild, now: now) >= Self.interval {
                                 lastRebuild = now
                                 last = now
-                                try refresh()
+                                try refresh(adding: .decidedInKernel(.read()))
                             } else {
                                 last = 0
                             }
@@ -120,7 +118,7 @@ final class ConntrackSync: @unchecked Sendable {
                     }
                     if MonotonicClock.elapsed(since: last, now: now) >= Self.interval {
                         last = now
-                        try refresh()
+                        try refresh(adding: .decidedInKernel(.read()))
                     }
                 } catch {
                     logger.warning("conntrack: \(error); retrying in a second")
@@ -211,7 +209,6 @@ final class ConntrackSync: @unchecked Sendable {
     static func adds(_ flow: Flow, idle: UInt64?, _ adding: Adding, timeouts: FlowTimeouts) -> Bool {
         switch adding {
         case .everything: return true
-        case .nothing: return false
         case .decidedInKernel:
             guard flow.mode == .source else { return false }
             guard let idle else { return true }

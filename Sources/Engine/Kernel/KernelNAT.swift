@@ -1,5 +1,6 @@
 import Foundation
 import HostCommand
+import Netfilter
 import Packet
 public import Policy
 
@@ -39,18 +40,9 @@ public struct KernelNAT: Sendable, Equatable {
     static let decidedCounter = "decided"
 
     /// Connections the kernel decided by itself since the table was made (`lookup`'s
-    /// counter), nil when nft cannot tell.
-    static func decidedInKernel(prefix: [String] = []) -> UInt64? {
-        guard let result = try? Command.run(prefix + ["nft", "-j", "list", "counter", "inet", table, decidedCounter], timeout: 10),
-              result.status == 0,
-              let json = try? JSONSerialization.jsonObject(with: Data(result.standardOutput.utf8)) as? [String: Any],
-              let objects = json["nftables"] as? [[String: Any]] else { return nil }
-        for object in objects {
-            if let counter = object["counter"] as? [String: Any], let packets = counter["packets"] as? NSNumber {
-                return packets.uint64Value
-            }
-        }
-        return nil
+    /// counter, read over netlink in this thread's namespace), nil when there is no table.
+    static func decidedInKernel() -> UInt64? {
+        try? NFTables.counter(.inet, table: table, name: decidedCounter).packets
     }
 
     public var script: String
