@@ -112,8 +112,11 @@ run_case() {
   for _ in $(seq 1200); do grep -q "engine running" "$work/engine.log" && break; sleep 0.1; done
   grep -q "datapath=$datapath" "$work/engine.log" || { cat "$work/engine.log" >&2; exit 1; }
   now=$(date +%s.%N)
+  # The engine's process: comm is the binary's name (VPM_BINARY may be a renamed copy), cut to 15.
+  local comm; comm=$(basename "$VPM_BINARY" | cut -c1-15)
   engine=$(ip netns pids "$server" | while read -r pid; do
-    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = vpm ] && echo "$pid"; done | head -1)
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$comm" ]; then echo "$pid"; fi; done | head -1)
+  [ -n "$engine" ] || { echo "bench-scale: no $comm process in $server" >&2; cat "$work/engine.log" >&2; exit 1; }
   sleep 1
   local baseline active=0 filled="{}"
   baseline=$(rss "$engine")
@@ -122,10 +125,14 @@ run_case() {
     for address in "${fill_addresses[@]:0:$needed}"; do ip -n "$client" addr add "$address/16" dev "$prefix-b"; done
     filled=$(ip netns exec "$client" python3 Benchmarks/scale.py fill 198.18.0.1 5353 "$flows" "$rate" "${fill_addresses[@]:0:$needed}")
     # Until the table stops growing (the engine may still be working through its queue).
-    local last=-1
-    for _ in $(seq 120); do
+    # The kernel datapath decides these flows itself and the engine learns them from its
+    # conntrack dumps, every 5 s: the table must hold still for longer than that.
+    local last=-1 still=0
+    for _ in $(seq 180); do
       active=$(active_flows)
-      [ "$active" -ge "$flows" ] || [ "$active" -eq "$last" ] && break
+      [ "$active" -ge "$flows" ] && break
+      if [ "$active" -eq "$last" ]; then still=$((still + 1)); else still=0; fi
+      [ "$still" -ge 7 ] && break
       last=$active; sleep 1
     done
   fi
