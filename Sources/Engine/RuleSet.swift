@@ -182,7 +182,13 @@ public struct RuleSet: Sendable, Equatable {
                 rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: match + toQueue))
             }
         }
-        return rules
+        // Every packet of every connection jumps here, and only a connection's first ones can
+        // match: the others leave at the first rule, one conntrack test, instead of failing
+        // each rule's interface and flag tests in turn (a hundred nanoseconds and more per
+        // packet, on the established packets the kernel datapath otherwise never touches).
+        let established = ["-m", "conntrack", "!", "--ctstate", "NEW", "-j", "RETURN"]
+        let chains = ["VPM-PREROUTING", "VPM-OUTPUT"].filter { chain in rules.contains { $0.chain == chain } }
+        return chains.map { Rule(table: "mangle", chain: $0, arguments: established) } + rules
     }
 
     /// Userspace datapath: every packet of a multiplexed flow, before conntrack (raw table).

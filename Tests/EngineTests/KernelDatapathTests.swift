@@ -54,6 +54,8 @@ final class KernelDatapathTests: XCTestCase {
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertEqual(ipv4, [
             "-t mangle -N VPM-PREROUTING",
+            // Every packet jumps to the chain; an established one leaves at once.
+            "-t mangle -A VPM-PREROUTING -m conntrack ! --ctstate NEW -j RETURN",
             "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 --syn -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0",
             "-t mangle -A VPM-PREROUTING ! -i lo -p udp --dport 5353 -m conntrack --ctstate NEW -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0",
             "-t mangle -I PREROUTING 1 -j VPM-PREROUTING",
@@ -77,7 +79,7 @@ final class KernelDatapathTests: XCTestCase {
         ], "NAT chains, and the kernel's own decisions")
         XCTAssertEqual(lines.filter { $0.hasPrefix("add rule inet vpm decide") }, ["add rule inet vpm decide ct state new jump lookup"],
                        "established packets meet one vpm rule")
-        XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @endpoints4 ct mark set meta mark ct event set 0x0 counter name decided"), script)
+        XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @endpoints4 ct mark set meta mark ct event set 0x0 counter name decided return"), script)
         XCTAssertTrue(lines.contains("add map inet vpm networks6 { type inet_proto . ipv6_addr . inet_service : mark; flags interval; }"), script)
         XCTAssertTrue(lines.contains("flush map inet vpm networks6"), "a restarted engine fills the maps afresh: \(script)")
         XCTAssertFalse(lines.contains { $0.hasPrefix("add rule inet vpm output meta mark 0x76706d01") }, "no local refusals without local or peers")

@@ -105,8 +105,9 @@ public struct KernelNAT: Sendable, Equatable {
         // Source rules do not overlap: at most one map holds a packet's source.
         // A hit: the mark, no conntrack events for the connection (building and sending two
         // per connection cost the kernel about a tenth of its new-connection rate; the
-        // engine's dumps find these connections), and the count `vpm stats` shows.
-        let decided = "ct mark set meta mark ct event set 0x0 counter name \(Self.decidedCounter)"
+        // engine's dumps find these connections), the count `vpm stats` shows, and the end of
+        // the lookups (the maps after it would each test the packet again to no avail).
+        let decided = "ct mark set meta mark ct event set 0x0 counter name \(Self.decidedCounter) return"
         for map in KernelDecisions.maps {
             decide.append("\(undecidedConnection) meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set \(map.key) map @\(map.name) \(decided)")
             decide.append("\(undecidedConnection) meta l4proto udp meta mark set \(map.key) map @\(map.name) \(decided)")
