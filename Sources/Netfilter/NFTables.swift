@@ -33,6 +33,10 @@ public enum NFTables {
     /// The counter `name` of `table`. Throws `.readCounter` with ENOENT when the table or the
     /// counter does not exist.
     public static func counter(_ family: Family = .inet, table: String, name: String) throws(NetfilterError) -> NFTablesCounter {
+        // nftables names are at most 255 bytes, without NUL.
+        for text in [table, name] where text.utf8.count > 255 || text.utf8.contains(0) {
+            throw NetfilterError(.readCounter, queue: 0, errno: .invalidArgument)
+        }
         guard let socket = mnl_socket_open2(NETLINK_NETFILTER, Int32(SOCK_CLOEXEC.rawValue)) else {
             throw NetfilterError(.readCounter, queue: 0, errno: .last)
         }
@@ -96,9 +100,8 @@ public enum NFTables {
         extra.pointee.nfgen_family = family.rawValue
         extra.pointee.version = UInt8(NFNETLINK_V0)
         extra.pointee.res_id = 0
-        // Names longer than nftables allows (256 with the NUL) are cut; the kernel then says ENOENT.
-        mnl_attr_put_strz(header, UInt16(NFTA_OBJ_TABLE.rawValue), String(table.utf8.prefix(255))!)
-        mnl_attr_put_strz(header, UInt16(NFTA_OBJ_NAME.rawValue), String(name.utf8.prefix(255))!)
+        mnl_attr_put_strz(header, UInt16(NFTA_OBJ_TABLE.rawValue), table)
+        mnl_attr_put_strz(header, UInt16(NFTA_OBJ_NAME.rawValue), name)
         mnl_attr_put_u32(header, UInt16(NFTA_OBJ_TYPE.rawValue), UInt32(NFT_OBJECT_COUNTER).bigEndian)
         return header
     }

@@ -29,7 +29,7 @@ final class NFTablesTests: XCTestCase {
         truncated[0] = UInt8(truncated.count - 4)  // the message ends inside NFTA_COUNTER_PACKETS
         XCTAssertNil(NFTables.counter(fromMessage: Array(truncated.dropLast(4))))
         var quota = Self.answer
-        quota[43] = 2  // NFTA_OBJ_TYPE: NFT_OBJECT_QUOTA
+        quota[47] = 2  // NFTA_OBJ_TYPE's value: NFT_OBJECT_QUOTA
         XCTAssertNil(NFTables.counter(fromMessage: quota))
         var table = Self.answer
         table[4] = 0  // NFT_MSG_NEWTABLE

@@ -149,7 +149,7 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     private var started = false
     /// `flowsDecidedInKernel`: the counter at start, and the last answer (kept when a read fails).
     private let decidedBaseline = Atomic<UInt64>(0)
-    private let decidedLast = Atomic<UInt64>(0)
+    private let decidedLast = Mutex<UInt64>(0)
 
     init(_ datapath: KernelDatapath, context: DatapathContext) throws {
         self.datapath = datapath
@@ -197,11 +197,14 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     /// `lookup`'s counter (read over netlink at each ask: `vpm stats`, a metrics scrape) less
     /// what it held when this engine started (an engine before it may have left the table).
     var flowsDecidedInKernel: UInt64 {
-        guard let value = KernelNAT.decidedInKernel() else { return decidedLast.load(ordering: .relaxed) }
-        let baseline = decidedBaseline.load(ordering: .relaxed)
-        let count = value >= baseline ? value - baseline : value  // a table made again starts at 0
-        decidedLast.store(count, ordering: .relaxed)
-        return count
+        // The read (microseconds, over netlink) under the lock too: two askers at once
+        // (stats and a scrape) must not leave the older answer as the last one.
+        decidedLast.withLock { last in
+            guard let value = KernelNAT.decidedInKernel() else { return last }
+            let baseline = decidedBaseline.load(ordering: .relaxed)
+            last = value >= baseline ? value - baseline : value  // a table made again starts at 0
+            return last
+        }
     }
 
     func followsSources(of generation: UInt64) -> Bool {

@@ -31,7 +31,7 @@ public import Policy
 ///                      engine did not bind (no `InstanceSocket.mark`) is refused
 ///
 /// Every other chain is a NAT chain, and the kernel runs NAT chains for a connection's first
-/// packet only: established packets meet one vpm rule (`decide`'s `ct state new`), and no other (the NAT hooks themselves are
+/// packet only: established packets meet one vpm rule here (`decide`'s `ct state new`) and one in iptables (the mangle chain's first, `! --ctstate NEW -j RETURN`) (the NAT hooks themselves are
 /// the ones kernel NAT has too). Conntrack carries each connection, so it never needs the
 /// engine again — not even while it restarts.
 public struct KernelNAT: Sendable, Equatable {
