@@ -40,7 +40,8 @@ public struct KernelNAT: Sendable, Equatable {
     static let decidedCounter = "decided"
 
     /// Connections the kernel decided by itself since the table was made (`lookup`'s
-    /// counter, read over netlink in this thread's namespace), nil when there is no table.
+    /// counter, read over netlink in this thread's namespace), nil when it cannot be read (no
+    /// table, no permission, no answer).
     static func decidedInKernel() -> UInt64? {
         try? NFTables.counter(.inet, table: table, name: decidedCounter).packets
     }
