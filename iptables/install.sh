@@ -2,15 +2,17 @@
 # Installs exactly the rules `vpm run` installs (and `vpm rules print` prints), for
 # operators who manage rules themselves and run the engine with `vpm run --no-rules`:
 #
-#   install.sh QUEUE LOW:HIGH PORT/PROTO... [-- VIRTUAL/PROTO...]
-#   e.g.  install.sh 0 20000:20999 9000/tcp 5353/udp -- 20017/tcp
+#   install.sh QUEUE[:LAST] LOW:HIGH PORT/PROTO... [-- VIRTUAL/PROTO...]
+#   e.g.  install.sh 0:1 20000:20999 9000/tcp 5353/udp -- 20017/tcp
 #
-# QUEUE is the config's `queue`, LOW:HIGH its `virtual-ports`, PORT/PROTO its `ports`, and
-# after -- the virtual ports of the instances the configuration itself names.
+# QUEUE is the config's `queue` and LAST its `queue + queues - 1` (`vpm run` logs the
+# range it binds; `queues: auto` is one per CPU), LOW:HIGH its `virtual-ports`, PORT/PROTO
+# its `ports`, and after -- the virtual ports of the instances the configuration itself names.
 # Everything lives in the engine's own chains, jumped to from the built-in hooks:
 #   raw    VPM-PREROUTING  drop direct traffic to the virtual ports (except from lo);
 #                          arriving traffic to an initial port (not on lo) -> NOTRACK, NFQUEUE
 #   raw    VPM-OUTPUT      traffic leaving a virtual port (not to lo) -> NOTRACK, NFQUEUE
+#                          (several queues: the client port's bits 1-3 pick one, by -m u32)
 #   filter VPM-INPUT       packets the engine refused (mark 0x76706d01) -> REJECT;
 #                          to a virtual port over lo without a local-mode decision's mark
 #                          (0x5xxxxxxx) -> REJECT; new connections to a virtual port whose
@@ -19,9 +21,41 @@
 # The raw table runs before conntrack, so conntrack never holds a half-rewritten tuple.
 # Remove with iptables/remove.sh.
 set -eu
-[ $# -ge 3 ] || { echo "usage: $0 QUEUE LOW:HIGH PORT/PROTO... [-- VIRTUAL/PROTO...]" >&2; exit 2; }
-queue=$1 range=$2
+[ $# -ge 3 ] || { echo "usage: $0 QUEUE[:LAST] LOW:HIGH PORT/PROTO... [-- VIRTUAL/PROTO...]" >&2; exit 2; }
+first=${1%:*} last=${1#*:} range=$2
 shift 2
+case "$first$last" in *[!0-9]*|'') echo "bad queue range: $first:$last (QUEUE or QUEUE:LAST)" >&2; exit 2 ;; esac
+count=$((last - first + 1))
+[ "$count" -ge 1 ] || { echo "bad queue range: $first:$last (LAST is below QUEUE)" >&2; exit 2; }
+# As the engine's RuleSet.QueueTargets: the client port's bits 1 and up pick one of
+# `buckets` (a power of two, at most 8), each bucket its share of the queues.
+buckets=1
+while [ $((buckets * 2)) -le "$count" ] && [ $((buckets * 2)) -le 8 ]; do buckets=$((buckets * 2)); done
+# queue_rules TOOL TABLE CHAIN SIDE PROTO MATCH...: queue what MATCH matches; SIDE says
+# which port is the client's (source on the way in, destination on the way back).
+queue_rules() {
+  tool=$1 table=$2 chain=$3 side=$4 proto=$5
+  shift 5
+  b=0
+  while [ $b -lt $buckets ]; do
+    lo=$((first + b * count / buckets)) hi=$((first + (b + 1) * count / buckets - 1))
+    if [ $lo -eq $hi ]; then target="--queue-num $lo"; else target="--queue-balance $lo:$hi"; fi
+    if [ $b -lt $((buckets - 1)) ]; then
+      if [ "$side" = source ]; then bits=17; else bits=1; fi
+      ports="0>>$bits&0x$(printf %x $((buckets - 1)))=0x$(printf %x $b)"
+      if [ "$tool" = iptables ]; then
+        u32="0>>22&0x3C@$ports"
+      else
+        if [ "$proto" = udp ]; then next=11; else next=6; fi
+        u32="4>>8&0xFF=0x$next&&4$ports"
+      fi
+      $tool -w -t "$table" -A "$chain" "$@" -m u32 --u32 "$u32" -j NFQUEUE $target
+    else
+      $tool -w -t "$table" -A "$chain" "$@" -j NFQUEUE $target
+    fi
+    b=$((b + 1))
+  done
+}
 ports="" fixed="" after=false
 for spec in "$@"; do
   if [ "$spec" = "--" ]; then after=true; elif $after; then fixed="$fixed $spec"; else ports="$ports $spec"; fi
@@ -48,11 +82,11 @@ for tool in iptables ip6tables; do
     port=${spec%/*}
     case "$spec" in */udp) t=udp ;; *) t=tcp ;; esac
     $tool -w -t raw -A VPM-PREROUTING ! -i lo -p "$t" --dport "$port" -j CT --notrack
-    $tool -w -t raw -A VPM-PREROUTING ! -i lo -p "$t" --dport "$port" -j NFQUEUE --queue-num "$queue"
+    queue_rules $tool raw VPM-PREROUTING source "$t" ! -i lo -p "$t" --dport "$port"
   done
   for t in $ordered; do
     $tool -w -t raw -A VPM-OUTPUT ! -o lo -p "$t" --sport "$range" -j CT --notrack
-    $tool -w -t raw -A VPM-OUTPUT ! -o lo -p "$t" --sport "$range" -j NFQUEUE --queue-num "$queue"
+    queue_rules $tool raw VPM-OUTPUT destination "$t" ! -o lo -p "$t" --sport "$range"
   done
   for t in $ordered; do
     if [ "$t" = tcp ]; then

@@ -8,9 +8,10 @@ import Policy
 import Synchronization
 
 /// One NFQUEUE queue and its thread: receive, decide, verdict, and the housekeeping that
-/// belongs to this queue's packets (held SYNs, counters). With several queues the kernel's
-/// `--queue-balance` hash is symmetric in the two addresses, so both directions of a flow
-/// come to the same worker; the flow table is shared behind its lock.
+/// belongs to this queue's packets (held SYNs, counters). With several queues the rules
+/// pick a flow's queue by its client port, the same in both directions
+/// (`RuleSet.QueueTargets`), so both directions of a flow come to the same worker; the flow
+/// table is shared behind its lock.
 final class QueueWorker: @unchecked Sendable {
     let index: Int
     private let queue: NetfilterQueue

@@ -62,8 +62,8 @@ public struct RuleSet: Sendable, Equatable {
     /// port range, its queue): every packet of a multiplexed flow is queued, refusals and
     /// virtual ports' guards are filter rules.
     public static func everyPacket(_ configuration: Configuration) -> RuleSet {
-        let (toQueue, transports) = queueing(configuration)
-        return RuleSet(rules: everyPacketRules(configuration, toQueue: toQueue, transports: transports)
+        let transports = transports(configuration)
+        return RuleSet(rules: everyPacketRules(configuration, queues: QueueTargets(configuration), transports: transports)
             + refusalRules(configuration, transports: transports)
             + ownershipRules(configuration, transports: transports))
     }
@@ -72,22 +72,14 @@ public struct RuleSet: Sendable, Equatable {
     /// and the virtual ports' guards are in its nft table (KernelNAT), where established
     /// connections do not pass by on the way.
     public static func firstPacket(_ configuration: Configuration) -> RuleSet {
-        let (toQueue, transports) = queueing(configuration)
-        return RuleSet(rules: firstPacketRules(configuration, toQueue: toQueue, transports: transports))
+        RuleSet(rules: firstPacketRules(configuration, queues: QueueTargets(configuration), transports: transports(configuration)))
     }
 
-    /// The NFQUEUE target for the configuration's queues, and the transports it multiplexes.
-    private static func queueing(_ configuration: Configuration) -> (toQueue: [String], transports: [TransportProtocol]) {
-        let last = Int(configuration.queue) + configuration.queues - 1
-        // Several queues: the kernel hashes the two addresses symmetrically, so both
-        // directions of a flow reach the same queue (and the same engine thread).
-        let toQueue = configuration.queues > 1
-            ? ["-j", "NFQUEUE", "--queue-balance", "\(configuration.queue):\(last)"]
-            : ["-j", "NFQUEUE", "--queue-num", "\(configuration.queue)"]
-        let transports = [TransportProtocol.tcp, .udp].filter { transport in
+    /// The transports the configuration multiplexes, TCP first.
+    private static func transports(_ configuration: Configuration) -> [TransportProtocol] {
+        [TransportProtocol.tcp, .udp].filter { transport in
             configuration.initialPorts.contains { $0.transport == transport }
         }
-        return (toQueue, transports)
     }
 
     /// Userspace datapath: virtual ports belong to their instances.
@@ -147,7 +139,7 @@ public struct RuleSet: Sendable, Equatable {
 
     /// Kernel datapath: a connection's first packet only, after conntrack (mangle table), so
     /// the verdict's mark reaches the NAT rules and the conntrack entry.
-    private static func firstPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportProtocol]) -> [Rule] {
+    private static func firstPacketRules(_ configuration: Configuration, queues: QueueTargets, transports: [TransportProtocol]) -> [Rule] {
         let cooperation = configuration.cooperation
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         // Not yet decided: conntrack calls every packet from the client NEW until a reply
@@ -162,24 +154,24 @@ public struct RuleSet: Sendable, Equatable {
             let tool = peer.isIPv4 ? "iptables" : "ip6tables"
             for transport in transports {
                 let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--dport", range] + opening(transport)
-                rules.append(Rule(table: "mangle", chain: "VPM-PREROUTING", arguments: toOurs + toQueue, tool: tool))
+                rules += queues.rules(table: "mangle", chain: "VPM-PREROUTING", match: toOurs, client: .source, transport: transport, tool: tool)
             }
             for port in configuration.initialPorts {
                 let transport = port.transport
                 let toPeer = ["-d", peer.iptablesNetwork, "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
-                rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: toPeer + toQueue, tool: tool))
+                rules += queues.rules(table: "mangle", chain: "VPM-OUTPUT", match: toPeer, client: .source, transport: transport, tool: tool)
             }
         }
         for port in configuration.initialPorts {
             let transport = port.transport
             let match = ["!", "-i", "lo", "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
-            rules.append(Rule(table: "mangle", chain: "VPM-PREROUTING", arguments: match + toQueue))
+            rules += queues.rules(table: "mangle", chain: "VPM-PREROUTING", match: match, client: .source, transport: transport, tool: nil)
         }
         if cooperation.local {
             for port in configuration.initialPorts {
                 let transport = port.transport
                 let match = ["-o", "lo", "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
-                rules.append(Rule(table: "mangle", chain: "VPM-OUTPUT", arguments: match + toQueue))
+                rules += queues.rules(table: "mangle", chain: "VPM-OUTPUT", match: match, client: .source, transport: transport, tool: nil)
             }
         }
         // Every packet of every connection jumps here, and only a connection's first ones can
@@ -192,7 +184,7 @@ public struct RuleSet: Sendable, Equatable {
     }
 
     /// Userspace datapath: every packet of a multiplexed flow, before conntrack (raw table).
-    private static func everyPacketRules(_ configuration: Configuration, toQueue: [String], transports: [TransportProtocol]) -> [Rule] {
+    private static func everyPacketRules(_ configuration: Configuration, queues: QueueTargets, transports: [TransportProtocol]) -> [Rule] {
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
         var rules: [Rule] = []
         let cooperation = configuration.cooperation
@@ -205,15 +197,16 @@ public struct RuleSet: Sendable, Equatable {
             for transport in transports {
                 let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--dport", range]
                 let fromTheirs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--sport", theirs]
-                for match in [toOurs, fromTheirs] {
+                // Their clients' requests come from the client port; our clients' answers go to it.
+                for (match, client) in [(toOurs, ClientPort.source), (fromTheirs, .destination)] {
                     rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + notrack, tool: tool))
-                    rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue, tool: tool))
+                    rules += queues.rules(table: "raw", chain: "VPM-PREROUTING", match: match, client: client, transport: transport, tool: tool)
                 }
             }
             for port in configuration.initialPorts {
                 let toPeer = ["-d", peer.iptablesNetwork, "-p", port.transport.name, "--dport", "\(port.port)"]
                 rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: toPeer + notrack, tool: tool))
-                rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: toPeer + toQueue, tool: tool))
+                rules += queues.rules(table: "raw", chain: "VPM-OUTPUT", match: toPeer, client: .source, transport: port.transport, tool: tool)
             }
         }
         for transport in transports {
@@ -225,12 +218,12 @@ public struct RuleSet: Sendable, Equatable {
         for port in configuration.initialPorts {
             let match = ["!", "-i", "lo", "-p", port.transport.name, "--dport", "\(port.port)"]
             rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + ["-j", "CT", "--notrack"]))
-            rules.append(Rule(table: "raw", chain: "VPM-PREROUTING", arguments: match + toQueue))
+            rules += queues.rules(table: "raw", chain: "VPM-PREROUTING", match: match, client: .source, transport: port.transport, tool: nil)
         }
         for transport in transports {
             let match = ["!", "-o", "lo", "-p", transport.name, "--sport", range]
             rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + ["-j", "CT", "--notrack"]))
-            rules.append(Rule(table: "raw", chain: "VPM-OUTPUT", arguments: match + toQueue))
+            rules += queues.rules(table: "raw", chain: "VPM-OUTPUT", match: match, client: .destination, transport: transport, tool: nil)
         }
         if let loopbackQueue = configuration.loopbackQueue {
             // Local mode: local clients of the initial ports, and our instances' replies to
@@ -292,7 +285,17 @@ public struct RuleSet: Sendable, Equatable {
     /// A shell script with the install commands, for `vpm rules print`.
     public func script() -> String {
         (["#!/bin/sh", "# Generated by `vpm rules print`; remove with iptables/remove.sh or `vpm rules remove`.", "set -e"]
-            + installCommands().map { $0.joined(separator: " ") }).joined(separator: "\n") + "\n"
+            + installCommands().map { $0.map(Self.shellWord).joined(separator: " ") }).joined(separator: "\n") + "\n"
+    }
+
+    /// `argument` as one shell word: as it is when nothing in it is special to sh (`!` is not,
+    /// outside an interactive shell), else in single quotes (a u32 test has `&` and `>`).
+    static func shellWord(_ argument: String) -> String {
+        let plain = argument.unicodeScalars.allSatisfy { scalar in
+            scalar.properties.isASCIIHexDigit || ("a"..."z").contains(scalar) || ("A"..."Z").contains(scalar)
+                || "-_./:,=+!@%".unicodeScalars.contains(scalar)
+        }
+        return plain && !argument.isEmpty ? argument : "'" + argument.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }
 
     /// What `iptables-restore --noflush` (or ip6tables-restore) reads to set the VPM-*

@@ -5,6 +5,7 @@ extension Configuration {
     public static let example = """
         # vpm configuration (the built-in example used by `vpm demo`)
         queue: 0                      # NFQUEUE number (optional, default 0)
+        queues: auto                  # queues from it, a thread each (optional, default auto: one per CPU)
         virtual-ports: 20000-20999    # range the virtual ports come from (required)
         ports:                        # the multiplexed initial ports (required, non-empty)
           - 9000                      # = 9000/tcp

@@ -1,5 +1,6 @@
 @_exported public import FlowTable
 public import Packet
+import Foundation
 
 /// What vpm multiplexes and for whom: the queue, the initial ports, the virtual port range,
 /// the applications (AIDs) with their instances, and which client sources belong to which AID.
@@ -11,9 +12,16 @@ public struct Configuration: Sendable {
 
     /// The NFQUEUE number the engine binds (the first, with several queues).
     public var queue: UInt16
-    /// How many queues, `queue` … `queue + queues - 1`, each with its own thread; the kernel
-    /// spreads flows over them by a hash of the two addresses (`--queue-balance`).
+    /// How many queues, `queue` … `queue + queues - 1`, each with its own thread; the rules
+    /// spread flows over them by their client port (`RuleSet.QueueTargets`). A configuration
+    /// file's default is `automaticQueues`; one built in code has one queue unless told.
     public var queues: Int = 1
+    /// `queues: auto`: one queue per CPU this process may run on, at most 64, and no queue
+    /// number past 65535 (local mode needs one more, for loopback).
+    public static func automaticQueues(first: UInt16, local: Bool) -> Int {
+        let room = 65536 - Int(first) - (local ? 1 : 0)
+        return max(1, min(64, ProcessInfo.processInfo.activeProcessorCount, room))
+    }
     /// Local mode on the userspace datapath: loopback's packets go to a queue of their own,
     /// the one after the others, bound without GSO (see `RuleSet.everyPacket`).
     public var loopbackQueue: UInt16? {

@@ -23,12 +23,17 @@ struct ConfigurationParser {
         if let node = fields["queue"] {
             queue = UInt16(try integer(node, named: "queue", in: 0...65535))
         }
-        var queues = 1
-        if let node = fields["queues"] {
-            queues = try integer(node, named: "queues", in: 1...64)
+        // nil: `auto`, one per CPU, settled below once local mode is known.
+        var chosenQueues: Int?
+        if let node = fields["queues"], case let text = try scalar(node, named: "'queues'"), text != "auto" {
+            guard DecimalNumber.isDigits(text[...]) else {
+                throw failure("'queues' must be auto (one per CPU) or a whole number from 1 to 64, found '\(text)'", at: node)
+            }
+            let queues = try integer(node, named: "queues", in: 1...64)
             guard Int(queue) + queues - 1 <= 65535 else {
                 throw failure("queues \(queue)…\(Int(queue) + queues - 1) run past queue 65535; lower 'queue' or 'queues'", at: node)
             }
+            chosenQueues = queues
         }
         let portsNode = try fields.required("ports", parser: self)
         let initialPorts = try parseInitialPorts(portsNode)
@@ -55,10 +60,11 @@ struct ConfigurationParser {
         var cooperation = Cooperation.none
         if let node = fields["cooperative"] {
             cooperation = try parseCooperation(node, virtualPorts: virtualPorts)
-            // Local mode's loopback queue is the one after the others.
-            if cooperation.local && Int(queue) + queues > 65535 {
-                throw failure("local mode needs queue \(Int(queue) + queues) for loopback, past queue 65535; lower 'queue' or 'queues'", at: node)
-            }
+        }
+        let queues = chosenQueues ?? Configuration.automaticQueues(first: queue, local: cooperation.local)
+        // Local mode's loopback queue is the one after the others.
+        if cooperation.local, Int(queue) + queues > 65535, let node = fields["cooperative"] {
+            throw failure("local mode needs queue \(Int(queue) + queues) for loopback, past queue 65535; lower 'queue' or 'queues'", at: node)
         }
         var fleet: FleetSettings?
         if let node = fields["fleet"] {

@@ -50,7 +50,7 @@ final class KernelDatapathTests: XCTestCase {
     }
 
     func testRulesQueueOnlyConnectionStartsAfterConntrack() throws {
-        let rules = RuleSet.firstPacket(try Configuration.parse(Self.configuration))
+        let rules = RuleSet.firstPacket(try Configuration.parse("queues: 1\n" + Self.configuration))
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertEqual(ipv4, [
             "-t mangle -N VPM-PREROUTING",

@@ -1,10 +1,11 @@
 @testable import Engine
+import Foundation
 import Policy
 import XCTest
 
 final class RuleSetTests: XCTestCase {
     func testRulesForTheExampleConfiguration() throws {
-        let rules = RuleSet.everyPacket(try Configuration.parse(Configuration.example))
+        let rules = RuleSet.everyPacket(try Configuration.parse(Configuration.example.replacingOccurrences(of: "queues: auto", with: "queues: 1")))
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertEqual(ipv4, [
             "-t raw -N VPM-PREROUTING",
@@ -56,10 +57,13 @@ final class RuleSetTests: XCTestCase {
         let commands = RuleSet.everyPacket(configuration).installCommands().map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertTrue(commands.contains("-t raw -A VPM-OUTPUT -o lo -p tcp --dport 9000 -j NFQUEUE --queue-num 6"), "\(commands)")
         XCTAssertTrue(commands.contains("-t raw -A VPM-OUTPUT -o lo -p tcp --sport 20000:20999 -j NFQUEUE --queue-num 6"), "\(commands)")
-        XCTAssertTrue(commands.contains("-t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-balance 4:5"), "\(commands)")
+        XCTAssertTrue(commands.contains("-t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 -m u32 --u32 0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 4"), "\(commands)")
+        XCTAssertTrue(commands.contains("-t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-num 5"), "\(commands)")
         let kernel = RuleSet.firstPacket(configuration).installCommands().map { $0.dropFirst(2).joined(separator: " ") }
-        XCTAssertTrue(kernel.contains { $0.contains("VPM-OUTPUT -o lo -p tcp --dport 9000") && $0.hasSuffix("--queue-balance 4:5") },
+        XCTAssertTrue(kernel.contains { $0.contains("VPM-OUTPUT -o lo -p tcp --dport 9000") && $0.hasSuffix("0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 4") },
                       "the kernel datapath queues loopback's SYNs with the rest: \(kernel)")
+        XCTAssertTrue(kernel.contains { $0.contains("VPM-OUTPUT -o lo -p tcp --dport 9000") && $0.hasSuffix("--syn -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 5") },
+                      "\(kernel)")
         XCTAssertFalse(kernel.contains { $0.contains("--queue-num 6") }, "\(kernel)")
         XCTAssertNil(try Configuration.parse("virtual-ports: 20000-20999\nports: [9000]").loopbackQueue)
         XCTAssertThrowsError(try Configuration.parse("""
@@ -70,6 +74,61 @@ final class RuleSetTests: XCTestCase {
             """)) { error in
             XCTAssertTrue("\(error)".contains("local mode needs queue 65536 for loopback"), "\(error)")
         }
+    }
+
+    /// Several queues: the client port (source on the way in, destination on the way back)
+    /// picks the queue, so one client's flows spread and both directions meet on one queue.
+    func testSeveralQueuesAreChosenByTheClientPort() throws {
+        func commands(_ queues: String, _ tool: String = "iptables") throws -> [String] {
+            let configuration = try Configuration.parse("queue: 10\nqueues: \(queues)\nvirtual-ports: 20000-20999\nports: [9000, 53/udp]")
+            return RuleSet.everyPacket(configuration).installCommands()
+                .filter { $0.first == tool && $0.contains("NFQUEUE") }.map { $0.dropFirst(5).joined(separator: " ") }
+        }
+        XCTAssertEqual(try commands("2"), [
+            "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -m u32 --u32 0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-num 11",
+            "VPM-PREROUTING ! -i lo -p udp --dport 53 -m u32 --u32 0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-PREROUTING ! -i lo -p udp --dport 53 -j NFQUEUE --queue-num 11",
+            "VPM-OUTPUT ! -o lo -p tcp --sport 20000:20999 -m u32 --u32 0>>22&0x3C@0>>1&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-OUTPUT ! -o lo -p tcp --sport 20000:20999 -j NFQUEUE --queue-num 11",
+            "VPM-OUTPUT ! -o lo -p udp --sport 20000:20999 -m u32 --u32 0>>22&0x3C@0>>1&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-OUTPUT ! -o lo -p udp --sport 20000:20999 -j NFQUEUE --queue-num 11",
+        ])
+        // IPv6: only where the transport header follows the fixed one, at byte 40.
+        XCTAssertEqual(try commands("2", "ip6tables").filter { $0.contains("u32") }, [
+            "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -m u32 --u32 4>>8&0xFF=0x6&&40>>17&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-PREROUTING ! -i lo -p udp --dport 53 -m u32 --u32 4>>8&0xFF=0x11&&40>>17&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-OUTPUT ! -o lo -p tcp --sport 20000:20999 -m u32 --u32 4>>8&0xFF=0x6&&40>>1&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-OUTPUT ! -o lo -p udp --sport 20000:20999 -m u32 --u32 4>>8&0xFF=0x11&&40>>1&0x1=0x0 -j NFQUEUE --queue-num 10",
+        ])
+        // Three queues: two buckets, the second shared by address hash.
+        XCTAssertEqual(try commands("3").prefix(2), [
+            "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -m u32 --u32 0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 10",
+            "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-balance 11:12",
+        ])
+        // Twenty: eight buckets (three port bits), each with two or three queues.
+        let twenty = try commands("20").filter { $0.hasPrefix("VPM-PREROUTING ! -i lo -p tcp") }
+        XCTAssertEqual(twenty.count, 8)
+        XCTAssertEqual(twenty.first, "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -m u32 --u32 0>>22&0x3C@0>>17&0x7=0x0 -j NFQUEUE --queue-balance 10:11")
+        XCTAssertEqual(twenty.last, "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-balance 27:29")
+        XCTAssertEqual(try commands("1"), try commands("1").filter { !$0.contains("u32") && $0.hasSuffix("--queue-num 10") })
+
+        let script = RuleSet.everyPacket(try Configuration.parse("queues: 2\nvirtual-ports: 20000-20999\nports: [9000]")).script()
+        XCTAssertTrue(script.contains("-m u32 --u32 '0>>22&0x3C@0>>17&0x1=0x0' -j NFQUEUE --queue-num 0\n"), script)
+        XCTAssertTrue(script.contains("iptables -w -t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-num 1\n"), script)
+    }
+
+    /// `queues` is one per CPU unless told; anything but a count or `auto` is refused.
+    func testQueuesDefaultToOnePerCPU() throws {
+        let cpus = min(64, ProcessInfo.processInfo.activeProcessorCount)
+        XCTAssertEqual(try Configuration.parse("virtual-ports: 20000-20999\nports: [9000]").queues, cpus)
+        XCTAssertEqual(try Configuration.parse("queues: auto\nvirtual-ports: 20000-20999\nports: [9000]").queues, cpus)
+        XCTAssertEqual(try Configuration.parse("queue: 65535\nvirtual-ports: 20000-20999\nports: [9000]").queues, 1, "no queue past 65535")
+        XCTAssertEqual(try Configuration.parse("queues: 3\nvirtual-ports: 20000-20999\nports: [9000]").queues, 3)
+        XCTAssertThrowsError(try Configuration.parse("queues: many\nvirtual-ports: 20000-20999\nports: [9000]")) { error in
+            XCTAssertTrue("\(error)".contains("'queues' must be auto (one per CPU) or a whole number from 1 to 64, found 'many'"), "\(error)")
+        }
+        XCTAssertThrowsError(try Configuration.parse("queues: 65\nvirtual-ports: 20000-20999\nports: [9000]"))
     }
 
     func testRemoveCoversEveryChainBothFamilies() {

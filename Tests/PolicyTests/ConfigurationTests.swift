@@ -22,7 +22,7 @@ final class ConfigurationTests: XCTestCase {
             .addressPort(IPAddress(198, 18, 4, 1), 5555),
         ])
         XCTAssertEqual(configuration.sources.map(\.aid), ["acme", "globex", "globex", "acme"])
-        XCTAssertEqual(configuration.sources.map(\.line), [16, 18, 20, 22])
+        XCTAssertEqual(configuration.sources.map(\.line), [17, 19, 21, 23])
         XCTAssertEqual(configuration.flowCapacity, 262_144)
         XCTAssertEqual(configuration.timeouts, .standard)
     }
