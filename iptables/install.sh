@@ -6,8 +6,10 @@
 #   e.g.  install.sh 0:1 20000:20999 9000/tcp 5353/udp -- 20017/tcp
 #
 # QUEUE is the config's `queue` and LAST its `queue + queues - 1` (`vpm run` logs the
-# range it binds; `queues: auto` is one per CPU), LOW:HIGH its `virtual-ports`, PORT/PROTO
-# its `ports`, and after -- the virtual ports of the instances the configuration itself names.
+# range it binds as `queue=0-1`, which is accepted too; set `queues:` in the configuration
+# when you install rules yourself, as `auto` depends on the CPUs the engine may use),
+# LOW:HIGH its `virtual-ports`, PORT/PROTO its `ports`, and after -- the virtual ports of
+# the instances the configuration itself names.
 # Everything lives in the engine's own chains, jumped to from the built-in hooks:
 #   raw    VPM-PREROUTING  drop direct traffic to the virtual ports (except from lo);
 #                          arriving traffic to an initial port (not on lo) -> NOTRACK, NFQUEUE
@@ -22,38 +24,43 @@
 # Remove with iptables/remove.sh.
 set -eu
 [ $# -ge 3 ] || { echo "usage: $0 QUEUE[:LAST] LOW:HIGH PORT/PROTO... [-- VIRTUAL/PROTO...]" >&2; exit 2; }
-first=${1%:*} last=${1#*:} range=$2
+queues=$(echo "$1" | tr - :) range=$2
 shift 2
-case "$first$last" in *[!0-9]*|'') echo "bad queue range: $first:$last (QUEUE or QUEUE:LAST)" >&2; exit 2 ;; esac
+first=${queues%:*} last=${queues#*:}
+for q in "$first" "$last"; do
+  # Decimal, no leading zero (sh arithmetic would read 010 as octal).
+  case "$q" in ''|*[!0-9]*|0?*) echo "bad queue range: '$queues' (QUEUE or QUEUE:LAST, 0-65535)" >&2; exit 2 ;; esac
+done
 count=$((last - first + 1))
-[ "$count" -ge 1 ] || { echo "bad queue range: $first:$last (LAST is below QUEUE)" >&2; exit 2; }
+[ "$count" -ge 1 ] && [ "$last" -le 65535 ] || { echo "bad queue range: '$queues' (QUEUE:LAST with QUEUE <= LAST <= 65535)" >&2; exit 2; }
 # As the engine's RuleSet.QueueTargets: the client port's bits 1 and up pick one of
 # `buckets` (a power of two, at most 8), each bucket its share of the queues.
 buckets=1
 while [ $((buckets * 2)) -le "$count" ] && [ $((buckets * 2)) -le 8 ]; do buckets=$((buckets * 2)); done
 # queue_rules TOOL TABLE CHAIN SIDE PROTO MATCH...: queue what MATCH matches; SIDE says
 # which port is the client's (source on the way in, destination on the way back).
+# (sh has no local variables: every name here starts with qr_.)
 queue_rules() {
-  tool=$1 table=$2 chain=$3 side=$4 proto=$5
+  qr_tool=$1 qr_table=$2 qr_chain=$3 qr_side=$4 qr_proto=$5
   shift 5
-  b=0
-  while [ $b -lt $buckets ]; do
-    lo=$((first + b * count / buckets)) hi=$((first + (b + 1) * count / buckets - 1))
-    if [ $lo -eq $hi ]; then target="--queue-num $lo"; else target="--queue-balance $lo:$hi"; fi
-    if [ $b -lt $((buckets - 1)) ]; then
-      if [ "$side" = source ]; then bits=17; else bits=1; fi
-      ports="0>>$bits&0x$(printf %x $((buckets - 1)))=0x$(printf %x $b)"
-      if [ "$tool" = iptables ]; then
-        u32="0>>22&0x3C@$ports"
+  qr_b=0
+  while [ $qr_b -lt $buckets ]; do
+    qr_lo=$((first + qr_b * count / buckets)) qr_hi=$((first + (qr_b + 1) * count / buckets - 1))
+    if [ $qr_lo -eq $qr_hi ]; then qr_target="--queue-num $qr_lo"; else qr_target="--queue-balance $qr_lo:$qr_hi"; fi
+    if [ $qr_b -lt $((buckets - 1)) ]; then
+      if [ "$qr_side" = source ]; then qr_shift=17; else qr_shift=1; fi
+      qr_bits=">>$qr_shift&0x$(printf %x $((buckets - 1)))=0x$(printf %x $qr_b)"
+      if [ "$qr_tool" = iptables ]; then
+        qr_u32="0>>22&0x3C@0$qr_bits"
       else
-        if [ "$proto" = udp ]; then next=11; else next=6; fi
-        u32="4>>8&0xFF=0x$next&&4$ports"
+        if [ "$qr_proto" = udp ]; then qr_next=11; else qr_next=6; fi
+        qr_u32="4>>8&0xFF=0x$qr_next&&40$qr_bits"
       fi
-      $tool -w -t "$table" -A "$chain" "$@" -m u32 --u32 "$u32" -j NFQUEUE $target
+      $qr_tool -w -t "$qr_table" -A "$qr_chain" "$@" -m u32 --u32 "$qr_u32" -j NFQUEUE $qr_target
     else
-      $tool -w -t "$table" -A "$chain" "$@" -j NFQUEUE $target
+      $qr_tool -w -t "$qr_table" -A "$qr_chain" "$@" -j NFQUEUE $qr_target
     fi
-    b=$((b + 1))
+    qr_b=$((qr_b + 1))
   done
 }
 ports="" fixed="" after=false

@@ -19,10 +19,11 @@ extension RuleSet {
     ///
     /// The port's bits 1 and up pick one of `buckets` (a power of two, at most
     /// `maximumBuckets`), tested with `-m u32`, one rule per bucket, the last one catching
-    /// the rest. Bit 0 is left out: Linux gives connect()ed sockets even ports. A bucket with
-    /// several queues (queues beyond the buckets, or not a power of two) spreads its flows
-    /// with `--queue-balance`. IPv6 is tested only where TCP or UDP follows the fixed header;
-    /// a packet with extension headers goes to the last bucket.
+    /// the rest. Bit 0 is left out: Linux gives a host's connect()ed sockets ports of one
+    /// parity. A bucket with several queues (queues beyond the buckets, or not a power of
+    /// two) spreads its flows with `--queue-balance`, by address only, so one client reaches
+    /// at most `maximumBuckets` queues. IPv6 is tested only where TCP or UDP follows the
+    /// fixed header; a packet with extension headers goes to the last bucket.
     struct QueueTargets {
         /// Each bucket costs one u32 test on the packets that pass it.
         static let maximumBuckets = 8

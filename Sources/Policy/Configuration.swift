@@ -16,11 +16,17 @@ public struct Configuration: Sendable {
     /// spread flows over them by their client port (`RuleSet.QueueTargets`). A configuration
     /// file's default is `automaticQueues`; one built in code has one queue unless told.
     public var queues: Int = 1
-    /// `queues: auto`: one queue per CPU this process may run on, at most 64, and no queue
-    /// number past 65535 (local mode needs one more, for loopback).
-    public static func automaticQueues(first: UInt16, local: Bool) -> Int {
-        let room = 65536 - Int(first) - (local ? 1 : 0)
-        return max(1, min(64, ProcessInfo.processInfo.activeProcessorCount, room))
+    /// `queues: auto`: one queue per CPU this process may run on, rounded down to a power of
+    /// two (the rules split flows into a power of two of buckets, `RuleSet.QueueTargets`, and
+    /// any other count would load some queues twice as much as others), at most 64, and no
+    /// queue number past 65535 (local mode needs one more, for loopback).
+    public static func automaticQueues(first: UInt16, local: Bool,
+                                       processors: Int? = nil) -> Int {
+        let available = processors ?? ProcessInfo.processInfo.activeProcessorCount
+        let most = min(64, available, 65536 - Int(first) - (local ? 1 : 0))
+        var queues = 1
+        while queues * 2 <= most { queues *= 2 }
+        return queues
     }
     /// Local mode on the userspace datapath: loopback's packets go to a queue of their own,
     /// the one after the others, bound without GSO (see `RuleSet.everyPacket`).

@@ -9,7 +9,7 @@ struct Probe: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Check that this host can run vpm, and say how to fix what is missing.",
         discussion: """
-            Checks privileges, the iptables NFQUEUE target (in a throwaway network namespace, \
+            Checks privileges, the iptables NFQUEUE target and u32 match (in a throwaway network namespace, \
             so no rule of this host is touched), the nft queue expression, the kernel datapath \
             (nft NAT with a mark map, conntrack's netlink interface), and binding a queue. \
             Exits 0 when vpm can run, 1 when something must be fixed first.
@@ -101,6 +101,14 @@ struct HostProbe {
         } else {
             results.append(Result(status: .fail, name: "NFQUEUE target",
                                   detail: "iptables refused -j NFQUEUE: load it with `modprobe xt_NFQUEUE` (kernel needs CONFIG_NETFILTER_XT_TARGET_NFQUEUE)"))
+        }
+        let split = inside + ["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "tcp", "--dport", "9",
+                              "-m", "u32", "--u32", "0>>22&0x3C@0>>17&0x1=0x0", "-j", "NFQUEUE", "--queue-num", "\(queue)"]
+        if let output = try? Command.run(split, timeout: 10), output.status == 0 {
+            results.append(Result(status: .ok, name: "u32 match", detail: "iptables accepts -m u32 (xt_u32): several queues can split flows by client port"))
+        } else {
+            results.append(Result(status: .fail, name: "u32 match",
+                                  detail: "iptables refused -m u32: load it with `modprobe xt_u32` (CONFIG_NETFILTER_XT_MATCH_U32), or set `queues: 1`"))
         }
         results.append(nftQueue(inside))
         results.append(kernelDatapath(inside))

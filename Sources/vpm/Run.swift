@@ -9,7 +9,7 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the engine (as root): install the rules, multiplex, remove the rules on exit.",
         discussion: """
-            Loads the configuration, binds the NFQUEUE queue, installs the VPM-* chains (and, \
+            Loads the configuration, binds the NFQUEUE queues, installs the VPM-* chains (and, \
             for the kernel datapath, the nft table inet vpm), and serves the control socket \
             that `vpm flows` and `vpm stats` read. SIGHUP (or `vpm reload`) reads the \
             configuration again. SIGINT or SIGTERM stop it: the rules and \

@@ -118,11 +118,50 @@ final class RuleSetTests: XCTestCase {
         XCTAssertTrue(script.contains("iptables -w -t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-num 1\n"), script)
     }
 
-    /// `queues` is one per CPU unless told; anything but a count or `auto` is refused.
+    /// Cooperative peers, both hosts' sides: the client port is the source of every request
+    /// (their clients to our virtual ports, our clients to their initial port) and the
+    /// destination of every answer (from their virtual ports, from ours).
+    func testCooperativeRulesKeyEveryDirectionOnTheClientPort() throws {
+        let configuration = try Configuration.parse("""
+            queues: 2
+            virtual-ports: 20000-20999
+            ports: [9000]
+            cooperative: {peers: [{network: 198.18.7.0/24, key: \(String(repeating: "ab", count: 32))}]}
+            """)
+        let source = "-m u32 --u32 0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 0"
+        let destination = "-m u32 --u32 0>>22&0x3C@0>>1&0x1=0x0 -j NFQUEUE --queue-num 0"
+        let userspace = RuleSet.everyPacket(configuration).installCommands()
+            .filter { $0.first == "iptables" && $0.contains("u32") }.map { $0.dropFirst(2).joined(separator: " ") }
+        XCTAssertEqual(userspace, [
+            "-t raw -A VPM-PREROUTING -s 198.18.7.0/24 -p tcp --dport 20000:20999 \(source)",
+            "-t raw -A VPM-PREROUTING -s 198.18.7.0/24 -p tcp --sport 20000:20999 \(destination)",
+            "-t raw -A VPM-OUTPUT -d 198.18.7.0/24 -p tcp --dport 9000 \(source)",
+            "-t raw -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 \(source)",
+            "-t raw -A VPM-OUTPUT ! -o lo -p tcp --sport 20000:20999 \(destination)",
+        ])
+        let kernel = RuleSet.firstPacket(configuration).installCommands()
+            .filter { $0.first == "iptables" && $0.contains("u32") }.map { $0.dropFirst(2).joined(separator: " ") }
+        let undecided = "--syn -m connmark ! --mark 0x50000000/0xf0000000"
+        XCTAssertEqual(kernel, [
+            "-t mangle -A VPM-PREROUTING -s 198.18.7.0/24 -p tcp --dport 20000:20999 \(undecided) \(source)",
+            "-t mangle -A VPM-OUTPUT -d 198.18.7.0/24 -p tcp --dport 9000 \(undecided) \(source)",
+            "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 \(undecided) \(source)",
+        ])
+    }
+
+    /// `queues` is one per CPU unless told (rounded down to a power of two, at most 64, no
+    /// queue past 65535); anything but a count or `auto` is refused.
     func testQueuesDefaultToOnePerCPU() throws {
-        let cpus = min(64, ProcessInfo.processInfo.activeProcessorCount)
-        XCTAssertEqual(try Configuration.parse("virtual-ports: 20000-20999\nports: [9000]").queues, cpus)
-        XCTAssertEqual(try Configuration.parse("queues: auto\nvirtual-ports: 20000-20999\nports: [9000]").queues, cpus)
+        let automatic = Configuration.automaticQueues(first: 0, local: false)
+        XCTAssertEqual(try Configuration.parse("virtual-ports: 20000-20999\nports: [9000]").queues, automatic)
+        XCTAssertEqual(try Configuration.parse("queues: auto\nvirtual-ports: 20000-20999\nports: [9000]").queues, automatic)
+        XCTAssertLessThanOrEqual(automatic, ProcessInfo.processInfo.activeProcessorCount)
+        for (processors, queues) in [(1, 1), (2, 2), (3, 2), (6, 4), (8, 8), (12, 8), (48, 32), (64, 64), (200, 64)] {
+            XCTAssertEqual(Configuration.automaticQueues(first: 0, local: false, processors: processors), queues, "\(processors) CPUs")
+        }
+        XCTAssertEqual(Configuration.automaticQueues(first: 65533, local: false, processors: 8), 2, "65533-65534; 3 is not a power of two")
+        XCTAssertEqual(Configuration.automaticQueues(first: 65532, local: true, processors: 8), 2, "65532-65533, loopback 65534")
+        XCTAssertEqual(Configuration.automaticQueues(first: 65535, local: false, processors: 8), 1)
         XCTAssertEqual(try Configuration.parse("queue: 65535\nvirtual-ports: 20000-20999\nports: [9000]").queues, 1, "no queue past 65535")
         XCTAssertEqual(try Configuration.parse("queues: 3\nvirtual-ports: 20000-20999\nports: [9000]").queues, 3)
         XCTAssertThrowsError(try Configuration.parse("queues: many\nvirtual-ports: 20000-20999\nports: [9000]")) { error in
