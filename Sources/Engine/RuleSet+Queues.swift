@@ -32,16 +32,16 @@ extension RuleSet {
         let count: Int
 
         init(_ configuration: Configuration) {
-            first = Int(configuration.queue)
-            count = configuration.queues
+            self.init(first: Int(configuration.queue), count: configuration.queues)
+        }
+
+        init(first: Int, count: Int) {
+            self.first = first
+            self.count = count
         }
 
         /// The largest power of two that is at most `count` and `maximumBuckets`.
-        var buckets: Int {
-            var buckets = 1
-            while buckets * 2 <= min(count, Self.maximumBuckets) { buckets *= 2 }
-            return buckets
-        }
+        var buckets: Int { Configuration.largestPowerOfTwo(atMost: min(count, Self.maximumBuckets)) }
 
         /// Bucket `index`'s queues: its share of `count`, in order.
         func queues(ofBucket index: Int) -> ClosedRange<Int> {

@@ -75,6 +75,14 @@ public struct RuleSet: Sendable, Equatable {
         RuleSet(rules: firstPacketRules(configuration, queues: QueueTargets(configuration), transports: transports(configuration)))
     }
 
+    /// What `vpm probe` adds in a throwaway namespace to see that the kernel takes the rules
+    /// of several queues: the first bucket's rule for TCP from a client to `port`.
+    public static func queueSplitProbe(queue: UInt16, port: UInt16) -> [String] {
+        let queues = QueueTargets(first: Int(queue), count: 2)
+        return ["-p", "tcp", "--dport", "\(port)"]
+            + queues.test(bucket: 0, client: .source, transport: .tcp, tool: "iptables") + queues.target(ofBucket: 0)
+    }
+
     /// The transports the configuration multiplexes, TCP first.
     private static func transports(_ configuration: Configuration) -> [TransportProtocol] {
         [TransportProtocol.tcp, .udp].filter { transport in

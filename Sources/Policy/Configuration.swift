@@ -23,10 +23,14 @@ public struct Configuration: Sendable {
     public static func automaticQueues(first: UInt16, local: Bool,
                                        processors: Int? = nil) -> Int {
         let available = processors ?? ProcessInfo.processInfo.activeProcessorCount
-        let most = min(64, available, 65536 - Int(first) - (local ? 1 : 0))
-        var queues = 1
-        while queues * 2 <= most { queues *= 2 }
-        return queues
+        return largestPowerOfTwo(atMost: min(64, available, 65536 - Int(first) - (local ? 1 : 0)))
+    }
+
+    /// The largest power of two that is at most `limit` (1 when `limit` is below 2).
+    public static func largestPowerOfTwo(atMost limit: Int) -> Int {
+        var value = 1
+        while value * 2 <= limit { value *= 2 }
+        return value
     }
     /// Local mode on the userspace datapath: loopback's packets go to a queue of their own,
     /// the one after the others, bound without GSO (see `RuleSet.everyPacket`).

@@ -102,8 +102,7 @@ struct HostProbe {
             results.append(Result(status: .fail, name: "NFQUEUE target",
                                   detail: "iptables refused -j NFQUEUE: load it with `modprobe xt_NFQUEUE` (kernel needs CONFIG_NETFILTER_XT_TARGET_NFQUEUE)"))
         }
-        let split = inside + ["iptables", "-w", "-t", "raw", "-A", "OUTPUT", "-p", "tcp", "--dport", "9",
-                              "-m", "u32", "--u32", "0>>22&0x3C@0>>17&0x1=0x0", "-j", "NFQUEUE", "--queue-num", "\(queue)"]
+        let split = inside + ["iptables", "-w", "-t", "raw", "-A", "OUTPUT"] + RuleSet.queueSplitProbe(queue: queue, port: 9)
         if let output = try? Command.run(split, timeout: 10), output.status == 0 {
             results.append(Result(status: .ok, name: "u32 match", detail: "iptables accepts -m u32 (xt_u32): several queues can split flows by client port"))
         } else {

@@ -112,6 +112,8 @@ final class RuleSetTests: XCTestCase {
         XCTAssertEqual(twenty.first, "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -m u32 --u32 0>>22&0x3C@0>>17&0x7=0x0 -j NFQUEUE --queue-balance 10:11")
         XCTAssertEqual(twenty.last, "VPM-PREROUTING ! -i lo -p tcp --dport 9000 -j NFQUEUE --queue-balance 27:29")
         XCTAssertEqual(try commands("1"), try commands("1").filter { !$0.contains("u32") && $0.hasSuffix("--queue-num 10") })
+        XCTAssertEqual(RuleSet.queueSplitProbe(queue: 10, port: 9000).joined(separator: " "),
+                       "-p tcp --dport 9000 -m u32 --u32 0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 10", "what vpm probe tries")
 
         let script = RuleSet.everyPacket(try Configuration.parse("queues: 2\nvirtual-ports: 20000-20999\nports: [9000]")).script()
         XCTAssertTrue(script.contains("-m u32 --u32 '0>>22&0x3C@0>>17&0x1=0x0' -j NFQUEUE --queue-num 0\n"), script)
