@@ -252,6 +252,12 @@ final class FleetTests: XCTestCase {
             for member in 0..<3 { try fleet.etcd.start(member) }
             try waitForView(fleet, engines: 3, instances: 2, "the fleet again once etcd is back", timeout: 30)
             XCTAssertTrue(fleet.client.log.contains("etcd reachable again"))
+            // The client's view may be the entries etcd kept (it renews every lease when it
+            // comes back) while an engine still waits out its backoff: a key rotated then is
+            // published only with that engine's next session. Wait for every engine's own.
+            try NetworkLab.poll("every engine to publish itself again", timeout: 15) {
+                fleet.hosts.allSatisfy { (try? statistics($0).fleet?.connected) == true }
+            }
 
             // host2 rotates its key: globex's connections keep landing through the rotation;
             // the directory shows the new key with the previous one beside it for a lease, then
