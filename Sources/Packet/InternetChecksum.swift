@@ -4,15 +4,27 @@ public enum InternetChecksum {
     /// The one's complement sum of `bytes` read as big-endian 16-bit words, an odd last
     /// byte padded with zero. Returns 0 only for all-zero input.
     public static func sum(_ bytes: UnsafeRawBufferPointer) -> UInt16 {
-        // The sum is byte-order independent (RFC 1071 §2(B)), so add native 64-bit words with
-        // end-around carry and swap once at the end: 8 bytes per addition.
+        // The sum is byte-order independent (RFC 1071 §2(B)), so add native words and swap
+        // once at the end. Each 8-byte word goes in as its two 32-bit halves, each into a
+        // 64-bit accumulator of its own: 2^32 ≡ 1 (mod 2^16 - 1), so the halves sum to what
+        // the word would, no addition waits for the carry of the one before, and the loop
+        // vectorizes (3× the speed of 64-bit additions with end-around carry; `make
+        // bench-micro`'s full-recompute rewrite). Neither accumulator can overflow below
+        // 2^32 words (32 GiB).
+        // (A counted loop over the base address: a `while offset + 8 <= count` loop is not
+        // vectorized and runs at the old speed.)
         let count = bytes.count
-        var accumulator: UInt64 = 0
-        var offset = 0
-        while offset + 8 <= count {
-            accumulate(&accumulator, bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
-            offset += 8
+        var low: UInt64 = 0, high: UInt64 = 0
+        if let base = bytes.baseAddress {
+            for index in 0..<(count / 8) {
+                let word = base.loadUnaligned(fromByteOffset: index &* 8, as: UInt64.self)
+                low &+= word & 0xFFFF_FFFF
+                high &+= word >> 32
+            }
         }
+        var offset = count & ~7
+        var accumulator = low
+        accumulate(&accumulator, high)
         if offset + 4 <= count {
             accumulate(&accumulator, UInt64(bytes.loadUnaligned(fromByteOffset: offset, as: UInt32.self)))
             offset += 4
