@@ -20,7 +20,6 @@ public final class Conntrack {
 
     private let dumpSocket: OpaquePointer
     private let eventSocket: OpaquePointer?
-    private let dumpPortID: UInt32
     private var sequence: UInt32 = 0
     /// The sequence of a dump whose answer was not read to its end (a timeout or a failed
     /// recv). The kernel refuses a new dump (EBUSY) until that one has been read away.
@@ -62,7 +61,6 @@ public final class Conntrack {
         }
         self.dumpSocket = dumpSocket
         self.eventSocket = eventSocket
-        dumpPortID = mnl_socket_get_portid(dumpSocket)
         dumpBuffer = .allocate(byteCount: 64 << 10, alignment: 8)
         eventBuffer = .allocate(byteCount: 16 << 10, alignment: 8)
         requestBuffer = .allocate(byteCount: 256, alignment: 8)
@@ -163,7 +161,7 @@ public final class Conntrack {
         try send(header, call: .deleteConntrack)
         try readAnswer(sequence, call: .deleteConntrack) { message throws(NetfilterError) in
             guard Int32(message.pointee.nlmsg_type) == NLMSG_ERROR else { return false }
-            let code = Self.errorCode(message)
+            let code = NetlinkExchange.errorCode(message)
             // ENOENT: nothing matched, which is what we wanted.
             if code == 0 || code == -ENOENT { return true }
             throw NetfilterError(conntrack: .deleteConntrack, errno: Errno(rawValue: -code))
@@ -171,18 +169,7 @@ public final class Conntrack {
     }
 
     private func send(_ header: UnsafeMutablePointer<nlmsghdr>, call: NetfilterError.Call) throws(NetfilterError) {
-        while mnl_socket_sendto(dumpSocket, header, Int(header.pointee.nlmsg_len)) < 0 {
-            let error = Errno.last
-            if error == .interrupted { continue }
-            throw NetfilterError(conntrack: call, errno: error)
-        }
-    }
-
-    /// The negative errno an NLMSG_ERROR (or a DONE ending a failed dump) carries; 0 is an
-    /// acknowledgement.
-    private static func errorCode(_ message: UnsafeMutablePointer<nlmsghdr>) -> Int32 {
-        mnl_nlmsg_get_payload_len(message) >= 4
-            ? UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: Int32.self) : -EPROTO
+        try NetlinkExchange.send(header, on: dumpSocket, call)
     }
 
     /// Receives the kernel's answer to request `expected` on the dump socket, handing each of
@@ -191,26 +178,8 @@ public final class Conntrack {
         _ expected: UInt32, call: NetfilterError.Call,
         _ each: (UnsafeMutablePointer<nlmsghdr>) throws(NetfilterError) -> Bool
     ) throws(NetfilterError) {
-        let fd = mnl_socket_get_fd(dumpSocket)
-        while true {
-            guard try Self.wait(fd, timeoutMilliseconds: Self.answerTimeoutMilliseconds, call: call) else {
-                throw NetfilterError(conntrack: call, errno: .timedOut)
-            }
-            let received = receive(fd, into: dumpBuffer, flags: 0)
-            if received < 0 {
-                let error = Errno.last
-                if error == .interrupted { continue }
-                throw NetfilterError(conntrack: call, errno: error)
-            }
-            guard sender.pointee.nl_pid == 0 else { continue }  // only the kernel answers
-            var remaining = Int32(received)
-            var message = dumpBuffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
-            while mnl_nlmsg_ok(message, remaining) {
-                defer { message = mnl_nlmsg_next(message, &remaining) }
-                guard message.pointee.nlmsg_seq == expected, message.pointee.nlmsg_pid == dumpPortID else { continue }
-                if try each(message) { return }
-            }
-        }
+        try NetlinkExchange.readAnswer(on: dumpSocket, sequence: expected, into: dumpBuffer,
+                                       timeoutMilliseconds: Self.answerTimeoutMilliseconds, call, each)
     }
 
     /// Reads the answer to dump `expected` up to NLMSG_DONE, handing each entry message to
@@ -224,12 +193,12 @@ public final class Conntrack {
             case NLMSG_DONE:
                 unfinishedDump = nil
                 // A dump that failed half-way ends with DONE carrying the negative errno.
-                if mnl_nlmsg_get_payload_len(message) >= 4, case let code = Self.errorCode(message), code < 0 {
+                if mnl_nlmsg_get_payload_len(message) >= 4, case let code = NetlinkExchange.errorCode(message), code < 0 {
                     throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code))
                 }
                 return true
             case NLMSG_ERROR:
-                let code = Self.errorCode(message)
+                let code = NetlinkExchange.errorCode(message)
                 if code == 0 { return false }
                 unfinishedDump = nil
                 throw NetfilterError(conntrack: .dumpConntrack, errno: Errno(rawValue: -code))
@@ -297,22 +266,13 @@ public final class Conntrack {
     /// Waits up to `timeoutMilliseconds` for events; true if the event socket is readable.
     /// Without an event socket it just sleeps for the timeout and returns false.
     public func waitForEvents(timeoutMilliseconds: Int32) throws(NetfilterError) -> Bool {
-        try Self.wait(eventDescriptor, timeoutMilliseconds: timeoutMilliseconds, call: .pollConntrack)
+        try NetlinkExchange.wait(eventDescriptor, timeoutMilliseconds: timeoutMilliseconds, .pollConntrack)
     }
 
     // MARK: - Sockets
 
     private static func openSocket() throws(NetfilterError) -> OpaquePointer {
-        // Close-on-exec: the helpers the engine and tests spawn must not inherit it.
-        guard let socket = mnl_socket_open2(NETLINK_NETFILTER, Int32(SOCK_CLOEXEC.rawValue)) else {
-            throw NetfilterError(conntrack: .openConntrack, errno: .last)
-        }
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) >= 0 else {
-            let error = Errno.last
-            mnl_socket_close(socket)
-            throw NetfilterError(conntrack: .openConntrack, errno: error)
-        }
-        return socket
+        try NetlinkExchange.openSocket(.openConntrack)
     }
 
     private static func openEventSocket(
@@ -344,20 +304,6 @@ public final class Conntrack {
         var length = socklen_t(MemoryLayout<sockaddr_nl>.size)
         return sender.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
             recvfrom(fd, buffer.baseAddress, buffer.count, flags, address, &length)
-        }
-    }
-
-    private static func wait(
-        _ fd: Int32, timeoutMilliseconds: Int32, call: NetfilterError.Call
-    ) throws(NetfilterError) -> Bool {
-        // poll() ignores a negative descriptor: without an event socket this only sleeps.
-        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while true {
-            let ready = poll(&descriptor, 1, timeoutMilliseconds)
-            if ready >= 0 { return ready > 0 }
-            let error = Errno.last
-            if error == .interrupted { return false }
-            throw NetfilterError(conntrack: call, errno: error)
         }
     }
 

@@ -37,56 +37,27 @@ public enum NFTables {
         for text in [table, name] where text.utf8.count > 255 || text.utf8.contains(0) {
             throw NetfilterError(.readCounter, queue: 0, errno: .invalidArgument)
         }
-        guard let socket = mnl_socket_open2(NETLINK_NETFILTER, Int32(SOCK_CLOEXEC.rawValue)) else {
-            throw NetfilterError(.readCounter, queue: 0, errno: .last)
-        }
+        let socket = try NetlinkExchange.openSocket(.readCounter)
         defer { mnl_socket_close(socket) }
-        guard mnl_socket_bind(socket, 0, pid_t(MNL_SOCKET_AUTOPID)) >= 0 else {
-            throw NetfilterError(.readCounter, queue: 0, errno: .last)
-        }
-        let portID = mnl_socket_get_portid(socket)
         // A counter's answer is about a hundred bytes; names are at most 256 each.
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 8)
         defer { buffer.deallocate() }
         let header = request(table: table, name: name, family: family, into: buffer)
-        let sequence = header.pointee.nlmsg_seq
-        while mnl_socket_sendto(socket, header, Int(header.pointee.nlmsg_len)) < 0 {
-            let error = Errno.last
-            if error != .interrupted { throw NetfilterError(.readCounter, queue: 0, errno: error) }
-        }
-        let fd = mnl_socket_get_fd(socket)
+        try NetlinkExchange.send(header, on: socket, .readCounter)
         var found: NFTablesCounter?
-        while true {
-            var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, answerTimeoutMilliseconds)
-            if ready == 0 { throw NetfilterError(.readCounter, queue: 0, errno: .timedOut) }
-            if ready < 0 {
-                let error = Errno.last
-                if error == .interrupted { continue }
-                throw NetfilterError(.readCounter, queue: 0, errno: error)
-            }
-            let received = recv(fd, buffer.baseAddress, buffer.count, 0)
-            if received < 0 {
-                let error = Errno.last
-                if error == .interrupted { continue }
-                throw NetfilterError(.readCounter, queue: 0, errno: error)
-            }
-            var remaining = Int32(received)
-            var message = buffer.baseAddress!.assumingMemoryBound(to: nlmsghdr.self)
-            while mnl_nlmsg_ok(message, remaining) {
-                defer { message = mnl_nlmsg_next(message, &remaining) }
-                guard message.pointee.nlmsg_seq == sequence, message.pointee.nlmsg_pid == portID else { continue }
-                if Int32(message.pointee.nlmsg_type) == NLMSG_ERROR {
-                    // The acknowledgement (0) ends the answer; anything else is the errno.
-                    let code = mnl_nlmsg_get_payload_len(message) >= 4
-                        ? UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: Int32.self) : -EPROTO
-                    guard code == 0 else { throw NetfilterError(.readCounter, queue: 0, errno: Errno(rawValue: -code)) }
-                    guard let found else { throw NetfilterError(.readCounter, queue: 0, errno: .init(rawValue: EPROTO)) }
-                    return found
-                }
+        try NetlinkExchange.readAnswer(on: socket, sequence: header.pointee.nlmsg_seq, into: buffer,
+                                       timeoutMilliseconds: answerTimeoutMilliseconds, .readCounter) { message throws(NetfilterError) in
+            guard Int32(message.pointee.nlmsg_type) == NLMSG_ERROR else {
                 if let counter = counter(from: message) { found = counter }
+                return false
             }
+            // The acknowledgement (0) ends the answer; anything else is the errno.
+            let code = NetlinkExchange.errorCode(message)
+            guard code == 0 else { throw NetfilterError(.readCounter, queue: 0, errno: Errno(rawValue: -code)) }
+            return true
         }
+        guard let found else { throw NetfilterError(.readCounter, queue: 0, errno: .init(rawValue: EPROTO)) }
+        return found
     }
 
     /// NFT_MSG_GETOBJ for one counter, asking for an acknowledgement after the answer.
