@@ -276,7 +276,14 @@ final class ControlService: Sendable {
             }
             do {
                 let publicKey = try fleet.rotateKey()
-                return ControlResponse(message: "new fleet key \(publicKey) in \(fleet.settings.keyFile); peers' requests signed with the previous one are honoured for \(fleet.settings.leaseSeconds) s")
+                var message = "new fleet key \(publicKey) in \(fleet.settings.keyFile); peers' requests signed with the previous one are honoured for \(fleet.settings.leaseSeconds) s"
+                if !fleet.status.connected {
+                    // Nobody can learn the new key meanwhile: say what that costs.
+                    message += "\netcd is out of reach: the new key is published when this engine's session returns; "
+                        + "until then peers know only the previous one, and their requests are refused after \(fleet.settings.leaseSeconds) s "
+                        + "(vpm stats shows the fleet's state)"
+                }
+                return ControlResponse(message: message)
             } catch {
                 return ControlResponse(error: "\(error) (the engine keeps its key)")
             }

@@ -234,8 +234,8 @@ final class FleetTests: XCTestCase {
             // All of etcd stopped: known peers keep working, and the engine says what it lacks.
             fleet.etcd.stop(1)
             fleet.etcd.stop(2)
-            try NetworkLab.poll("the client to notice etcd is gone", timeout: 15) {
-                (try? statistics(fleet.client).fleet?.connected) == false
+            try NetworkLab.poll("the engines to notice etcd is gone", timeout: 15) {
+                ([fleet.client] + fleet.hosts).allSatisfy { (try? statistics($0).fleet?.connected) == false }
             }
             XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "etcd-down"), globex)
             XCTAssertTrue(try fleet.client.stats().standardOutput.contains("etcd UNREACHABLE"))
@@ -244,6 +244,7 @@ final class FleetTests: XCTestCase {
             // lease (3 s) after the rotation, and no longer after that.
             let offline = try Command.run([fleet.vpm, "rotate-key", "--socket", fleet.hosts[1].socketPath])
             XCTAssertEqual(offline.status, 0, offline.standardError)
+            XCTAssertTrue(offline.standardOutput.contains("etcd is out of reach: the new key is published when"), offline.standardOutput)
             XCTAssertEqual(try fetch(fleet, aid: "globex", from: host2, attempt: "rotated-offline"), globex, lastFailure)
             sleep(6)
             XCTAssertNil(try fetch(fleet, aid: "globex", from: host2, attempt: "previous-withdrawn"),
@@ -272,6 +273,7 @@ final class FleetTests: XCTestCase {
             let rotated = try Command.run([fleet.vpm, "rotate-key", "--socket", fleet.hosts[1].socketPath])
             XCTAssertEqual(rotated.status, 0, rotated.standardError)
             XCTAssertTrue(rotated.standardOutput.contains("new fleet key"), rotated.standardOutput)
+            XCTAssertFalse(rotated.standardOutput.contains("out of reach"), rotated.standardOutput)
             // Read as soon as the new key shows: the previous one stays for one lease (3 s),
             // less than the fetches below may take on a loaded machine.
             var during: [String: Any] = [:]
@@ -292,11 +294,17 @@ final class FleetTests: XCTestCase {
 
             // An entry whose key does not match the engine's negotiation (written by someone
             // holding etcd's credentials): the peers' MACs do not verify, the connection is refused.
-            let intruder = try fleet.etcd.ctl(["put", "/vpm/engines/host2", """
+            let intruder = try fleet.etcd.ctl(["put", "-w", "json", "/vpm/engines/host2", """
                 {"version":1,"name":"host2","addresses":["\(host2)"],"port":9901,"virtual-ports":"23000-23999","public-key":"\(Data(repeating: 9, count: 32).base64EncodedString())"}
                 """])
             XCTAssertEqual(intruder.status, 0, intruder.standardError)
-            sleep(1)
+            // The client has the forged entry once its view reaches the put's revision.
+            let put = try JSONSerialization.jsonObject(with: Data(intruder.standardOutput.utf8)) as? [String: Any]
+            let revision = try XCTUnwrap((put?["header"] as? [String: Any])?["revision"] as? Int, intruder.standardOutput)
+            try NetworkLab.poll("the client to see the forged entry (revision \(revision))", timeout: 10) {
+                guard let seen = try? statistics(fleet.client).fleet?.revision else { return false }
+                return seen >= Int64(revision)
+            }
             XCTAssertNil(try fetch(fleet, aid: "globex", from: host2, attempt: "forged-key"))
             XCTAssertGreaterThanOrEqual(try statistics(fleet.hosts[1]).negotiations["forged"] ?? 0, 1)
         }
