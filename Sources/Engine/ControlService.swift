@@ -280,8 +280,8 @@ final class ControlService: Sendable {
                 if !fleet.status.connected {
                     // Nobody can learn the new key meanwhile: say what that costs.
                     message += "\netcd is out of reach: the new key is published when this engine's session returns; "
-                        + "until then peers know only the previous one, and their requests are refused after \(fleet.settings.leaseSeconds) s "
-                        + "(vpm stats shows the fleet's state)"
+                        + "until the peers see it they know only the previous one, and after \(fleet.settings.leaseSeconds) s "
+                        + "their requests to this engine and its requests to them are refused (vpm stats shows the fleet's state)"
                 }
                 return ControlResponse(message: message)
             } catch {
