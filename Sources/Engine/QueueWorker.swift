@@ -89,23 +89,25 @@ final class QueueWorker: @unchecked Sendable {
         var lastHousekeeping: UInt64 = 0
         var lastLoggedRefusals: UInt64 = 0
         while !StopSignal.isRequested {
-            // A negotiation's outcome for a held SYN signals the queue's wake-up.
-            let readiness = try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 200)
-            // A reload's source rules, built here once per reload (the woken batch uses them).
-            let reloaded = reloader.generation
-            if reloaded != sourcesGeneration.load(ordering: .relaxed) {
-                pipeline.updateSources(reloader.configuration.makeSourceMatcher())
-                sourcesGeneration.store(reloaded, ordering: .releasing)
-            }
-            if readiness.contains(.packets) {
-                // After the wait: an instance registered while we slept must be routable
-                // for the very SYN that woke us.
-                if registry.generation != pipeline.routesGeneration {
-                    let generation = registry.generation
-                    pipeline.updateRoutes(registry.instances(), generation: generation)
+            var readiness: NetfilterQueue.Readiness = []
+            if pipeline.holdsConnections {
+                // A negotiation's outcome for a held SYN signals the queue's wake-up.
+                readiness = try queue.waitForPacketsOrWakeup(timeoutMilliseconds: 200)
+                refreshBeforeDeciding()
+                if readiness.contains(.packets) {
+                    let now = MonotonicClock.milliseconds(), receivedAt = MonotonicClock.microseconds()
+                    try queue.drain { pipeline.process($0, now: now, receivedAt: receivedAt) }
                 }
-                let now = MonotonicClock.milliseconds(), receivedAt = MonotonicClock.microseconds()
-                try queue.drain { pipeline.process($0, now: now, receivedAt: receivedAt) }
+            } else {
+                // Nothing awaits an answer from another thread: a blocking receive, one
+                // syscall per wake-up instead of three (a round trip makes two).
+                try queue.receive(timeoutMilliseconds: 200) { packet in
+                    refreshBeforeDeciding()
+                    return pipeline.process(packet, now: MonotonicClock.milliseconds(), receivedAt: MonotonicClock.microseconds())
+                }
+                // A reload is taken up within the wait's 200 ms even when no packet comes
+                // (`runsSources(of:)`).
+                refreshBeforeDeciding()
             }
             for (key, aid, peer) in pipeline.takeNegotiations() {
                 logger.debug("negotiating", metadata: ["client": "\(key.client.endpoint(key.clientPort))", "aid": "\(aid)"])
@@ -139,6 +141,23 @@ final class QueueWorker: @unchecked Sendable {
                 ])
                 lastLoggedRefusals = pipeline.counters.refused
             }
+        }
+    }
+
+    /// Brings the source rules and the routes up to date before a packet is decided: a
+    /// reload or an instance registered while the thread waited applies to the very packet
+    /// that woke it. Two atomic loads when nothing changed; a reload's rules are built here
+    /// once per reload.
+    @inline(__always)
+    private func refreshBeforeDeciding() {
+        let reloaded = reloader.generation
+        if reloaded != sourcesGeneration.load(ordering: .relaxed) {
+            pipeline.updateSources(reloader.configuration.makeSourceMatcher())
+            sourcesGeneration.store(reloaded, ordering: .releasing)
+        }
+        if registry.generation != pipeline.routesGeneration {
+            let generation = registry.generation
+            pipeline.updateRoutes(registry.instances(), generation: generation)
         }
     }
 

@@ -19,6 +19,8 @@ public final class NetfilterQueue {
     private let socket: OpaquePointer
     private let portID: UInt32
     private var sequence: UInt32 = 1
+    /// The socket's SO_RCVTIMEO, once `receive(timeoutMilliseconds:)` has set it.
+    private var receiveTimeout: Int32?
     private let receiveBuffer: UnsafeMutableRawBufferPointer
     private let sendBuffer: UnsafeMutableRawBufferPointer
     private let attributes: UnsafeMutablePointer<UnsafeMutablePointer<nlattr>?>
@@ -167,6 +169,38 @@ public final class NetfilterQueue {
             }
         }
         return handled
+    }
+
+    /// Waits up to `timeoutMilliseconds` for one datagram and handles its packets, as
+    /// `drain` does: a `recv` that blocks (SO_RCVTIMEO bounds it), one syscall where `wait`
+    /// and `drain` take three (`poll`, `recv`, and the `recv` that finds the socket empty).
+    /// Nothing but a packet ends the wait early, so it suits a thread that awaits no
+    /// `wakeup`. Returns the number of packets handled (0: the time passed, or a signal).
+    @discardableResult
+    public func receive(timeoutMilliseconds: Int32, _ handler: (QueuedPacket) -> Verdict) throws(NetfilterError) -> Int {
+        let fd = mnl_socket_get_fd(socket)
+        if receiveTimeout != timeoutMilliseconds {
+            var limit = timeval(tv_sec: Int(timeoutMilliseconds / 1000), tv_usec: Int(timeoutMilliseconds % 1000) * 1000)
+            guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+                throw NetfilterError(.receive, queue: queue, errno: .last)
+            }
+            receiveTimeout = timeoutMilliseconds
+        }
+        let received = recv(fd, receiveBuffer.baseAddress, receiveBuffer.count, 0)
+        if received < 0 {
+            let error = Errno.last
+            switch error {
+            case .resourceTemporarilyUnavailable, .interrupted: return 0
+            case .noBufferSpace:
+                statistics.receiveBufferOverruns += 1
+                return 0
+            default: throw NetfilterError(.receive, queue: queue, errno: error)
+            }
+        }
+        statistics.datagramsReceived += 1
+        return forEachMessage(length: received) { header in
+            handlePacket(header, handler)
+        }
     }
 
     // MARK: - Packets and verdicts
