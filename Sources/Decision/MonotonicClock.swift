@@ -3,7 +3,7 @@ import Glibc
 #endif
 
 /// Milliseconds of CLOCK_MONOTONIC_COARSE: a vDSO read, no syscall, ~4 ms resolution —
-/// plenty for flow timeouts, cheap enough to read once per batch of packets.
+/// plenty for flow timeouts, cheap enough to read for every packet a queue thread decides.
 public enum MonotonicClock {
     public static func milliseconds() -> UInt64 {
         var time = timespec()
@@ -11,8 +11,9 @@ public enum MonotonicClock {
         return UInt64(time.tv_sec) * 1000 + UInt64(time.tv_nsec) / 1_000_000
     }
 
-    /// Microseconds of CLOCK_MONOTONIC (fine-grained, also a vDSO read): for timing a
-    /// connection's first verdict, read once per batch and once per new connection.
+    /// Microseconds of CLOCK_MONOTONIC (fine-grained, also a vDSO read): for
+    /// timing a connection's first verdict, read when a packet (or a batch) is received and
+    /// once per new connection.
     public static func microseconds() -> UInt64 {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
