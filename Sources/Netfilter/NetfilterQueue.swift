@@ -149,23 +149,10 @@ public final class NetfilterQueue {
     public func drain(limit: Int = 64, _ handler: (QueuedPacket) -> Verdict) throws(NetfilterError) -> Int {
         var handled = 0
         for _ in 0..<limit {
-            let received = recv(mnl_socket_get_fd(socket), receiveBuffer.baseAddress, receiveBuffer.count, Int32(MSG_DONTWAIT))
-            if received < 0 {
-                let error = Errno.last
-                switch error {
-                case .resourceTemporarilyUnavailable: return handled
-                case .interrupted: continue
-                case .noBufferSpace:
-                    // The kernel could not queue to us: packets were dropped (or accepted
-                    // with fail-open). Count it and keep serving.
-                    statistics.receiveBufferOverruns += 1
-                    continue
-                default: throw NetfilterError(.receive, queue: queue, errno: error)
-                }
-            }
-            statistics.datagramsReceived += 1
-            handled += forEachMessage(length: received) { header in
-                handlePacket(header, handler)
+            switch try receiveDatagram(flags: Int32(MSG_DONTWAIT)) {
+            case .packets(let length): handled += handlePackets(length: length, handler)
+            case .nothing: return handled
+            case .again: continue
             }
         }
         return handled
@@ -178,29 +165,49 @@ public final class NetfilterQueue {
     /// `wakeup`. Returns the number of packets handled (0: the time passed, or a signal).
     @discardableResult
     public func receive(timeoutMilliseconds: Int32, _ handler: (QueuedPacket) -> Verdict) throws(NetfilterError) -> Int {
-        let fd = mnl_socket_get_fd(socket)
         if receiveTimeout != timeoutMilliseconds {
             var limit = timeval(tv_sec: Int(timeoutMilliseconds / 1000), tv_usec: Int(timeoutMilliseconds % 1000) * 1000)
-            guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+            guard setsockopt(mnl_socket_get_fd(socket), SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
                 throw NetfilterError(.receive, queue: queue, errno: .last)
             }
             receiveTimeout = timeoutMilliseconds
         }
-        let received = recv(fd, receiveBuffer.baseAddress, receiveBuffer.count, 0)
-        if received < 0 {
-            let error = Errno.last
-            switch error {
-            case .resourceTemporarilyUnavailable, .interrupted: return 0
-            case .noBufferSpace:
-                statistics.receiveBufferOverruns += 1
-                return 0
-            default: throw NetfilterError(.receive, queue: queue, errno: error)
-            }
+        guard case .packets(let length) = try receiveDatagram(flags: 0) else { return 0 }
+        return handlePackets(length: length, handler)
+    }
+
+    /// What one `recv` on the queue's socket gave.
+    private enum Received {
+        /// A datagram of this length, in the receive buffer.
+        case packets(Int)
+        /// Nothing to read (EAGAIN: a non-blocking read found the socket empty, or a blocking
+        /// one's SO_RCVTIMEO passed).
+        case nothing
+        /// A signal interrupted the read, or the kernel reported an overrun (counted): read again.
+        case again
+    }
+
+    private func receiveDatagram(flags: Int32) throws(NetfilterError) -> Received {
+        let received = recv(mnl_socket_get_fd(socket), receiveBuffer.baseAddress, receiveBuffer.count, flags)
+        if received >= 0 {
+            statistics.datagramsReceived += 1
+            return .packets(received)
         }
-        statistics.datagramsReceived += 1
-        return forEachMessage(length: received) { header in
-            handlePacket(header, handler)
+        let error = Errno.last
+        switch error {
+        case .resourceTemporarilyUnavailable: return .nothing
+        case .interrupted: return .again
+        case .noBufferSpace:
+            // The kernel could not queue to us: packets were dropped (or accepted
+            // with fail-open). Count it and keep serving.
+            statistics.receiveBufferOverruns += 1
+            return .again
+        default: throw NetfilterError(.receive, queue: queue, errno: error)
         }
+    }
+
+    private func handlePackets(length: Int, _ handler: (QueuedPacket) -> Verdict) -> Int {
+        forEachMessage(length: length) { header in handlePacket(header, handler) }
     }
 
     // MARK: - Packets and verdicts
