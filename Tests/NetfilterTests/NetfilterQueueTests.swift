@@ -23,10 +23,29 @@ final class NetfilterQueueTests: XCTestCase {
     }
 
     func testPacketsAreSeenAndDelivered() throws {
+        try seenAndDelivered("seen") { queue, handler in
+            guard try queue.wait(timeoutMilliseconds: 100) else { return }
+            try queue.drain(handler)
+        }
+    }
+
+    /// The same through the blocking receive a queue thread uses while it holds no SYN.
+    func testPacketsAreSeenAndDeliveredThroughTheBlockingReceive() throws {
+        try seenAndDelivered("seenb") { queue, handler in
+            try queue.receive(timeoutMilliseconds: 100, handler)
+        }
+    }
+
+    /// A 1 MiB file sent through a queue served by `serve` (called until the test stops the
+    /// thread): every packet seen once, the file arrives unchanged.
+    private func seenAndDelivered(
+        _ name: String,
+        serve: @escaping @Sendable (NetfilterQueue, (QueuedPacket) -> Verdict) throws -> Void
+    ) throws {
         try Privileged.requireRoot()
-        let lab = try NetworkLab(name: Privileged.labName("seen"))
+        let lab = try NetworkLab(name: Privileged.labName(name))
         defer { lab.tearDown() }
-        let directory = Privileged.scratchDirectory("seen")
+        let directory = Privileged.scratchDirectory(name)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let port: UInt16 = 5001, queueNumber: UInt16 = 3
@@ -43,8 +62,7 @@ final class NetfilterQueueTests: XCTestCase {
                 let queue = try NetfilterQueue(QueueConfiguration(queueNumber: queueNumber))
                 observations.lock.withLock { observations.ready = true }
                 while !stop.load(ordering: .relaxed) {
-                    guard try queue.wait(timeoutMilliseconds: 100) else { continue }
-                    try queue.drain { packet in
+                    try serve(queue) { packet in
                         observations.lock.withLock {
                             observations.packets += 1
                             observations.hooks.insert(packet.hook)
@@ -138,6 +156,27 @@ final class NetfilterQueueTests: XCTestCase {
             withExtendedLifetime(first) {}
         }
         XCTAssertEqual(messages, ["cannot bind queue 7: another process owns it (is vpm already running?)"])
+    }
+
+    /// With no packet the blocking receive returns nothing once its time has passed, not at
+    /// once (a non-blocking read would) and not never; a new timeout replaces the old one.
+    func testTheBlockingReceiveEndsWithItsTimeout() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("rcvto"))
+        defer { lab.tearDown() }
+        let seen = inServerNamespace(lab) { lines in
+            let queue = try NetfilterQueue(QueueConfiguration(queueNumber: 11))
+            // A second's slack for a loaded machine: the 40 ms wait must end long before the
+            // 2 s one would have.
+            for timeout: Int32 in [2000, 40] {
+                let started = Date()
+                let handled = try queue.receive(timeoutMilliseconds: timeout) { _ in .accept }
+                let elapsed = Date().timeIntervalSince(started), wanted = Double(timeout) / 1000
+                let when = elapsed < wanted * 0.9 ? "early" : elapsed > wanted + 0.96 ? "late" : "on time"
+                lines.append("\(timeout) ms: \(handled) handled, \(when)" + (when == "on time" ? "" : " (\(elapsed) s)"))
+            }
+        }
+        XCTAssertEqual(seen, ["2000 ms: 0 handled, on time", "40 ms: 0 handled, on time"])
     }
 
     /// A signal from another thread ends the queue's wait with `.wakeup` (and no packets);
