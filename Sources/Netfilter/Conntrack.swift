@@ -266,7 +266,13 @@ public final class Conntrack {
     /// Waits up to `timeoutMilliseconds` for events; true if the event socket is readable.
     /// Without an event socket it just sleeps for the timeout and returns false.
     public func waitForEvents(timeoutMilliseconds: Int32) throws(NetfilterError) -> Bool {
-        try NetlinkExchange.wait(eventDescriptor, timeoutMilliseconds: timeoutMilliseconds, .pollConntrack)
+        // poll() ignores a negative descriptor: without an event socket this only sleeps.
+        var descriptor = pollfd(fd: eventDescriptor, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, timeoutMilliseconds)
+        if ready >= 0 { return ready > 0 }
+        let error = Errno.last
+        if error == .interrupted { return false }
+        throw NetfilterError(conntrack: .pollConntrack, errno: error)
     }
 
     // MARK: - Sockets

@@ -82,16 +82,4 @@ enum NetlinkExchange {
         mnl_nlmsg_get_payload_len(message) >= 4
             ? UnsafeRawPointer(mnl_nlmsg_get_payload(message)!).loadUnaligned(as: Int32.self) : -EPROTO
     }
-
-    /// Waits up to `timeoutMilliseconds` for `fd` to be readable; false when the time ran
-    /// out or a signal interrupted the wait. poll() ignores a negative descriptor: then this
-    /// only sleeps.
-    static func wait(_ fd: Int32, timeoutMilliseconds: Int32, _ call: NetfilterError.Call) throws(NetfilterError) -> Bool {
-        var descriptor = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        let ready = poll(&descriptor, 1, timeoutMilliseconds)
-        if ready >= 0 { return ready > 0 }
-        let error = Errno.last
-        if error == .interrupted { return false }
-        throw NetfilterError(call, queue: 0, errno: error)
-    }
 }
