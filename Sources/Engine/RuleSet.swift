@@ -16,12 +16,14 @@ import Foundation
 ///                   virtual ports: over lo only with the local-mode decision's mark, and
 ///                   only to sockets the engine bound for instances (`ownershipRules`)
 ///
-/// The kernel datapath (`RuleSet.firstPacket`) queues only each connection's first packet, after
-/// conntrack has seen it, and lets `KernelNAT` (nft) translate the connection:
-/// mangle table (priority -150, between conntrack and NAT):
-///   VPM-PREROUTING  TCP SYN / UDP datagram of a connection not yet decided (no vpm mark in
-///                   conntrack) to an initial port (not on lo), and from a cooperative peer
-///                   to our virtual ports -> NFQUEUE
+/// The kernel datapath (`RuleSet.firstPacket`) queues only each connection's first packet, in
+/// the nat table, and lets `KernelNAT` (nft) translate the connection:
+/// nat table (priority -100; NAT chains see a connection's first packet only, so established
+/// packets meet no vpm rule at all):
+///   VPM-PREROUTING  TCP SYN / UDP datagram to an initial port (not on lo), and from a
+///                   cooperative peer to our virtual ports, that carries no decision's mark
+///                   (the nft lookup's, or the engine's on the REPEAT that follows its
+///                   verdict) -> NFQUEUE
 ///   VPM-OUTPUT      the same for local programs' connections to a peer or (local mode) over lo
 /// Refusals are answered by the nft table (`KernelNAT`), not by filter chains here.
 public struct RuleSet: Sendable, Equatable {
@@ -48,6 +50,11 @@ public struct RuleSet: Sendable, Equatable {
     /// (table, built-in hook, our chain), in install order.
     public static let hooks = [("raw", "PREROUTING", "VPM-PREROUTING"),
                                ("raw", "OUTPUT", "VPM-OUTPUT"),
+                               ("nat", "PREROUTING", "VPM-PREROUTING"),
+                               ("nat", "OUTPUT", "VPM-OUTPUT"),
+                               // Used by engines before 2026-12-06 (the kernel datapath's
+                               // queue rules): listed so that an engine starting over one
+                               // removes them.
                                ("mangle", "PREROUTING", "VPM-PREROUTING"),
                                ("mangle", "OUTPUT", "VPM-OUTPUT"),
                                ("filter", "INPUT", "VPM-INPUT"),
@@ -145,50 +152,51 @@ public struct RuleSet: Sendable, Equatable {
         }
     }
 
-    /// Kernel datapath: a connection's first packet only, after conntrack (mangle table), so
-    /// the verdict's mark reaches the NAT rules and the conntrack entry.
+    /// Kernel datapath: a connection's first packet only, in the nat table: after conntrack,
+    /// so the verdict's mark reaches the NAT rules and the conntrack entry, and where the
+    /// kernel runs rules only for a connection's first packet (until NAT is set up for it).
+    /// The verdict is REPEAT (`KernelDatapath`): the NAT hook runs its chains again, this
+    /// one lets the marked packet by, and `KernelNAT`'s chains translate or refuse it.
     private static func firstPacketRules(_ configuration: Configuration, queues: QueueTargets, transports: [TransportProtocol]) -> [Rule] {
         let cooperation = configuration.cooperation
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
-        // Not yet decided: conntrack calls every packet from the client NEW until a reply
-        // comes, so a one-way UDP flow (or a retransmitted SYN) would come back to the
-        // engine again and again; the connection's mark says it was decided already.
-        let undecided = ["-m", "connmark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
+        // Not yet decided: the lookup in nft (`KernelNAT`, before these chains) or the
+        // engine's verdict, on the REPEAT pass, left its mark. A connection whose first packet
+        // was accepted unchanged (not vpm's) has no NAT set up, so its next packets still
+        // called new by conntrack (a retransmitted SYN, a one-way UDP flow) come here again.
+        let undecided = ["-m", "mark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))",
+                         "-m", "mark", "!", "--mark", "0x" + String(refuseMark, radix: 16)]
+        // New, not RELATED: NAT chains also see the first packet of a connection a conntrack
+        // helper expected, and the engine never decides those.
         func opening(_ transport: TransportProtocol) -> [String] {
-            (transport == .tcp ? ["--syn"] : ["-m", "conntrack", "--ctstate", "NEW"]) + undecided
+            (transport == .tcp ? ["--syn"] : []) + ["-m", "conntrack", "--ctstate", "NEW"] + undecided
         }
         var rules: [Rule] = []
         for peer in cooperation.peers {
             let tool = peer.isIPv4 ? "iptables" : "ip6tables"
             for transport in transports {
                 let toOurs = ["-s", peer.iptablesNetwork, "-p", transport.name, "--dport", range] + opening(transport)
-                rules += queues.rules(table: "mangle", chain: "VPM-PREROUTING", match: toOurs, client: .source, transport: transport, tool: tool)
+                rules += queues.rules(table: "nat", chain: "VPM-PREROUTING", match: toOurs, client: .source, transport: transport, tool: tool)
             }
             for port in configuration.initialPorts {
                 let transport = port.transport
                 let toPeer = ["-d", peer.iptablesNetwork, "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
-                rules += queues.rules(table: "mangle", chain: "VPM-OUTPUT", match: toPeer, client: .source, transport: transport, tool: tool)
+                rules += queues.rules(table: "nat", chain: "VPM-OUTPUT", match: toPeer, client: .source, transport: transport, tool: tool)
             }
         }
         for port in configuration.initialPorts {
             let transport = port.transport
             let match = ["!", "-i", "lo", "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
-            rules += queues.rules(table: "mangle", chain: "VPM-PREROUTING", match: match, client: .source, transport: transport, tool: nil)
+            rules += queues.rules(table: "nat", chain: "VPM-PREROUTING", match: match, client: .source, transport: transport, tool: nil)
         }
         if cooperation.local {
             for port in configuration.initialPorts {
                 let transport = port.transport
                 let match = ["-o", "lo", "-p", transport.name, "--dport", "\(port.port)"] + opening(transport)
-                rules += queues.rules(table: "mangle", chain: "VPM-OUTPUT", match: match, client: .source, transport: transport, tool: nil)
+                rules += queues.rules(table: "nat", chain: "VPM-OUTPUT", match: match, client: .source, transport: transport, tool: nil)
             }
         }
-        // Every packet of every connection jumps here, and only a connection's first ones can
-        // match: the others leave at the first rule, one conntrack test, instead of failing
-        // each rule's interface and flag tests in turn (a hundred nanoseconds and more per
-        // packet, on the established packets the kernel datapath otherwise never touches).
-        let established = ["-m", "conntrack", "!", "--ctstate", "NEW", "-j", "RETURN"]
-        let chains = ["VPM-PREROUTING", "VPM-OUTPUT"].filter { chain in rules.contains { $0.chain == chain } }
-        return chains.map { Rule(table: "mangle", chain: $0, arguments: established) } + rules
+        return rules
     }
 
     /// Userspace datapath: every packet of a multiplexed flow, before conntrack (raw table).
@@ -311,7 +319,7 @@ public struct RuleSet: Sendable, Equatable {
     /// nothing stale stays), then refilled, one transaction per run.
     public func restoreInput(_ tool: String) -> String {
         var text = ""
-        for table in ["raw", "mangle", "filter"] {
+        for table in ["raw", "nat", "filter"] {
             let chains = usedHooks.filter { $0.0 == table }.map(\.2)
             guard !chains.isEmpty else { continue }
             text += "*\(table)\n" + chains.map { ":\($0) - [0:0]\n" }.joined()

@@ -189,9 +189,9 @@ final class KernelRestartTests: XCTestCase {
         _ = try lab.spawn(lab.server, ["socat", "TCP-LISTEN:20017,fork,reuseaddr", "SYSTEM:echo acme; sleep 120"],
                           log: "\(directory)/acme.log")
         try lab.waitForListener(lab.server, port: 20017)
-        // The mangle table exists already, as on most hosts (iptables keeps an emptied table).
+        // The nat table exists already, as on most hosts (iptables keeps an emptied table).
         for tool in ["iptables", "ip6tables"] {
-            try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222", "-j", "REDIRECT", "--to-ports", "22"])
         }
         let before = try lab.ruleset(lab.server)
         let accounting = try lab.checked(lab.server, ["sysctl", "-n", "net.netfilter.nf_conntrack_acct"]).standardOutput

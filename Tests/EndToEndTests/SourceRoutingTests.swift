@@ -364,6 +364,7 @@ final class SourceRoutingTests: XCTestCase {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         for tool in ["iptables", "ip6tables"] {
             try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222", "-j", "REDIRECT", "--to-ports", "22"])
             try lab.checked(lab.server, [tool, "-w", "-t", "filter", "-A", "INPUT", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
             try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "PREROUTING", "-p", "udp", "--dport", "53", "-j", "CT", "--notrack"])
             try lab.checked(lab.server, [tool, "-w", "-t", "raw", "-A", "OUTPUT", "-p", "udp", "--sport", "53", "-j", "CT", "--notrack"])
@@ -375,7 +376,7 @@ final class SourceRoutingTests: XCTestCase {
         try engine.start()
         let during = try ruleset()
         if Privileged.kernelDatapath {
-            XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 --tcp-flags FIN,SYN,RST,ACK SYN -m connmark ! --mark 0x50000000/0xf0000000 "), during)
+            XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m mark ! --mark 0x50000000/0xf0000000 -m mark ! --mark 0x76706d01 "), during)
             XCTAssertTrue(during.contains("table inet vpm"), during)
         } else {
             XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 -j NFQUEUE --queue-num 0")

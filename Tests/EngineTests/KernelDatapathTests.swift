@@ -52,13 +52,13 @@ final class KernelDatapathTests: XCTestCase {
     func testRulesQueueOnlyConnectionStartsAfterConntrack() throws {
         let rules = RuleSet.firstPacket(try Configuration.parse("queues: 1\n" + Self.configuration))
         let ipv4 = rules.installCommands().filter { $0.first == "iptables" }.map { $0.dropFirst(2).joined(separator: " ") }
+        let undecided = "-m mark ! --mark 0x50000000/0xf0000000 -m mark ! --mark 0x76706d01"
         XCTAssertEqual(ipv4, [
-            "-t mangle -N VPM-PREROUTING",
-            // Every packet jumps to the chain; an established one leaves at once.
-            "-t mangle -A VPM-PREROUTING -m conntrack ! --ctstate NEW -j RETURN",
-            "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 --syn -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0",
-            "-t mangle -A VPM-PREROUTING ! -i lo -p udp --dport 5353 -m conntrack --ctstate NEW -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 0",
-            "-t mangle -I PREROUTING 1 -j VPM-PREROUTING",
+            // A NAT chain: the kernel runs it for a connection's first packet only.
+            "-t nat -N VPM-PREROUTING",
+            "-t nat -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 --syn -m conntrack --ctstate NEW \(undecided) -j NFQUEUE --queue-num 0",
+            "-t nat -A VPM-PREROUTING ! -i lo -p udp --dport 5353 -m conntrack --ctstate NEW \(undecided) -j NFQUEUE --queue-num 0",
+            "-t nat -I PREROUTING 1 -j VPM-PREROUTING",
         ])
         XCTAssertFalse(ipv4.contains { $0.contains("notrack") }, "conntrack must see the kernel datapath's flows")
     }
@@ -76,9 +76,10 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertEqual(lines.filter { $0.hasPrefix("add chain") }.filter { !$0.contains("type nat hook") }, [
             "add chain inet vpm decide { type filter hook prerouting priority -160; policy accept; }",
             "add chain inet vpm lookup",
-        ], "NAT chains, and the kernel's own decisions")
-        XCTAssertEqual(lines.filter { $0.hasPrefix("add rule inet vpm decide") }, ["add rule inet vpm decide ct state new jump lookup"],
-                       "established packets meet one vpm rule")
+        ], "NAT chains only (an older engine's filter chain is declared to be deleted), and the kernel's own decisions")
+        XCTAssertTrue(lines.contains("add chain inet vpm first { type nat hook prerouting priority -110; policy accept; }"), script)
+        XCTAssertEqual(lines.filter { $0.hasPrefix("add rule inet vpm first") }, ["add rule inet vpm first ct state new jump lookup"],
+                       "the lookups, before the iptables nat chain that queues (priority -100)")
         XCTAssertTrue(lines.contains("add rule inet vpm lookup iifname != \"lo\" ct mark & 0xf0000000 != 0x50000000 meta l4proto tcp tcp flags & (fin | syn | rst | ack) == syn meta mark set meta l4proto . ip saddr . th sport . th dport map @endpoints4 ct mark set meta mark ct event set 0x0 counter name decided return"), script)
         XCTAssertTrue(lines.contains("add map inet vpm networks6 { type inet_proto . ipv6_addr . inet_service : mark; flags interval; }"), script)
         XCTAssertTrue(lines.contains("flush map inet vpm networks6"), "a restarted engine fills the maps afresh: \(script)")
@@ -89,7 +90,8 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertTrue(elements.contains("0x50004e20 : 20000"))
         XCTAssertTrue(elements.contains("0x500051e7 : 20967"))
         XCTAssertEqual(elements.components(separatedBy: " : ").count - 1, 1000, "one element per virtual port")
-        XCTAssertFalse(lines.contains { $0.hasPrefix("delete") }, "refreshing must never delete a chain: NAT would stop for running connections")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("delete") }, ["delete chain inet vpm decide"],
+                       "refreshing must never delete a NAT chain: NAT would stop for running connections")
     }
 
     func makeProcessor(_ text: String = KernelDatapathTests.configuration, clients: ClientSockets = ClientSockets()) throws -> PacketPipeline {
@@ -109,7 +111,7 @@ final class KernelDatapathTests: XCTestCase {
         var packet = try syn(from: IPAddress(198, 18, 3, 7), 40000, to: server, 9000)
         let original = packet
         let verdict = process(&processor, &packet, hook: 0)
-        XCTAssertEqual(verdict, Verdict(.accept, mark: KernelMark(mode: .source, slot: 2, virtualPort: 20018).value))
+        XCTAssertEqual(verdict, Verdict(.repeat, mark: KernelMark(mode: .source, slot: 2, virtualPort: 20018).value))
         XCTAssertEqual(packet, original, "no byte changes: kernel NAT translates")
         XCTAssertEqual(processor.counters.marked, 1)
         XCTAssertEqual(processor.counters.rewritten, 0)
@@ -121,7 +123,7 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertEqual(process(&processor, &again, hook: 0), verdict, "a retransmitted SYN gets the same decision")
 
         var unknown = try syn(from: IPAddress(198, 18, 9, 9), 40001, to: server, 9000)
-        XCTAssertEqual(process(&processor, &unknown, hook: 0), Verdict(.accept, mark: RuleSet.refuseMark))
+        XCTAssertEqual(process(&processor, &unknown, hook: 0), Verdict(.repeat, mark: RuleSet.refuseMark))
     }
 
     func testLocalAndCooperativeDecisionsAreMarks() throws {
@@ -132,7 +134,7 @@ final class KernelDatapathTests: XCTestCase {
         clients.register(transport: .tcp, address: .loopbackIPv4, port: 41000, aid: "acme", now: 1000)
         var local = try syn(from: .loopbackIPv4, 41000, to: .loopbackIPv4, 9000)
         XCTAssertEqual(process(&processor, &local, hook: 3, outputInterface: 1),
-                       Verdict(.accept, mark: KernelMark(mode: .local, slot: 1, virtualPort: 20017).value))
+                       Verdict(.repeat, mark: KernelMark(mode: .local, slot: 1, virtualPort: 20017).value))
 
         // Our client's SYN to a peer: held, negotiated, released unchanged with the peer's port.
         let client = IPAddress(198, 18, 0, 2), peer = IPAddress(198, 18, 7, 1)
@@ -143,7 +145,7 @@ final class KernelDatapathTests: XCTestCase {
         processor.complete(processor.takeNegotiations()[0].key, virtualPort: 20500, peer: "198.18.7.1:9901", now: 1001) { queued, verdict in
             sent.append((verdict, (try? IPPacket(queued.payload).destinationPort) ?? 0))
         }
-        XCTAssertEqual(sent.first?.0, Verdict(.accept, mark: KernelMark(mode: .cooperative, slot: 2, virtualPort: 20500).value))
+        XCTAssertEqual(sent.first?.0, Verdict(.repeat, mark: KernelMark(mode: .cooperative, slot: 2, virtualPort: 20500).value))
         XCTAssertEqual(sent.first?.1, 9000, "the SYN itself is not rewritten")
 
         // The peer's client arriving on our virtual port: admitted with a mark only when negotiated.
@@ -155,7 +157,7 @@ final class KernelDatapathTests: XCTestCase {
         }
         var negotiated = try syn(from: peer, 43001, to: server, 20017)
         XCTAssertEqual(process(&processor, &negotiated, hook: 0),
-                       Verdict(.accept, mark: KernelMark(mode: .cooperative, slot: 1, virtualPort: 20017).value))
+                       Verdict(.repeat, mark: KernelMark(mode: .cooperative, slot: 1, virtualPort: 20017).value))
     }
 }
 

@@ -62,7 +62,7 @@ final class RuleSetTests: XCTestCase {
         let kernel = RuleSet.firstPacket(configuration).installCommands().map { $0.dropFirst(2).joined(separator: " ") }
         XCTAssertTrue(kernel.contains { $0.contains("VPM-OUTPUT -o lo -p tcp --dport 9000") && $0.hasSuffix("0>>22&0x3C@0>>17&0x1=0x0 -j NFQUEUE --queue-num 4") },
                       "the kernel datapath queues loopback's SYNs with the rest: \(kernel)")
-        XCTAssertTrue(kernel.contains { $0.contains("VPM-OUTPUT -o lo -p tcp --dport 9000") && $0.hasSuffix("--syn -m connmark ! --mark 0x50000000/0xf0000000 -j NFQUEUE --queue-num 5") },
+        XCTAssertTrue(kernel.contains { $0.contains("VPM-OUTPUT -o lo -p tcp --dport 9000") && $0.hasSuffix("--syn -m conntrack --ctstate NEW -m mark ! --mark 0x50000000/0xf0000000 -m mark ! --mark 0x76706d01 -j NFQUEUE --queue-num 5") },
                       "\(kernel)")
         XCTAssertFalse(kernel.contains { $0.contains("--queue-num 6") }, "\(kernel)")
         XCTAssertNil(try Configuration.parse("virtual-ports: 20000-20999\nports: [9000]").loopbackQueue)
@@ -143,11 +143,11 @@ final class RuleSetTests: XCTestCase {
         ])
         let kernel = RuleSet.firstPacket(configuration).installCommands()
             .filter { $0.first == "iptables" && $0.contains("u32") }.map { $0.dropFirst(2).joined(separator: " ") }
-        let undecided = "--syn -m connmark ! --mark 0x50000000/0xf0000000"
+        let undecided = "--syn -m conntrack --ctstate NEW -m mark ! --mark 0x50000000/0xf0000000 -m mark ! --mark 0x76706d01"
         XCTAssertEqual(kernel, [
-            "-t mangle -A VPM-PREROUTING -s 198.18.7.0/24 -p tcp --dport 20000:20999 \(undecided) \(source)",
-            "-t mangle -A VPM-OUTPUT -d 198.18.7.0/24 -p tcp --dport 9000 \(undecided) \(source)",
-            "-t mangle -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 \(undecided) \(source)",
+            "-t nat -A VPM-PREROUTING -s 198.18.7.0/24 -p tcp --dport 20000:20999 \(undecided) \(source)",
+            "-t nat -A VPM-OUTPUT -d 198.18.7.0/24 -p tcp --dport 9000 \(undecided) \(source)",
+            "-t nat -A VPM-PREROUTING ! -i lo -p tcp --dport 9000 \(undecided) \(source)",
         ])
     }
 

@@ -7,6 +7,11 @@ import Policy
 /// Only a connection's first packet passes through the engine; it leaves unchanged with
 /// the decision's mark (`KernelMark`), and kernel NAT (`KernelNAT`, conntrack) carries the
 /// connection.
+///
+/// The packet was queued from a NAT chain (`RuleSet.firstPacket`), so a decision's verdict is
+/// REPEAT: the NAT hook runs its chains again, the queue rule lets the marked packet by, and
+/// `KernelNAT` translates it (or refuses it, by the refuse mark). ACCEPT would go on after the
+/// NAT hook and skip those chains; it is kept for packets that are not vpm's.
 struct KernelDatapath: PacketDatapath {
     var kind: Datapath { .kernel }
 
@@ -37,11 +42,11 @@ struct KernelDatapath: PacketDatapath {
         case .accept: return .accept
         case .toVirtualPort(let decided), .admit(let decided):
             counters.marked &+= 1
-            return Verdict(.accept, mark: KernelMark(decided).value)
+            return Verdict(.repeat, mark: KernelMark(decided).value)
         case .toInitialPort(let port):
             // Replies are not queued on this datapath; one that is gets the same rewrite.
             return CommonVerdict.toInitialPort(port, &packet, payload, checksum: checksum, counters: &counters)
-        case .refuse: return CommonVerdict.refused
+        case .refuse: return Verdict(.repeat, mark: RuleSet.refuseMark)
         case .drop: return .drop
         case .hold: return .hold
         }

@@ -13,8 +13,9 @@ public import Policy
 ///     maps hosts4/6, endpoints4/6, networks4/6
 ///                      protocol . client address (. client port) . initial port -> the mark
 ///                      of a source-routed decision, kept by the engine (`KernelDecisions`)
-///     chain decide     filter, priority -160 (after conntrack, before the mangle rules that
-///                      queue): one rule, `ct state new jump lookup`;
+///     chain first      nat, priority -110 (after conntrack, before the iptables nat chain
+///                      that queues, `RuleSet.firstPacket`): one rule, `ct state new jump
+///                      lookup` (a conntrack helper's RELATED connection is not vpm's);
 ///     chain lookup     a connection's first packet from another host whose source and
 ///                      initial port are in the map gets its decision here and is never
 ///                      queued, counted in the counter `decided`, and its conntrack entry
@@ -30,10 +31,10 @@ public import Policy
 ///                      and so is traffic to an initial port NAT did not translate; a virtual port's connection whose listening socket the
 ///                      engine did not bind (no `InstanceSocket.mark`) is refused
 ///
-/// Every other chain is a NAT chain, and the kernel runs NAT chains for a connection's first
-/// packet only: established packets meet one vpm rule here (`decide`'s `ct state new`) and one in iptables (the mangle chain's first, `! --ctstate NEW -j RETURN`) (the NAT hooks themselves are
-/// the ones kernel NAT has too). Conntrack carries each connection, so it never needs the
-/// engine again — not even while it restarts.
+/// Every chain is a NAT chain, and the kernel runs NAT chains for a connection's first
+/// packet only (until NAT is set up for it): established packets meet no vpm rule at all, here
+/// or in iptables (the NAT hooks themselves are the ones kernel NAT has too). Conntrack
+/// carries each connection, so it never needs the engine again — not even while it restarts.
 public struct KernelNAT: Sendable, Equatable {
     public static let table = "vpm"
     /// The counter of connections the `lookup` chain decided.
@@ -99,8 +100,8 @@ public struct KernelNAT: Sendable, Equatable {
         }
         let input = refusals + guards
         let name = "inet \(table)"
-        // Only the chain's one rule meets established packets: `ct state new` sends a
-        // connection's first packets (until a reply) on to the lookups.
+        // A NAT chain: only a connection's first packet comes here (and again on the REPEAT
+        // after the engine's verdict, when the lookups found nothing the first time).
         let undecidedConnection = "iifname != \"lo\" ct mark & 0x\(String(KernelMark.tagMask, radix: 16)) != 0x\(String(KernelMark.tag, radix: 16))"
         var decide: [String] = []
         // Source rules do not overlap: at most one map holds a packet's source.
@@ -126,7 +127,12 @@ public struct KernelNAT: Sendable, Equatable {
         ] + KernelDecisions.maps.map { map in
             "add map \(name) \(map.name) { type \(map.type);\(map.interval ? " flags interval;" : "") }"
         } + [
+            // `decide`, a filter chain at -160 before 2026-12-06: every packet met its rule.
+            // Declared as it was (a no-op when it is there), emptied and deleted.
             "add chain \(name) decide { type filter hook prerouting priority -160; policy accept; }",
+            "flush chain \(name) decide",
+            "delete chain \(name) decide",
+            "add chain \(name) first { type nat hook prerouting priority -110; policy accept; }",
             "add chain \(name) lookup",
             "add chain \(name) prerouting { type nat hook prerouting priority -100; policy accept; }",
             "add chain \(name) output { type nat hook output priority -100; policy accept; }",
@@ -134,7 +140,7 @@ public struct KernelNAT: Sendable, Equatable {
             "flush chain \(name) prerouting",
             "flush chain \(name) output",
             "flush chain \(name) input",
-            "flush chain \(name) decide",
+            "flush chain \(name) first",
             "flush chain \(name) lookup",
             "flush map \(name) vport",
             "flush map \(name) service4",
@@ -150,7 +156,7 @@ public struct KernelNAT: Sendable, Equatable {
             lines.append("add element \(name) vport { \(elements[start..<end].joined(separator: ", ")) }")
             start = end
         }
-        lines.append("add rule \(name) decide ct state new jump lookup")
+        lines.append("add rule \(name) first ct state new jump lookup")
         for rule in decide { lines.append("add rule \(name) lookup \(rule)") }
         for rule in nat {
             lines.append("add rule \(name) prerouting \(rule)")
