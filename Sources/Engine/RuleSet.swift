@@ -339,14 +339,6 @@ public struct RuleSet: Sendable, Equatable {
     /// a multiplexed connection's packet meeting none would reach the initial port
     /// untranslated and be reset.
     public func install() throws {
-        // Chains this rule set does not use (the other datapath's, left by a killed engine).
-        for (table, hook, chain) in Self.hooks where !usedHooks.contains(where: { $0.0 == table && $0.2 == chain }) {
-            for tool in Self.tools {
-                _ = try? Command.run([tool, "-w", "-t", table, "-D", hook, "-j", chain], timeout: 10)
-                _ = try? Command.run([tool, "-w", "-t", table, "-F", chain], timeout: 10)
-                _ = try? Command.run([tool, "-w", "-t", table, "-X", chain], timeout: 10)
-            }
-        }
         do {
             for tool in Self.tools {
                 let input = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-rules-\(getpid())-\(tool)").path
@@ -361,6 +353,25 @@ public struct RuleSet: Sendable, Equatable {
         } catch {
             Self.remove()
             throw error
+        }
+        // Then the chains this rule set does not use (the other datapath's, left by a killed
+        // engine, or an older engine's), once this set's are in.
+        for (table, hook, chain) in Self.hooks where !usedHooks.contains(where: { $0.0 == table && $0.2 == chain }) {
+            for tool in Self.tools {
+                _ = try? Command.run([tool, "-w", "-t", table, "-D", hook, "-j", chain], timeout: 10)
+                _ = try? Command.run([tool, "-w", "-t", table, "-F", chain], timeout: 10)
+                _ = try? Command.run([tool, "-w", "-t", table, "-X", chain], timeout: 10)
+            }
+        }
+    }
+
+    /// The mangle chains engines before 2026-12-06 queued from (`tool table chain`), where
+    /// they are still installed.
+    static func olderQueueChains() -> [String] {
+        tools.flatMap { tool in
+            ["VPM-PREROUTING", "VPM-OUTPUT"].compactMap { chain in
+                (try? Command.run([tool, "-w", "-t", "mangle", "-S", chain], timeout: 10))?.status == 0 ? "\(tool) -t mangle \(chain)" : nil
+            }
         }
     }
 

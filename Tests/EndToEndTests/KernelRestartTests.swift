@@ -223,6 +223,76 @@ final class KernelRestartTests: XCTestCase {
         XCTAssertEqual(try lab.ruleset(lab.server), before)
     }
 
+    /// Engines before 2026-12-06 queued from the mangle table and had a filter chain
+    /// `decide` in their nft table, which every packet passed. An engine starting over what
+    /// such an engine left (killed, or stopped with --keep-connections) removes both, serves
+    /// its clients through the nat table, and leaves nothing of either layout when it stops;
+    /// told not to install rules, it refuses to start beside the older queue chain.
+    func testAnEngineTakesOverFromTheOlderMangleLayout() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("klayout"), clientAddresses: ["198.18.1.2", "198.18.2.2"])
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("klayout")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        for (aid, port) in [("acme", 20017), ("globex", 20018)] {
+            try NetworkLab.makeRandomFile("\(directory)/\(aid).download", count: 1 << 20)
+            _ = try lab.spawn(lab.server, ["socat", "-t", "30", "TCP-LISTEN:\(port),fork,reuseaddr",
+                                           "OPEN:\(directory)/\(aid).download,rdonly"], log: "\(directory)/\(aid).log")
+            try lab.waitForListener(lab.server, port: UInt16(port))
+        }
+        // The nat and mangle tables exist already, as on most hosts (iptables keeps an
+        // emptied table), so that the ruleset after the stop can be compared.
+        for tool in ["iptables", "ip6tables"] {
+            try lab.checked(lab.server, [tool, "-w", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "--dport", "2222", "-j", "REDIRECT", "--to-ports", "22"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "--dport", "22", "-j", "ACCEPT"])
+        }
+        let before = try lab.ruleset(lab.server)
+        // What an older engine left: its mangle chain with the jump to it, and its table's
+        // filter chain `decide`.
+        for tool in ["iptables", "ip6tables"] {
+            try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-N", "VPM-PREROUTING"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-A", "VPM-PREROUTING", "-m", "conntrack", "!", "--ctstate", "NEW", "-j", "RETURN"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-A", "VPM-PREROUTING", "!", "-i", "lo", "-p", "tcp", "--dport", "9000", "--syn",
+                                         "-m", "connmark", "!", "--mark", "0x50000000/0xf0000000", "-j", "NFQUEUE", "--queue-num", "0"])
+            try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-I", "PREROUTING", "1", "-j", "VPM-PREROUTING"])
+        }
+        let older = """
+            add table inet vpm
+            add chain inet vpm decide { type filter hook prerouting priority -160; policy accept; }
+            add chain inet vpm lookup
+            add rule inet vpm decide ct state new jump lookup
+            """
+        try older.write(toFile: "\(directory)/older.nft", atomically: true, encoding: .utf8)
+        try lab.checked(lab.server, ["nft", "-f", "\(directory)/older.nft"])
+
+        let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
+                                           configuration: Self.configuration)
+        engine.datapath = "kernel"
+        // With --no-rules the operator installs the rules: the engine will not run beside
+        // the older queue chain, whose rule would queue each REPEAT again, forever.
+        XCTAssertThrowsError(try engine.start(["--no-rules"]))
+        XCTAssertTrue(engine.log.contains("an older vpm's queue chain is installed (iptables -t mangle VPM-PREROUTING)"), engine.log)
+        try engine.start()
+        defer { _ = engine.stop() }
+        let table = try lab.checked(lab.server, ["nft", "list", "table", "inet", "vpm"]).standardOutput
+        XCTAssertFalse(table.contains("chain decide"), table)
+        XCTAssertTrue(table.contains("chain first"), table)
+        for tool in ["iptables", "ip6tables"] {
+            let mangle = try lab.checked(lab.server, [tool, "-w", "-t", "mangle", "-S"]).standardOutput
+            XCTAssertFalse(mangle.contains("VPM-"), "\(tool): the older queue chain is gone:\n\(mangle)")
+            let nat = try lab.checked(lab.server, [tool, "-w", "-t", "nat", "-S"]).standardOutput
+            XCTAssertTrue(nat.contains("-A PREROUTING -j VPM-PREROUTING"), "\(tool):\n\(nat)")
+        }
+        for (index, aid) in [(0, "acme"), (1, "globex")] {
+            let file = "\(directory)/\(aid).received"
+            try lab.checked(lab.clients[index], ["socat", "-u", "TCP:\(lab.server.address):9000,connect-timeout=5", "CREATE:\(file)"], timeout: 20)
+            XCTAssertEqual(try NetworkLab.sha256(file), try NetworkLab.sha256("\(directory)/\(aid).download"), "\(aid)'s client")
+        }
+        XCTAssertEqual(engine.stop(), 0, engine.log)
+        XCTAssertEqual(try lab.ruleset(lab.server), before, "nothing of either layout is left")
+    }
+
     /// Without nft, `--datapath kernel` runs the userspace datapath and says why.
     func testFallsBackToUserspaceWithoutNFT() throws {
         try Privileged.requireRoot()

@@ -166,8 +166,15 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     }
 
     func installRules() throws {
-        guard context.installRules else { return }
-        createdTable = try datapath.installRules(context.configuration)
+        if context.installRules { createdTable = try datapath.installRules(context.configuration) }
+        // An older engine's mangle chain would queue the first packet again on the REPEAT
+        // that follows each verdict, forever: do not run beside one.
+        if let leftover = RuleSet.olderQueueChains().first {
+            if createdTable { KernelNAT.remove() }
+            throw ControlError("an older vpm's queue chain is installed (\(leftover)); with it this engine's verdicts "
+                + "would send every connection back to it. Remove it (`vpm rules remove`, or iptables/remove.sh), "
+                + "install this version's rules (`vpm rules install --datapath kernel`, or start without --no-rules), and start again")
+        }
     }
 
     func start() {

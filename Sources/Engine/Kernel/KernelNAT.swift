@@ -14,8 +14,9 @@ public import Policy
 ///                      protocol . client address (. client port) . initial port -> the mark
 ///                      of a source-routed decision, kept by the engine (`KernelDecisions`)
 ///     chain first      nat, priority -110 (after conntrack, before the iptables nat chain
-///                      that queues, `RuleSet.firstPacket`): one rule, `ct state new jump
-///                      lookup` (a conntrack helper's RELATED connection is not vpm's);
+///                      that queues, `RuleSet.firstPacket`): one rule, `ct state new` and no
+///                      decision's or refusal's mark yet `jump lookup` (a conntrack
+///                      helper's RELATED connection is not vpm's);
 ///     chain lookup     a connection's first packet from another host whose source and
 ///                      initial port are in the map gets its decision here and is never
 ///                      queued, counted in the counter `decided`, and its conntrack entry
@@ -127,11 +128,6 @@ public struct KernelNAT: Sendable, Equatable {
         ] + KernelDecisions.maps.map { map in
             "add map \(name) \(map.name) { type \(map.type);\(map.interval ? " flags interval;" : "") }"
         } + [
-            // `decide`, a filter chain at -160 before 2026-12-06: every packet met its rule.
-            // Declared as it was (a no-op when it is there), emptied and deleted.
-            "add chain \(name) decide { type filter hook prerouting priority -160; policy accept; }",
-            "flush chain \(name) decide",
-            "delete chain \(name) decide",
             "add chain \(name) first { type nat hook prerouting priority -110; policy accept; }",
             "add chain \(name) lookup",
             "add chain \(name) prerouting { type nat hook prerouting priority -100; policy accept; }",
@@ -156,7 +152,9 @@ public struct KernelNAT: Sendable, Equatable {
             lines.append("add element \(name) vport { \(elements[start..<end].joined(separator: ", ")) }")
             start = end
         }
-        lines.append("add rule \(name) first ct state new jump lookup")
+        // Not on the REPEAT after the engine's verdict: its decision (or refusal) stands.
+        let unmarked = "meta mark & 0x\(String(KernelMark.tagMask, radix: 16)) != 0x\(String(KernelMark.tag, radix: 16)) meta mark != \(refuse)"
+        lines.append("add rule \(name) first ct state new \(unmarked) jump lookup")
         for rule in decide { lines.append("add rule \(name) lookup \(rule)") }
         for rule in nat {
             lines.append("add rule \(name) prerouting \(rule)")
@@ -180,6 +178,12 @@ public struct KernelNAT: Sendable, Equatable {
     public func install(prefix: [String] = []) throws -> Bool {
         let existed = (try? Command.run(prefix + ["nft", "list", "table", "inet", Self.table], timeout: 10).status) == 0
         try Self.run(script, prefix: prefix)
+        // `decide`, a filter chain at -160 before 2026-12-06, which every packet passed.
+        // Deleted only where it is: removing a base chain drops every packet queued in this
+        // namespace, a running engine's held SYNs among them.
+        if existed, (try? Command.run(prefix + ["nft", "list", "chain", "inet", Self.table, "decide"], timeout: 10).status) == 0 {
+            try Self.run("flush chain inet \(Self.table) decide\ndelete chain inet \(Self.table) decide\n", prefix: prefix)
+        }
         return !existed
     }
 
