@@ -511,6 +511,23 @@ final class CooperativeTests: XCTestCase {
                 XCTAssertNotEqual(refused.status, 0)
                 XCTAssertTrue(refused.standardError.contains("Connection refused"), "\(address): \(refused.standardError)")
             }
+            // A program of no AID (not under vpm exec) is not vpm's: it reaches a plain
+            // listener on 127.0.0.1:9000. On the kernel datapath its SYN is ACCEPTed from
+            // inside the NAT hook, once: a verdict that queued it again would loop.
+            let unchanged = {
+                ((try? JSONDecoder().decode(EngineStatistics.self, from: Data(engine.stats(json: true).standardOutput.utf8)))?.acceptedUnchanged) ?? 0
+            }
+            let before = unchanged()
+            _ = try lab.spawn(lab.server, ["socat", "TCP-LISTEN:9000,bind=127.0.0.1,reuseaddr,fork", "SYSTEM:echo plain"],
+                              log: "\(Privileged.scratchDirectory("local"))/plain.log")
+            try lab.waitForListener(lab.server, port: 9000)
+            let plain = try lab.checked(lab.server, ["socat", "-T", "3", "STDIO", "TCP:127.0.0.1:9000"])
+            XCTAssertEqual(plain.standardOutput, "plain\n", plain.standardError)
+            try NetworkLab.poll("the plain connection to be counted", timeout: 5) { unchanged() > before }
+            if Privileged.kernelDatapath {
+                Thread.sleep(forTimeInterval: 0.5)  // statistics are published every 200 ms
+                XCTAssertEqual(unchanged() - before, 1, "one SYN, accepted once")
+            }
             let flows = try JSONDecoder().decode([FlowRecord].self, from: Data(engine.flows(json: true).standardOutput.utf8))
             XCTAssertEqual(flows.filter { $0.mode == "local" }.count, 2 * addresses.count, "\(flows)")
             XCTAssertEqual(Set(flows.map(\.server)), Set(addresses), "\(flows)")
