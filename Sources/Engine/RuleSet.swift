@@ -75,6 +75,10 @@ public struct RuleSet: Sendable, Equatable {
             + ownershipRules(configuration, transports: transports))
     }
 
+    /// A packet that carries no decision's mark (`KernelMark`): the match both datapaths'
+    /// rules test.
+    private static let withoutDecisionMark = ["-m", "mark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
+
     /// The kernel datapath's rules: only each connection's first packet is queued. Refusals
     /// and the virtual ports' guards are in its nft table (KernelNAT), where established
     /// connections do not pass by on the way.
@@ -111,7 +115,7 @@ public struct RuleSet: Sendable, Equatable {
     ///   before, and goes on to the kernel, as the kernel datapath's nft `socket mark` lets it.
     private static func ownershipRules(_ configuration: Configuration, transports: [TransportProtocol]) -> [Rule] {
         let range = "\(configuration.virtualPorts.lowerBound):\(configuration.virtualPorts.upperBound)"
-        let decided = ["-m", "mark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))"]
+        let decided = withoutDecisionMark
         let owned = ["-m", "mark", "!", "--mark", "0x" + String(InstanceSocket.mark, radix: 16)]
         let unseen = ["-m", "mark", "!", "--mark", "0x" + String(unseenMark, radix: 16)]
         func reject(_ transport: TransportProtocol) -> [String] {
@@ -164,8 +168,7 @@ public struct RuleSet: Sendable, Equatable {
         // engine's verdict, on the REPEAT pass, left its mark. A connection whose first packet
         // was accepted unchanged (not vpm's) has no NAT set up, so its next packets still
         // called new by conntrack (a retransmitted SYN, a one-way UDP flow) come here again.
-        let undecided = ["-m", "mark", "!", "--mark", "0x\(String(KernelMark.tag, radix: 16))/0x\(String(KernelMark.tagMask, radix: 16))",
-                         "-m", "mark", "!", "--mark", "0x" + String(refuseMark, radix: 16)]
+        let undecided = withoutDecisionMark + ["-m", "mark", "!", "--mark", "0x" + String(refuseMark, radix: 16)]
         // New, not RELATED: NAT chains also see the first packet of a connection a conntrack
         // helper expected, and the engine never decides those.
         func opening(_ transport: TransportProtocol) -> [String] {
