@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug
 
-.PHONY: all deps build install install-build deb demo test clean bench bench-micro bench-cooperative bench-exec bench-scale fuzz soak
+.PHONY: all bpf deps build install install-build deb demo test clean bench bench-micro bench-cooperative bench-exec bench-scale fuzz soak
 
 all: build
 
@@ -12,6 +12,11 @@ deps:
 
 build: deps
 	$(SWIFT) build
+
+# The socket datapath's BPF program, compiled (the toolchain's clang) into the committed
+# Sources/CSteering/steer_object.c. Run after changing Sources/CSteering/bpf/steer.bpf.c.
+bpf:
+	@scripts/build-bpf.sh
 
 # Installs a release build of vpm under PREFIX (default /usr/local). DESTDIR stages it.
 # The Swift runtime is linked in (--static-swift-stdlib) and the binary stripped, so the

@@ -42,7 +42,13 @@ let package = Package(
             dependencies: ["CInterceptionShim", "Control", "Policy", "Packet"],
             swiftSettings: strict
         ),
-        // The only Swift module that touches the C libraries.
+        // The socket datapath's C side: the sk_lookup program (bpf/steer.bpf.c, compiled by
+        // scripts/build-bpf.sh into steer_object.c), loaded and attached through libbpf.
+        .target(name: "CSteering", exclude: ["bpf"], linkerSettings: [.linkedLibrary("bpf")]),
+        // The socket datapath's maps, pins and program (docs/datapaths.md): beside Netfilter,
+        // the other Swift module that touches C libraries.
+        .target(name: "Steering", dependencies: ["CSteering", "Packet"], swiftSettings: strict),
+        // The only Swift module that touches the netfilter C libraries.
         .target(
             name: "Netfilter",
             dependencies: [
@@ -112,7 +118,7 @@ let package = Package(
         .target(
             name: "Engine",
             dependencies: [
-                "Decision", "Netfilter", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
+                "Decision", "Netfilter", "Steering", "Packet", "FlowTable", "Policy", "Control", "HostCommand", "Negotiation",
                 "MetricsEndpoint", "Fleet",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -141,6 +147,7 @@ let package = Package(
         .testTarget(name: "NegotiationTests", dependencies: ["Negotiation"]),
         .testTarget(name: "FleetTests", dependencies: ["Fleet", "Policy", "Packet"]),
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
+        .testTarget(name: "SteeringTests", dependencies: ["Steering", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "DecisionTests", dependencies: ["Decision", "Packet", "FlowTable", "Policy"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport", "MetricsEndpoint", "Fleet", "Negotiation"]),

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(
-  pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev   # build
+  pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev libbpf-dev   # build
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
   socat ethtool coreutils nginx-light python3 curl tcpdump caddy   # demo and tests
   dnsmasq-base                                                     # tests: a real UDP server (DNS)

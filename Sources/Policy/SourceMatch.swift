@@ -37,7 +37,7 @@ public enum SourceMatch: Hashable, Sendable {
     }
 
     /// Base address, prefix length over 128 bits, and port (nil for any port).
-    var components: (address: IPAddress, length: Int, port: UInt16?) {
+    public var components: (address: IPAddress, length: Int, port: UInt16?) {
         switch self {
         case let .prefix(address, length): (address, length, nil)
         case let .address(address): (address, 128, nil)
