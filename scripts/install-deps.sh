@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   pkg-config libnetfilter-queue-dev libnfnetlink-dev libmnl-dev libbpf-dev   # build
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
-  socat ethtool coreutils nginx-light python3 curl tcpdump caddy   # demo and tests
+  socat ethtool coreutils util-linux nginx-light python3 curl tcpdump caddy   # demo and tests (util-linux: nsenter)
   dnsmasq-base                                                     # tests: a real UDP server (DNS)
   etcd-server etcd-client                                          # tests: the fleet's directory (etcd 3.4)
   dpkg gzip systemd                                                # make deb and its check (systemd-analyze)

@@ -12,8 +12,9 @@
 #include <linux/magic.h>
 #include <bpf/libbpf.h>
 
-static const char *const map_names[] = {"vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters"};
-enum { MAP_COUNT = 4 };
+static const char *const map_names[] = {"vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters", "vpm_closed", "vpm_config",
+                                        "vpm_last_refused"};
+enum { MAP_COUNT = 7 };
 
 static int fail(char *error, size_t size, int code, const char *what) {
     snprintf(error, size, "%s: %s", what, strerror(code < 0 ? -code : code));
@@ -25,10 +26,33 @@ static int silent(enum libbpf_print_level level, const char *format, va_list arg
     return 0;
 }
 
-int vpm_steer_attach(const char *pin_dir, int netns_fd, struct vpm_steer_descriptors *out, char *error, size_t error_size) {
+// Attaches `program` by `attach` (or switches the link pinned at `path` to it): the pinned
+// link's descriptor, or a negative errno.
+static int attach_pinned(const char *path, struct bpf_program *program, struct bpf_link *(*attach)(const struct bpf_program *, int),
+                         int target, char *error, size_t error_size, const char *what) {
+    int link_fd = bpf_obj_get(path);
+    if (link_fd >= 0) {
+        // An earlier engine's link: the new program takes its place in one step.
+        int updated = bpf_link_update(link_fd, bpf_program__fd(program), NULL);
+        if (updated < 0) { close(link_fd); return fail(error, error_size, updated, what); }
+        return link_fd;
+    }
+    struct bpf_link *link = attach(program, target);
+    if (!link) return fail(error, error_size, errno, what);
+    int pin = bpf_link__pin(link, path);
+    if (pin < 0) { bpf_link__destroy(link); return fail(error, error_size, pin, what); }
+    // Disconnected, destroying the handle leaves the descriptor open: it is the caller's.
+    int descriptor = bpf_link__fd(link);
+    bpf_link__disconnect(link);
+    bpf_link__destroy(link);
+    return descriptor;
+}
+
+int vpm_steer_attach(const char *pin_dir, int netns_fd, const char *cgroup_path, struct vpm_steer_descriptors *out,
+                     char *error, size_t error_size) {
     char path[512];
     int result = 0;
-    int *slots[MAP_COUNT] = {&out->rules, &out->ports, &out->sockets, &out->counters};
+    int *slots[MAP_COUNT] = {&out->rules, &out->ports, &out->sockets, &out->counters, &out->closed, &out->config, &out->last_refused};
     for (int i = 0; i < MAP_COUNT; i++) *slots[i] = -1;
     out->link = -1;
     out->took_over = 0;
@@ -62,31 +86,37 @@ int vpm_steer_attach(const char *pin_dir, int netns_fd, struct vpm_steer_descrip
         *slots[i] = fcntl(bpf_map__fd(map), F_DUPFD_CLOEXEC, 3);
         if (*slots[i] < 0) { result = fail(error, error_size, errno, "dup"); goto out; }
     }
-    struct bpf_program *program = bpf_object__find_program_by_name(object, "vpm_steer");
-    if (!program) { result = fail(error, error_size, ENOENT, "vpm_steer"); goto out; }
+    struct bpf_program *steer = bpf_object__find_program_by_name(object, "vpm_steer");
+    struct bpf_program *observe = bpf_object__find_program_by_name(object, "vpm_observe");
+    if (!steer || !observe) { result = fail(error, error_size, ENOENT, "vpm_steer, vpm_observe"); goto out; }
+    int cgroup = open(cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup < 0) { result = fail(error, error_size, errno, "cannot open the cgroup2 hierarchy"); goto out; }
+    snprintf(path, sizeof path, "%s/observe", pin_dir);
+    int observer = attach_pinned(path, observe, bpf_program__attach_cgroup, cgroup, error, error_size,
+                                 "cannot attach the sockops observer to the cgroup2 hierarchy");
+    close(cgroup);
+    if (observer < 0) { result = observer; goto out; }
+    close(observer);  // pinned
     snprintf(path, sizeof path, "%s/link", pin_dir);
-    int link_fd = bpf_obj_get(path);
-    if (link_fd >= 0) {
-        // An earlier engine's link: the new program takes its place in one step.
-        int updated = bpf_link_update(link_fd, bpf_program__fd(program), NULL);
-        if (updated < 0) { close(link_fd); result = fail(error, error_size, updated, "cannot update the pinned sk_lookup link"); goto out; }
-        out->link = link_fd;
-    } else {
-        struct bpf_link *link = bpf_program__attach_netns(program, netns_fd);
-        if (!link) { result = fail(error, error_size, errno, "cannot attach the sk_lookup program to the network namespace"); goto out; }
-        int pin = bpf_link__pin(link, path);
-        if (pin < 0) { bpf_link__destroy(link); result = fail(error, error_size, pin, "cannot pin the sk_lookup link"); goto out; }
-        // Disconnected, destroying the handle leaves the descriptor open: it is the caller's.
-        out->link = bpf_link__fd(link);
-        bpf_link__disconnect(link);
-        bpf_link__destroy(link);
-    }
+    out->link = attach_pinned(path, steer, bpf_program__attach_netns, netns_fd, error, error_size,
+                              "cannot attach the sk_lookup program to the network namespace");
+    if (out->link < 0) { result = out->link; out->link = -1; goto out; }
 out:
     if (result < 0) {
         for (int i = 0; i < MAP_COUNT; i++) if (*slots[i] >= 0) { close(*slots[i]); *slots[i] = -1; }
     }
     bpf_object__close(object);
     return result;
+}
+
+int vpm_steer_probe(char *error, size_t error_size) {
+    libbpf_set_print(silent);
+    struct bpf_object *object = bpf_object__open_mem(vpm_steer_object, vpm_steer_object_size, NULL);
+    if (!object) return fail(error, error_size, errno, "cannot open the BPF object");
+    int loaded = bpf_object__load(object);
+    bpf_object__close(object);
+    if (loaded < 0) return fail(error, error_size, loaded, "the kernel refused the sk_lookup program (it needs Linux 5.17 or later, BPF and sockmap)");
+    return 0;
 }
 
 long long vpm_steer_link_netns(int link_fd) {

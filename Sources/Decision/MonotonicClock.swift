@@ -20,6 +20,14 @@ public enum MonotonicClock {
         return UInt64(time.tv_sec) * 1_000_000 + UInt64(time.tv_nsec) / 1000
     }
 
+    /// Nanoseconds of CLOCK_MONOTONIC: the clock of BPF's bpf_ktime_get_ns (the socket
+    /// datapath's records of closed connections).
+    public static func nanoseconds() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
     /// Milliseconds from `earlier` to `now`, or 0 when `earlier` is later: threads read the
     /// clock at different moments (a packet batch keeps the time it started with), so a
     /// timestamp written by another thread may be newer than our `now`. Subtracting with

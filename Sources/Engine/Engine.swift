@@ -7,6 +7,7 @@ import MetricsEndpoint
 import Netfilter
 import Packet
 public import Policy
+import Steering
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -61,8 +62,8 @@ public final class Engine {
         // Also when start-up fails below: the member's HTTP client must be shut down.
         defer { fleet?.stop() }
         // Service addresses: only the kernel datapath's NAT can put a host's address in their place.
-        let services = datapath == .kernel && !(configuration.fleet?.services.isEmpty ?? true) ? ServiceRoutes() : nil
-        if datapath != .kernel, let addresses = configuration.fleet?.services, !addresses.isEmpty {
+        let services = datapath != .userspace && !(configuration.fleet?.services.isEmpty ?? true) ? ServiceRoutes() : nil
+        if datapath == .userspace, let addresses = configuration.fleet?.services, !addresses.isEmpty {
             logger.warning("fleet: service addresses need the kernel datapath; connections to them are refused",
                            metadata: ["service": "\(addresses.map(\.description).joined(separator: ","))"])
         }
@@ -188,16 +189,20 @@ public final class Engine {
         if let error = errors.first { throw ControlError(error) }
     }
 
-    /// The datapath asked for, or the userspace one (with a log line saying why) where this
-    /// kernel cannot carry the kernel datapath.
+    /// The datapath asked for, or the next one this kernel can carry (socket, then kernel,
+    /// then userspace), with a log line saying why.
     private func chooseDatapath() -> Datapath {
-        guard options.datapath == .kernel else { return options.datapath }
+        guard options.datapath != .userspace else { return .userspace }
         if let reason = Datapath.kernelUnavailableReason(configuration: options.configuration,
                                                          checkingNAT: options.installRules) {
-            logger.warning("kernel datapath unavailable, falling back to the userspace datapath", metadata: ["reason": "\(reason)"])
+            logger.warning("\(options.datapath) datapath unavailable, falling back to the userspace datapath", metadata: ["reason": "\(reason)"])
             return .userspace
         }
-        return .kernel
+        if options.datapath == .socket, let reason = SocketSteering.unavailableReason() {
+            logger.warning("socket datapath unavailable, falling back to the kernel datapath", metadata: ["reason": "\(reason)"])
+            return .kernel
+        }
+        return options.datapath
     }
 }
 

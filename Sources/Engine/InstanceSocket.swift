@@ -97,6 +97,9 @@ struct InstanceSocket {
         return UInt16(storage[2]) << 8 | UInt16(storage[3])
     }
 
+    /// The socket's SO_MARK (`mark` on the sockets the engine bound for an instance).
+    var currentMark: UInt32 { UInt32(bitPattern: option(SOL_SOCKET, SO_MARK)) }
+
     private func option(_ level: Int32, _ name: Int32) -> Int32 {
         var value: Int32 = -1
         var length = socklen_t(MemoryLayout<Int32>.size)

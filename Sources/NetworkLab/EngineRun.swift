@@ -36,8 +36,12 @@ public final class EngineRun: @unchecked Sendable {
     public func start(_ extraArguments: [String] = []) throws {
         let chosen = datapath.map { ["--datapath", $0] } ?? []
         let prefix = environment.isEmpty ? [] : ["env"] + environment
-        process = try lab.spawn(host, prefix + [vpmExecutable, "run", "--config", configurationPath,
-                                             "--socket", socketPath] + chosen + extraArguments, log: logPath)
+        let command = prefix + [vpmExecutable, "run", "--config", configurationPath, "--socket", socketPath] + chosen + extraArguments
+        // The socket datapath pins its program in /sys/fs/bpf: the engine runs in the host's
+        // namespace's network namespace only (nsenter), not in `ip netns exec`'s own /sys, so
+        // the pins outlive it as they do under systemd, and the next engine takes them over.
+        process = datapath == "socket" ? try lab.spawnSharingMounts(host, command, log: logPath)
+            : try lab.spawn(host, command, log: logPath)
         do {
             try NetworkLab.poll("the engine to start (see \(logPath))", timeout: 15) {
                 log.contains("engine running") || !(process?.isRunning ?? false)

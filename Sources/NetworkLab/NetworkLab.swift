@@ -134,6 +134,15 @@ public final class NetworkLab: @unchecked Sendable {
         return process
     }
 
+    /// Like `spawn`, but only in `host`'s network namespace (nsenter): the command shares this
+    /// process's mounts, /sys included, where `ip netns exec` gives it a /sys of its own.
+    public func spawnSharingMounts(_ host: Host, _ arguments: [String], log: String) throws -> BackgroundProcess {
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let process = try BackgroundProcess(["nsenter", "--net=/var/run/netns/\(host.namespace)", "--"] + arguments, log: log)
+        lock.withLock { processes.append(process) }
+        return process
+    }
+
     /// Sends SIGTERM, then SIGKILL after `grace` seconds, and waits for the process.
     public func stop(_ process: BackgroundProcess, grace: TimeInterval = 5) {
         guard process.isRunning else { return }

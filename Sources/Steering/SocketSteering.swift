@@ -20,15 +20,27 @@ public final class SocketSteering: @unchecked Sendable {
         public var refusedNoRule: UInt64 = 0
         public var refusedNoSocket: UInt64 = 0
         public var refusedAddress: UInt64 = 0
+
+        public init(steered: UInt64 = 0, refusedNoRule: UInt64 = 0, refusedNoSocket: UInt64 = 0, refusedAddress: UInt64 = 0) {
+            self.steered = steered
+            self.refusedNoRule = refusedNoRule
+            self.refusedNoSocket = refusedNoSocket
+            self.refusedAddress = refusedAddress
+        }
     }
 
+    /// Where the namespaces' pin folders live.
     public static let pinRoot = "/sys/fs/bpf/vpm"
+    /// What a namespace's pin folder holds: the two links and the maps.
+    static let pinNames = ["link", "observe", "vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters", "vpm_closed", "vpm_config", "vpm_last_refused"]
     public static let socketMapSize: UInt32 = 1 << 18
 
     /// Where this namespace's pins live.
     public let pinDirectory: String
     /// True when the maps were an earlier engine's (steering ran on meanwhile).
     public let tookOver: Bool
+    /// True when no bpf filesystem was mounted on /sys/fs/bpf and this mounted one.
+    public let mountedFilesystem: Bool
     private let descriptors: vpm_steer_descriptors
 
     /// Loads the program and attaches it to the calling thread's network namespace, taking
@@ -36,7 +48,7 @@ public final class SocketSteering: @unchecked Sendable {
     /// when nothing is mounted there (systemd mounts it; a bare namespace may not have it).
     public init() throws {
         let namespace = try Self.networkNamespaceInode()
-        try Self.prepareRoot()
+        mountedFilesystem = try Self.prepareRoot()
         Self.sweepStale()
         pinDirectory = "\(Self.pinRoot)/\(namespace)"
         if mkdir(pinDirectory, 0o700) != 0 && errno != EEXIST {
@@ -48,10 +60,41 @@ public final class SocketSteering: @unchecked Sendable {
         let netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
         guard netns >= 0 else { throw Failure("cannot open /proc/thread-self/ns/net: \(String(cString: strerror(errno)))") }
         defer { close(netns) }
+        // The observer attaches to the cgroup2 hierarchy's root. Where this process sees none
+        // (`ip netns exec` gives it a /sys of its own), a mount of its own for the attach.
+        var privateCgroup: String?
+        if Self.cgroup2Root() == nil {
+            let directory = "/run/vpm-cgroup2-\(getpid())"
+            _ = mkdir(directory, 0o700)
+            guard mount("none", directory, "cgroup2", 0, nil) == 0 else {
+                let reason = String(cString: strerror(errno))
+                rmdir(directory)
+                throw Failure("no cgroup2 hierarchy is mounted (the flow observer attaches there), and mounting one failed: \(reason)")
+            }
+            privateCgroup = directory
+        }
+        defer {
+            if let privateCgroup {
+                umount2(privateCgroup, Int32(MNT_DETACH))
+                rmdir(privateCgroup)
+            }
+        }
+        guard let cgroup = privateCgroup ?? Self.cgroup2Root() else { throw Failure("no cgroup2 hierarchy") }
         var out = vpm_steer_descriptors()
         var message = [CChar](repeating: 0, count: 256)
-        let result = vpm_steer_attach(pinDirectory, netns, &out, &message, message.count)
+        let result = vpm_steer_attach(pinDirectory, netns, cgroup, &out, &message, message.count)
         guard result == 0 else { throw Failure(String(cString: message)) }
+        // The observer sees every socket of the host: it records only this namespace's.
+        let probe = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var cookie: UInt64 = 0
+        var length = socklen_t(MemoryLayout<UInt64>.size)
+        let named = probe >= 0 && getsockopt(probe, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &length) == 0
+        if probe >= 0 { close(probe) }
+        var zero: UInt32 = 0
+        guard named, bpf_map_update_elem(out.config, &zero, &cookie, UInt64(BPF_ANY)) == 0 else {
+            for descriptor in [out.rules, out.ports, out.sockets, out.counters, out.closed, out.config, out.last_refused, out.link] { close(descriptor) }
+            throw Failure("cannot give the flow observer this network namespace's cookie: \(String(cString: strerror(errno)))")
+        }
         // The pin holds the link: the engine keeps no descriptor of it, so removing the pin
         // (`detach`) detaches the program, and an engine that dies leaves it attached.
         close(out.link)
@@ -61,7 +104,8 @@ public final class SocketSteering: @unchecked Sendable {
     }
 
     deinit {
-        for descriptor in [descriptors.rules, descriptors.ports, descriptors.sockets, descriptors.counters] {
+        for descriptor in [descriptors.rules, descriptors.ports, descriptors.sockets, descriptors.counters, descriptors.closed, descriptors.config,
+                           descriptors.last_refused] {
             close(descriptor)
         }
     }
@@ -153,6 +197,49 @@ public final class SocketSteering: @unchecked Sendable {
         return getsockopt(descriptor, SOL_SOCKET, 57 /* SO_COOKIE */, &cookie, &length) == 0 ? cookie : nil
     }
 
+    // MARK: Closed connections
+
+    /// A steered connection that ended, as the observer recorded it at its close.
+    public struct ClosedConnection: Equatable, Sendable {
+        public var client: IPAddress
+        public var clientPort: UInt16
+        public var server: IPAddress
+        public var initialPort: UInt16
+        public var bytesToServer: UInt64
+        public var bytesToClient: UInt64
+        public var segmentsToServer: UInt32
+        public var segmentsToClient: UInt32
+        /// CLOCK_MONOTONIC nanoseconds of the close.
+        public var closedAt: UInt64
+    }
+
+    /// The connections that closed since the last call; read and removed from the map.
+    public func takeClosedConnections() -> [ClosedConnection] {
+        var keys: [[UInt8]] = []
+        try? forEachKey(descriptors.closed, size: 40) { keys.append($0) }
+        var closed: [ClosedConnection] = []
+        var value = [UInt8](repeating: 0, count: 32)
+        for key in keys {
+            guard bpf_map_lookup_elem(descriptors.closed, key, &value) == 0 else { continue }
+            _ = bpf_map_delete_elem(descriptors.closed, key)
+            func word(_ bytes: [UInt8], _ at: Int, _ count: Int) -> UInt64 {
+                (0..<count).reduce(UInt64(0)) { $0 | UInt64(bytes[at + $1]) << (8 * UInt64($1)) }  // little-endian
+            }
+            func address(_ at: Int) -> IPAddress {
+                let high = key[at..<at + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                let low = key[at + 8..<at + 16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                return IPAddress(high: high, low: low)
+            }
+            closed.append(ClosedConnection(
+                client: address(8), clientPort: UInt16(key[2]) << 8 | UInt16(key[3]),
+                server: address(24), initialPort: UInt16(key[4]) << 8 | UInt16(key[5]),
+                bytesToServer: word(value, 0, 8), bytesToClient: word(value, 8, 8),
+                segmentsToServer: UInt32(word(value, 24, 4)), segmentsToClient: UInt32(word(value, 28, 4)),
+                closedAt: word(value, 16, 8)))
+        }
+        return closed
+    }
+
     // MARK: Counters
 
     public func counters() -> Counters {
@@ -166,15 +253,59 @@ public final class SocketSteering: @unchecked Sendable {
         return Counters(steered: sum(0), refusedNoRule: sum(1), refusedNoSocket: sum(2), refusedAddress: sum(3))
     }
 
+    /// The last connection the program refused: client, client port, initial port, and
+    /// whether it was for want of a rule (no AID) rather than of a socket (no instance).
+    public func lastRefusal() -> (client: IPAddress, clientPort: UInt16, port: UInt16, noRule: Bool)? {
+        var key: UInt32 = 0
+        var value = [UInt8](repeating: 0, count: 24)
+        guard bpf_map_lookup_elem(descriptors.last_refused, &key, &value) == 0 else { return nil }
+        let high = value[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let low = value[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        let reason = UInt32(value[20]) | UInt32(value[21]) << 8 | UInt32(value[22]) << 16 | UInt32(value[23]) << 24
+        return (IPAddress(high: high, low: low), UInt16(value[16]) << 8 | UInt16(value[17]), UInt16(value[18]) << 8 | UInt16(value[19]), reason == 1)
+    }
+
     // MARK: Lifetime
 
     /// Detaches the program and removes the pins: connections already accepted go on (they
     /// never depended on it); new ones to the managed ports meet the kernel's own lookup.
     public func detach() {
-        for name in ["link", "vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters"] {
+        for name in Self.pinNames {
             unlink("\(pinDirectory)/\(name)")
         }
         rmdir(pinDirectory)
+    }
+
+    /// Detaches the program of the calling thread's namespace and removes its pins, if any
+    /// (`vpm rules remove`, a stop).
+    public static func removePins() {
+        guard let namespace = try? networkNamespaceInode() else { return }
+        let directory = "\(pinRoot)/\(namespace)"
+        for name in Self.pinNames { unlink("\(directory)/\(name)") }
+        rmdir(directory)
+    }
+
+    /// The first cgroup2 hierarchy this process sees (/sys/fs/cgroup under systemd,
+    /// /sys/fs/cgroup/unified in hybrid mode).
+    static func cgroup2Root() -> String? { cgroup2Root(mounts: "/proc/self/mounts") }
+
+    private static func cgroup2Root(mounts: String) -> String? {
+        guard let file = fopen(mounts, "r") else { return nil }
+        defer { fclose(file) }
+        var line: UnsafeMutablePointer<CChar>? = nil
+        var capacity = 0
+        defer { free(line) }
+        while getline(&line, &capacity, file) > 0, let line {
+            let fields = String(cString: line).split(separator: " ")
+            if fields.count > 2, fields[2] == "cgroup2" { return String(fields[1]) }
+        }
+        return nil
+    }
+
+    /// Why this kernel cannot run the program (it loads it, attaches nothing), or nil.
+    public static func unavailableReason() -> String? {
+        var message = [CChar](repeating: 0, count: 256)
+        return vpm_steer_probe(&message, message.count) == 0 ? nil : String(cString: message)
     }
 
     /// The pins of every namespace whose link is gone (the namespace was deleted), removed.
@@ -200,7 +331,7 @@ public final class SocketSteering: @unchecked Sendable {
             stale = namespace <= 0 || "\(namespace)" != directory.split(separator: "/").last.map(String.init)
         }
         guard stale else { return }
-        for name in ["link", "vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters"] { unlink("\(directory)/\(name)") }
+        for name in Self.pinNames { unlink("\(directory)/\(name)") }
         rmdir(directory)
     }
 
@@ -212,18 +343,23 @@ public final class SocketSteering: @unchecked Sendable {
         return UInt64(status.st_ino)
     }
 
-    /// /sys/fs/bpf as a bpf filesystem (mounted when absent) and /sys/fs/bpf/vpm in it.
-    static func prepareRoot() throws {
-        let mountPoint = "/sys/fs/bpf"
-        if vpm_steer_is_bpffs(mountPoint) != 1 {
-            let result = vpm_steer_mount_bpffs(mountPoint)
+    /// A bpf filesystem on /sys/fs/bpf (mounted, as systemd does at boot, when there is
+    /// none) and /sys/fs/bpf/vpm in it. Returns whether it mounted one: in a mount namespace of
+    /// its own (`ip netns exec` gives a program its own /sys), the pins end with the engine.
+    @discardableResult
+    static func prepareRoot() throws -> Bool {
+        var mounted = false
+        if vpm_steer_is_bpffs("/sys/fs/bpf") != 1 {
+            let result = vpm_steer_mount_bpffs("/sys/fs/bpf")
             guard result == 0 else {
-                throw Failure("no bpf filesystem on \(mountPoint), and mounting one failed: \(String(cString: strerror(-result))) (mount it: `mount -t bpf bpf \(mountPoint)`)")
+                throw Failure("no bpf filesystem on /sys/fs/bpf, and mounting one failed: \(String(cString: strerror(-result))) (mount it: `mount -t bpf bpf /sys/fs/bpf`)")
             }
+            mounted = true
         }
         if mkdir(pinRoot, 0o700) != 0 && errno != EEXIST {
             throw Failure("cannot make \(pinRoot): \(String(cString: strerror(errno)))")
         }
+        return mounted
     }
 
     // MARK: Map access

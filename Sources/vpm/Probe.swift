@@ -111,6 +111,7 @@ struct HostProbe {
         }
         results.append(nftQueue(inside))
         results.append(kernelDatapath(inside))
+        results.append(socketDatapath())
         return results
     }
 
@@ -134,6 +135,16 @@ struct HostProbe {
             return Result(status: .info, name: "kernel datapath", detail: "not available (\(reason)); vpm run --datapath kernel falls back to userspace")
         }
         return Result(status: .ok, name: "kernel datapath", detail: "available: nft NAT with a mark map, ct mark, conntrack netlink")
+    }
+
+    /// `vpm run --datapath socket` needs the kernel datapath and a kernel that loads the
+    /// sk_lookup program (Linux 5.17 or later, BPF, sockmap); without it the engine falls
+    /// back to the kernel datapath.
+    private func socketDatapath() -> Result {
+        if let reason = Datapath.socketUnavailableReason() {
+            return Result(status: .info, name: "socket datapath", detail: "not available (\(reason)); vpm run --datapath socket falls back to kernel")
+        }
+        return Result(status: .ok, name: "socket datapath", detail: "available: the kernel loads the sk_lookup program (BPF, LPM trie, sockmap)")
     }
 
     private func queueBinding() -> Result {

@@ -14,7 +14,7 @@ struct Rules: ParsableCommand {
 
     @Argument(help: "print | install | remove") var action: Action
     @Option(name: .shortAndLong, help: "Configuration file (not needed for remove).") var config: String?
-    @Option(help: "The datapath the rules are for: kernel (the default; adds the nft table inet vpm) or userspace.")
+    @Option(help: "The datapath the rules are for: kernel (the default; adds the nft table inet vpm), socket (and the table inet vpm_socket; vpm run attaches its sk_lookup program) or userspace.")
     var datapath = Datapath.kernel.rawValue
 
     func run() throws {

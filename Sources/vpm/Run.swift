@@ -10,7 +10,8 @@ struct Run: ParsableCommand {
         abstract: "Run the engine (as root): install the rules, multiplex, remove the rules on exit.",
         discussion: """
             Loads the configuration, binds the NFQUEUE queues, installs the VPM-* chains (and, \
-            for the kernel datapath, the nft table inet vpm), and serves the control socket \
+            for the kernel and socket datapaths, the nft table inet vpm; for the socket datapath, \
+            the table inet vpm_socket and the sk_lookup program), and serves the control socket \
             that `vpm flows` and `vpm stats` read. SIGHUP (or `vpm reload`) reads the \
             configuration again. SIGINT or SIGTERM stop it: the rules and \
             the socket are removed on the way out (also when start-up fails half-way), and \
@@ -25,7 +26,7 @@ struct Run: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: "Log lines: text, logfmt, json (one object per line) or journal (syslog priority prefixes for journald; the default under systemd, text elsewhere).")
     var logFormat: String?
-    @Option(help: "kernel (default): the engine decides each connection's first packet and kernel NAT carries the rest; userspace: every packet through the engine (docs/datapaths.md). kernel falls back to userspace, saying why, where the kernel lacks nft NAT or conntrack netlink.")
+    @Option(help: "kernel (default): the engine decides each connection's first packet and kernel NAT carries the rest; socket: the same, but a BPF sk_lookup program hands source-routed TCP connections to their instance's socket, untranslated and untracked; userspace: every packet through the engine (docs/datapaths.md). socket falls back to kernel, and kernel to userspace, saying why, where the kernel cannot run them.")
     var datapath = Datapath.kernel.rawValue
     @Flag(help: "On SIGINT/SIGTERM leave the rules (and, kernel datapath, the NAT table and conntrack's entries) in place, so established connections survive and the next `vpm run` takes them over: kernel NAT keeps carrying them, or (userspace datapath) they wait, their packets dropped, until the next engine restores their flows.")
     var keepConnections = false

@@ -66,7 +66,7 @@ final class MalformedPacketTests: XCTestCase {
                 statistics = answer.flatMap { try? JSONDecoder().decode(EngineStatistics.self, from: Data($0.utf8)) } ?? statistics
                 // The kernel datapath decides the SYN with options in the kernel, from the
                 // engine's maps; the userspace datapath queues everything.
-                return Privileged.kernelDatapath ? statistics.flowsDecidedInKernel >= 1
+                return Privileged.decidesInKernel ? statistics.flowsDecidedInKernel >= 1
                     : statistics.packetsQueued >= 3 && statistics.connectionsDecided >= 1
             }
             Thread.sleep(forTimeInterval: 0.5)  // the rest of the counts (published every 200 ms)

@@ -45,8 +45,8 @@ final class MetricsTests: XCTestCase {
             // Every connection start the engine decided was timed (the upload's, unless the
             // kernel decided it from the engine's maps; the refused one), and the histogram
             // reads the same in both.
-            XCTAssertGreaterThanOrEqual(statistics.connectionsDecided, Privileged.kernelDatapath ? 1 : 2)
-            if Privileged.kernelDatapath { XCTAssertGreaterThanOrEqual(statistics.flowsDecidedInKernel, 1, "the upload") }
+            XCTAssertGreaterThanOrEqual(statistics.connectionsDecided, Privileged.decidesInKernel ? 1 : 2)
+            if Privileged.decidesInKernel { XCTAssertGreaterThanOrEqual(statistics.flowsDecidedInKernel, 1, "the upload") }
             XCTAssertEqual(statistics.firstVerdict.count, statistics.connectionsDecided)
             XCTAssertEqual(PrometheusText.total(samples, "vpm_first_verdict_seconds_count"), Double(statistics.firstVerdict.count), scrape)
             XCTAssertEqual(PrometheusText.total(samples, "vpm_first_verdict_seconds_sum") ?? 0, statistics.firstVerdict.sum, accuracy: 1e-6)

@@ -155,7 +155,7 @@ final class SourceRoutingTests: XCTestCase {
             let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
             XCTAssertEqual(statistics.dropped, 0, "\(statistics.reasons)")
             XCTAssertEqual(statistics.flowsExpired, UInt64(served.count))
-            if Privileged.kernelDatapath {
+            if Privileged.decidesInKernel {
                 // The kernel decided every connection from the engine's maps: nothing was
                 // queued, and the flows above were learned from conntrack.
                 XCTAssertEqual(statistics.packetsQueued, 0, "a source-routed client of an AID with an instance was queued")
@@ -227,7 +227,7 @@ final class SourceRoutingTests: XCTestCase {
             XCTAssertTrue(rules.contains("-m u32 --u32 \"0x4>>0x8&0xff=0x6&&0x28>>0x11&0x1=0x0\" -j NFQUEUE --queue-num 0"), rules)
             XCTAssertTrue(rules.contains("-j NFQUEUE --queue-num 1"), rules)
             // The kernel datapath decides these clients in its maps and queues nothing.
-            if !Privileged.kernelDatapath {
+            if !Privileged.decidesInKernel {
                 let (index, address, aid) = Self.dualStackClients.first { !$0.2.isEmpty }!
                 let server = NetworkLab.endpoint(lab.server.address(Family(of: address)), 9000)
                 try NetworkLab.makeRandomFile("\(directory)/one", count: 16 << 10)
@@ -261,7 +261,7 @@ final class SourceRoutingTests: XCTestCase {
             try NetworkLab.poll("the counters", timeout: 5) {
                 let output = (try? engine.stats(json: true).standardOutput) ?? ""
                 guard let statistics = try? JSONDecoder().decode(EngineStatistics.self, from: Data(output.utf8)) else { return false }
-                return (Privileged.kernelDatapath ? statistics.flowsDecidedInKernel : statistics.rewritten) > 0
+                return (Privileged.decidesInKernel ? statistics.flowsDecidedInKernel : statistics.rewritten) > 0
             }
             let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(try engine.stats(json: true).standardOutput.utf8))
             XCTAssertEqual(statistics.dropped, 0, "\(statistics.reasons)")
@@ -322,7 +322,7 @@ final class SourceRoutingTests: XCTestCase {
                 XCTAssertGreaterThanOrEqual(flow.packetsToClient, 3)
                 XCTAssertGreaterThanOrEqual(flow.packetsToServer, 3)
             }
-            if Privileged.kernelDatapath {
+            if Privileged.decidesInKernel {
                 // Only the refused clients' datagrams were queued: the kernel decided the
                 // served flows from the engine's maps, and kernel NAT carried them.
                 let statistics = { () -> EngineStatistics? in
@@ -375,7 +375,7 @@ final class SourceRoutingTests: XCTestCase {
                                    configuration: Self.configuration)
         try engine.start()
         let during = try ruleset()
-        if Privileged.kernelDatapath {
+        if Privileged.decidesInKernel {
             XCTAssertTrue(during.contains("-A VPM-PREROUTING ! -i lo -p tcp -m tcp --dport 9000 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack --ctstate NEW -m mark ! --mark 0x50000000/0xf0000000 -m mark ! --mark 0x76706d01 "), during)
             XCTAssertTrue(during.contains("table inet vpm"), during)
         } else {

@@ -53,6 +53,10 @@ public enum Privileged {
 
     public static var kernelDatapath: Bool { datapath == "kernel" }
 
+    /// The kernel and socket datapaths: source-routed connections to an AID's instance are
+    /// decided in the kernel, never queued; conntrack and NAT carry everything else.
+    public static var decidesInKernel: Bool { datapath == "kernel" || datapath == "socket" }
+
     public static func scratchDirectory(_ tag: String) -> String {
         FileManager.default.temporaryDirectory.appendingPathComponent("vpmt-\(tag)-\(getpid())").path
     }

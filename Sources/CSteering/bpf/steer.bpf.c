@@ -69,10 +69,37 @@ struct {
     __uint(max_entries, COUNTERS);
 } vpm_counters SEC(".maps");
 
+// The last connection refused, for the engine's log line ("refused connections").
+struct refusal {
+    __u32 client[4];
+    __be16 client_port;
+    __be16 port;
+    __u32 reason;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, struct refusal);
+    __uint(max_entries, 1);
+} vpm_last_refused SEC(".maps");
+
 static __always_inline int count(__u32 which, int verdict) {
     __u64 *value = bpf_map_lookup_elem(&vpm_counters, &which);
     if (value) *value += 1;
     return verdict;
+}
+
+static __always_inline int refuse(__u32 reason, struct rule_key *key) {
+    __u32 zero = 0;
+    struct refusal *last = bpf_map_lookup_elem(&vpm_last_refused, &zero);
+    if (last) {
+        __builtin_memcpy(last->client, key->address, 16);
+        last->client_port = key->client_port;
+        last->port = key->port;
+        last->reason = reason;
+    }
+    return count(reason, SK_DROP);
 }
 
 // A socket bound to one address takes only connections to that address; the wildcard, all.
@@ -120,7 +147,7 @@ int vpm_steer(struct bpf_sk_lookup *ctx) {
     key.client_port = (__be16)ctx->remote_port;
 
     __u32 *slot = bpf_map_lookup_elem(&vpm_rules, &key);
-    if (!slot) return count(REFUSED_NO_RULE, SK_DROP);
+    if (!slot) return refuse(REFUSED_NO_RULE, &key);
 
     __u32 index = *slot + (family == AF_INET6 ? 1 : 0);
     struct bpf_sock *sk = bpf_map_lookup_elem(&vpm_sockets, &index);
@@ -129,15 +156,109 @@ int vpm_steer(struct bpf_sk_lookup *ctx) {
         index = *slot + 1;
         sk = bpf_map_lookup_elem(&vpm_sockets, &index);
     }
-    if (!sk) return count(REFUSED_NO_SOCKET, SK_DROP);
+    if (!sk) return refuse(REFUSED_NO_SOCKET, &key);
     if (bound_elsewhere(ctx, sk)) {
         bpf_sk_release(sk);
-        return count(REFUSED_ADDRESS, SK_DROP);
+        return refuse(REFUSED_ADDRESS, &key);
     }
     long error = bpf_sk_assign(ctx, sk, 0);
     bpf_sk_release(sk);
-    if (error) return count(REFUSED_NO_SOCKET, SK_DROP);
+    if (error) return refuse(REFUSED_NO_SOCKET, &key);
     return count(STEERED, SK_PASS);
+}
+
+// The flow table without conntrack: a steered connection's end, with its final counters.
+// `vpm_observe` (sockops, attached to the cgroup2 root, so it sees every socket) asks the
+// kernel for state changes of the connections accepted on a managed port in this namespace,
+// and records each one's close in `vpm_closed`, which the engine reads and empties. Live
+// connections the engine reads from the sockets themselves (sock_diag).
+struct closed_key {
+    __u8 family;
+    __u8 reserved;
+    __be16 client_port;
+    __be16 server_port;
+    __u16 padding;
+    __u32 client[4];
+    __u32 server[4];
+};
+
+struct closed_value {
+    __u64 bytes_to_server;
+    __u64 bytes_to_client;
+    __u64 closed_ns;
+    __u32 segments_to_server;
+    __u32 segments_to_client;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __type(key, struct closed_key);
+    __type(value, struct closed_value);
+    __uint(max_entries, 65536);
+} vpm_closed SEC(".maps");
+
+// [0]: the network namespace's cookie (SO_NETNS_COOKIE), written by the engine.
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __type(key, __u32);
+    __type(value, __u64);
+    __uint(max_entries, 1);
+} vpm_config SEC(".maps");
+
+SEC("sockops")
+int vpm_observe(struct bpf_sock_ops *skops) {
+    __u32 op = skops->op;
+    if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB) return 1;
+    __u32 zero = 0;
+    __u64 *namespace = bpf_map_lookup_elem(&vpm_config, &zero);
+    if (!namespace || *namespace != bpf_get_netns_cookie(skops)) return 1;
+    if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+        struct port_key managed = {.protocol = IPPROTO_TCP, .port = bpf_htons((__u16)skops->local_port)};
+        if (bpf_map_lookup_elem(&vpm_ports, &managed)) bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);
+        return 1;
+    }
+    if (skops->args[1] != BPF_TCP_CLOSE) return 1;
+    struct closed_key key = {};
+    __u32 family = skops->family;
+    key.family = (__u8)family;
+    key.client_port = (__be16)(skops->remote_port >> 16);
+    key.server_port = bpf_htons((__u16)skops->local_port);
+    if (family == AF_INET) {
+        key.client[2] = bpf_htonl(0xffff);
+        asm volatile("" ::: "memory");
+        key.client[3] = skops->remote_ip4;
+        asm volatile("" ::: "memory");
+        key.server[2] = bpf_htonl(0xffff);
+        key.server[3] = skops->local_ip4;
+        asm volatile("" ::: "memory");
+    } else {
+        asm volatile("" ::: "memory");
+        key.client[0] = skops->remote_ip6[0];
+        asm volatile("" ::: "memory");
+        key.client[1] = skops->remote_ip6[1];
+        asm volatile("" ::: "memory");
+        key.client[2] = skops->remote_ip6[2];
+        asm volatile("" ::: "memory");
+        key.client[3] = skops->remote_ip6[3];
+        asm volatile("" ::: "memory");
+        key.server[0] = skops->local_ip6[0];
+        asm volatile("" ::: "memory");
+        key.server[1] = skops->local_ip6[1];
+        asm volatile("" ::: "memory");
+        key.server[2] = skops->local_ip6[2];
+        asm volatile("" ::: "memory");
+        key.server[3] = skops->local_ip6[3];
+        asm volatile("" ::: "memory");
+    }
+    struct closed_value value = {
+        .bytes_to_server = skops->bytes_received,
+        .bytes_to_client = skops->bytes_acked,
+        .closed_ns = bpf_ktime_get_ns(),
+        .segments_to_server = skops->segs_in,
+        .segments_to_client = skops->segs_out,
+    };
+    bpf_map_update_elem(&vpm_closed, &key, &value, BPF_ANY);
+    return 1;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -16,6 +16,9 @@ struct vpm_steer_descriptors {
     int ports;
     int sockets;
     int counters;
+    int closed;
+    int config;
+    int last_refused;
     int link;
     // 1 when the maps were taken over from an earlier engine's pins, 0 when made now.
     int took_over;
@@ -26,7 +29,13 @@ struct vpm_steer_descriptors {
 // are taken over: their maps keep their contents and the pinned link is switched to the new
 // program in one step, so steering never stops. Returns 0, or a negative errno with a
 // message in `error`.
-int vpm_steer_attach(const char *pin_dir, int netns_fd, struct vpm_steer_descriptors *out, char *error, size_t error_size);
+// The observer (sockops) is attached to the cgroup2 hierarchy at `cgroup_path`, pinned as `observe`.
+int vpm_steer_attach(const char *pin_dir, int netns_fd, const char *cgroup_path, struct vpm_steer_descriptors *out,
+                     char *error, size_t error_size);
+
+// Loads the program (and makes its maps) without attaching or pinning anything, to learn
+// whether this kernel can run it: 0, or a negative errno with a message in `error`.
+int vpm_steer_probe(char *error, size_t error_size);
 
 // The network namespace inode a pinned link is attached to (0: detached, its namespace
 // gone), or a negative errno.

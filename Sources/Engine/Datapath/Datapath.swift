@@ -1,4 +1,5 @@
 import Netfilter
+import Steering
 public import Policy
 
 /// What carries a decided connection's packets (docs/datapaths.md).
@@ -9,6 +10,11 @@ public enum Datapath: String, Sendable, CaseIterable, CustomStringConvertible {
     /// Only a connection's first packet passes through the engine; it leaves with a mark
     /// (`KernelMark`) and the kernel's NAT (nft table `inet vpm`, conntrack) carries the rest.
     case kernel
+    /// The kernel datapath, but a source-routed TCP connection is neither translated nor
+    /// tracked: a BPF sk_lookup program (`SocketSteering`) hands it to its AID's listening
+    /// socket, and its packets bypass conntrack. UDP, cooperative and local connections go
+    /// as on the kernel datapath.
+    case socket
 
     public var description: String { rawValue }
 }
@@ -28,4 +34,10 @@ extension Datapath {
         }
         return nil
     }
+}
+
+extension Datapath {
+    /// Why this kernel cannot run the socket datapath's sk_lookup program (loaded, never
+    /// attached), or nil. Shared by `vpm run` (fallback to the kernel datapath) and `vpm probe`.
+    public static func socketUnavailableReason() -> String? { SocketSteering.unavailableReason() }
 }

@@ -5,6 +5,7 @@ import Glibc
 import Decision
 import Logging
 import Netfilter
+import Packet
 import Policy
 import Synchronization
 
@@ -25,6 +26,9 @@ protocol DatapathSession: AnyObject, Sendable {
     func followsSources(of generation: UInt64) -> Bool
     /// Connections the kernel decided without the engine (`KernelDecisions`).
     var flowsDecidedInKernel: UInt64 { get }
+    /// Connections the kernel refused without the engine, by reason (the socket datapath's
+    /// program: no AID, no instance socket).
+    var refusedInKernel: [DropReason: UInt64] { get }
     /// Takes down what `installRules` and `start` set up. `running`: the engine got as far
     /// as running its workers (a start-up that failed earlier leaves a killed engine's
     /// state alone).
@@ -92,6 +96,8 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
 
     var flowsDecidedInKernel: UInt64 { 0 }
 
+    var refusedInKernel: [DropReason: UInt64] { [:] }
+
     func housekeeping() {
         let now = MonotonicClock.milliseconds()
         guard MonotonicClock.elapsed(since: lastSave, now: now) >= max(1000, 10 * lastSaveCost) else { return }
@@ -151,7 +157,9 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     private let decidedBaseline = Atomic<UInt64>(0)
     private let decidedLast = Mutex<UInt64>(0)
 
-    init(_ datapath: KernelDatapath, context: DatapathContext) throws {
+    /// `decidedTransports`: the instances whose source-routed connections the kernel's maps
+    /// decide (the socket datapath steers TCP with its own program).
+    init(_ datapath: KernelDatapath, context: DatapathContext, decidedTransports: Set<TransportProtocol> = [.tcp, .udp]) throws {
         self.datapath = datapath
         self.context = context
         do {
@@ -162,7 +170,7 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
         }
         conntrack = try ConntrackSync(configuration: context.configuration, store: context.store,
                                       registry: context.registry, logger: context.logger)
-        decisions = KernelDecisions(registry: context.registry)
+        decisions = KernelDecisions(registry: context.registry, transports: decidedTransports)
     }
 
     func installRules() throws {
@@ -195,11 +203,18 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
         updateDecisions()
     }
 
+    /// Socket datapath: the steered connections join conntrack's in the flow table.
+    func observeSockets(ports: Set<UInt16>, _ observe: @escaping @Sendable () -> [SocketFlows.Observed]) {
+        conntrack.observeSockets(ports: ports, observe)
+    }
+
     func refreshFlows() {
         do { try conntrack.refresh(adding: .decidedInKernel(.read())) } catch { context.logger.warning("conntrack: \(error)") }
     }
 
     func housekeeping() { updateDecisions() }
+
+    var refusedInKernel: [DropReason: UInt64] { [:] }
 
     /// `lookup`'s counter (read over netlink at each ask: `vpm stats`, a metrics scrape) less
     /// what it held when this engine started (an engine before it may have left the table).

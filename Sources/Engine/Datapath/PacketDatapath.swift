@@ -1,6 +1,7 @@
 import Decision
 import Netfilter
 import Packet
+import Steering
 public import Policy
 
 /// How a decision becomes a verdict: the one place that knows which datapath runs.
@@ -31,6 +32,7 @@ extension Datapath {
         switch self {
         case .userspace: UserspaceDatapath()
         case .kernel: KernelDatapath()
+        case .socket: SocketDatapath()
         }
     }
 
@@ -47,6 +49,8 @@ extension Datapath {
 
     /// Removes every vpm rule and table, of either datapath (nothing when absent).
     public static func removeRules() {
+        SocketSteering.removePins()
+        UntrackedPorts.remove()
         RuleSet.remove()
         KernelNAT.remove()
     }

@@ -34,6 +34,16 @@ final class ConntrackSync: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
     /// One dump at a time (the thread's and the control thread's `refresh`).
     private let dumping = Mutex(())
+    /// Socket datapath: the steered connections, which conntrack never sees (`SocketFlows`),
+    /// and their initial ports.
+    private let sockets = Mutex<(ports: Set<UInt16>, observe: (@Sendable () -> [SocketFlows.Observed])?)>(([], nil))
+
+    /// Socket datapath: each dump also reads `observe`'s flows, and a flow to one of `ports`
+    /// that neither reports has ended (it is closed, not removed: the table's own timeout
+    /// removes it, as it does every closed flow).
+    func observeSockets(ports: Set<UInt16>, _ observe: @escaping @Sendable () -> [SocketFlows.Observed]) {
+        sockets.withLock { $0 = (ports, observe) }
+    }
 
     /// Opens the event socket (destroy events) and the dump socket; throws when conntrack's
     /// netlink interface is not there.
@@ -68,8 +78,10 @@ final class ConntrackSync: @unchecked Sendable {
             // Every virtual port conntrack still translates to: released ports stay out of
             // new instances' reach until none is (`InstanceRegistry.releaseQuarantine`).
             var routed = Set<InstanceRegistry.PortKey>()
+            let (steered, observe) = sockets.withLock { $0 }
             let result = try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
-                                            now: started, adding: adding) { (take) throws(NetfilterError) in
+                                            now: started, adding: adding, sockets: observe?() ?? [],
+                                            steered: steered) { (take) throws(NetfilterError) in
                 try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { entry in
                     if let key = Self.routedPort(entry) { routed.insert(key) }
                     take(entry)
@@ -155,7 +167,9 @@ final class ConntrackSync: @unchecked Sendable {
     /// table's worth of work, and the lock is never held while the dump is read. Only the
     /// keys of flows in the table are remembered: memory is bounded by the table, not by
     /// conntrack (a SYN flood leaves hundreds of thousands of entries the table evicted).
+    /// `sockets` and `steered`: the socket datapath's flows (`observeSockets`).
     static func reconcile(store: SharedFlowTable, configuration: Configuration, instances: [Instance], now: UInt64, adding: Adding,
+                          sockets: [SocketFlows.Observed] = [], steered: Set<UInt16> = [],
                           _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError)
         -> (added: Int, removed: Int) {
         var seen = Set<FlowKey>()
@@ -191,9 +205,25 @@ final class ConntrackSync: @unchecked Sendable {
             }
             if pending.count == Self.slice { apply() }
         }
+        for (flow, idle) in sockets {
+            pending.append((flow, idle))
+            if pending.count == Self.slice { apply() }
+        }
         apply()
-        let gone = store.snapshot().filter { !seen.contains($0.key) && MonotonicClock.elapsed(since: $0.firstSeen, now: now) >= Self.grace }
-            .map(\.key)
+        let unseen = store.snapshot().filter { !seen.contains($0.key) && MonotonicClock.elapsed(since: $0.firstSeen, now: now) >= Self.grace }
+        // A steered connection that no socket reports any more has ended: closed, kept for
+        // the table's closed timeout like every other.
+        let ended = unseen.filter { $0.key.transport == .tcp && $0.mode == .source && steered.contains($0.key.initialPort) }
+        if !ended.isEmpty {
+            store.withLock { table in
+                for translation in ended where translation.state != .closed {
+                    if let handle = table.lookup(translation.key) {
+                        table.observe(handle, state: .closed, counters: translation.counters, now: now)
+                    }
+                }
+            }
+        }
+        let gone = unseen.filter { !($0.key.transport == .tcp && $0.mode == .source && steered.contains($0.key.initialPort)) }.map(\.key)
         var start = 0
         while start < gone.count {
             let slice = gone[start..<min(start + Self.slice, gone.count)]

@@ -74,9 +74,12 @@ final class KernelDecisions: Sendable {
 
     private let registry: InstanceRegistry
     private let state = Mutex(State())
+    /// The transports whose instances the maps route (the socket datapath steers TCP itself).
+    private let transports: Set<TransportProtocol>
 
-    init(registry: InstanceRegistry) {
+    init(registry: InstanceRegistry, transports: Set<TransportProtocol> = [.tcp, .udp]) {
         self.registry = registry
+        self.transports = transports
         registry.quarantineReleasedPorts()
     }
 
@@ -141,7 +144,8 @@ final class KernelDecisions: Sendable {
             let routes = registry.generation
             guard !state.exact || state.routes != routes || state.sources < sources else { return nil }
             if let failedAt = state.failedAt, MonotonicClock.elapsed(since: failedAt, now: now) < 5000 { return nil }
-            let (wanted, left) = Self.capped(Self.elements(sources: configuration.sources, instances: registry.instances(),
+            let (wanted, left) = Self.capped(Self.elements(sources: configuration.sources,
+                                                           instances: registry.instances().filter { transports.contains($0.initialPort.transport) },
                                                            slots: PacketDecider.slots(configuration)))
             state.leftToEngine = left
             let script = Self.script(from: state.exact ? state.installed : nil, to: wanted)

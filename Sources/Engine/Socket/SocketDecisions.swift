@@ -1,0 +1,151 @@
+import Decision
+import FlowTable
+import Foundation
+import Logging
+import Packet
+import Policy
+import Steering
+import Synchronization
+
+/// Socket datapath: the source-routed decisions, compiled into the sk_lookup program's maps
+/// (`SocketSteering`), and the instances' listening sockets put in its socket map.
+///
+/// One rule per source rule and initial port whose AID has an accepting TCP instance there,
+/// pointing at the instance's slot (`SteeringSlot`, a function of its virtual port). The slot
+/// holds the instance's listening socket itself, copied from its process by inode
+/// (`ProcessSocket`) and closed again at once: the entry leaves the map when the instance's
+/// socket closes, so a dead instance's clients are refused at once, and nothing here keeps a
+/// socket alive. For a `vpm exec` instance only the sockets the engine bound and marked
+/// (`InstanceSocket`) qualify; for one of the configuration, any listener on its port.
+///
+/// Each pass updates the rules before it fills the slots, from one view of the registry: a
+/// virtual port given to another AID's instance gets its new socket only once no rule of the
+/// old AID points there.
+final class SocketDecisions: Sendable {
+    private struct State {
+        var installed: Set<SteeringRule>?
+        var routes: UInt64 = 0
+        var sources: UInt64 = 0
+        var failedAt: UInt64?
+        /// Slot → the inode of the socket put there.
+        var filled: [UInt32: UInt64] = [:]
+    }
+
+    let steering: SocketSteering
+    private let registry: InstanceRegistry
+    private let state = Mutex(State())
+    private let logger: Logger
+
+    init(steering: SocketSteering, registry: InstanceRegistry, logger: Logger) {
+        self.steering = steering
+        self.registry = registry
+        self.logger = logger
+    }
+
+    /// The rules for `sources` and the accepting TCP instances.
+    static func rules(sources: [SourceRule], instances: [Instance]) -> Set<SteeringRule> {
+        var byAID: [AID: [SourceRule]] = [:]
+        for rule in sources { byAID[rule.aid, default: []].append(rule) }
+        var rules = Set<SteeringRule>()
+        for instance in instances where instance.accepting && instance.initialPort.transport == .tcp {
+            let slot = SteeringSlot.base(transport: .tcp, virtualPort: instance.virtualPort)
+            for source in byAID[instance.aid] ?? [] {
+                let (network, length, port) = source.match.components
+                rules.insert(SteeringRule(transport: .tcp, initialPort: instance.initialPort.port, network: network,
+                                          length: length, clientPort: port, slot: slot))
+            }
+        }
+        return rules
+    }
+
+    /// Brings the rules up to date when the instances or the source rules moved, then the
+    /// sockets. Returns nil, or the error of an attempt made now (retried every 5 s; the
+    /// rules left in place are those of the last update that worked, or none).
+    @discardableResult
+    func update(configuration: Configuration, sources: UInt64, now: UInt64) -> String? {
+        state.withLock { state in
+            let routes = registry.generation
+            let entries = registry.snapshot()
+            var error: String?
+            if state.installed == nil || state.routes != routes || state.sources < sources {
+                if let failedAt = state.failedAt, MonotonicClock.elapsed(since: failedAt, now: now) < 5000 { return nil }
+                let instances = entries.map { entry in
+                    Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
+                             virtualPort: entry.virtualPort, accepting: !entry.isDraining)
+                }
+                let wanted = Self.rules(sources: configuration.sources, instances: instances)
+                do {
+                    let installed = try state.installed ?? steering.rules()
+                    try steering.replaceRules(installed, with: wanted)
+                    state.installed = wanted
+                    state.routes = routes
+                    state.sources = sources
+                    state.failedAt = nil
+                } catch let failure {
+                    state.installed = nil  // read back from the map next time
+                    state.failedAt = now
+                    error = "\(failure)"
+                }
+            }
+            fill(entries, &state)
+            return error
+        }
+    }
+
+    /// Whether the rules follow source rules of reload `generation` (or later).
+    func follows(sources generation: UInt64) -> Bool {
+        state.withLock { $0.installed != nil && $0.sources >= generation }
+    }
+
+    /// Whether an accepting TCP instance has no socket in the map yet (the program bound but
+    /// has not listened, or listened a moment ago): the caller looks again soon.
+    var waitingForSockets: Bool {
+        state.withLock { state in
+            registry.snapshot().contains { entry in
+                entry.transport == .tcp && !entry.isDraining && !state.filled.keys.contains { $0 >> 1 == SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort) >> 1 }
+            }
+        }
+    }
+
+    /// Puts each accepting TCP instance's listening sockets (IPv4 and IPv6) in its slots.
+    private func fill(_ entries: [InstanceRegistry.Entry], _ state: inout State) {
+        let listeners = [(SocketTable.listeners("tcp"), UInt32(0)), (SocketTable.listeners("tcp6"), UInt32(1))]
+        var wanted: Set<UInt32> = []
+        for entry in entries where entry.transport == .tcp && !entry.isDraining {
+            let base = SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort)
+            for (table, offset) in listeners {
+                let slot = base + offset
+                var candidates = table[entry.virtualPort] ?? []
+                if let inodes = entry.inodes { candidates = candidates.filter(inodes.contains) }
+                guard !candidates.isEmpty else {
+                    state.filled[slot] = nil
+                    continue
+                }
+                wanted.insert(slot)
+                if let inode = state.filled[slot], candidates.contains(inode), steering.socketCookie(slot: slot) != nil { continue }
+                state.filled[slot] = nil
+                for inode in candidates {
+                    guard let copy = ProcessSocket.copy(inode: inode, preferring: entry.processes.map(\.pid)) else { continue }
+                    defer { close(copy) }
+                    // A vpm exec instance's socket is one the engine bound and marked.
+                    if entry.inodes != nil, InstanceSocket(descriptor: copy).currentMark != InstanceSocket.mark { continue }
+                    do {
+                        try steering.setSocket(copy, slot: slot)
+                        state.filled[slot] = inode
+                        logger.debug("instance socket steered", metadata: [
+                            "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "slot": "\(slot)"])
+                    } catch {
+                        logger.warning("cannot steer to an instance's socket", metadata: [
+                            "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "error": "\(error)"])
+                    }
+                    break
+                }
+            }
+        }
+        // Slots of instances that are gone or draining: nothing may reach them.
+        for slot in Set(state.filled.keys).subtracting(wanted) {
+            steering.clearSocket(slot: slot)
+            state.filled[slot] = nil
+        }
+    }
+}
