@@ -13,7 +13,10 @@
 # engine as `vpm run` starts it: the kernel datapath, where the engine decides each SYN and
 # nft NAT carries the connection; the bench fails if it fell back), vpm-userspace (every
 # packet through the engine, rewritten, GSO on) and vpm-userspace-no-gso (the same without
-# GSO super-packets). Every path gets fresh namespaces for every round, so no
+# GSO super-packets), vpm-socket (`--datapath socket`: a BPF sk_lookup program hands each
+# TCP connection to its listener, no NAT, no conntrack for the managed ports; UDP on kernel
+# NAT) and plain (no vpm, no rules: the client dials the servers' own ports, the limit any
+# path can reach). Every path gets fresh namespaces for every round, so no
 # path inherits another's conntrack or rules. Rounds alternate the order of the paths; the
 # table shows each figure's median over the rounds and its ratio to kernel-nat.
 # CPU per gigabit, during the bulk runs, divided by the gigabits moved: utime+stime
@@ -22,7 +25,7 @@
 # Ping-pong runs with every process of the path pinned to CPU 0 (see measure_ping_pong).
 #
 # Knobs (environment): VPM_BENCH_ROUNDS (3), VPM_BENCH_SECONDS (5 per measurement),
-# VPM_BENCH_PATHS ("kernel-nat haproxy vpm vpm-userspace vpm-userspace-no-gso"),
+# VPM_BENCH_PATHS ("plain kernel-nat haproxy vpm vpm-socket vpm-userspace vpm-userspace-no-gso"),
 # VPM_BENCH_RESULTS (JSON record,
 # Benchmarks/results/bench-results.json), VPM_BINARY (skip the build, use this vpm),
 # VPM_BENCH_SCRATCH (swift build --scratch-path), VPM_BENCH_PROFILE=1 (perf samples the
@@ -34,7 +37,7 @@ cd "$(dirname "$0")/.."
 
 rounds=${VPM_BENCH_ROUNDS:-3}
 duration=${VPM_BENCH_SECONDS:-5}
-read -r -a paths <<<"${VPM_BENCH_PATHS:-kernel-nat haproxy vpm vpm-userspace vpm-userspace-no-gso}"
+read -r -a paths <<<"${VPM_BENCH_PATHS:-plain kernel-nat haproxy vpm vpm-socket vpm-userspace vpm-userspace-no-gso}"
 results=${VPM_BENCH_RESULTS:-Benchmarks/results/bench-results.json}
 profile=${VPM_BENCH_PROFILE:-0}
 read -r -a measurements <<<"${VPM_BENCH_MEASUREMENTS:-bulk1 bulk4 bulk6 pingpong udp connections}"
@@ -194,9 +197,15 @@ EOF
 
 # The path under test; sets path_pid to the userspace process that carries it (if any).
 path_pid=""
+# The ports the client dials: the initial ports, or for `plain` the servers' own.
+bulk_port=9000 pingpong_port=9001 http_port=9002 udp_port=9003
 start_path() { # path
   path_pid=""
+  bulk_port=9000 pingpong_port=9001 http_port=9002 udp_port=9003
   case "$1" in
+    plain)
+      bulk_port=20017 pingpong_port=20018 http_port=20019 udp_port=20020
+      ;;
     kernel-nat)
       in_server iptables -w -t nat -A PREROUTING -p tcp --dport 9000 -j REDIRECT --to-ports 20017
       in_server iptables -w -t nat -A PREROUTING -p tcp --dport 9001 -j REDIRECT --to-ports 20018
@@ -229,7 +238,7 @@ EOF
       pids+=("$path_pid")
       wait_listening 9000 9001 9002 || { cat "$work/haproxy.log" >&2; return 1; }
       ;;
-    vpm|vpm-userspace|vpm-userspace-no-gso)
+    vpm|vpm-socket|vpm-userspace|vpm-userspace-no-gso)
       cat >"$work/vpm.yaml" <<EOF
 queue: 0
 virtual-ports: 20000-20999
@@ -250,6 +259,7 @@ EOF
       local options=()  # vpm: no option, as an operator would start it
       [ "$1" = vpm-userspace ] && options=(--datapath userspace)
       [ "$1" = vpm-userspace-no-gso ] && options=(--datapath userspace --no-gso)
+      [ "$1" = vpm-socket ] && options=(--datapath socket)
       ip netns exec "$server" "$VPM_BINARY" run --config "$work/vpm.yaml" --socket "$work/vpm.sock" "${options[@]}" \
         >"$work/vpm-$1.log" 2>&1 &
       path_pid=$!
@@ -258,6 +268,7 @@ EOF
       grep -q "engine running" "$work/vpm-$1.log" || { cat "$work/vpm-$1.log" >&2; return 1; }
       local expected=kernel
       [ "$1" != vpm ] && expected=userspace
+      [ "$1" = vpm-socket ] && expected=socket
       if ! grep -q "datapath=$expected" "$work/vpm-$1.log"; then
         echo "bench: $1 should run the $expected datapath but did not:" >&2; cat "$work/vpm-$1.log" >&2; return 1
       fi
@@ -298,7 +309,7 @@ measure_bulk() { # path round streams [address key-suffix]
   before_server=$(process_ticks "$iperf3_server_pid")
   before_machine=$(machine_ticks)
   # `times` in the subshell: the CPU time of the iperf3 client it waited for.
-  ( in_client timeout $((duration + 20)) iperf3 -c "$address" -p 9000 -t "$duration" -O 1 \
+  ( in_client timeout $((duration + 20)) iperf3 -c "$address" -p "$bulk_port" -t "$duration" -O 1 \
       -P "$streams" --connect-timeout 3000 -J >"$work/iperf3.json" || exit 1
     times >"$work/iperf3-client.times"
   ) || { echo "bench: iperf3 failed on $path" >&2; cat "$work/iperf3.json" >&2; return 1; }
@@ -336,7 +347,7 @@ measure_ping_pong() { # path round
   all_cpus=0-$(( $(nproc) - 1 ))
   [ -n "$path_pid" ] && taskset -a -p -c 0 "$path_pid" >/dev/null
   start_profile "$1" "pingpong-round$2"
-  output=$(in_client taskset -c 0 timeout $((duration + 20)) sockperf pp --tcp -i 198.18.0.1 -p 9001 -t "$duration" -m 64 --full-rtt 2>&1) \
+  output=$(in_client taskset -c 0 timeout $((duration + 20)) sockperf pp --tcp -i 198.18.0.1 -p "$pingpong_port" -t "$duration" -m 64 --full-rtt 2>&1) \
     || { echo "bench: sockperf failed on $1" >&2; echo "$output" >&2; return 1; }
   stop_profile
   [ -n "$path_pid" ] && taskset -a -p -c "$all_cpus" "$path_pid" >/dev/null
@@ -352,7 +363,7 @@ measure_udp() { # path round
   all_cpus=0-$(( $(nproc) - 1 ))
   [ -n "$path_pid" ] && taskset -a -p -c 0 "$path_pid" >/dev/null
   start_profile "$1" "udp-round$2"
-  output=$(in_client taskset -c 0 timeout $((duration + 20)) sockperf pp -i 198.18.0.1 -p 9003 -t "$duration" -m 64 --full-rtt 2>&1) \
+  output=$(in_client taskset -c 0 timeout $((duration + 20)) sockperf pp -i 198.18.0.1 -p "$udp_port" -t "$duration" -m 64 --full-rtt 2>&1) \
     || { echo "bench: sockperf (UDP) failed on $1" >&2; echo "$output" >&2; return 1; }
   stop_profile
   [ -n "$path_pid" ] && taskset -a -p -c "$all_cpus" "$path_pid" >/dev/null
@@ -362,7 +373,7 @@ measure_udp() { # path round
 measure_connections() { # path round
   local output
   start_profile "$1" "connections-round$2"
-  output=$(in_client timeout $((duration + 20)) wrk -t1 -c32 -d"${duration}s" -H "Connection: close" http://198.18.0.1:9002/ 2>&1) \
+  output=$(in_client timeout $((duration + 20)) wrk -t1 -c32 -d"${duration}s" -H "Connection: close" "http://198.18.0.1:$http_port/" 2>&1) \
     || { echo "bench: wrk failed on $1" >&2; echo "$output" >&2; return 1; }
   stop_profile
   record "$1" "$2" connections_per_s "$(awk '/^Requests\/sec:/ {print $2}' <<<"$output")"

@@ -40,7 +40,7 @@ Package: vpm
 Version: $version
 Architecture: $architecture
 Maintainer: vpm developers <vpm@localhost>
-Depends: libnetfilter-queue1, libnfnetlink0, libmnl0, iptables, nftables
+Depends: libnetfilter-queue1, libnfnetlink0, libmnl0, libbpf1, iptables, nftables
 Section: net
 Priority: optional
 Installed-Size: $(du -sk "$stage" | cut -f1)

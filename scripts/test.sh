@@ -60,6 +60,15 @@ VPM_TEST_DATAPATH=userspace swift test --skip-build \
   --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)' 2>&1 | tee "$userspace_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# And with --datapath socket: the same suites, and the restarts (its BPF program and maps
+# outlive the engine in /sys/fs/bpf and are taken over).
+echo
+echo "== end-to-end tests again with --datapath socket"
+socket_log=$(mktemp)
+VPM_TEST_DATAPATH=socket swift test --skip-build \
+  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests|KernelRestartTests)' 2>&1 | tee "$socket_log"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 [ "$(id -u)" -eq 0 ] && sweep
 
 # What `make install` ships: a release build (whole-module optimization has broken builds
@@ -156,15 +165,20 @@ rm -f "$log.fuzz" "$fuzz_build_log" "$fuzz_build_log.status"
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-cat "$userspace_log" >> "$log"
+socket_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$socket_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
+cat "$userspace_log" "$socket_log" >> "$log"
 skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
 echo "make test (userspace datapath): ${userspace_summary:-no XCTest summary found}"
-if [ "$(id -u)" -eq 0 ] && ! echo "$userspace_summary" | grep -qE "Executed [1-9][0-9]* tests?"; then
-  echo "make test: the userspace datapath pass ran no test (did the --filter stop matching?)"
-  status=1
-fi
+echo "make test (socket datapath): ${socket_summary:-no XCTest summary found}"
+for pass in userspace socket; do
+  summary_of_pass=$([ "$pass" = userspace ] && echo "$userspace_summary" || echo "$socket_summary")
+  if [ "$(id -u)" -eq 0 ] && ! echo "$summary_of_pass" | grep -qE "Executed [1-9][0-9]* tests?"; then
+    echo "make test: the $pass datapath pass ran no test (did the --filter stop matching?)"
+    status=1
+  fi
+done
 if [ "$skipped" -gt 0 ]; then
   echo "make test: $skipped test(s) skipped:"
   grep -E "Test skipped - " "$log" | sed -E 's/^.*: ([A-Za-z]+\.[A-Za-z]+) : Test skipped - /  \1: /' | sort -u
@@ -173,5 +187,5 @@ if [ "$skipped" -gt 0 ]; then
     status=1
   fi
 fi
-rm -f "$log" "$userspace_log"
+rm -f "$log" "$userspace_log" "$socket_log"
 exit "$status"

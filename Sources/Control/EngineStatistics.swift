@@ -39,6 +39,9 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     /// Kernel datapath: source-routed connections the kernel decided from the engine's maps,
     /// learned from conntrack (never queued).
     public var flowsDecidedInKernel: UInt64 = 0
+    /// Socket datapath: connection starts its sk_lookup program refused (no AID matches the
+    /// client, or its AID has no listening instance), never queued.
+    public var flowsRefusedInKernel: UInt64 = 0
     /// Why packets were dropped or refused, by reason: keyed by the reason's identifier
     /// (`noApplication`, `tableFull`, … — `DropReason.identifier`).
     public var reasons: [String: UInt64] = [:]
@@ -139,6 +142,7 @@ extension EngineStatistics {
         .init(key: "flowsExpired", label: "flows expired", help: "flows removed after their idle timeout", kind: .counter, value: \.flowsExpired),
         .init(key: "flowsEvicted", label: "flows evicted", help: "half-open flows pushed out to make room (SYN flood protection)", kind: .counter, value: \.flowsEvicted),
         .init(key: "flowsRefusedFull", label: "flows refused (table full)", help: "new flows refused because the table was full of established flows", kind: .counter, value: \.flowsRefusedFull),
-        .init(key: "flowsDecidedInKernel", label: "flows decided in the kernel", help: "source-routed connections the kernel decided from the engine's maps, never queued (kernel datapath)", kind: .counter, value: \.flowsDecidedInKernel),
+        .init(key: "flowsDecidedInKernel", label: "flows decided in the kernel", help: "source-routed connections the kernel decided from the engine's maps, never queued (kernel and socket datapaths)", kind: .counter, value: \.flowsDecidedInKernel),
+        .init(key: "flowsRefusedInKernel", label: "flows refused in the kernel", help: "connection starts the kernel refused by itself: no AID, or no listening instance (socket datapath)", kind: .counter, value: \.flowsRefusedInKernel),
     ]
 }

@@ -88,10 +88,7 @@ final class ControlService: Sendable {
         statistics.flowsRefusedFull = flows.refusedFull
         statistics.flowCapacity = UInt64(flows.capacity)
         statistics.flowsDecidedInKernel = datapath.flowsDecidedInKernel
-        for (reason, count) in datapath.refusedInKernel where count > 0 {
-            statistics.reasons[reason.identifier, default: 0] += count
-            statistics.refused += count
-        }
+        statistics.flowsRefusedInKernel = datapath.refusedInKernel.values.reduce(0, &+)
         statistics.negotiations = cooperation.serverCounts
         statistics.fleet = fleet.map(fleetRecord)
         return statistics

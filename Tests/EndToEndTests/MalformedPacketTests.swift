@@ -75,8 +75,12 @@ final class MalformedPacketTests: XCTestCase {
             let byPort = Dictionary(flows.map { ($0.clientPort, $0) }, uniquingKeysWith: { first, _ in first })
 
             // A SYN with IPv4 options is a SYN: admitted to acme's instance, which answered.
-            XCTAssertEqual(byPort[41001]?.aid, "acme", "\(flows)")
-            XCTAssertGreaterThan(byPort[41001]?.packetsToClient ?? 0, 0, "the instance answered the SYN with options")
+            // (The socket datapath lists a connection from its socket; a handshake the client
+            // resets never becomes one, so only the program's count shows it was steered.)
+            if Privileged.datapath != "socket" {
+                XCTAssertEqual(byPort[41001]?.aid, "acme", "\(flows)")
+                XCTAssertGreaterThan(byPort[41001]?.packetsToClient ?? 0, 0, "the instance answered the SYN with options")
+            }
             // Nothing malformed, refused or fragmentary got a flow; a bad checksum, if it got one
             // (userspace: the engine does not verify it; the rewrite keeps it bad), was never
             // answered: the server's kernel dropped it.
@@ -88,6 +92,13 @@ final class MalformedPacketTests: XCTestCase {
                 XCTAssertEqual(statistics.reasons["notConnectionStart"], 3, "\(statistics.reasons)")
                 XCTAssertEqual(statistics.dropped, 9)
                 XCTAssertEqual(statistics.refused, 3)
+            case "socket":
+                XCTAssertEqual(statistics.packetsQueued, 0, "the program steers the SYN with options itself")
+                // The program answers every segment no socket owns: each SYN with options and
+                // each stray ACK (acme's listener resets it, as any listener would).
+                XCTAssertTrue((1...6).contains(statistics.flowsDecidedInKernel), "\(statistics.flowsDecidedInKernel)")
+                XCTAssertEqual(statistics.flowsRefusedInKernel, 0)
+                XCTAssertEqual(statistics.reasons, [:])
             default:
                 XCTAssertEqual(statistics.packetsQueued, 0, "the kernel decides the SYN with options itself")
                 // Each of the three SYNs with options is a decision when the one before was
