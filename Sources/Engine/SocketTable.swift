@@ -70,15 +70,6 @@ struct SocketTable {
         return counts
     }
 
-    /// Listening TCP sockets by local port and inode, from /proc/net/`file` (`tcp`: IPv4,
-    /// `tcp6`: IPv6 and dual-stack).
-    static func listeners(_ file: String) -> [UInt16: [UInt64]] {
-        guard let text = try? String(contentsOfFile: "/proc/net/\(file)", encoding: .utf8) else { return [:] }
-        var listeners: [UInt16: [UInt64]] = [:]
-        forEachSocket(text) { port, state, inode in if state == 0x0A { listeners[port, default: []].append(inode) } }
-        return listeners
-    }
-
     private static func forEachSocket(_ text: String, _ body: (_ port: UInt16, _ state: UInt8, _ inode: UInt64) -> Void) {
         for line in text.split(separator: "\n").dropFirst() {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)

@@ -19,6 +19,10 @@ public enum SocketDiagnostics {
         public var bytesAcked: UInt64
         public var segmentsIn: UInt32
         public var segmentsOut: UInt32
+        /// The socket's inode (0 for a TIME-WAIT socket).
+        public var inode: UInt64 = 0
+        /// IPv6 (AF_INET6), or IPv4.
+        public var isIPv6: Bool = false
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -27,13 +31,23 @@ public enum SocketDiagnostics {
 
     /// Every TCP socket but listeners whose local port is in `localPorts`, both families.
     public static func tcpConnections(localPorts: Set<UInt16>) throws -> [Connection] {
+        try sockets(localPorts: localPorts, states: 0xFFF & ~(1 << 10), information: true)
+    }
+
+    /// The listening TCP sockets whose local port is in `localPorts`, both families (the
+    /// kernel filters by state: a host with many connections costs nothing more).
+    public static func tcpListeners(localPorts: Set<UInt16>) throws -> [Connection] {
+        try sockets(localPorts: localPorts, states: 1 << 10, information: false)
+    }
+
+    private static func sockets(localPorts: Set<UInt16>, states: UInt32, information: Bool) throws -> [Connection] {
         guard !localPorts.isEmpty else { return [] }
         let descriptor = socket(AF_NETLINK, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 4 /* NETLINK_SOCK_DIAG */)
         guard descriptor >= 0 else { throw Failure(description: "cannot open a sock_diag socket: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var connections: [Connection] = []
         for family in [UInt8(AF_INET), UInt8(AF_INET6)] {
-            try dump(descriptor, family: family) { connection in
+            try dump(descriptor, family: family, states: states, information: information) { connection in
                 if localPorts.contains(connection.localPort) { connections.append(connection) }
             }
         }
@@ -49,7 +63,7 @@ public enum SocketDiagnostics {
         static let bytesAcked = 120, bytesReceived = 128, segmentsOut = 136, segmentsIn = 140
     }
 
-    private static func dump(_ descriptor: Int32, family: UInt8, _ body: (Connection) -> Void) throws {
+    private static func dump(_ descriptor: Int32, family: UInt8, states: UInt32, information: Bool, _ body: (Connection) -> Void) throws {
         var request = [UInt8](repeating: 0, count: Layout.header + Layout.request)
         func put32(_ value: UInt32, at offset: Int) { withUnsafeBytes(of: value.littleEndian) { request.replaceSubrange(offset..<offset + 4, with: $0) } }
         func put16(_ value: UInt16, at offset: Int) { withUnsafeBytes(of: value.littleEndian) { request.replaceSubrange(offset..<offset + 2, with: $0) } }
@@ -58,8 +72,8 @@ public enum SocketDiagnostics {
         put16(0x301, at: 6)  // NLM_F_REQUEST | NLM_F_DUMP
         request[16] = family
         request[17] = UInt8(IPPROTO_TCP)
-        request[18] = 1 << (Layout.infoAttribute - 1)  // idiag_ext: INET_DIAG_INFO
-        put32(0xFFF & ~(1 << 10), at: 20)  // every state but LISTEN
+        request[18] = information ? 1 << (Layout.infoAttribute - 1) : 0  // idiag_ext: INET_DIAG_INFO
+        put32(states, at: 20)
         guard request.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, 0) }) == request.count else {
             throw Failure(description: "cannot ask sock_diag: \(String(cString: strerror(errno)))")
         }
@@ -102,7 +116,8 @@ public enum SocketDiagnostics {
         }
         var connection = Connection(state: bytes[at + 1], local: address(at + 8), localPort: port(at + 4),
                                     remote: address(at + 24), remotePort: port(at + 6),
-                                    bytesReceived: 0, bytesAcked: 0, segmentsIn: 0, segmentsOut: 0)
+                                    bytesReceived: 0, bytesAcked: 0, segmentsIn: 0, segmentsOut: 0,
+                                    inode: UInt64(load32(bytes, at + 68)), isIPv6: family == UInt8(AF_INET6))
         var offset = at + Layout.message
         while offset + 4 <= end {
             let length = Int(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8)

@@ -126,7 +126,7 @@ final class SocketSession: DatapathSession, @unchecked Sendable {
                     lastLog = now
                     logRefusals(decisions, since: &logged)
                 }
-                usleep(decisions.waitingForSockets ? 5_000 : 100_000)
+                usleep(decisions.waitingForSockets(now: MonotonicClock.milliseconds()) ? 5_000 : 100_000)
             }
         }
         thread.name = "vpm-steering"

@@ -97,19 +97,35 @@ final class SocketDecisions: Sendable {
         state.withLock { $0.installed != nil && $0.sources >= generation }
     }
 
-    /// Whether an accepting TCP instance has no socket in the map yet (the program bound but
-    /// has not listened, or listened a moment ago): the caller looks again soon.
-    var waitingForSockets: Bool {
+    /// Whether an instance bound in the last 10 s has no socket in the map yet (its program
+    /// is about to listen): the caller looks again soon. Not an instance of the
+    /// configuration, nor one whose program never listens: those are looked at as usual.
+    func waitingForSockets(now: UInt64) -> Bool {
         state.withLock { state in
             registry.snapshot().contains { entry in
-                entry.transport == .tcp && !entry.isDraining && !state.filled.keys.contains { $0 >> 1 == SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort) >> 1 }
+                guard entry.transport == .tcp, !entry.isDraining, entry.lastBind > 0,
+                      MonotonicClock.elapsed(since: entry.lastBind, now: now) < 10_000 else { return false }
+                let base = SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort)
+                return state.filled[base] == nil && state.filled[base + 1] == nil
             }
         }
     }
 
     /// Puts each accepting TCP instance's listening sockets (IPv4 and IPv6) in its slots.
     private func fill(_ entries: [InstanceRegistry.Entry], _ state: inout State) {
-        let listeners = [(SocketTable.listeners("tcp"), UInt32(0)), (SocketTable.listeners("tcp6"), UInt32(1))]
+        // The listeners on the instances' ports, by family (sock_diag, filtered by state in
+        // the kernel: the host's connections cost nothing here).
+        let ports = Set(entries.filter { $0.transport == .tcp && !$0.isDraining }.map(\.virtualPort))
+        var byFamily: [[UInt16: [UInt64]]] = [[:], [:]]
+        do {
+            for socket in try SocketDiagnostics.tcpListeners(localPorts: ports) {
+                byFamily[socket.isIPv6 ? 1 : 0][socket.localPort, default: []].append(socket.inode)
+            }
+        } catch {
+            logger.warning("socket datapath: cannot list the instances' listeners", metadata: ["error": "\(error)"])
+            return
+        }
+        let listeners = [(byFamily[0], UInt32(0)), (byFamily[1], UInt32(1))]
         var wanted: Set<UInt32> = []
         for entry in entries where entry.transport == .tcp && !entry.isDraining {
             let base = SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort)
