@@ -29,6 +29,8 @@ final class SocketDecisions: Sendable {
         var failedAt: UInt64?
         /// Slot → the inode of the socket put there.
         var filled: [UInt32: UInt64] = [:]
+        /// Slots whose listener could not be copied from its process, said once each.
+        var unreachable: Set<UInt32> = []
     }
 
     let steering: SocketSteering
@@ -140,8 +142,17 @@ final class SocketDecisions: Sendable {
                 wanted.insert(slot)
                 if let inode = state.filled[slot], candidates.contains(inode), steering.socketCookie(slot: slot) != nil { continue }
                 state.filled[slot] = nil
+                var copied = false
+                defer {
+                    if copied || state.filled[slot] != nil { state.unreachable.remove(slot) }
+                    else if state.unreachable.insert(slot).inserted {
+                        logger.warning("socket datapath: cannot take a copy of an instance's listening socket from its process: its clients are refused (the engine needs CAP_SYS_PTRACE for another user's process)", metadata: [
+                            "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "pids": "\(entry.processes.map(\.pid))"])
+                    }
+                }
                 for inode in candidates {
                     guard let copy = ProcessSocket.copy(inode: inode, preferring: entry.processes.map(\.pid)) else { continue }
+                    copied = true
                     defer { close(copy) }
                     // A vpm exec instance's socket is one the engine bound and marked.
                     if entry.inodes != nil, InstanceSocket(descriptor: copy).currentMark != InstanceSocket.mark { continue }
