@@ -45,6 +45,8 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
     /// Why packets were dropped or refused, by reason: keyed by the reason's identifier
     /// (`noApplication`, `tableFull`, … — `DropReason.identifier`).
     public var reasons: [String: UInt64] = [:]
+    /// Socket datapath: `flowsRefusedInKernel` by reason (`noApplication`, `noInstance`).
+    public var reasonsInKernel: [String: UInt64] = [:]
     /// Cooperative mode, server side: negotiations by outcome (accepted, refused, malformed,
     /// forged, unknownPeer, stale, replayed).
     public var negotiations: [String: UInt64] = [:]
@@ -63,6 +65,7 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         }
         reasons = try container.decodeIfPresent([String: UInt64].self, forKey: Key("reasons")) ?? [:]
         negotiations = try container.decodeIfPresent([String: UInt64].self, forKey: Key("negotiations")) ?? [:]
+        reasonsInKernel = try container.decodeIfPresent([String: UInt64].self, forKey: Key("reasonsInKernel")) ?? [:]
         firstVerdict = try container.decodeIfPresent(HistogramRecord.self, forKey: Key("firstVerdict")) ?? HistogramRecord()
         fleet = try container.decodeIfPresent(FleetRecord.self, forKey: Key("fleet"))
     }
@@ -72,6 +75,7 @@ public struct EngineStatistics: Codable, Sendable, Equatable {
         for counter in Self.counters { try container.encode(self[keyPath: counter.value], forKey: Key(counter.key)) }
         try container.encode(reasons, forKey: Key("reasons"))
         try container.encode(negotiations, forKey: Key("negotiations"))
+        if !reasonsInKernel.isEmpty { try container.encode(reasonsInKernel, forKey: Key("reasonsInKernel")) }
         try container.encode(firstVerdict, forKey: Key("firstVerdict"))
         try container.encodeIfPresent(fleet, forKey: Key("fleet"))
     }

@@ -88,7 +88,10 @@ final class ControlService: Sendable {
         statistics.flowsRefusedFull = flows.refusedFull
         statistics.flowCapacity = UInt64(flows.capacity)
         statistics.flowsDecidedInKernel = datapath.flowsDecidedInKernel
-        statistics.flowsRefusedInKernel = datapath.refusedInKernel.values.reduce(0, &+)
+        for (reason, count) in datapath.refusedInKernel where count > 0 {
+            statistics.reasonsInKernel[reason.identifier] = count
+            statistics.flowsRefusedInKernel &+= count
+        }
         statistics.negotiations = cooperation.serverCounts
         statistics.fleet = fleet.map(fleetRecord)
         return statistics

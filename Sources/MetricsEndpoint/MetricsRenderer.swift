@@ -88,6 +88,10 @@ public final class MetricsRenderer: Sendable {
                       help: "packets dropped or connections refused, by reason (DropReason identifiers)", value: value, &state)
             }
         }
+        for (reason, value) in snapshot.total.reasonsInKernel {
+            count("vpm_refused_in_kernel_by_reason_total", ["reason": reason],
+                  help: "connection starts the socket datapath's program refused, by reason (DropReason identifiers)", value: value, &state)
+        }
         for (outcome, value) in snapshot.total.negotiations {
             count("vpm_negotiations_total", ["outcome": outcome],
                   help: "negotiations this engine served as the server side, by outcome", value: value, &state)

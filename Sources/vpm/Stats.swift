@@ -22,6 +22,8 @@ struct Stats: ParsableCommand {
         var lines: [(String, String)] = EngineStatistics.counters.map { ($0.label, "\(statistics[keyPath: $0.value])") }
         lines += (statistics.reasons.isEmpty ? [] : [("dropped or refused, by reason", "")])
             + statistics.reasons.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
+        lines += (statistics.reasonsInKernel.isEmpty ? [] : [("refused in the kernel, by reason", "")])
+            + statistics.reasonsInKernel.sorted { $0.key < $1.key }.map { ("  \(DropReason(identifier: $0.key)?.name ?? $0.key)", "\($0.value)") }
         lines += (statistics.negotiations.isEmpty ? [] : [("negotiations served", Self.outcomes(statistics.negotiations))])
         lines.append(("first packet to verdict", Self.latency(statistics.firstVerdict)))
         if let fleet = statistics.fleet { lines.append(("fleet", fleet.summary(now: Int64(Date().timeIntervalSince1970)))) }

@@ -41,6 +41,8 @@ final class MetricsTests: XCTestCase {
                 XCTAssertEqual(statistics.packetsQueued, 0)
                 XCTAssertEqual(statistics.connectionsDecided, 0)
                 XCTAssertGreaterThanOrEqual(statistics.flowsRefusedInKernel, 1, "the client of no AID")
+                XCTAssertEqual(samples[#"vpm_refused_in_kernel_by_reason_total{reason="noApplication"}"#],
+                               statistics.reasonsInKernel["noApplication"].map { Double($0) }, scrape)
                 XCTAssertGreaterThanOrEqual(statistics.flowsDecidedInKernel, 1, "the upload")
             } else {
                 XCTAssertGreaterThan(statistics.packetsQueued, 0)

@@ -84,7 +84,9 @@ final class ServiceTests: XCTestCase {
                 try NetworkLab.poll("\(count) refusals for no AID: \(why)", timeout: 5) {
                     let answer = try? engine.stats(json: true).standardOutput
                     let statistics = answer.flatMap { try? JSONDecoder().decode(EngineStatistics.self, from: Data($0.utf8)) }
-                    return statistics?.reasons["noApplication"] == count
+                    // The socket datapath's program refuses them itself, without the engine.
+                    let reasons = Privileged.datapath == "socket" ? statistics?.reasonsInKernel : statistics?.reasons
+                    return reasons?["noApplication"] == count
                 }
             }
             func send(_ client: NetworkLab.Host, _ file: String) throws -> CommandOutput {
