@@ -15,7 +15,9 @@
 #   after  the engine's RSS once the flows expired (timeouts shortened for the soak)
 # The engine's RSS is sampled every 2 s throughout.
 #
-# Knobs: VPM_BINARY (else a release build), VPM_SOAK_DATAPATHS ("kernel userspace"),
+# On the socket datapath the flood meets the sk_lookup program, not the engine: the record
+# also counts conntrack's entries on the initial port at the flood's end (none expected).
+# Knobs: VPM_BINARY (else a release build), VPM_SOAK_DATAPATHS ("socket kernel userspace"),
 # VPM_SOAK_HOLD (10000), VPM_SOAK_RATE (1000), VPM_SOAK_SECONDS (60), VPM_SOAK_FLOOD_PPS
 # (20000), VPM_SOAK_FLOOD_SECONDS (30).
 set -euo pipefail
@@ -26,7 +28,7 @@ rate=${VPM_SOAK_RATE:-1000}
 seconds=${VPM_SOAK_SECONDS:-60}
 flood_pps=${VPM_SOAK_FLOOD_PPS:-20000}
 flood_seconds=${VPM_SOAK_FLOOD_SECONDS:-30}
-read -r -a datapaths <<<"${VPM_SOAK_DATAPATHS:-kernel userspace}"
+read -r -a datapaths <<<"${VPM_SOAK_DATAPATHS:-socket kernel userspace}"
 scripts/install-deps.sh
 if [ -z "${VPM_BINARY:-}" ]; then
   swift build -c release --product vpm
@@ -81,7 +83,8 @@ print(f"  hold:  {h.get('asked')} asked, opened {h.get('opened')}, checked after
 print(f"  churn: {c.get('started')} connections at {c.get('achievedPerSecond')}/s: {c.get('outcomes')}, latency ms {c.get('latencyMs')}")
 print(f"  flood: {r['flood'].get('sent')} spoofed SYNs at {r['flood'].get('achievedPps')}/s; legitimate meanwhile: {l.get('outcomes')}")
 print(f"  table: {f['flowsActive']} of {f['flowCapacity']} flows after the flood, {f['flowsEvicted']} evicted, "
-      f"{f['flowsRefusedFull']} refused full; kernel queue drops {f['kernelQueueDropped']}, socket {f['kernelUserDropped']}")
+      f"{f['flowsRefusedFull']} refused full; kernel queue drops {f['kernelQueueDropped']}, socket {f['kernelUserDropped']}; "
+      f"conntrack entries on the initial port {r['conntrackEntriesOnInitialPortAfterFlood']}")
 print(f"  engine RSS KiB: baseline {m['baseline']}, holding {m['holding']}, peak {m['peak']}, "
       f"after expiry {m['afterExpiry']} ({r['engineAfterExpiry']['flowsActive']} flows left after {r['expirySeconds']} s)")
 EOF
@@ -123,6 +126,7 @@ for datapath in "${datapaths[@]}"; do
   wait "$flooder" || true
   during_flood=$(rss "$engine")
   stats_flood=$(stats_json)
+  tracked_flood=$(ip netns exec "$server" conntrack -L -p tcp --orig-port-dst 9000 2>/dev/null | grep -c "dport=9000" || true)
 
   # after: the flows idle past their timeouts (opening 10 s, closing 10 s, closed 5 s). The
   # flood's flows stay as long as the server retransmits its SYN-ACKs to the spoofed
@@ -139,16 +143,18 @@ for datapath in "${datapaths[@]}"; do
   stop_hosts
 
   record=$(python3 - "$datapath" "$work" "$baseline" "$during_hold" "$during_churn" "$during_flood" "$after" \
-      "$stats_churn" "$stats_flood" "$stats_after" "$expiry_seconds" <<'EOF'
+      "$stats_churn" "$stats_flood" "$stats_after" "$expiry_seconds" "$tracked_flood" <<'EOF'
 import json, sys
 datapath, work, baseline, hold_rss, churn_rss, flood_rss, after_rss = sys.argv[1:8]
 stats = [json.loads(text) for text in sys.argv[8:11]]
 expiry_seconds = int(sys.argv[11])
+tracked_flood = int(sys.argv[12] or 0)
 def last_json(path):
     lines = [line for line in open(path).read().splitlines() if line.startswith("{")]
     return json.loads(lines[-1]) if lines else {"error": open(path.replace(".json", ".err")).read()[-2000:]}
 samples = [int(line.split()[1]) for line in open(f"{work}/rss-{datapath}.txt") if line.split()[1].isdigit()]
 keep = ["flowsActive", "flowCapacity", "flowsInserted", "flowsEvicted", "flowsRefusedFull", "refused", "dropped",
+        "flowsDecidedInKernel", "flowsRefusedInKernel",
         "kernelQueueDropped", "kernelUserDropped", "receiveBufferOverruns", "reasons"]
 print(json.dumps({
     "datapath": datapath,
@@ -162,6 +168,7 @@ print(json.dumps({
     "engineAfterFlood": {k: stats[1].get(k) for k in keep},
     "engineAfterExpiry": {k: stats[2].get(k) for k in keep},
     "expirySeconds": expiry_seconds,
+    "conntrackEntriesOnInitialPortAfterFlood": tracked_flood,
 }))
 EOF
 )

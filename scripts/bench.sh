@@ -10,12 +10,12 @@
 #   9003/udp -> 20020  sockperf UDP request/response, median round trip (not haproxy: it
 #                      carries TCP only)
 # Paths: kernel-nat (iptables REDIRECT, nat PREROUTING), haproxy (mode tcp), vpm (the
-# engine as `vpm run` starts it: the kernel datapath, where the engine decides each SYN and
-# nft NAT carries the connection; the bench fails if it fell back), vpm-userspace (every
+# kernel datapath, where the engine decides each SYN and nft NAT carries the connection;
+# the bench fails if it fell back), vpm-userspace (every
 # packet through the engine, rewritten, GSO on) and vpm-userspace-no-gso (the same without
-# GSO super-packets), vpm-socket (`--datapath socket`: a BPF sk_lookup program hands each
-# TCP connection to its listener, no NAT, no conntrack for the managed ports; UDP on kernel
-# NAT) and plain (no vpm, no rules: the client dials the servers' own ports, the limit any
+# GSO super-packets), vpm-socket (`--datapath socket`, the engine's default: a BPF sk_lookup
+# program hands each TCP connection to its listener, no NAT, no conntrack for the managed
+# ports; UDP on kernel NAT) and plain (no vpm, no rules: the client dials the servers' own ports, the limit any
 # path can reach). Every path gets fresh namespaces for every round, so no
 # path inherits another's conntrack or rules. Rounds alternate the order of the paths; the
 # table shows each figure's median over the rounds and its ratio to kernel-nat.
@@ -256,7 +256,7 @@ sources:
   - from: 2001:db8::2
     aid: bench
 EOF
-      local options=()  # vpm: no option, as an operator would start it
+      local options=(--datapath kernel)  # vpm: the kernel datapath
       [ "$1" = vpm-userspace ] && options=(--datapath userspace)
       [ "$1" = vpm-userspace-no-gso ] && options=(--datapath userspace --no-gso)
       [ "$1" = vpm-socket ] && options=(--datapath socket)
