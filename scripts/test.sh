@@ -51,7 +51,7 @@ swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
 # The end-to-end tests of the engine, vpm exec and the cooperative/local modes once more,
-# with the userspace datapath (the first pass ran the default, kernel; EngineRun passes
+# with the userspace datapath (the first pass ran the default, socket; EngineRun passes
 # VPM_TEST_DATAPATH to `vpm run --datapath`).
 echo
 echo "== end-to-end tests again with --datapath userspace"
@@ -60,13 +60,13 @@ VPM_TEST_DATAPATH=userspace swift test --skip-build \
   --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)' 2>&1 | tee "$userspace_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-# And with --datapath socket: the same suites, and the restarts (its BPF program and maps
-# outlive the engine in /sys/fs/bpf and are taken over).
+# And with --datapath kernel: the same suites (KernelRestartTests, which pins the kernel
+# datapath itself, ran in the first pass).
 echo
-echo "== end-to-end tests again with --datapath socket"
-socket_log=$(mktemp)
-VPM_TEST_DATAPATH=socket swift test --skip-build \
-  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests|KernelRestartTests)' 2>&1 | tee "$socket_log"
+echo "== end-to-end tests again with --datapath kernel"
+kernel_log=$(mktemp)
+VPM_TEST_DATAPATH=kernel swift test --skip-build \
+  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)' 2>&1 | tee "$kernel_log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 [ "$(id -u)" -eq 0 ] && sweep
@@ -165,15 +165,15 @@ rm -f "$log.fuzz" "$fuzz_build_log" "$fuzz_build_log.status"
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
 userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-socket_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$socket_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-cat "$userspace_log" "$socket_log" >> "$log"
+kernel_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$kernel_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
+cat "$userspace_log" "$kernel_log" >> "$log"
 skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
 echo "make test (userspace datapath): ${userspace_summary:-no XCTest summary found}"
-echo "make test (socket datapath): ${socket_summary:-no XCTest summary found}"
-for pass in userspace socket; do
-  summary_of_pass=$([ "$pass" = userspace ] && echo "$userspace_summary" || echo "$socket_summary")
+echo "make test (kernel datapath): ${kernel_summary:-no XCTest summary found}"
+for pass in userspace kernel; do
+  summary_of_pass=$([ "$pass" = userspace ] && echo "$userspace_summary" || echo "$kernel_summary")
   if [ "$(id -u)" -eq 0 ] && ! echo "$summary_of_pass" | grep -qE "Executed [1-9][0-9]* tests?"; then
     echo "make test: the $pass datapath pass ran no test (did the --filter stop matching?)"
     status=1
@@ -187,5 +187,5 @@ if [ "$skipped" -gt 0 ]; then
     status=1
   fi
 fi
-rm -f "$log" "$userspace_log" "$socket_log"
+rm -f "$log" "$userspace_log" "$kernel_log"
 exit "$status"

@@ -23,8 +23,9 @@ public final class Engine {
         public var installRules = true
         public var segmentationOffload = true
         public var failOpen = false
-        /// Falls back to `.userspace`, with a log line, where the kernel cannot run `.kernel`.
-        public var datapath: Datapath = .kernel
+        /// Falls back to `.kernel`, then `.userspace`, with a log line, where the kernel cannot
+        /// run the one asked for.
+        public var datapath: Datapath = .socket
         /// On SIGINT/SIGTERM leave the rules (kernel datapath: and the nft table and
         /// conntrack's entries) as a killed engine would, so established connections survive
         /// and the next engine takes them over (an upgrade): kernel NAT keeps carrying them,

@@ -37,10 +37,10 @@ public final class EngineRun: @unchecked Sendable {
         let chosen = datapath.map { ["--datapath", $0] } ?? []
         let prefix = environment.isEmpty ? [] : ["env"] + environment
         let command = prefix + [vpmExecutable, "run", "--config", configurationPath, "--socket", socketPath] + chosen + extraArguments
-        // The socket datapath pins its program in /sys/fs/bpf: the engine runs in the host's
-        // namespace's network namespace only (nsenter), not in `ip netns exec`'s own /sys, so
-        // the pins outlive it as they do under systemd, and the next engine takes them over.
-        process = datapath == "socket" ? try lab.spawnSharingMounts(host, command, log: logPath)
+        // The socket datapath (the default) pins its program in /sys/fs/bpf: the engine enters
+        // the host's network namespace only (nsenter), not `ip netns exec`'s own /sys, so the
+        // pins outlive it as they do under systemd, and the next engine takes them over.
+        process = datapath == "socket" || datapath == nil ? try lab.spawnSharingMounts(host, command, log: logPath)
             : try lab.spawn(host, command, log: logPath)
         do {
             try NetworkLab.poll("the engine to start (see \(logPath))", timeout: 15) {

@@ -14,8 +14,8 @@ struct Rules: ParsableCommand {
 
     @Argument(help: "print | install | remove") var action: Action
     @Option(name: .shortAndLong, help: "Configuration file (not needed for remove).") var config: String?
-    @Option(help: "The datapath the rules are for: kernel (the default; adds the nft table inet vpm), socket (and the table inet vpm_socket; vpm run attaches its sk_lookup program) or userspace.")
-    var datapath = Datapath.kernel.rawValue
+    @Option(help: "The datapath the rules are for: socket (the default: the nft tables inet vpm and inet vpm_socket; vpm run attaches its sk_lookup program), kernel (the table inet vpm) or userspace.")
+    var datapath = Datapath.socket.rawValue
 
     func run() throws {
         if action == .remove {

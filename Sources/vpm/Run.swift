@@ -26,8 +26,8 @@ struct Run: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel = "info"
     @Option(help: "Log lines: text, logfmt, json (one object per line) or journal (syslog priority prefixes for journald; the default under systemd, text elsewhere).")
     var logFormat: String?
-    @Option(help: "kernel (default): the engine decides each connection's first packet and kernel NAT carries the rest; socket: the same, but a BPF sk_lookup program hands source-routed TCP connections to their instance's socket, untranslated and untracked; userspace: every packet through the engine (docs/datapaths.md). socket falls back to kernel, and kernel to userspace, saying why, where the kernel cannot run them.")
-    var datapath = Datapath.kernel.rawValue
+    @Option(help: "socket (default): a BPF sk_lookup program hands source-routed TCP connections to their instance's socket, untranslated and untracked, and the rest goes as on kernel; kernel: the engine decides each connection's first packet and kernel NAT carries the rest; userspace: every packet through the engine (docs/datapaths.md). socket falls back to kernel, and kernel to userspace, saying why, where the kernel cannot run them.")
+    var datapath = Datapath.socket.rawValue
     @Flag(help: "On SIGINT/SIGTERM leave the rules (and, kernel datapath, the NAT table and conntrack's entries) in place, so established connections survive and the next `vpm run` takes them over: kernel NAT keeps carrying them, or (userspace datapath) they wait, their packets dropped, until the next engine restores their flows.")
     var keepConnections = false
     @Flag(help: "Run even though the configuration file holds cooperative keys that users other than root can read or change (a warning is logged instead).")

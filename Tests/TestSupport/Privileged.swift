@@ -48,7 +48,7 @@ public enum Privileged {
     /// by `engine(…)`): scripts/test.sh runs them once with each.
     public static var datapath: String {
         let value = ProcessInfo.processInfo.environment["VPM_TEST_DATAPATH"] ?? ""
-        return value.isEmpty ? "kernel" : value  // the engine's default
+        return value.isEmpty ? "socket" : value  // the engine's default
     }
 
     public static var kernelDatapath: Bool { datapath == "kernel" }
