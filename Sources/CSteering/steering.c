@@ -13,8 +13,8 @@
 #include <bpf/libbpf.h>
 
 static const char *const map_names[] = {"vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters", "vpm_closed", "vpm_config",
-                                        "vpm_last_refused"};
-enum { MAP_COUNT = 7 };
+                                        "vpm_last_refused", "vpm_instances"};
+enum { MAP_COUNT = 8 };
 
 static int fail(char *error, size_t size, int code, const char *what) {
     snprintf(error, size, "%s: %s", what, strerror(code < 0 ? -code : code));
@@ -24,6 +24,17 @@ static int fail(char *error, size_t size, int code, const char *what) {
 static int silent(enum libbpf_print_level level, const char *format, va_list arguments) {
     (void)level; (void)format; (void)arguments;
     return 0;
+}
+
+// Whether the pinned map `descriptor` has the type, sizes and flags this object declares.
+static int same_shape(int descriptor, const struct bpf_map *map) {
+    struct bpf_map_info info;
+    __u32 length = sizeof info;
+    memset(&info, 0, sizeof info);
+    if (bpf_obj_get_info_by_fd(descriptor, &info, &length) < 0) return 0;
+    return info.type == (__u32)bpf_map__type(map) && info.key_size == bpf_map__key_size(map)
+        && info.value_size == bpf_map__value_size(map) && info.max_entries == bpf_map__max_entries(map)
+        && info.map_flags == bpf_map__map_flags(map);
 }
 
 // Attaches `program` by `attach` (or switches the link pinned at `path` to it): the pinned
@@ -52,7 +63,7 @@ int vpm_steer_attach(const char *pin_dir, int netns_fd, const char *cgroup_path,
                      char *error, size_t error_size) {
     char path[512];
     int result = 0;
-    int *slots[MAP_COUNT] = {&out->rules, &out->ports, &out->sockets, &out->counters, &out->closed, &out->config, &out->last_refused};
+    int *slots[MAP_COUNT] = {&out->rules, &out->ports, &out->sockets, &out->counters, &out->closed, &out->config, &out->last_refused, &out->instances};
     for (int i = 0; i < MAP_COUNT; i++) *slots[i] = -1;
     out->link = -1;
     out->took_over = 0;
@@ -66,6 +77,12 @@ int vpm_steer_attach(const char *pin_dir, int netns_fd, const char *cgroup_path,
         if (!map) { result = fail(error, error_size, ENOENT, map_names[i]); goto out; }
         snprintf(path, sizeof path, "%s/%s", pin_dir, map_names[i]);
         int existing = bpf_obj_get(path);
+        if (existing >= 0 && !same_shape(existing, map)) {
+            // Another version's map (reuse would not check its sizes): made anew instead.
+            close(existing);
+            unlink(path);
+            existing = -1;
+        }
         if (existing >= 0) {
             int reused = bpf_map__reuse_fd(map, existing);
             close(existing);

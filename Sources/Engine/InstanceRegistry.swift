@@ -141,8 +141,12 @@ public final class InstanceRegistry: Sendable {
 
     /// The virtual ports the kernel datapath's decision maps may route to, from now on: a
     /// new instance gets none of them.
-    func withhold(_ ports: Set<PortKey>) {
-        withheld.withLock { $0 = ports }
+    /// Replaces the withheld ports of `transports` by `ports` (the socket datapath withholds
+    /// its TCP ports, the kernel maps inside it their UDP ones).
+    func withhold(_ ports: Set<PortKey>, of transports: Set<TransportProtocol> = [.tcp, .udp]) {
+        withheld.withLock { held in
+            held = held.filter { !transports.contains($0.transport) }.union(ports.filter { transports.contains($0.transport) })
+        }
     }
 
     /// Kernel datapath: from now on a released port waits in quarantine until conntrack no

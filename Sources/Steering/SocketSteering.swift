@@ -32,7 +32,7 @@ public final class SocketSteering: @unchecked Sendable {
     /// Where the namespaces' pin folders live.
     public static let pinRoot = "/sys/fs/bpf/vpm"
     /// What a namespace's pin folder holds: the two links and the maps.
-    static let pinNames = ["link", "observe", "vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters", "vpm_closed", "vpm_config", "vpm_last_refused"]
+    static let pinNames = ["link", "observe", "vpm_rules", "vpm_ports", "vpm_sockets", "vpm_counters", "vpm_closed", "vpm_config", "vpm_last_refused", "vpm_instances"]
     public static let socketMapSize: UInt32 = 1 << 18
 
     /// Where this namespace's pins live.
@@ -92,7 +92,7 @@ public final class SocketSteering: @unchecked Sendable {
         if probe >= 0 { close(probe) }
         var zero: UInt32 = 0
         guard named, bpf_map_update_elem(out.config, &zero, &cookie, UInt64(BPF_ANY)) == 0 else {
-            for descriptor in [out.rules, out.ports, out.sockets, out.counters, out.closed, out.config, out.last_refused, out.link] { close(descriptor) }
+            for descriptor in [out.rules, out.ports, out.sockets, out.counters, out.closed, out.config, out.last_refused, out.instances, out.link] { close(descriptor) }
             throw Failure("cannot give the flow observer this network namespace's cookie: \(String(cString: strerror(errno)))")
         }
         // The pin holds the link: the engine keeps no descriptor of it, so removing the pin
@@ -105,7 +105,7 @@ public final class SocketSteering: @unchecked Sendable {
 
     deinit {
         for descriptor in [descriptors.rules, descriptors.ports, descriptors.sockets, descriptors.counters, descriptors.closed, descriptors.config,
-                           descriptors.last_refused] {
+                           descriptors.last_refused, descriptors.instances] {
             close(descriptor)
         }
     }
@@ -135,6 +135,34 @@ public final class SocketSteering: @unchecked Sendable {
             self.port = port
         }
         var bytes: [UInt8] { [transport.rawValue, 0, UInt8(port >> 8), UInt8(port & 0xFF)] }
+    }
+
+    // MARK: Instances
+
+    /// Makes the instances' map exactly `instances`: virtual port → (slot, whether its
+    /// sockets must carry the engine's mark). The observer puts a socket that starts listening
+    /// on one of these ports in its slot at once (sockops' listen callback).
+    public func setInstances(_ instances: [PortKey: (slot: UInt32, marked: Bool)]) throws {
+        var present: [PortKey: [UInt8]] = [:]
+        var keys: [[UInt8]] = []
+        try forEachKey(descriptors.instances, size: 4) { keys.append($0) }
+        for key in keys {
+            var value = [UInt8](repeating: 0, count: 8)
+            guard bpf_map_lookup_elem(descriptors.instances, key, &value) == 0 else { continue }
+            present[PortKey(transport: TransportProtocol(rawValue: key[0]) ?? .tcp, port: UInt16(key[2]) << 8 | UInt16(key[3]))] = value
+        }
+        for (port, instance) in instances {
+            var value = [UInt8](repeating: 0, count: 8)
+            withUnsafeBytes(of: instance.slot.littleEndian) { value.replaceSubrange(0..<4, with: $0) }
+            value[4] = instance.marked ? 1 : 0
+            guard present[port] != value else { continue }
+            guard port.bytes.withUnsafeBytes({ key in value.withUnsafeBytes { bpf_map_update_elem(descriptors.instances, key.baseAddress, $0.baseAddress, UInt64(BPF_ANY)) } }) == 0 else {
+                throw Failure("cannot write an instance's port in the steering maps: \(String(cString: strerror(errno)))")
+            }
+        }
+        for port in present.keys where instances[port] == nil {
+            try delete(descriptors.instances, key: port.bytes, "remove an instance's port")
+        }
     }
 
     // MARK: Rules

@@ -107,4 +107,35 @@ final class SocketSteeringTests: XCTestCase {
         let after = try dial(lab, lab.clients[1])
         XCTAssertTrue(after.standardError.contains("Connection refused"), "\(after)")
     }
+
+    /// A socket that starts listening on an instance's port enters its slot at once, put
+    /// there by the observer (sockops' listen callback), with no look of the engine's; one
+    /// without the engine's mark does not, where the port asks for it.
+    func testTheObserverPutsAListenerInItsSlotAsItListens() throws {
+        try Privileged.requireRoot()
+        let lab = try NetworkLab(name: Privileged.labName("listen"))
+        defer { lab.tearDown() }
+        let directory = Privileged.scratchDirectory("listen")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let steering = try inside(lab, lab.server) { try SocketSteering() }
+        defer { steering.detach() }
+        let open = SteeringSlot.base(transport: .tcp, virtualPort: 20004), marked = SteeringSlot.base(transport: .tcp, virtualPort: 20006)
+        try steering.setPorts([SocketSteering.PortKey(transport: .tcp, port: 9000)])
+        try steering.setInstances([SocketSteering.PortKey(transport: .tcp, port: 20004): (open, false),
+                                   SocketSteering.PortKey(transport: .tcp, port: 20006): (marked, true)])
+        try steering.replaceRules([], with: [
+            SteeringRule(transport: .tcp, initialPort: 9000, network: IPAddress(198, 18, 0, 2), length: 128, clientPort: nil, slot: open)])
+        XCTAssertNil(steering.socketCookie(slot: open))
+        let server = try lab.spawn(lab.server, ["socat", "TCP4-LISTEN:20004,fork,reuseaddr", "SYSTEM:echo listening $SOCAT_SOCKPORT"],
+                                   log: "\(directory)/open.log")
+        let unmarked = try lab.spawn(lab.server, ["socat", "TCP4-LISTEN:20006,fork,reuseaddr", "SYSTEM:echo unmarked"],
+                                     log: "\(directory)/unmarked.log")
+        defer { lab.stop(server); lab.stop(unmarked) }
+        _ = try listener(lab, lab.server, port: 20004)
+        _ = try listener(lab, lab.server, port: 20006)
+        XCTAssertNotNil(steering.socketCookie(slot: open), "the listener is in its slot as soon as it listens")
+        XCTAssertNil(steering.socketCookie(slot: marked), "a socket without the engine's mark stays out")
+        XCTAssertEqual(try dial(lab, lab.client).standardOutput, "listening 9000\n")
+    }
 }

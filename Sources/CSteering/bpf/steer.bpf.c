@@ -205,13 +205,43 @@ struct {
     __uint(max_entries, 1);
 } vpm_config SEC(".maps");
 
+// The instances' virtual ports: protocol . port → the slot their listening sockets go to, and
+// whether a socket must carry the mark of the sockets the engine binds (`vpm exec`) or any
+// listener qualifies (an instance of the configuration). Written by the engine.
+struct instance {
+    __u32 slot;
+    __u32 marked;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __type(key, struct port_key);
+    __type(value, struct instance);
+    __uint(max_entries, 65536);
+} vpm_instances SEC(".maps");
+
+#define INSTANCE_MARK 0x76706d02
+
 SEC("sockops")
 int vpm_observe(struct bpf_sock_ops *skops) {
     __u32 op = skops->op;
-    if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB) return 1;
+    if (op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_STATE_CB && op != BPF_SOCK_OPS_TCP_LISTEN_CB) return 1;
     __u32 zero = 0;
     __u64 *namespace = bpf_map_lookup_elem(&vpm_config, &zero);
     if (!namespace || *namespace != bpf_get_netns_cookie(skops)) return 1;
+    if (op == BPF_SOCK_OPS_TCP_LISTEN_CB) {
+        // An instance's socket enters the socket map the moment it listens: no client meets
+        // the gap until the engine's next look.
+        struct port_key key = {.protocol = IPPROTO_TCP, .port = bpf_htons((__u16)skops->local_port)};
+        struct instance *instance = bpf_map_lookup_elem(&vpm_instances, &key);
+        if (!instance) return 1;
+        struct bpf_sock *sk = skops->sk;
+        if (!sk) return 1;
+        if (instance->marked && sk->mark != INSTANCE_MARK) return 1;
+        __u32 slot = instance->slot + (skops->family == AF_INET6 ? 1 : 0);
+        bpf_sock_map_update(skops, &vpm_sockets, &slot, BPF_ANY);
+        return 1;
+    }
     if (op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
         struct port_key managed = {.protocol = IPPROTO_TCP, .port = bpf_htons((__u16)skops->local_port)};
         if (bpf_map_lookup_elem(&vpm_ports, &managed)) bpf_sock_ops_cb_flags_set(skops, BPF_SOCK_OPS_STATE_CB_FLAG);

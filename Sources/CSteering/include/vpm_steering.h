@@ -19,6 +19,7 @@ struct vpm_steer_descriptors {
     int closed;
     int config;
     int last_refused;
+    int instances;
     int link;
     // 1 when the maps were taken over from an earlier engine's pins, 0 when made now.
     int took_over;

@@ -7,6 +7,7 @@ import Logging
 import Netfilter
 import Packet
 import Policy
+import Steering
 import Synchronization
 
 /// One `vpm run` of a datapath: what it sets up around the queue loop and takes down after
@@ -73,6 +74,10 @@ final class UserspaceSession: DatapathSession, @unchecked Sendable {
 
     func installRules() throws {
         guard context.installRules else { return }
+        // A socket datapath's engine before this one (killed, or stopped to keep its
+        // connections) left its program steering on rules nobody updates: not beside this one.
+        SocketSteering.removePins()
+        UntrackedPorts.remove()
         _ = try datapath.installRules(context.configuration)
     }
 
@@ -153,6 +158,8 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     /// queue threads run, read by `stop` on the same thread after they ended.
     private var createdTable = false
     private var started = false
+    /// False inside the socket datapath's session, which steers TCP with its own program.
+    private let decidesTCP: Bool
     /// `flowsDecidedInKernel`: the counter at start, and the last answer (kept when a read fails).
     private let decidedBaseline = Atomic<UInt64>(0)
     private let decidedLast = Mutex<UInt64>(0)
@@ -171,10 +178,20 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
         conntrack = try ConntrackSync(configuration: context.configuration, store: context.store,
                                       registry: context.registry, logger: context.logger)
         decisions = KernelDecisions(registry: context.registry, transports: decidedTransports)
+        decidesTCP = decidedTransports.contains(.tcp)
     }
 
     func installRules() throws {
-        if context.installRules { createdTable = try datapath.installRules(context.configuration) }
+        if context.installRules {
+            // As the kernel datapath itself (not inside the socket datapath's session): a socket
+            // datapath's engine before this one left its program steering on rules nobody
+            // updates. Its steered connections go on; new ones come to this engine's rules.
+            if decidesTCP {
+                SocketSteering.removePins()
+                UntrackedPorts.remove()
+            }
+            createdTable = try datapath.installRules(context.configuration)
+        }
         // An older engine's mangle chain would queue the first packet again on the REPEAT
         // that follows each verdict, forever: do not run beside one.
         if let leftover = RuleSet.olderQueueChains().first {
@@ -204,7 +221,7 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
     }
 
     /// Socket datapath: the steered connections join conntrack's in the flow table.
-    func observeSockets(ports: Set<UInt16>, _ observe: @escaping @Sendable () -> [SocketFlows.Observed]) {
+    func observeSockets(ports: Set<UInt16>, _ observe: @escaping @Sendable () -> [SocketFlows.Observed]?) {
         conntrack.observeSockets(ports: ports, observe)
     }
 

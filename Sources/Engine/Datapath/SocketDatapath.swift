@@ -100,8 +100,8 @@ final class SocketSession: DatapathSession, @unchecked Sendable {
         kernel.observeSockets(ports: steered) {
             let connections: [SocketDiagnostics.Connection]
             do { connections = try SocketDiagnostics.tcpConnections(localPorts: steered) } catch {
-                logger.warning("socket datapath: cannot read the sockets of steered connections: vpm flows misses them", metadata: ["error": "\(error)"])
-                connections = []
+                logger.warning("socket datapath: cannot read the sockets of steered connections: vpm flows keeps them as last read", metadata: ["error": "\(error)"])
+                return nil
             }
             return SocketFlows.observe(connections: connections, closed: steering.takeClosedConnections(),
                                        matcher: SourceMatcher(sources().configuration.sources), instances: registry.instances(),

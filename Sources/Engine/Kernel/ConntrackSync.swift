@@ -36,12 +36,13 @@ final class ConntrackSync: @unchecked Sendable {
     private let dumping = Mutex(())
     /// Socket datapath: the steered connections, which conntrack never sees (`SocketFlows`),
     /// and their initial ports.
-    private let sockets = Mutex<(ports: Set<UInt16>, observe: (@Sendable () -> [SocketFlows.Observed])?)>(([], nil))
+    private let sockets = Mutex<(ports: Set<UInt16>, observe: (@Sendable () -> [SocketFlows.Observed]?)?)>(([], nil))
 
     /// Socket datapath: each dump also reads `observe`'s flows, and a flow to one of `ports`
     /// that neither reports has ended (it is closed, not removed: the table's own timeout
-    /// removes it, as it does every closed flow).
-    func observeSockets(ports: Set<UInt16>, _ observe: @escaping @Sendable () -> [SocketFlows.Observed]) {
+    /// removes it, as it does every closed flow). `observe` answers nil when it could not read
+    /// the sockets: then no steered flow is taken for ended.
+    func observeSockets(ports: Set<UInt16>, _ observe: @escaping @Sendable () -> [SocketFlows.Observed]?) {
         sockets.withLock { $0 = (ports, observe) }
     }
 
@@ -79,9 +80,10 @@ final class ConntrackSync: @unchecked Sendable {
             // new instances' reach until none is (`InstanceRegistry.releaseQuarantine`).
             var routed = Set<InstanceRegistry.PortKey>()
             let (steered, observe) = sockets.withLock { $0 }
+            let observed = observe?()
             let result = try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
-                                            now: started, adding: adding, sockets: observe?() ?? [],
-                                            steered: steered) { (take) throws(NetfilterError) in
+                                            now: started, adding: adding, sockets: observed ?? [],
+                                            steered: observed == nil ? [] : steered) { (take) throws(NetfilterError) in
                 try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { entry in
                     if let key = Self.routedPort(entry) { routed.insert(key) }
                     take(entry)

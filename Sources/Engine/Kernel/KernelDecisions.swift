@@ -151,7 +151,7 @@ final class KernelDecisions: Sendable {
             let script = Self.script(from: state.exact ? state.installed : nil, to: wanted)
             if !script.isEmpty {
                 // Until nft has run, the ports of both the old and the new maps are withheld.
-                registry.withhold(Self.ports(wanted.union(state.installed)))
+                registry.withhold(Self.ports(wanted.union(state.installed)), of: transports)
                 do { try KernelNAT.run(script, prefix: []) } catch {
                     // The maps must not route by rules or instances that are gone: empty
                     // them, so the engine decides every connection until a rewrite works.
@@ -162,7 +162,7 @@ final class KernelDecisions: Sendable {
                     return "\(error)"
                 }
             }
-            registry.withhold(Self.ports(wanted))
+            registry.withhold(Self.ports(wanted), of: transports)
             state.installed = wanted
             state.exact = true
             state.routes = routes

@@ -27,10 +27,14 @@ final class SocketDecisions: Sendable {
         var routes: UInt64 = 0
         var sources: UInt64 = 0
         var failedAt: UInt64?
+        /// The TCP ports the maps may name (rules' slots, the instances' map): withheld from
+        /// new instances (`InstanceRegistry.withhold`).
+        var withheld: Set<InstanceRegistry.PortKey> = []
         /// Slot → the inode of the socket put there.
         var filled: [UInt32: UInt64] = [:]
-        /// Slots whose listener could not be copied from its process, said once each.
-        var unreachable: Set<UInt32> = []
+        /// Slots whose listener could not be copied from its process or put in the map: when
+        /// that was last tried (again after 5 s), and said once each.
+        var unreachable: [UInt32: UInt64] = [:]
     }
 
     let steering: SocketSteering
@@ -69,29 +73,55 @@ final class SocketDecisions: Sendable {
             let routes = registry.generation
             let entries = registry.snapshot()
             var error: String?
-            if state.installed == nil || state.routes != routes || state.sources < sources {
-                if let failedAt = state.failedAt, MonotonicClock.elapsed(since: failedAt, now: now) < 5000 { return nil }
+            let backingOff = state.failedAt.map { MonotonicClock.elapsed(since: $0, now: now) < 5000 } ?? false
+            if !backingOff && (state.installed == nil || state.routes != routes || state.sources < sources) {
                 let instances = entries.map { entry in
                     Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
                              virtualPort: entry.virtualPort, accepting: !entry.isDraining)
                 }
                 let wanted = Self.rules(sources: configuration.sources, instances: instances)
+                // The observer fills a slot as its socket starts listening, for the ports in
+                // the instances' map.
+                var ports: [SocketSteering.PortKey: (slot: UInt32, marked: Bool)] = [:]
+                for entry in entries where entry.transport == .tcp && !entry.isDraining {
+                    ports[SocketSteering.PortKey(transport: .tcp, port: entry.virtualPort)] =
+                        (SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort), entry.inodes != nil)
+                }
+                // A port the maps name, before or after, is given to no new instance (of another
+                // AID, whose socket the observer would put where the old rules point) until
+                // they no longer do.
+                let newPorts = Self.ports(wanted, Set(ports.keys.map(\.port)))
+                registry.withhold(state.withheld.union(newPorts), of: [.tcp])
+                state.withheld.formUnion(newPorts)
                 do {
                     let installed = try state.installed ?? steering.rules()
                     try steering.replaceRules(installed, with: wanted)
+                    try steering.setInstances(ports)
+                    registry.withhold(newPorts, of: [.tcp])
+                    state.withheld = newPorts
                     state.installed = wanted
                     state.routes = routes
                     state.sources = sources
                     state.failedAt = nil
                 } catch let failure {
+                    try? steering.setInstances([:])
                     state.installed = nil  // read back from the map next time
                     state.failedAt = now
                     error = "\(failure)"
                 }
             }
-            fill(entries, &state)
+            // A socket goes into a slot only while the rules follow this view of the instances:
+            // after a failed update the old AID's rules may still point at a port the registry
+            // has given to another AID. Slots of instances that are gone are emptied regardless.
+            let consistent = state.installed != nil && state.routes == routes
+            fill(entries, &state, adding: consistent, now: now)
             return error
         }
+    }
+
+    private static func ports(_ rules: Set<SteeringRule>, _ instancePorts: Set<UInt16>) -> Set<InstanceRegistry.PortKey> {
+        Set(rules.map { InstanceRegistry.PortKey(transport: .tcp, port: UInt16(truncatingIfNeeded: ($0.slot & 0x1FFFF) >> 1)) })
+            .union(instancePorts.map { InstanceRegistry.PortKey(transport: .tcp, port: $0) })
     }
 
     /// Whether the rules follow source rules of reload `generation` (or later).
@@ -108,13 +138,15 @@ final class SocketDecisions: Sendable {
                 guard entry.transport == .tcp, !entry.isDraining, entry.lastBind > 0,
                       MonotonicClock.elapsed(since: entry.lastBind, now: now) < 10_000 else { return false }
                 let base = SteeringSlot.base(transport: .tcp, virtualPort: entry.virtualPort)
+                // One that cannot be reached is retried every 5 s, not looked at every 5 ms.
                 return state.filled[base] == nil && state.filled[base + 1] == nil
+                    && state.unreachable[base] == nil && state.unreachable[base + 1] == nil
             }
         }
     }
 
     /// Puts each accepting TCP instance's listening sockets (IPv4 and IPv6) in its slots.
-    private func fill(_ entries: [InstanceRegistry.Entry], _ state: inout State) {
+    private func fill(_ entries: [InstanceRegistry.Entry], _ state: inout State, adding: Bool, now: UInt64) {
         // The listeners on the instances' ports, by family (sock_diag, filtered by state in
         // the kernel: the host's connections cost nothing here).
         let ports = Set(entries.filter { $0.transport == .tcp && !$0.isDraining }.map(\.virtualPort))
@@ -142,12 +174,22 @@ final class SocketDecisions: Sendable {
                 wanted.insert(slot)
                 if let inode = state.filled[slot], candidates.contains(inode), steering.socketCookie(slot: slot) != nil { continue }
                 state.filled[slot] = nil
+                guard adding else {
+                    steering.clearSocket(slot: slot)
+                    continue
+                }
+                if let tried = state.unreachable[slot], MonotonicClock.elapsed(since: tried, now: now) < 5000 { continue }
                 var copied = false
                 defer {
-                    if copied || state.filled[slot] != nil { state.unreachable.remove(slot) }
-                    else if state.unreachable.insert(slot).inserted {
-                        logger.warning("socket datapath: cannot take a copy of an instance's listening socket from its process: its clients are refused (the engine needs CAP_SYS_PTRACE for another user's process)", metadata: [
-                            "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "pids": "\(entry.processes.map(\.pid))"])
+                    if state.filled[slot] != nil {
+                        state.unreachable[slot] = nil
+                    } else {
+                        if state.unreachable[slot] == nil {
+                            logger.warning(copied ? "socket datapath: cannot put an instance's listening socket in the socket map: its clients are refused (retried every 5 s)"
+                                : "socket datapath: cannot take a copy of an instance's listening socket from its process: its clients are refused (the engine needs CAP_SYS_PTRACE for another user's process; retried every 5 s)", metadata: [
+                                "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "pids": "\(entry.processes.map(\.pid))"])
+                        }
+                        state.unreachable[slot] = now
                     }
                 }
                 for inode in candidates {
@@ -162,7 +204,7 @@ final class SocketDecisions: Sendable {
                         logger.debug("instance socket steered", metadata: [
                             "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "slot": "\(slot)"])
                     } catch {
-                        logger.warning("cannot steer to an instance's socket", metadata: [
+                        logger.debug("cannot steer to an instance's socket", metadata: [
                             "aid": "\(entry.aid)", "virtual-port": "\(entry.virtualPort)", "error": "\(error)"])
                     }
                     break
@@ -173,6 +215,7 @@ final class SocketDecisions: Sendable {
         for slot in Set(state.filled.keys).subtracting(wanted) {
             steering.clearSocket(slot: slot)
             state.filled[slot] = nil
+            state.unreachable[slot] = nil
         }
     }
 }
