@@ -67,3 +67,18 @@ extension IPAddress: Comparable {
         (lhs.high, lhs.low) < (rhs.high, rhs.low)
     }
 }
+
+extension IPAddress {
+    /// An address from 4 (IPv4) or 16 (IPv6, or IPv4-mapped) network-order bytes, as
+    /// conntrack, sock_diag and the socket datapath's BPF maps hold them; nil for another count.
+    public init?<Bytes: Collection>(bytes: Bytes) where Bytes.Element == UInt8 {
+        switch bytes.count {
+        case 4:
+            self.init(ipv4: bytes.reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+        case 16:
+            self.init(high: bytes.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) },
+                      low: bytes.suffix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+        default: return nil
+        }
+    }
+}

@@ -107,12 +107,7 @@ public enum SocketDiagnostics {
         let family = bytes[at]
         func port(_ offset: Int) -> UInt16 { UInt16(bytes[offset]) << 8 | UInt16(bytes[offset + 1]) }
         func address(_ offset: Int) -> IPAddress {
-            if family == UInt8(AF_INET) {
-                return IPAddress(bytes[offset], bytes[offset + 1], bytes[offset + 2], bytes[offset + 3])
-            }
-            let high = bytes[offset..<offset + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let low = bytes[offset + 8..<offset + 16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            return IPAddress(high: high, low: low)
+            IPAddress(bytes: bytes[offset..<offset + (family == UInt8(AF_INET) ? 4 : 16)])!
         }
         var connection = Connection(state: bytes[at + 1], local: address(at + 8), localPort: port(at + 4),
                                     remote: address(at + 24), remotePort: port(at + 6),

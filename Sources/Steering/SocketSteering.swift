@@ -253,11 +253,7 @@ public final class SocketSteering: @unchecked Sendable {
             func word(_ bytes: [UInt8], _ at: Int, _ count: Int) -> UInt64 {
                 (0..<count).reduce(UInt64(0)) { $0 | UInt64(bytes[at + $1]) << (8 * UInt64($1)) }  // little-endian
             }
-            func address(_ at: Int) -> IPAddress {
-                let high = key[at..<at + 8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                let low = key[at + 8..<at + 16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                return IPAddress(high: high, low: low)
-            }
+            func address(_ at: Int) -> IPAddress { IPAddress(bytes: key[at..<at + 16])! }
             closed.append(ClosedConnection(
                 client: address(8), clientPort: UInt16(key[2]) << 8 | UInt16(key[3]),
                 server: address(24), initialPort: UInt16(key[4]) << 8 | UInt16(key[5]),
@@ -287,29 +283,27 @@ public final class SocketSteering: @unchecked Sendable {
         var key: UInt32 = 0
         var value = [UInt8](repeating: 0, count: 24)
         guard bpf_map_lookup_elem(descriptors.last_refused, &key, &value) == 0 else { return nil }
-        let high = value[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        let low = value[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
         let reason = UInt32(value[20]) | UInt32(value[21]) << 8 | UInt32(value[22]) << 16 | UInt32(value[23]) << 24
-        return (IPAddress(high: high, low: low), UInt16(value[16]) << 8 | UInt16(value[17]), UInt16(value[18]) << 8 | UInt16(value[19]), reason == 1)
+        return (IPAddress(bytes: value[0..<16])!, UInt16(value[16]) << 8 | UInt16(value[17]), UInt16(value[18]) << 8 | UInt16(value[19]), reason == 1)
     }
 
     // MARK: Lifetime
 
     /// Detaches the program and removes the pins: connections already accepted go on (they
     /// never depended on it); new ones to the managed ports meet the kernel's own lookup.
-    public func detach() {
-        for name in Self.pinNames {
-            unlink("\(pinDirectory)/\(name)")
-        }
-        rmdir(pinDirectory)
-    }
+    public func detach() { Self.removePins(in: pinDirectory) }
 
     /// Detaches the program of the calling thread's namespace and removes its pins, if any
     /// (`vpm rules remove`, a stop).
     public static func removePins() {
         guard let namespace = try? networkNamespaceInode() else { return }
-        let directory = "\(pinRoot)/\(namespace)"
-        for name in Self.pinNames { unlink("\(directory)/\(name)") }
+        removePins(in: "\(pinRoot)/\(namespace)")
+    }
+
+    /// Unpins everything a namespace's folder holds (the last reference to the links: their
+    /// programs detach) and removes the folder.
+    private static func removePins(in directory: String) {
+        for name in pinNames { unlink("\(directory)/\(name)") }
         rmdir(directory)
     }
 
@@ -359,8 +353,7 @@ public final class SocketSteering: @unchecked Sendable {
             stale = namespace <= 0 || "\(namespace)" != directory.split(separator: "/").last.map(String.init)
         }
         guard stale else { return }
-        for name in Self.pinNames { unlink("\(directory)/\(name)") }
-        rmdir(directory)
+        removePins(in: directory)
     }
 
     static func networkNamespaceInode() throws -> UInt64 {

@@ -53,13 +53,8 @@ public struct SteeringRule: Hashable, Sendable, Comparable {
         guard bytes.count == Self.keySize, let transport = TransportProtocol(rawValue: bytes[4]) else { return nil }
         let bits = Int(UInt32(bytes[0]) | UInt32(bytes[1]) << 8 | UInt32(bytes[2]) << 16 | UInt32(bytes[3]) << 24)
         guard bits >= 32, bits <= 176 else { return nil }
-        var high: UInt64 = 0, low: UInt64 = 0
-        for index in 0..<8 {
-            high = high << 8 | UInt64(bytes[8 + index])
-            low = low << 8 | UInt64(bytes[16 + index])
-        }
         self.init(transport: transport, initialPort: UInt16(bytes[6]) << 8 | UInt16(bytes[7]),
-                  network: IPAddress(high: high, low: low), length: min(bits - 32, 128),
+                  network: IPAddress(bytes: bytes[8..<24])!, length: min(bits - 32, 128),
                   clientPort: bits > 160 ? UInt16(bytes[24]) << 8 | UInt16(bytes[25]) : nil, slot: slot)
     }
 

@@ -84,4 +84,15 @@ final class IPAddressTests: XCTestCase {
         XCTAssertLessThan(IPAddress("::1")!, IPAddress("::2")!)
         XCTAssertLessThan(IPAddress("::ffff")!, IPAddress("1::")!)
     }
+
+    /// Network-order bytes as conntrack, sock_diag and the BPF maps hold them.
+    func testAnAddressFromItsBytes() {
+        XCTAssertEqual(IPAddress(bytes: [198, 18, 1, 2] as [UInt8]), IPAddress(198, 18, 1, 2))
+        XCTAssertEqual(IPAddress(bytes: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 198, 18, 1, 2] as [UInt8]), IPAddress(198, 18, 1, 2))
+        XCTAssertEqual(IPAddress(bytes: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7] as [UInt8]), IPAddress("2001:db8::7"))
+        let buffer: [UInt8] = [9, 9, 10, 0, 0, 1, 9]
+        XCTAssertEqual(IPAddress(bytes: buffer[2..<6]), IPAddress(10, 0, 0, 1), "a slice that does not start at 0")
+        XCTAssertNil(IPAddress(bytes: [1, 2, 3] as [UInt8]))
+        XCTAssertNil(IPAddress(bytes: [UInt8](repeating: 0, count: 15)))
+    }
 }

@@ -51,8 +51,6 @@ public enum Privileged {
         return value.isEmpty ? "socket" : value  // the engine's default
     }
 
-    public static var kernelDatapath: Bool { datapath == "kernel" }
-
     /// The kernel and socket datapaths: source-routed connections to an AID's instance are
     /// decided in the kernel, never queued; conntrack and NAT carry everything else.
     public static var decidesInKernel: Bool { datapath == "kernel" || datapath == "socket" }

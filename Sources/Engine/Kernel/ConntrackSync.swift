@@ -330,17 +330,3 @@ final class ConntrackSync: @unchecked Sendable {
         }
     }
 }
-
-extension IPAddress {
-    /// An address from conntrack's 4 or 16 network-order bytes.
-    init?(bytes: [UInt8]) {
-        switch bytes.count {
-        case 4: self.init(bytes[0], bytes[1], bytes[2], bytes[3])
-        case 16:
-            let high = bytes[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let low = bytes[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            self.init(high: high, low: low)
-        default: return nil
-        }
-    }
-}

@@ -12,8 +12,7 @@ import Steering
 /// TCP payload bytes and segments (conntrack counts whole IP packets).
 enum SocketFlows {
     /// One flow and its idle time (ms) for `ConntrackSync.adds`: nil for a live connection
-    /// (always listed), the time since its close for an ended one, `.max` for a connection
-    /// the table may update but never add.
+    /// (always listed), the time since its close for an ended one.
     typealias Observed = (flow: ConntrackSync.Flow, idle: UInt64?)
 
     static func observe(connections: [SocketDiagnostics.Connection], closed: [SocketSteering.ClosedConnection],
