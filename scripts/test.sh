@@ -50,24 +50,20 @@ log=$(mktemp)
 swift test --skip-build 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 
-# The end-to-end tests of the engine, vpm exec and the cooperative/local modes once more,
-# with the userspace datapath (the first pass ran the default, socket; EngineRun passes
-# VPM_TEST_DATAPATH to `vpm run --datapath`).
-echo
-echo "== end-to-end tests again with --datapath userspace"
-userspace_log=$(mktemp)
-VPM_TEST_DATAPATH=userspace swift test --skip-build \
-  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)' 2>&1 | tee "$userspace_log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-# And with --datapath kernel: the same suites (KernelRestartTests, which pins the kernel
-# datapath itself, ran in the first pass).
-echo
-echo "== end-to-end tests again with --datapath kernel"
-kernel_log=$(mktemp)
-VPM_TEST_DATAPATH=kernel swift test --skip-build \
-  --filter 'EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)' 2>&1 | tee "$kernel_log"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# The end-to-end tests of the engine, vpm exec and the cooperative/local modes once more on
+# each other datapath (the first pass ran the default, socket; EngineRun passes
+# VPM_TEST_DATAPATH to `vpm run --datapath`). KernelRestartTests, which picks the kernel
+# datapath itself, ran in the first pass. Each pass's log is named by its datapath.
+datapath_suites='EndToEndTests\.(SourceRoutingTests|ExecTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)'
+other_datapaths=(userspace kernel)
+declare -A pass_log
+for datapath in "${other_datapaths[@]}"; do
+  echo
+  echo "== end-to-end tests again with --datapath $datapath"
+  pass_log[$datapath]=$(mktemp)
+  VPM_TEST_DATAPATH=$datapath swift test --skip-build --filter "$datapath_suites" 2>&1 | tee "${pass_log[$datapath]}"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
 
 [ "$(id -u)" -eq 0 ] && sweep
 
@@ -164,21 +160,18 @@ fi
 rm -f "$log.fuzz" "$fuzz_build_log" "$fuzz_build_log.status"
 
 summary=$(grep -E "^Test Suite 'All tests' (passed|failed)" -A1 "$log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-userspace_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$userspace_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-kernel_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "$kernel_log" | grep -E "Executed [0-9]+ tests?" | tail -1)
-cat "$userspace_log" "$kernel_log" >> "$log"
-skipped=$(grep -cE "^Test Case .* skipped" "$log")
 echo
 echo "make test: ${summary:-no XCTest summary found}"
-echo "make test (userspace datapath): ${userspace_summary:-no XCTest summary found}"
-echo "make test (kernel datapath): ${kernel_summary:-no XCTest summary found}"
-for pass in userspace kernel; do
-  summary_of_pass=$([ "$pass" = userspace ] && echo "$userspace_summary" || echo "$kernel_summary")
-  if [ "$(id -u)" -eq 0 ] && ! echo "$summary_of_pass" | grep -qE "Executed [1-9][0-9]* tests?"; then
-    echo "make test: the $pass datapath pass ran no test (did the --filter stop matching?)"
+for datapath in "${other_datapaths[@]}"; do
+  pass_summary=$(grep -E "^Test Suite 'Selected tests' (passed|failed)" -A1 "${pass_log[$datapath]}" | grep -E "Executed [0-9]+ tests?" | tail -1)
+  cat "${pass_log[$datapath]}" >> "$log"
+  echo "make test ($datapath datapath): ${pass_summary:-no XCTest summary found}"
+  if [ "$(id -u)" -eq 0 ] && ! echo "$pass_summary" | grep -qE "Executed [1-9][0-9]* tests?"; then
+    echo "make test: the $datapath datapath pass ran no test (did the --filter stop matching?)"
     status=1
   fi
 done
+skipped=$(grep -cE "^Test Case .* skipped" "$log")
 if [ "$skipped" -gt 0 ]; then
   echo "make test: $skipped test(s) skipped:"
   grep -E "Test skipped - " "$log" | sed -E 's/^.*: ([A-Za-z]+\.[A-Za-z]+) : Test skipped - /  \1: /' | sort -u
@@ -187,5 +180,5 @@ if [ "$skipped" -gt 0 ]; then
     status=1
   fi
 fi
-rm -f "$log" "$userspace_log" "$kernel_log"
+rm -f "$log" "${pass_log[@]}"
 exit "$status"
