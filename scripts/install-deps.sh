@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what vpm needs from Debian when it is missing: the netfilter libraries it links,
 # and the real tools its demo and tests drive (iptables, nft, conntrack, iproute2, socat, ethtool,
-# tcpdump, etcd), and what `make deb` and its check use (dpkg-deb, gzip, systemd-analyze).
+# tcpdump, etcd, servers that daemonize: redis, memcached, postgresql; systemd-nspawn for a real
+# PID 1), and what `make deb` and its check use (dpkg-deb, gzip, systemd-analyze).
 set -euo pipefail
 
 packages=(
@@ -9,6 +10,8 @@ packages=(
   iptables iproute2 kmod nftables conntrack                        # run (conntrack: to look)
   socat ethtool coreutils util-linux nginx-light python3 curl tcpdump caddy   # demo and tests (util-linux: nsenter)
   dnsmasq-base                                                     # tests: a real UDP server (DNS)
+  redis-server redis-tools memcached postgresql                    # tests: daemons as their docs start them
+  systemd-container                                                # tests: systemd as PID 1 (systemd-nspawn)
   etcd-server etcd-client                                          # tests: the fleet's directory (etcd 3.4)
   dpkg gzip systemd                                                # make deb and its check (systemd-analyze)
 )

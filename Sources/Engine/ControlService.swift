@@ -196,6 +196,7 @@ final class ControlService: Sendable {
                     return ControlResponse(error: "\(call) of virtual port \(virtualPort) failed: \(String(cString: strerror(code)))" + hint,
                                            errorCode: name)
                 }
+                datapath.instanceBound()
                 logger.info("instance bound", metadata: [
                     "aid": "\(aid)", "port": "\(port)/\(transport)", "virtual-port": "\(virtualPort)", "pid": "\(pid)",
                 ])

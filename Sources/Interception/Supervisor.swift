@@ -6,9 +6,10 @@ import Glibc
 
 /// `vpm exec`'s supervisor: starts the program with a seccomp filter that hands its bind(),
 /// connect() and getsockname() calls (and, where UDP clients are routed by AID, sendto()
-/// calls naming a destination and sendmsg() calls) to this process (SECCOMP_RET_USER_NOTIF), answers
-/// them, forwards signals to the program, and returns its exit status once the program and
-/// every process it left behind have exited. The filter is inherited by every child and
+/// calls naming a destination and sendmsg() calls) to the supervisor process (SECCOMP_RET_USER_NOTIF),
+/// which answers them. The calling process (the front) forwards signals and returns the
+/// program's exit status as soon as the program's first process has exited; the supervisor
+/// serves whatever that process left running (a daemon) until it has exited too. The filter is inherited by every child and
 /// survives execve, so forked workers, re-executed binaries and helper programs are all
 /// intercepted, whatever language or libc they use, linked dynamically or statically.
 public enum Supervisor {
@@ -19,6 +20,42 @@ public enum Supervisor {
         guard vpm_interception_available() == 0 else {
             throw InterceptionError("this kernel cannot hand a program's sockets to a supervisor (pidfd_getfd, Linux 5.6 or later: \(String(cString: strerror(errno)))): vpm exec needs it")
         }
+        // Under a systemd Type=notify unit the program's sd_notify messages go to the front,
+        // the unit's main process, which passes them on as its own.
+        var environment = environment
+        var relay: Int32 = -1
+        let notifySocket = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
+        if notifySocket != nil {
+            var name = [CChar](repeating: 0, count: 108)
+            relay = vpm_notify_relay_open(&name, name.count)
+            if relay >= 0 {
+                environment["NOTIFY_SOCKET"] = String(cString: name)
+                // It names vpm exec; without it, sd_watchdog_enabled() in the program finds
+                // the watchdog meant for it, and its WATCHDOG=1 goes out through the front.
+                environment["WATCHDOG_PID"] = nil
+            }
+        }
+        // Split while this process has one thread: the supervisor goes on in Swift after fork.
+        var channel: Int32 = -1
+        let supervisor = vpm_split_front(&channel)
+        guard supervisor >= 0 else {
+            throw InterceptionError("cannot start the supervisor for \(path): fork failed: \(String(cString: strerror(errno)))")
+        }
+        if supervisor > 0 {
+            return (notifySocket ?? "").withCString { target in
+                vpm_front_wait(supervisor, channel, relay, notifySocket == nil ? nil : target,
+                               forwardedSignals, Int32(forwardedSignals.count))
+            }
+        }
+        if relay >= 0 { close(relay) }
+        let status = try supervise(path: path, arguments: arguments, environment: environment, settings: settings, channel: channel)
+        exit(status)
+    }
+
+    /// The supervisor: starts the program, answers its calls and its descendants', reports
+    /// the program's status to the front, and returns once nobody it supervises is left.
+    private static func supervise(path: String, arguments: [String], environment: [String: String],
+                                  settings: InterceptionSettings, channel: Int32) throws -> Int32 {
         // Orphans (a daemon's double fork) stay our children: they keep their supervisor,
         // and this process stays their ancestor, which pidfd_getfd's ptrace check accepts.
         _ = vpm_become_subreaper()
@@ -41,12 +78,12 @@ public enum Supervisor {
         let handler = NotificationHandler(listener: listener, settings: settings)
         let loop = NotificationLoop(listener: listener, handler: handler)
         loop.start()
-        return waitForEveryone(child: child)
+        return waitForEveryone(child: child, channel: channel)
     }
 
-    /// Waits for the program, then for what it left behind (reparented to us); the
-    /// program's own status is the answer.
-    private static func waitForEveryone(child: pid_t) -> Int32 {
+    /// Waits for the program and reports its status to the front, which exits with it; then
+    /// serves what the program left running (reparented to us) until it has exited too.
+    private static func waitForEveryone(child: pid_t, channel: Int32) -> Int32 {
         var result: Int32 = 1
         while true {
             var status: Int32 = 0
@@ -57,9 +94,10 @@ public enum Supervisor {
             }
             guard pid == child else { continue }
             result = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-            // What remains (daemonized processes) is not signalled on our behalf any more:
-            // the signals stop the supervisor, as they would any process.
-            _ = vpm_forward_signals(0, forwardedSignals, Int32(forwardedSignals.count))
+            _ = vpm_supervisor_report(channel, result)
+            // What remains (a daemon) runs on its own now, as it would without vpm: signals
+            // for the caller no longer reach it, nor end its supervisor.
+            _ = vpm_supervisor_detach(forwardedSignals, Int32(forwardedSignals.count))
         }
         return result
     }

@@ -7,16 +7,19 @@ public struct NginxSite {
     public let root: String
     public var accessLog: String { "\(root)/access.log" }
     public var configuration: String { "\(root)/nginx.conf" }
-    /// The command line that runs it in the foreground.
+    /// The command line that runs it (in the foreground unless made with `daemon: true`).
     public var command: [String] { ["nginx", "-p", root, "-c", configuration] }
+    /// The command line that stops it as an operator would: `nginx -s quit` (its pid file).
+    public var stopCommand: [String] { command + ["-s", "quit"] }
 
-    /// Writes the configuration and `index.html` (with `content`) under `root`.
-    public init(root: String, port: UInt16 = 9000, content: String) throws {
+    /// Writes the configuration and `index.html` (with `content`) under `root`. `daemon`:
+    /// nginx's own default (`daemon on;`), where it forks into the background.
+    public init(root: String, port: UInt16 = 9000, content: String, daemon: Bool = false) throws {
         self.root = root
         try FileManager.default.createDirectory(atPath: "\(root)/www", withIntermediateDirectories: true)
         try content.write(toFile: "\(root)/www/index.html", atomically: true, encoding: .utf8)
         try """
-            daemon off;
+            daemon \(daemon ? "on" : "off");
             master_process on;
             worker_processes 2;
             pid \(root)/nginx.pid;

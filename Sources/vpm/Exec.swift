@@ -10,12 +10,14 @@ struct Exec: ParsableCommand {
         discussion: """
             The program's bind() to a multiplexed initial port (say 9000) really binds the \
             virtual port the engine allocates for its AID, and getsockname() still reports \
-            9000, so the program only ever sees 9000. vpm exec stays as the program's parent \
-            and answers those calls itself (seccomp user notification), for the program and \
-            every process it starts, in any language, linked dynamically or statically. It \
-            forwards signals to the program and exits with its status once the program and \
-            what it left running have exited. The AID comes from --aid, or from the \
-            configuration's `executables:` lists. The engine (`vpm run`) must be running.
+            9000, so the program only ever sees 9000. A supervisor process answers those calls \
+            (seccomp user notification) for the program and every process it starts, in any \
+            language, linked dynamically or statically. vpm exec forwards signals to the \
+            program and exits with its status when the program's first process exits, as the \
+            program would without vpm: a server that daemonizes (redis --daemonize yes, \
+            nginx, pg_ctl start) returns at once, and what it left running stays an instance, \
+            supervised until it exits. The AID comes from --aid, or from the configuration's \
+            `executables:` lists. The engine (`vpm run`) must be running.
             """)
 
     @Option(help: "The AID the program runs as.") var aid: String?

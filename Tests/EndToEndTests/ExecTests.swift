@@ -26,47 +26,8 @@ final class ExecTests: XCTestCase {
         """
     }
 
-    struct Setup {
-        var lab: NetworkLab
-        var engine: EngineRun
-        var directory: String
-        var vpm: String
-
-        /// `vpm exec --aid AID -- arguments` on the server host; its output goes to LOG.
-        func exec(_ aid: String, _ arguments: [String], log: String) throws -> BackgroundProcess {
-            try lab.spawn(lab.server, [vpm, "exec", "--aid", aid, "--config", engine.configurationPath,
-                                       "--socket", engine.socketPath, "--"] + arguments, log: "\(directory)/\(log)")
-        }
-
-        func apps() throws -> [AppRecord] {
-            try JSONDecoder().decode([AppRecord].self, from: Data(try Command.checked(
-                [vpm, "apps", "--json", "--socket", engine.socketPath]).standardOutput.utf8))
-        }
-
-        func text(_ name: String) -> String {
-            (try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8)) ?? ""
-        }
-    }
-
-    private func withEngine(_ tag: String, configuration: String = ExecTests.configuration(), _ body: (Setup) throws -> Void) throws {
-        try Privileged.requireRoot()
-        let lab = try NetworkLab(name: Privileged.labName(tag), clientAddresses: ["198.18.1.2", "198.18.2.2", "198.18.3.2"])
-        defer { lab.tearDown() }
-        let directory = Privileged.scratchDirectory(tag)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let vpm = try Privileged.vpmExecutable()
-        let engine = try Privileged.engine(lab: lab, vpmExecutable: vpm, directory: directory, configuration: configuration)
-        try engine.start()
-        defer { _ = engine.stop() }
-        let setup = Setup(lab: lab, engine: engine, directory: directory, vpm: vpm)
-        do { try body(setup) } catch {
-            XCTFail("engine log:\n\(engine.log)\nstats:\n\((try? engine.stats().standardOutput) ?? "")\napps:\n\((try? engine.apps().standardOutput) ?? "")")
-            throw error
-        }
-    }
-
     /// An nginx instance configured, like its twin, with `listen 9000`, serving `content`.
-    private func startNginx(_ setup: Setup, aid: String, content: String, bigFile: Int) throws -> String {
+    private func startNginx(_ setup: ExecSetup, aid: String, content: String, bigFile: Int) throws -> String {
         let site = try NginxSite(root: "\(setup.directory)/\(aid)", content: content)
         try NetworkLab.makeRandomFile("\(site.root)/www/big.bin", count: bigFile)
         _ = try setup.exec(aid, site.command, log: "\(aid)-nginx.log")
@@ -74,7 +35,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testTwoUnmodifiedNginxCopiesShareThePort() throws {
-        try withEngine("nginx") { setup in
+        try withExecEngine("nginx") { setup in
             let lab = setup.lab
             let roots = try ["acme", "globex"].map { aid in try startNginx(setup, aid: aid, content: "served by \(aid)\n", bigFile: 4 << 20) }
             try NetworkLab.poll("both nginx copies to register", timeout: 15) {
@@ -109,7 +70,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testSameAIDSharesAVirtualPortAnotherAIDGetsItsOwn() throws {
-        try withEngine("share") { setup in
+        try withExecEngine("share") { setup in
             for (aid, name) in [("acme", "a1"), ("acme", "a2"), ("globex", "g1")] {
                 _ = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,reuseport,fork", "SYSTEM:echo \(name)"], log: "\(name).log")
                 try NetworkLab.poll("\(name) to register", timeout: 10) {
@@ -129,7 +90,7 @@ final class ExecTests: XCTestCase {
         // library's 5 s answer timeout (fail mode gets no extra) and fail with "does not answer"
         // (EADDRNOTAVAIL), not with the engine's EADDRINUSE answer checked below.
         let allocation = "allocation: {when-exhausted: fail, wait-timeout: 1h}"
-        try withEngine("full", configuration: Self.configuration(range: "20000-20001", allocation: allocation)) { setup in
+        try withExecEngine("full", configuration: Self.configuration(range: "20000-20001", allocation: allocation)) { setup in
             for aid in ["acme", "globex"] {
                 _ = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
             }
@@ -148,7 +109,7 @@ final class ExecTests: XCTestCase {
 
     func testRangeExhaustionWaitsForAFreedPort() throws {
         let allocation = "allocation: {when-exhausted: wait, wait-timeout: 8s}"
-        try withEngine("wait", configuration: Self.configuration(range: "20000-20001", allocation: allocation)) { setup in
+        try withExecEngine("wait", configuration: Self.configuration(range: "20000-20001", allocation: allocation)) { setup in
             var first: BackgroundProcess?
             for aid in ["acme", "globex"] {
                 let process = try setup.exec(aid, ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo \(aid)"], log: "\(aid).log")
@@ -182,7 +143,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testKilledInstanceReleasesItsPort() throws {
-        try withEngine("kill") { setup in
+        try withExecEngine("kill") { setup in
             let instance = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
             sleep(3)
@@ -194,7 +155,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testPlainProgramOnPort9000IsLeftAlone() throws {
-        try withEngine("plain") { setup in
+        try withExecEngine("plain") { setup in
             _ = try setup.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
             // Not under vpm exec: binds the real port 9000, as Linux lets it.
@@ -211,7 +172,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testEngineRestartKeepsInstances() throws {
-        try withEngine("restart") { setup in
+        try withExecEngine("restart") { setup in
             _ = try setup.exec("acme", ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
             let port = try XCTUnwrap(setup.apps().first?.virtualPort)
@@ -286,7 +247,7 @@ final class ExecTests: XCTestCase {
         """#
 
     func testStaticServerThatReexecutesItselfAndTriesIoUring() throws {
-        try withEngine("static") { setup in
+        try withExecEngine("static") { setup in
             try Self.staticServer.write(toFile: "\(setup.directory)/server.c", atomically: true, encoding: .utf8)
             let binary = "\(setup.directory)/server"
             try Command.checked(["cc", "-static", "-O2", "-o", binary, "\(setup.directory)/server.c"])
@@ -314,7 +275,7 @@ final class ExecTests: XCTestCase {
 
     /// Two unmodified Go programs (Go binds with raw syscalls, never through libc).
     func testTwoGoServersShareThePort() throws {
-        try withEngine("caddy") { setup in
+        try withExecEngine("caddy") { setup in
             var roots: [String] = []
             for aid in ["acme", "globex"] {
                 let root = "\(setup.directory)/\(aid)-www"
@@ -392,7 +353,7 @@ final class ExecTests: XCTestCase {
               - {from: 198.18.1.0/24, aid: acme}
               - {from: 198.18.2.0/24, aid: globex}
             """
-        try withEngine("users", configuration: configuration) { setup in
+        try withExecEngine("users", configuration: configuration) { setup in
             let (lab, engine) = (setup.lab, setup.engine)
             func exec(_ user: [String], _ aid: String, _ log: String) throws -> BackgroundProcess {
                 try lab.spawn(lab.server, user + [setup.vpm, "exec", "--aid", aid, "--config", engine.configurationPath,
@@ -455,26 +416,62 @@ final class ExecTests: XCTestCase {
     // MARK: - Virtual ports belong to their instances (docs/security.md)
 
     func testTheProgramDiesWithItsSupervisor() throws {
-        try withEngine("orphan") { setup in
-            let supervisor = try setup.exec("acme", ["sleep", "300"], log: "sleep.log")
+        try withExecEngine("orphan") { setup in
+            // vpm exec (the front) → its supervisor → the program.
+            let front = try setup.exec("acme", ["sleep", "300"], log: "sleep.log")
+            func firstChild(_ pid: Int32) -> Int32 {
+                let children = (try? String(contentsOfFile: "/proc/\(pid)/task/\(pid)/children", encoding: .utf8)) ?? ""
+                return Int32(children.split(separator: " ").first ?? "") ?? 0
+            }
             var child: Int32 = 0
             try NetworkLab.poll("vpm exec to start sleep", timeout: 10) {
-                let children = (try? String(contentsOfFile: "/proc/\(supervisor.processIdentifier)/task/\(supervisor.processIdentifier)/children",
-                                            encoding: .utf8)) ?? ""
-                child = Int32(children.split(separator: " ").first ?? "") ?? 0
+                let supervisor = firstChild(front.processIdentifier)
+                child = supervisor > 0 ? firstChild(supervisor) : 0
                 return child > 0
             }
             XCTAssertTrue(((try? String(contentsOfFile: "/proc/\(child)/cmdline", encoding: .utf8)) ?? "").hasPrefix("sleep"))
-            kill(supervisor.processIdentifier, SIGKILL)
-            try NetworkLab.poll("the program to die with its supervisor", timeout: 10) {
+            kill(front.processIdentifier, SIGKILL)
+            try NetworkLab.poll("the program to die with vpm exec", timeout: 10) {
                 !FileManager.default.fileExists(atPath: "/proc/\(child)/cmdline")
                     || ((try? String(contentsOfFile: "/proc/\(child)/stat", encoding: .utf8)) ?? "").contains(") Z")
             }
         }
     }
 
+    /// Under a systemd Type=notify unit, vpm exec is the unit's main process: the program's
+    /// own READY=1 reaches NOTIFY_SOCKET from vpm exec's pid, which systemd accepts.
+    func testTheProgramsNotificationsReachTheNotifySocketFromVpmExec() throws {
+        try withExecEngine("notify") { setup in
+            let receiver = "\(setup.directory)/receive.py"
+            try #"""
+                import socket, struct, sys
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                s.bind(sys.argv[1]); s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1); s.settimeout(20)
+                while True:  # READY=1, then BARRIER=1 (systemd-notify's, with a descriptor), then STOPPING=1
+                    message, ancillary, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+                    pid = [struct.unpack("iII", data[:12])[0] for level, kind, data in ancillary if kind == socket.SCM_CREDENTIALS]
+                    print(message.decode().replace("\n", " ").strip(), "from", pid[0], flush=True)
+                    if b"STOPPING=1" in message: break
+                """#.write(toFile: receiver, atomically: true, encoding: .utf8)
+            let socketPath = "\(setup.directory)/notify.sock"
+            let listening = try setup.lab.spawn(setup.lab.server, ["python3", receiver, socketPath], log: "\(setup.directory)/received.log")
+            try NetworkLab.poll("the notify socket", timeout: 10) { FileManager.default.fileExists(atPath: socketPath) }
+            let front = try setup.lab.spawn(setup.lab.server, ["env", "NOTIFY_SOCKET=\(socketPath)", setup.vpm, "exec", "--aid", "acme",
+                                                               "--config", setup.engine.configurationPath, "--socket", setup.engine.socketPath, "--",
+                                                               "sh", "-c", "systemd-notify --ready --status=serving; echo program=$$; sleep 1; systemd-notify STOPPING=1"],
+                                            log: "\(setup.directory)/front.log")
+            try NetworkLab.poll("vpm exec and the receiver to finish", timeout: 20) { !front.isRunning && !listening.isRunning }
+            XCTAssertEqual(front.terminationStatus, 0, setup.text("front.log"))
+            XCTAssertEqual(listening.terminationStatus, 0, setup.text("received.log"))
+            let received = setup.text("received.log")
+            XCTAssertTrue(received.contains("READY=1 STATUS=serving from \(front.processIdentifier)\n"), received)
+            XCTAssertTrue(received.contains("STOPPING=1 from \(front.processIdentifier)\n"), received)
+            XCTAssertFalse(setup.text("front.log").contains("program=\(front.processIdentifier)"), "the program is not vpm exec itself")
+        }
+    }
+
     func testTheEngineRefusesAVirtualRangeInsideTheEphemeralPorts() throws {
-        try withEngine("ephemeral") { setup in
+        try withExecEngine("ephemeral") { setup in
             try "virtual-ports: 40000-40999\nports: [9000]\napplications: {acme: {}}\n"
                 .write(toFile: "\(setup.directory)/overlap.yaml", atomically: true, encoding: .utf8)
             let output = try setup.lab.run(setup.lab.server, [setup.vpm, "run", "--config", "\(setup.directory)/overlap.yaml",
@@ -486,7 +483,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testNobodyDialsAVirtualPortDirectly() throws {
-        try withEngine("direct") { setup in
+        try withExecEngine("direct") { setup in
             let lab = setup.lab
             _ = try setup.exec("acme", ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
@@ -526,7 +523,7 @@ final class ExecTests: XCTestCase {
     /// acme datagram (both; the userspace datapath forgets the flows with the instance).
     func testAnotherAIDsUDPInstanceGetsNoneOfAGoneInstancesClients() throws {
         let configuration = Self.configuration().replacingOccurrences(of: "ports: [9000]", with: "ports: [9000, 5353/udp]")
-        try withEngine("udpreuse", configuration: configuration) { setup in
+        try withExecEngine("udpreuse", configuration: configuration) { setup in
             let lab = setup.lab
             let acme = try setup.exec("acme", ["socat", "-u", "UDP-RECV:5353", "OPEN:\(setup.directory)/acme.udp,creat,append"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
@@ -568,7 +565,7 @@ final class ExecTests: XCTestCase {
     /// ownership check finds the TIME_WAIT socket, which has no mark to restore, and must
     /// leave the SYN to the kernel rather than refuse it.
     func testAClientReusingItsPortWhileTheInstanceHoldsTimeWaitIsServed() throws {
-        try withEngine("timewait") { setup in
+        try withExecEngine("timewait") { setup in
             let lab = setup.lab
             _ = try setup.exec("acme", ["socat", "TCP6-LISTEN:9000,ipv6only=0,reuseaddr,fork", "SYSTEM:echo acme"], log: "acme.log")
             try NetworkLab.poll("acme to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }
@@ -593,7 +590,7 @@ final class ExecTests: XCTestCase {
     }
 
     func testAnotherUserTakingAnExitedInstancesPortGetsNoClients() throws {
-        try withEngine("takeover") { setup in
+        try withExecEngine("takeover") { setup in
             let lab = setup.lab
             let globex = try setup.exec("globex", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo globex"], log: "globex.log")
             try NetworkLab.poll("globex to register", timeout: 10) { ((try? setup.apps()) ?? []).count == 1 }

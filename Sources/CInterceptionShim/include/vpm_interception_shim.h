@@ -56,6 +56,28 @@ int vpm_become_subreaper(void);
 /// generated are not forwarded: the program, in the same process group, got them too.
 int vpm_forward_signals(pid_t pid, const int *signals, int count);
 
+/// Splits `vpm exec` into the front (the caller's process; gets the supervisor's pid) and
+/// the supervisor (its child; gets 0). `channel` is each side's end of the report pipe. The
+/// supervisor dies with the front until it has reported. -1 with errno on failure.
+pid_t vpm_split_front(int *channel);
+
+/// Supervisor: reports the program's exit status to the front, after which the front exits.
+int vpm_supervisor_report(int channel, int status);
+
+/// Supervisor, once it serves only what the program left running: leaves the caller's
+/// session, ignores `signals`, and lets go of the caller's terminal and pipes.
+int vpm_supervisor_detach(const int *signals, int count);
+
+/// Front: an abstract datagram socket for the program's sd_notify messages; its name
+/// (`@…`) goes into `name`. -1 with errno on failure.
+int vpm_notify_relay_open(char *name, size_t capacity);
+
+/// Front: forwards `signals` to the supervisor and relays sd_notify messages from `relay`
+/// (or none, -1) to `notify_socket` until the supervisor reports; returns the program's
+/// status, or the supervisor's own (128 + signal) if it ended without reporting.
+int vpm_front_wait(pid_t supervisor, int channel, int relay, const char *notify_socket,
+                   const int *signals, int count);
+
 /// Whether this kernel lets a supervisor take a program's descriptors (pidfd_getfd,
 /// Linux 5.6): 0, or -1 with errno (ENOSYS on older kernels).
 int vpm_interception_available(void);

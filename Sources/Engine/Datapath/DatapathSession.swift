@@ -25,6 +25,10 @@ protocol DatapathSession: AnyObject, Sendable {
     /// Whether what the datapath keeps outside the engine follows the source rules of reload
     /// `generation` (bringing it up to date if it can); the reload waits for it.
     func followsSources(of generation: UInt64) -> Bool
+    /// An instance has just bound its virtual port, on the control thread, before its
+    /// program has the answer (and so before it listens): what the datapath keeps outside
+    /// the engine must know the instance by then.
+    func instanceBound()
     /// Connections the kernel decided without the engine (`KernelDecisions`).
     var flowsDecidedInKernel: UInt64 { get }
     /// Connections the kernel refused without the engine, by reason (the socket datapath's
@@ -34,6 +38,12 @@ protocol DatapathSession: AnyObject, Sendable {
     /// as running its workers (a start-up that failed earlier leaves a killed engine's
     /// state alone).
     func stop(running: Bool)
+}
+
+extension DatapathSession {
+    /// The queue's datapaths decide each connection's first packet with the registry as it
+    /// is then: nothing to do.
+    func instanceBound() {}
 }
 
 /// What a session needs from the engine.

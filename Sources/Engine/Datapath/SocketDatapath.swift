@@ -133,6 +133,14 @@ final class SocketSession: DatapathSession, @unchecked Sendable {
         thread.start()
     }
 
+    /// The program's maps name the new instance's port before its program listens, so the
+    /// observer puts the socket in its slot as it does, and no client meets the gap a
+    /// periodic update would leave (up to 100 ms of refusals).
+    func instanceBound() {
+        guard let decisions else { return }
+        update(decisions)
+    }
+
     private func update(_ decisions: SocketDecisions) {
         let (generation, configuration) = context.sources()
         let error = decisions.update(configuration: configuration, sources: generation, now: MonotonicClock.milliseconds())
