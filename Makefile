@@ -23,14 +23,15 @@ bpf:
 # installed vpm needs only Debian's libraries, not the toolchain it was built with.
 PREFIX ?= /usr/local
 INSTALL_BUILD := $(SWIFT) build -c release --static-swift-stdlib --product vpm --scratch-path .build/install
-# With it: the systemd unit (ExecStart under PREFIX) in UNITDIR and, unless one exists,
+# With it: the systemd units (vpm, and the instance template vpm-exec@; ExecStart under PREFIX) in UNITDIR and, unless one exists,
 # an example /etc/vpm/vpm.yaml (`systemctl enable --now vpm` once it is edited).
 UNITDIR ?= /etc/systemd/system
 install: deps install-build
 	install -D -s -m 0755 "$$($(INSTALL_BUILD) --show-bin-path)/vpm" $(DESTDIR)$(PREFIX)/bin/vpm
 	install -d $(DESTDIR)$(UNITDIR)
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' packaging/vpm.service.in > $(DESTDIR)$(UNITDIR)/vpm.service
-	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service
+	sed 's|@BINDIR@|$(PREFIX)/bin|g' 'packaging/vpm-exec@.service.in' > '$(DESTDIR)$(UNITDIR)/vpm-exec@.service'
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service '$(DESTDIR)$(UNITDIR)/vpm-exec@.service'
 	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0644 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
 
 # The release build alone (make install's and make deb's): make test starts it early, with the

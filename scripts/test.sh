@@ -120,6 +120,7 @@ if [ "$(id -u)" -eq 0 ]; then
       [ "$(/usr/bin/vpm --version)" = "$(dpkg-deb -f "$package" Version)" ] || problems="$problems; vpm --version differs from the package's"
       /usr/bin/vpm check-config /etc/vpm/vpm.yaml >/dev/null || problems="$problems; check-config of /etc/vpm/vpm.yaml failed"
       verify=$(systemd-analyze verify /lib/systemd/system/vpm.service 2>&1) || problems="$problems; systemd-analyze verify: $verify"
+      verify=$(systemd-analyze verify vpm-exec@check.service 2>&1) || problems="$problems; systemd-analyze verify vpm-exec@: $verify"
       zcat /usr/share/man/man8/vpm.8.gz | grep -q "vpm" || problems="$problems; no man page"
       grep -q "vpm" /usr/share/bash-completion/completions/vpm || problems="$problems; no bash completion"
       dpkg --purge vpm >>"$debdir.install.log" 2>&1 || problems="$problems; dpkg --purge failed"
