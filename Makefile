@@ -23,7 +23,8 @@ bpf:
 # installed vpm needs only Debian's libraries, not the toolchain it was built with.
 PREFIX ?= /usr/local
 INSTALL_BUILD := $(SWIFT) build -c release --static-swift-stdlib --product vpm --scratch-path .build/install
-# With it: the systemd units (vpm, and the instance template vpm-exec@; ExecStart under PREFIX) in UNITDIR and, unless one exists,
+# With it: the man page and bash/zsh completions under PREFIX/share, the systemd units (vpm,
+# and the instance template vpm-exec@; ExecStart under PREFIX) in UNITDIR and, unless one exists,
 # an example /etc/vpm/vpm.yaml (`systemctl enable --now vpm` once it is edited).
 UNITDIR ?= /etc/systemd/system
 install: deps install-build
@@ -33,6 +34,8 @@ install: deps install-build
 	sed 's|@BINDIR@|$(PREFIX)/bin|g' 'packaging/vpm-exec@.service.in' > '$(DESTDIR)$(UNITDIR)/vpm-exec@.service'
 	chmod 0644 $(DESTDIR)$(UNITDIR)/vpm.service '$(DESTDIR)$(UNITDIR)/vpm-exec@.service'
 	[ -e $(DESTDIR)/etc/vpm/vpm.yaml ] || install -D -m 0644 packaging/vpm.yaml $(DESTDIR)/etc/vpm/vpm.yaml
+	SWIFT="$(SWIFT)" scripts/install-extras.sh $(DESTDIR)$(PREFIX)/bin/vpm $(DESTDIR)$(PREFIX)/share/man/man8 \
+	  $(DESTDIR)$(PREFIX)/share/bash-completion/completions $(DESTDIR)$(PREFIX)/share/zsh/site-functions
 
 # The release build alone (make install's and make deb's): make test starts it early, with the
 # smallest CPU share (a cgroup), so it takes the cores the debug build and the tests leave idle.

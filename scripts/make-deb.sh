@@ -21,18 +21,8 @@ sed 's|@BINDIR@|/usr/bin|g' packaging/vpm.service.in > "$stage/lib/systemd/syste
 sed 's|@BINDIR@|/usr/bin|g' 'packaging/vpm-exec@.service.in' > "$stage/lib/systemd/system/vpm-exec@.service"
 chmod 0644 "$stage/lib/systemd/system/vpm.service" "$stage/lib/systemd/system/vpm-exec@.service"
 install -D -m 0644 packaging/vpm.yaml "$stage/etc/vpm/vpm.yaml"
-install -d "$stage/usr/share/bash-completion/completions" "$stage/usr/share/zsh/vendor-completions"
-"$binary" --generate-completion-script bash > "$stage/usr/share/bash-completion/completions/vpm"
-"$binary" --generate-completion-script zsh > "$stage/usr/share/zsh/vendor-completions/_vpm"
-# The man page, from the commands' own help: swift-argument-parser's generate-manual tool
-# reads `vpm --experimental-dump-help`.
-swift build -c release --static-swift-stdlib --product generate-manual --scratch-path .build/install >/dev/null
-manual=$(mktemp -d)
-"$("${build[@]}" --show-bin-path)/generate-manual" "$binary" --section 8 --authors "the vpm developers" \
-  --output-directory "$manual" >/dev/null
-install -d "$stage/usr/share/man/man8"
-gzip -9n -c "$manual/vpm.8" > "$stage/usr/share/man/man8/vpm.8.gz"
-rm -rf "$manual"
+scripts/install-extras.sh "$binary" "$stage/usr/share/man/man8" "$stage/usr/share/bash-completion/completions" \
+  "$stage/usr/share/zsh/vendor-completions"
 install -D -m 0644 README.md "$stage/usr/share/doc/vpm/README.md"
 
 install -d "$stage/DEBIAN"

@@ -84,10 +84,13 @@ if make --no-print-directory install DESTDIR="$stage" PREFIX=/opt/vpm >"$stage.l
   exec_status=$?
   if [ "$exec_output" = "instance of vpm-test" ] && [ "$exec_status" -eq 7 ] \
      && "$stage/opt/vpm/bin/vpm" check-config "$stage/demo.yaml" >/dev/null \
-     && ! ldd "$stage/opt/vpm/bin/vpm" | grep -q libswift; then
-    echo "make install: ok ($stage/opt/vpm/bin/vpm runs a program under vpm exec)"
+     && ! ldd "$stage/opt/vpm/bin/vpm" | grep -q libswift \
+     && zcat "$stage/opt/vpm/share/man/man8/vpm.8.gz" | grep -q "vpm" \
+     && grep -q "vpm" "$stage/opt/vpm/share/bash-completion/completions/vpm" "$stage/opt/vpm/share/zsh/site-functions/_vpm"; then
+    echo "make install: ok ($stage/opt/vpm/bin/vpm runs a program under vpm exec; man page and completions installed)"
   else
-    echo "make install: the installed vpm does not work: vpm exec said '$exec_output' (status $exec_status); its libraries:"
+    echo "make install: the installed vpm does not work, or its man page or completions are missing: vpm exec said '$exec_output' (status $exec_status); installed:"
+    find "$stage" -type f
     ldd "$stage/opt/vpm/bin/vpm"
     status=1
   fi

@@ -25,7 +25,8 @@ public enum ControlSocket {
             case ENOENT, ECONNREFUSED:
                 throw ControlError("no engine answers at \(path): is `vpm run` running? (start it, or pass --socket PATH)")
             case EACCES, EPERM:
-                throw ControlError("permission denied on \(path): only root and the members of the engine's control group may use it (control: {group: NAME} in the configuration; run as root, or ask an operator to add you to that group)")
+                throw ControlError("permission denied on \(path): only root and the members of the engine's control group may use it (control: {group: NAME} in the configuration; run as root, or ask an operator to add you to that group)",
+                                   code: EACCES)
             default:
                 throw ControlError("cannot connect to \(path): \(String(cString: strerror(code)))")
             }
@@ -75,5 +76,10 @@ public enum ControlSocket {
 
 public struct ControlError: Error, CustomStringConvertible, Sendable {
     public var description: String
-    public init(_ description: String) { self.description = description }
+    /// The system's errno behind it, where one is (EACCES: refused by the socket's mode).
+    public var code: Int32?
+    public init(_ description: String, code: Int32? = nil) {
+        self.description = description
+        self.code = code
+    }
 }

@@ -6,6 +6,9 @@ public struct FleetRecord: Codable, Sendable, Equatable {
     /// Unix seconds since when etcd has been unreachable; nil while it answers.
     public var lostSince: Int64?
     public var lastError: String?
+    /// Why it is not connected: "unreachable", "refused" (the user, password or a
+    /// permission) or "name-taken"; nil while connected.
+    public var trouble: String?
     /// Engines and instances in the view (this engine's own included), and entries left out.
     public var engines: Int
     public var instances: Int
@@ -13,12 +16,13 @@ public struct FleetRecord: Codable, Sendable, Equatable {
     /// The etcd revision the view is at.
     public var revision: Int64
 
-    public init(name: String, connected: Bool, lostSince: Int64? = nil, lastError: String? = nil, engines: Int, instances: Int,
-                ignored: Int, revision: Int64) {
+    public init(name: String, connected: Bool, lostSince: Int64? = nil, lastError: String? = nil, trouble: String? = nil,
+                engines: Int, instances: Int, ignored: Int, revision: Int64) {
         self.name = name
         self.connected = connected
         self.lostSince = lostSince
         self.lastError = lastError
+        self.trouble = trouble
         self.engines = engines
         self.instances = instances
         self.ignored = ignored
@@ -31,7 +35,12 @@ public struct FleetRecord: Codable, Sendable, Equatable {
             + (ignored > 0 ? ", \(ignored) entr\(ignored == 1 ? "y" : "ies") ignored (see the log)" : "")
         if connected { return "\(name): etcd connected, \(view) (revision \(revision))" }
         let since = lostSince.map { " for \(max(0, now - $0)) s" } ?? ""
-        return "\(name): etcd UNREACHABLE\(since) (\(lastError ?? "no answer")); using the last view: \(view)"
+        let condition = switch trouble {
+        case "refused": "etcd REFUSED this engine"
+        case "name-taken": "NAME TAKEN by another engine"
+        default: "etcd UNREACHABLE"
+        }
+        return "\(name): \(condition)\(since) (\(lastError ?? "no answer")); using the last view: \(view)"
     }
 }
 

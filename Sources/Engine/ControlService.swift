@@ -100,7 +100,7 @@ final class ControlService: Sendable {
     private func fleetRecord(_ fleet: FleetMember) -> FleetRecord {
         let status = fleet.status
         return FleetRecord(name: fleet.name, connected: status.connected, lostSince: status.lostSince, lastError: status.lastError,
-                           engines: status.engines, instances: status.instances, ignored: status.ignored, revision: status.revision)
+                           trouble: status.trouble, engines: status.engines, instances: status.instances, ignored: status.ignored, revision: status.revision)
     }
 
     /// One scrape of the metrics endpoint: the same counters as `vpm stats`, per queue where

@@ -44,12 +44,26 @@ public final class Engine {
         self.logger = logger
     }
 
+    /// Why this process cannot run an engine at all, or nil. `vpm run` asks before anything
+    /// else it checks on the host: without the privilege each datapath would fail in turn,
+    /// and the user would read about fallbacks instead of the one thing to do.
+    public static func privilegeProblem() -> String? {
+        NetfilterQueue.hasNetworkAdministration() ? nil
+            : "vpm run needs root, or CAP_NET_ADMIN (for its rules, queues and maps): run it with sudo, or start the service (sudo systemctl start vpm)"
+    }
+
+    /// Why this host would refuse `configuration` at start, beyond the file itself (which
+    /// loading checks): `vpm run` and `vpm check-config` run the same checks.
+    public static func hostProblems(_ configuration: Configuration) -> [String] {
+        [EphemeralPorts.read()?.problem(configuration.virtualPorts)].compactMap { $0 }
+    }
+
     /// Runs until SIGINT or SIGTERM. Start-up failures throw after undoing what was done.
     public func run() throws {
         StopSignal.install()
         ReloadSignal.install()
         let configuration = options.configuration
-        if let problem = EphemeralPorts.read()?.problem(configuration.virtualPorts) { throw ControlError(problem) }
+        if let problem = Self.hostProblems(configuration).first { throw ControlError(problem) }
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: configuration.timeouts)
         let store = SharedFlowTable(table)
         let clients = ClientSockets()
@@ -122,7 +136,15 @@ public final class Engine {
                     service.metricsSnapshot(datapath: datapath)
                 }
             } catch {
-                throw ControlError("cannot serve metrics on \(settings.endpoint) (line \(settings.line)): \(error) (is another program using the port, or is the address not on this host? change metrics: listen)")
+                let code = (error as? MetricsServer.BindFailure)?.code
+                let cause: String
+                switch code {
+                case EADDRNOTAVAIL: cause = "\(settings.address) is not an address of this host (see `ip address`)"
+                case EADDRINUSE: cause = "another program listens on port \(settings.port) (see `ss -ltnp sport = :\(settings.port)`)"
+                case EACCES: cause = "port \(settings.port) is below 1024, which needs root or CAP_NET_BIND_SERVICE"
+                default: cause = "\(error)"
+                }
+                throw ControlError("cannot serve metrics on \(settings.endpoint) (configuration line \(settings.line)): \(cause). Change metrics: listen, or remove it to run without metrics")
             }
         }
         defer { metrics?.stop() }

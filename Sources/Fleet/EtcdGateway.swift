@@ -178,8 +178,13 @@ public final class EtcdGateway: Sendable {
                         state.withLock { $0.token = nil }
                         continue
                     }
-                    // etcd answered: another member would answer the same.
-                    throw EtcdError("etcd refused \(path): \(message) (HTTP \(response.status.code))", answered: true)
+                    // A member that is stopping, has no leader or timed out (408, 5xx): the
+                    // next member may answer. Any other answer another member would repeat.
+                    if response.status == .requestTimeout || response.status.code >= 500 {
+                        lastError = EtcdError("etcd at \(endpoints[index]) could not serve \(path): \(message) (HTTP \(response.status.code))")
+                        break
+                    }
+                    throw EtcdError("etcd refused \(path): \(message) (HTTP \(response.status.code))", kind: .refused)
                 } catch let error as EtcdError where error.answered {
                     throw error
                 } catch {
@@ -198,7 +203,7 @@ public final class EtcdGateway: Sendable {
         let bytes = try await response.body.collect(upTo: 1 << 16)
         let object = try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any]
         guard response.status == .ok, let token = object?["token"] as? String else {
-            throw EtcdError("etcd refused user '\(credentials.user)': \(object?["message"] ?? String(buffer: bytes)) (check fleet: user and password-file)", answered: true)
+            throw EtcdError("etcd refused user '\(credentials.user)': \(object?["message"] ?? String(buffer: bytes)) (check fleet: user and password-file)", kind: .refused)
         }
         state.withLock { $0.token = token }
     }
@@ -244,12 +249,23 @@ public final class EtcdGateway: Sendable {
 
 /// What went wrong talking to etcd, as a sentence for the log and `vpm stats`.
 public struct EtcdError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    /// etcd itself answered (a refusal), as opposed to no member being reachable.
-    public var answered: Bool
+    /// Which condition it is: each has its own state in `vpm stats` and its own log line.
+    public enum Kind: String, Sendable {
+        /// No member answered (or one answered that it cannot serve now: 408, 5xx).
+        case unreachable
+        /// etcd answered and refused: the user, the password or a permission.
+        case refused
+        /// etcd answered, and another engine holds this engine's name.
+        case nameTaken = "name-taken"
+    }
 
-    init(_ description: String, answered: Bool = false) {
+    public var description: String
+    public var kind: Kind
+    /// etcd itself answered, as opposed to no member being reachable.
+    public var answered: Bool { kind != .unreachable }
+
+    init(_ description: String, kind: Kind = .unreachable) {
         self.description = description
-        self.answered = answered
+        self.kind = kind
     }
 }

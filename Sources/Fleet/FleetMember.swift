@@ -16,6 +16,8 @@ public final class FleetMember: Sendable {
         /// Since when etcd has been unreachable (Unix seconds); nil while connected or before the first contact.
         public var lostSince: Int64?
         public var lastError: String?
+        /// Why it is not connected: "unreachable", "refused" or "name-taken"; nil while connected.
+        public var trouble: String?
         public var engines = 0
         public var instances = 0
         public var ignored = 0
@@ -70,6 +72,11 @@ public final class FleetMember: Sendable {
         let done = DispatchSemaphore(value: 0)
         Task.detached {
             await running?.value
+            // Leaving: peers forget this engine and its instances now rather than a lease
+            // later. From this task, which nobody cancelled: the request made inside the
+            // cancelled one ended before it was sent.
+            let lease = self.state.withLock { state -> Int64 in defer { state.lease = 0 }; return state.lease }
+            if lease != 0 { try? await self.gateway.revokeLease(lease) }
             await self.gateway.shutdown()
             done.signal()
         }
@@ -225,7 +232,7 @@ public final class FleetMember: Sendable {
                    let entry = try? JSONDecoder().decode(EngineEntry.self, from: Data(existing.value)),
                    entry.publicKey != own.publicKey, entry.publicKey != own.previousPublicKey {
                     throw EtcdError("another engine (at \(entry.addresses.joined(separator: " "))) holds the name '\(name)' in the fleet: "
-                                    + "give each host its own fleet: name; this engine retries until the name is free", answered: true)
+                                    + "give each host its own fleet: name; this engine retries until the name is free", kind: .nameTaken)
                 }
                 lease = try await gateway.grantLease(seconds: settings.leaseSeconds)
                 try await gateway.put(layout.engine(name), value: Array(try JSONEncoder().encode(own)), lease: lease)
@@ -251,14 +258,12 @@ public final class FleetMember: Sendable {
             } catch is CancellationError {
                 break
             } catch {
-                lost("\(error)", answered: (error as? EtcdError)?.answered ?? false)
+                lost("\(error)", kind: (error as? EtcdError)?.kind ?? .unreachable)
             }
             if Task.isCancelled { break }
             try? await Task.sleep(for: .seconds(backoff))
             backoff = min(backoff * 2, 5)
         }
-        // Leaving: peers forget this engine and its instances now rather than a lease later.
-        if lease != 0 { try? await gateway.revokeLease(lease) }
     }
 
     private func keepAlive(lease: Int64) async throws {
@@ -290,6 +295,8 @@ public final class FleetMember: Sendable {
                 }
             } catch {
                 guard !error.answered else { throw error }
+                // Stopping: not a broken watch.
+                try Task.checkCancellation()
                 // The member went away: read everything again from the next one.
                 logger.notice("fleet: the etcd watch broke; reading the directory again", metadata: ["reason": "\(error)"])
             }
@@ -378,6 +385,7 @@ public final class FleetMember: Sendable {
                 state.status.connected = true
                 state.status.lostSince = nil
                 state.status.lastError = nil
+                state.status.trouble = nil
             }
             return (state.status.connected, state.status.lostSince, state.status.engines)
         }
@@ -390,19 +398,25 @@ public final class FleetMember: Sendable {
         }
     }
 
-    private func lost(_ reason: String, answered: Bool) {
-        let first = state.withLock { state -> Bool in
+    private func lost(_ reason: String, kind: EtcdError.Kind) {
+        let changed = state.withLock { state -> Bool in
             defer {
                 state.status.lastError = reason
                 if state.status.lostSince == nil { state.status.lostSince = Int64(Date().timeIntervalSince1970) }
                 state.status.connected = false
+                state.status.trouble = kind.rawValue
             }
-            return state.status.lostSince == nil
+            return state.status.lostSince == nil || state.status.trouble != kind.rawValue
         }
-        if first {
-            logger.error(answered ? "fleet: etcd refused this engine; keeping the last view of the fleet and retrying"
-                                  : "fleet: etcd unreachable; keeping the last view of the fleet and retrying",
-                         metadata: ["reason": "\(reason)"])
+        guard changed else { return }
+        switch kind {
+        case .unreachable:
+            logger.error("fleet: etcd unreachable; keeping the last view of the fleet and retrying", metadata: ["reason": "\(reason)"])
+        case .refused:
+            logger.error("fleet: etcd refused this engine; keeping the last view of the fleet and retrying", metadata: ["reason": "\(reason)"])
+        case .nameTaken:
+            logger.error("fleet: another engine holds this engine's name; keeping the last view of the fleet and retrying", metadata: ["reason": "\(reason)"])
         }
     }
+
 }

@@ -103,7 +103,10 @@ final class NotificationHandler: Sendable {
                                               timeoutSeconds: settings.answerTimeoutSeconds)
         } catch {
             say("vpm: cannot bind \(what): \(error)")
-            return answer(call, .error(EADDRNOTAVAIL), closing: socket)
+            // A user the control socket refuses is refused (EACCES), as the engine's own
+            // refusals are; no engine to ask: the address cannot be had (EADDRNOTAVAIL).
+            let refused = (error as? ControlError)?.code == EACCES
+            return answer(call, .error(refused ? EACCES : EADDRNOTAVAIL), closing: socket)
         }
         guard let virtualPort = response.virtualPort else {
             say("vpm: cannot bind \(what): \(response.error ?? "the engine gave no virtual port")")

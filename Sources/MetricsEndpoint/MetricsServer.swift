@@ -1,6 +1,9 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Serves `GET /metrics` over HTTP/1.1 on one event-loop thread (SwiftNIO). Each scrape
 /// asks `snapshot` for the engine's counters, on this thread, never the queue threads.
@@ -26,8 +29,16 @@ public final class MetricsServer: Sendable {
                 .bind(host: host, port: port).wait()
         } catch {
             try? group.syncShutdownGracefully()
+            // The system's reason, not NIO's internals ("bind(descriptor:ptr:bytes:): …").
+            if let failure = error as? IOError { throw BindFailure(code: failure.errnoCode) }
             throw error
         }
+    }
+
+    /// Why the address could not be bound: the errno of bind() or listen().
+    public struct BindFailure: Error, CustomStringConvertible {
+        public let code: Int32
+        public var description: String { String(cString: strerror(code)) }
     }
 
     /// The port it listens on (the one asked for, or the kernel's pick for port 0).

@@ -86,6 +86,8 @@ extension ConfigurationParser {
                 var message = "unknown key '\(keyText)' in \(name)"
                 if let suggestion = KeySuggestion.closest(to: keyText, among: allowed) {
                     message += "; did you mean '\(suggestion)'?"
+                } else {
+                    message += "."
                 }
                 message += " The keys are: \(allowed.joined(separator: ", "))"
                 throw failure(message, at: key)

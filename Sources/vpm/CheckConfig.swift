@@ -1,11 +1,16 @@
 import ArgumentParser
+import Engine
 import Policy
 
 struct CheckConfig: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check-config",
         abstract: "Validate a configuration file; errors point at their line.",
-        discussion: "Exits 0 when the file is valid, 1 when it is not. --json prints the verdict as one JSON object on stdout, either way.")
+        discussion: """
+            Exits 0 when the file is valid, 1 when it is not, or when `vpm run` would refuse it \
+            on this host (virtual ports inside the kernel's ephemeral range: the message gives \
+            the sysctl). --json prints the verdict as one JSON object on stdout, either way.
+            """)
 
     @Argument(help: "Configuration file.") var file: String
     @Flag(help: "Print the result as JSON (ok, counts, or the error with its line and column).") var json = false
@@ -38,6 +43,14 @@ struct CheckConfig: ParsableCommand {
                 throw ExitCode.failure
             }
             throw Failure("\(error)")
+        }
+        // What `vpm run` checks at start on this host: the same refusal, the same words.
+        if let problem = Engine.hostProblems(configuration).first {
+            if json {
+                try printJSON(Report(file: file, ok: false, error: .init(line: nil, column: nil, message: "vpm run would refuse it on this host: \(problem)")))
+                throw ExitCode.failure
+            }
+            throw Failure("\(file): vpm run would refuse it on this host: \(problem)")
         }
         let ports = configuration.initialPorts.map(\.description)
         let warnings = configuration.keysExposure(path: file).map { ["vpm run will refuse it: \($0)"] } ?? []

@@ -185,7 +185,19 @@ struct Demo: ParsableCommand {
         print("\n$ vpm flows   # on the client host: the wire carries the virtual port, curl saw 9000")
         print(try client.flows().standardOutput, terminator: "")
         for line in client.log.split(separator: "\n") where line.contains("cooperative connection refused") {
-            print("  log: \(line.split(separator: " ").dropFirst(3).joined(separator: " "))")
+            print("  log: \(Self.messageFirst(String(line)))")
         }
+    }
+
+    /// A text log line ("TIME LEVEL vpm : FIELDS [SOURCE] MESSAGE") as the demo shows it:
+    /// the message, then its fields.
+    static func messageFirst(_ line: String) -> String {
+        let words = line.split(separator: " ", omittingEmptySubsequences: false).dropFirst(3)
+        var rest = words.joined(separator: " ")
+        if rest.hasPrefix(": ") { rest.removeFirst(2) } else if rest.hasPrefix(":") { rest.removeFirst() }
+        guard let source = rest.range(of: "] ") else { return rest }
+        let message = rest[source.upperBound...]
+        let fields = rest[..<source.lowerBound].split(separator: " ").filter { !$0.hasPrefix("[") }.joined(separator: " ")
+        return fields.isEmpty ? String(message) : "\(message) \(fields)"
     }
 }

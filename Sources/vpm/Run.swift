@@ -48,6 +48,7 @@ struct Run: ParsableCommand {
         } else {
             format = .automatic()
         }
+        if let problem = Engine.privilegeProblem() { throw Failure(problem) }
         let exposure = configuration.keysExposure(path: config)
         if let exposure, !allowExposedKeys { throw Failure(exposure) }
         var options = Engine.Options(configuration: configuration)

@@ -27,6 +27,33 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(output.standardError.contains("nobody"), output.standardError)
     }
 
+    /// A user who is not root is told that, and only that: no fallback between datapaths
+    /// that all need the same privilege.
+    func testRunWithoutPrivilegesSaysSoFirst() throws {
+        try Privileged.requireRoot()  // to become a user who is not
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-unprivileged-\(getpid()).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try run(["demo", "--print-config"]).standardOutput.write(toFile: path, atomically: true, encoding: .utf8)
+        let output = try Command.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", try Privileged.vpmExecutable(),
+                                      "run", "--config", path, "--socket", "/tmp/vpm-unprivileged-\(getpid()).sock"], timeout: 30)
+        XCTAssertEqual(output.status, 1)
+        XCTAssertEqual(output.standardError, "vpm: vpm run needs root, or CAP_NET_ADMIN (for its rules, queues and maps): run it with sudo, or start the service (sudo systemctl start vpm)\n")
+    }
+
+    /// `vpm demo` as a new user runs it: it passes, and the engine's log lines it shows read
+    /// message first, then the fields.
+    func testTheDemoPassesAndShowsLogLinesMessageFirst() throws {
+        try Privileged.requireRoot()
+        let output = try run(["demo"])
+        XCTAssertEqual(output.status, 0, output.standardOutput + output.standardError)
+        XCTAssertTrue(output.standardOutput.contains("vpm demo passed"), output.standardOutput)
+        let logs = output.standardOutput.split(separator: "\n").filter { $0.hasPrefix("  log: ") }
+        XCTAssertFalse(logs.isEmpty, output.standardOutput)
+        for line in logs {
+            XCTAssertTrue(line.hasPrefix("  log: cooperative connection refused client="), String(line))
+        }
+    }
+
     func testCheckConfigAcceptsTheExample() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("vpm-good-\(getpid()).yaml").path
         defer { try? FileManager.default.removeItem(atPath: path) }

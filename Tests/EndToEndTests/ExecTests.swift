@@ -395,6 +395,7 @@ final class ExecTests: XCTestCase {
                                                                   "--socket", engine.socketPath, "--", "socat", "TCP-LISTEN:9000", "STDIO"], timeout: 20)
             XCTAssertNotEqual(outsiderExec.status, 0)
             XCTAssertTrue(outsiderExec.standardError.contains("permission denied on \(engine.socketPath)"), outsiderExec.standardError)
+            XCTAssertTrue(outsiderExec.standardError.contains("Permission denied"), "socat's own bind error is EACCES: \(outsiderExec.standardError)")
             // Raw requests, as a user could write them by hand: the engine decides, not vpm exec.
             let script = "\(setup.directory)/requests.py"
             try Self.rawRequests.write(toFile: script, atomically: true, encoding: .utf8)
@@ -479,6 +480,12 @@ final class ExecTests: XCTestCase {
             XCTAssertNotEqual(output.status, 0)
             XCTAssertTrue(output.standardError.contains("overlap the ephemeral port range"), output.standardError)
             XCTAssertTrue(output.standardError.contains("sysctl -w net.ipv4.ip_local_reserved_ports=40000-40999"), output.standardError)
+            // check-config (the unit's ExecStartPre) refuses the same file, with the same advice.
+            let checked = try setup.lab.run(setup.lab.server, [setup.vpm, "check-config", "\(setup.directory)/overlap.yaml"], timeout: 30)
+            XCTAssertEqual(checked.status, 1)
+            XCTAssertTrue(checked.standardError.contains("vpm run would refuse it on this host: virtual-ports 40000-40999 overlap the ephemeral port range"),
+                          checked.standardError)
+            XCTAssertTrue(checked.standardError.contains("sysctl -w net.ipv4.ip_local_reserved_ports=40000-40999"), checked.standardError)
         }
     }
 

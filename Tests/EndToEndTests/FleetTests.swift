@@ -227,6 +227,9 @@ final class FleetTests: XCTestCase {
                 (try? statistics(fleet.hosts[0]).fleet?.lastError)??.contains("holds the name 'host1'") == true
             }
             XCTAssertTrue(try fleet.hosts[0].stats().standardOutput.contains("give each host its own fleet: name"))
+            XCTAssertTrue(try fleet.hosts[0].stats().standardOutput.contains("host1: NAME TAKEN by another engine for "),
+                          "etcd answered: not unreachable")
+            XCTAssertTrue(fleet.hosts[0].log.contains("fleet: another engine holds this engine's name"), fleet.hosts[0].log)
             XCTAssertEqual(try fleet.etcd.ctl(["lease", "revoke", impostorLease]).status, 0)
             try waitForView(fleet, engines: 3, instances: 2, "host1 and acme again, with one etcd member down", timeout: 20)
             XCTAssertEqual(try fetch(fleet, aid: "acme", from: host1, attempt: "2"), acme)
@@ -344,6 +347,13 @@ final class FleetTests: XCTestCase {
             XCTAssertEqual(try spread("initech", 1, "initech"), ["refused": 1])
             XCTAssertLessThan(Date().timeIntervalSince(started), 3, "no live host for the AID: refused at once")
             XCTAssertTrue(fleet.client.log.contains("no live engine of the fleet serves AID 'initech' on 9000/tcp"))
+            // A program outside vpm exec (no AID) is refused at once too, not after the
+            // neighbour resolution of an address no host holds gives up.
+            let plainStart = Date()
+            let plain = try fleet.lab.run(fleet.lab.clients[0], ["socat", "-u", "TCP:\(service):9000,connect-timeout=8", "STDOUT"], timeout: 20)
+            XCTAssertNotEqual(plain.status, 0)
+            XCTAssertTrue(plain.standardError.contains("Connection refused"), plain.standardError)
+            XCTAssertLessThan(Date().timeIntervalSince(plainStart), 1, "refused at once: \(plain.standardError)")
             // The service address is no way around isolation: acme's client dialling globex's
             // host directly is refused there.
             XCTAssertNil(try fetch(fleet, aid: "acme", from: fleet.lab.clients[3].address, attempt: "cross"))

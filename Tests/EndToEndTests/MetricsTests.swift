@@ -89,8 +89,9 @@ final class MetricsTests: XCTestCase {
         let engine = try Privileged.engine(lab: lab, vpmExecutable: try Privileged.vpmExecutable(), directory: directory,
                                            configuration: configuration)
         XCTAssertThrowsError(try engine.start())
-        XCTAssertTrue(engine.log.contains("cannot serve metrics on 198.19.255.254:9464"), engine.log)
-        XCTAssertTrue(engine.log.contains("change metrics: listen"), engine.log)
+        XCTAssertTrue(engine.log.contains("cannot serve metrics on 198.19.255.254:9464 (configuration line "), engine.log)
+        XCTAssertTrue(engine.log.contains("198.19.255.254 is not an address of this host (see `ip address`). Change metrics: listen"), engine.log)
+        XCTAssertFalse(engine.log.contains("bind(descriptor:"), "no NIO internals: \(engine.log)")
         let rules = try lab.run(lab.server, ["iptables-save"]).standardOutput
         XCTAssertFalse(rules.contains("VPM-"), "a failed start leaves no rule:\n\(rules)")
     }

@@ -63,6 +63,25 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertFalse(ipv4.contains { $0.contains("notrack") }, "conntrack must see the kernel datapath's flows")
     }
 
+    /// Fleet service addresses: a local connection no AID decided (still bound for the
+    /// service address after NAT) is refused at once, in a filter chain made only for them.
+    func testServiceAddressesGetAFilterChainOnlyWithAFleet() throws {
+        for (network, service, family) in [("198.18.0.0/16", "198.18.0.100", "ip"), ("\"2001:db8::/64\"", "2001:db8::100", "ip6")] {
+            let fleet = Self.configuration + """
+
+                fleet:
+                  etcd: [http://198.18.9.1:2379]
+                  network: \(network)
+                  virtual-ports: 20000-29999
+                  service: \(service)
+                """
+            let lines = KernelNAT(try Configuration.parse(fleet)).script.split(separator: "\n").map(String.init)
+            XCTAssertTrue(lines.contains("add rule inet vpm services \(family) daddr { \(service) } meta l4proto tcp th dport { 9000 } reject with tcp reset"), "\(lines)")
+            XCTAssertTrue(lines.contains("add rule inet vpm services \(family) daddr { \(service) } meta l4proto udp th dport { 5353 } reject"), "\(lines)")
+            XCTAssertFalse(lines.contains("delete chain inet vpm services"))
+        }
+    }
+
     func testNFTScriptTranslatesByMarkAndGuardsTheVirtualPorts() throws {
         let script = KernelNAT(try Configuration.parse(Self.configuration)).script
         let lines = script.split(separator: "\n").map(String.init)
@@ -75,7 +94,9 @@ final class KernelDatapathTests: XCTestCase {
                        "refusals before the guards")
         XCTAssertEqual(lines.filter { $0.hasPrefix("add chain") }.filter { !$0.contains("type nat hook") }, [
             "add chain inet vpm lookup",
+            "add chain inet vpm services { type filter hook output priority 0; policy accept; }",
         ], "NAT chains, and the kernel's own decisions")
+        XCTAssertEqual(lines.last, "delete chain inet vpm services", "no filter chain without fleet service addresses: \(script)")
         XCTAssertTrue(lines.contains("add chain inet vpm first { type nat hook prerouting priority -110; policy accept; }"), script)
         XCTAssertEqual(lines.filter { $0.hasPrefix("add rule inet vpm first") },
                        ["add rule inet vpm first ct state new meta mark & 0xf0000000 != 0x50000000 meta mark != 0x76706d01 jump lookup"],
@@ -90,7 +111,8 @@ final class KernelDatapathTests: XCTestCase {
         XCTAssertTrue(elements.contains("0x50004e20 : 20000"))
         XCTAssertTrue(elements.contains("0x500051e7 : 20967"))
         XCTAssertEqual(elements.components(separatedBy: " : ").count - 1, 1000, "one element per virtual port")
-        XCTAssertFalse(lines.contains { $0.hasPrefix("delete") }, "refreshing must never delete a chain: NAT would stop for running connections")
+        XCTAssertEqual(lines.filter { $0.hasPrefix("delete") }, ["delete chain inet vpm services"],
+                       "refreshing must never delete a NAT chain: NAT would stop for running connections (services is a filter chain)")
     }
 
     func makeProcessor(_ text: String = KernelDatapathTests.configuration, clients: ClientSockets = ClientSockets()) throws -> PacketPipeline {

@@ -60,7 +60,7 @@ final class ConfigurationValidationTests: XCTestCase {
 
     func testUnknownTopLevelKeySuggestsTheRightOne() {
         assertRejects(head + "virtual-port: 1-2\n", line: 4, column: 1, "unknown key 'virtual-port'", "did you mean 'virtual-ports'?", "queue, queues, virtual-ports, ports, applications, sources, flows")
-        assertRejects(head + "banana: 1\n", line: 4, "unknown key 'banana'", "The keys are")
+        assertRejects(head + "banana: 1\n", line: 4, "unknown key 'banana' in the configuration. The keys are: queue, queues")
     }
 
     func testMissingRequiredKeys() {

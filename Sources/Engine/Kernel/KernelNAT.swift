@@ -31,8 +31,13 @@ public import Policy
 ///                      whose conntrack entry carries no vpm mark is dropped (not from lo),
 ///                      and so is traffic to an initial port NAT did not translate; a virtual port's connection whose listening socket the
 ///                      engine did not bind (no `InstanceSocket.mark`) is refused
+///     chain services   filter, output hook, priority 0 (after NAT), only with fleet
+///                      service addresses: a local connection still bound for a service
+///                      address (no AID decided it: a program outside vpm exec) is refused
+///                      at once; no host holds the address, so it would wait for neighbour
+///                      resolution to fail
 ///
-/// Every chain is a NAT chain, and the kernel runs NAT chains for a connection's first
+/// Every chain but `services` is a NAT chain, and the kernel runs NAT chains for a connection's first
 /// packet only (until NAT is set up for it): established packets meet no vpm rule at all, here
 /// or in iptables (the NAT hooks themselves are the ones kernel NAT has too). Conntrack
 /// carries each connection, so it never needs the engine again — not even while it restarts.
@@ -63,6 +68,7 @@ public struct KernelNAT: Sendable, Equatable {
         let refuse = "0x" + String(RuleSet.refuseMark, radix: 16)
         var nat: [String] = ["\(tagged) ct mark set meta mark"]
         var refusals: [String] = [], guards: [String] = [], localGuards: [String] = [], serviceMisses: [String] = []
+        var undecidedServices: [String] = []
         for transport in [TransportProtocol.tcp, .udp] {
             let ports = configuration.initialPorts.filter { $0.transport == transport }.map { "\($0.port)" }
             guard !ports.isEmpty else { continue }
@@ -78,6 +84,15 @@ public struct KernelNAT: Sendable, Equatable {
             // A host slot the maps lack (they were flushed under a running engine): refused,
             // not sent to the service address itself (output only: no reject in prerouting).
             serviceMisses.append("\(service) \(initial) " + (transport == .tcp ? "reject with tcp reset" : "reject"))
+            // A program outside vpm exec (no AID) dialing a service address, which no host
+            // holds: refused at once, as other refusals are, not after neighbour resolution
+            // of the address gives up (about 3 s). In a filter chain after NAT: a service
+            // connection the engine decided has its host's address by then.
+            let services = configuration.fleet?.services ?? []
+            for (family, addresses) in [("ip", services.filter(\.isIPv4)), ("ip6", services.filter { !$0.isIPv4 })] where !addresses.isEmpty {
+                undecidedServices.append("\(family) daddr { \(addresses.map { "\($0)" }.joined(separator: ", ")) } \(initial) "
+                                         + (transport == .tcp ? "reject with tcp reset" : "reject"))
+            }
             // Not mode 3: a service connection whose slot the maps lack must not go to the
             // service address itself (it is refused below, in output).
             let notService = "meta mark & 0x\(String(KernelMark.serviceMask, radix: 16)) != 0x\(String(KernelMark.serviceTag, radix: 16))"
@@ -133,6 +148,10 @@ public struct KernelNAT: Sendable, Equatable {
             "add chain \(name) prerouting { type nat hook prerouting priority -100; policy accept; }",
             "add chain \(name) output { type nat hook output priority -100; policy accept; }",
             "add chain \(name) input { type nat hook input priority 100; policy accept; }",
+            // Only with fleet service addresses (its hook would meet every packet the host
+            // sends); without them, one an earlier engine left goes.
+            "add chain \(name) services { type filter hook output priority 0; policy accept; }",
+            "flush chain \(name) services",
             "flush chain \(name) prerouting",
             "flush chain \(name) output",
             "flush chain \(name) input",
@@ -162,6 +181,7 @@ public struct KernelNAT: Sendable, Equatable {
         }
         // After the service rules, whose dnat ends the chain when the slot is there.
         for rule in serviceMisses { lines.append("add rule \(name) output \(rule)") }
+        for rule in undecidedServices { lines.append("add rule \(name) services \(rule)") }
         // Local programs' own refused connections (local mode, cooperative clients): their
         // connect() fails at once.
         if configuration.cooperation.local || !configuration.cooperation.peers.isEmpty {
@@ -169,6 +189,7 @@ public struct KernelNAT: Sendable, Equatable {
         }
         for rule in localGuards { lines.append("add rule \(name) output \(rule)") }
         for rule in input { lines.append("add rule \(name) input \(rule)") }
+        if undecidedServices.isEmpty { lines.append("delete chain \(name) services") }
         script = lines.joined(separator: "\n") + "\n"
     }
 
