@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(name: "NetfilterTests", dependencies: ["Netfilter", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "SteeringTests", dependencies: ["Steering", "Packet", "NetworkLab", "TestSupport"]),
         .testTarget(name: "DecisionTests", dependencies: ["Decision", "Packet", "FlowTable", "Policy"]),
-        .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Decision", "Packet", "FlowTable", "Policy", "Control", "Netfilter", "Steering"]),
         .testTarget(name: "EndToEndTests", dependencies: ["NetworkLab", "Control", "TestSupport", "MetricsEndpoint", "Fleet", "Negotiation"]),
     ]
 )

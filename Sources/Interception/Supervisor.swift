@@ -28,6 +28,10 @@ public enum Supervisor {
         if notifySocket != nil {
             var name = [CChar](repeating: 0, count: 108)
             relay = vpm_notify_relay_open(&name, name.count)
+            if relay < 0 {
+                // The program then sends to systemd itself, which takes it only with NotifyAccess=all.
+                FileHandle.standardError.write(Data("vpm: cannot relay the program's sd_notify messages (\(String(cString: strerror(errno)))): it sends them to NOTIFY_SOCKET itself; set NotifyAccess=all in the unit\n".utf8))
+            }
             if relay >= 0 {
                 environment["NOTIFY_SOCKET"] = String(cString: name)
                 // It names vpm exec; without it, sd_watchdog_enabled() in the program finds

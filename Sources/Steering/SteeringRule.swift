@@ -75,4 +75,9 @@ public enum SteeringSlot {
     public static func base(transport: TransportProtocol, virtualPort: UInt16) -> UInt32 {
         (transport == .udp ? 1 << 17 : 0) | UInt32(virtualPort) << 1
     }
+
+    /// Virtual port 0's slots, which no instance can have: a rule that leads here is a client
+    /// of an AID with no instance on the port, which the program refuses as such (no socket),
+    /// not as a client of no AID (no rule).
+    public static let vacant = base(transport: .tcp, virtualPort: 0)
 }

@@ -35,6 +35,17 @@ final class SocketDatapathTests: XCTestCase {
         try engine.start()
         defer { _ = engine.stop() }
         do {
+            // Before any instance: acme's client is refused at once, as a client of an AID
+            // with no instance on the port (not as a client of no AID).
+            let early = try lab.run(lab.clients[0], ["socat", "-u", "TCP:\(lab.server.address):9000,connect-timeout=5", "STDOUT"])
+            XCTAssertTrue(early.standardError.contains("Connection refused"), early.standardError)
+            try NetworkLab.poll("the refusal in the log, with its reason", timeout: 5) {
+                engine.log.contains("last-client=198.18.1.2:") && engine.log.contains("reason=the AID has no instance on this port")
+            }
+            let statistics = try JSONDecoder().decode(EngineStatistics.self, from: Data(engine.stats(json: true).standardOutput.utf8))
+            XCTAssertEqual(statistics.reasonsInKernel["noInstance"], 1, "\(statistics.reasonsInKernel)")
+            XCTAssertNil(statistics.reasonsInKernel["noApplication"], "\(statistics.reasonsInKernel)")
+
             // Each instance sends its file and says which port its accepted socket is on.
             for aid in ["acme", "globex"] {
                 try NetworkLab.makeRandomFile("\(directory)/\(aid).bin", count: 8 << 20)

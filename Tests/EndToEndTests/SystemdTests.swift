@@ -315,8 +315,11 @@ final class SystemdTests: XCTestCase {
                 XCTAssertEqual(try lab.checked(setup.client(aid), ["redis-cli", "-h", server, "-p", "9003", "get", "marker"]).standardOutput,
                                "\(aid)\n", "each AID's notify unit is its own redis")
             }
-            let apps = try JSONDecoder().decode([AppRecord].self, from: Data(try setup.vpm("apps", "--json").standardOutput.utf8))
-            XCTAssertEqual(apps.filter { !$0.processes.isEmpty }.count, 8, "four types, two AIDs: \(apps)")
+            // A daemon's pid is learnt from its socket (the process that bound has exited): within a second.
+            try NetworkLab.poll("eight instances with their processes (four types, two AIDs)", timeout: 10) {
+                let apps = (try? setup.vpm("apps", "--json")).flatMap { try? JSONDecoder().decode([AppRecord].self, from: Data($0.standardOutput.utf8)) } ?? []
+                return apps.filter { !$0.processes.isEmpty }.count == 8
+            }
 
             for kind in kinds { for aid in ["acme", "globex"] { try container.systemctl("stop", "\(kind)@\(aid)") } }
             let left = try container.run(["systemctl", "list-units", "--no-legend", "--state=active", "simple@*", "exec@*", "forking@*", "notify@*"])

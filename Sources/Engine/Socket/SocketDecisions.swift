@@ -48,17 +48,27 @@ final class SocketDecisions: Sendable {
         self.logger = logger
     }
 
-    /// The rules for `sources` and the accepting TCP instances.
-    static func rules(sources: [SourceRule], instances: [Instance]) -> Set<SteeringRule> {
+    /// The rules for `sources` and the accepting TCP instances; a source whose AID has no
+    /// accepting instance on one of the TCP `initialPorts` leads to the vacant slot.
+    static func rules(sources: [SourceRule], instances: [Instance], initialPorts: [UInt16]) -> Set<SteeringRule> {
         var byAID: [AID: [SourceRule]] = [:]
         for rule in sources { byAID[rule.aid, default: []].append(rule) }
         var rules = Set<SteeringRule>()
+        var served: Set<String> = []
         for instance in instances where instance.accepting && instance.initialPort.transport == .tcp {
+            served.insert("\(instance.aid)/\(instance.initialPort.port)")
             let slot = SteeringSlot.base(transport: .tcp, virtualPort: instance.virtualPort)
             for source in byAID[instance.aid] ?? [] {
                 let (network, length, port) = source.match.components
                 rules.insert(SteeringRule(transport: .tcp, initialPort: instance.initialPort.port, network: network,
                                           length: length, clientPort: port, slot: slot))
+            }
+        }
+        for source in sources {
+            let (network, length, port) = source.match.components
+            for initialPort in initialPorts where !served.contains("\(source.aid)/\(initialPort)") {
+                rules.insert(SteeringRule(transport: .tcp, initialPort: initialPort, network: network,
+                                          length: length, clientPort: port, slot: SteeringSlot.vacant))
             }
         }
         return rules
@@ -79,7 +89,8 @@ final class SocketDecisions: Sendable {
                     Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
                              virtualPort: entry.virtualPort, accepting: !entry.isDraining)
                 }
-                let wanted = Self.rules(sources: configuration.sources, instances: instances)
+                let wanted = Self.rules(sources: configuration.sources, instances: instances,
+                                        initialPorts: configuration.initialPorts.filter { $0.transport == .tcp }.map(\.port))
                 // The observer fills a slot as its socket starts listening, for the ports in
                 // the instances' map.
                 var ports: [SocketSteering.PortKey: (slot: UInt32, marked: Bool)] = [:]
@@ -120,7 +131,7 @@ final class SocketDecisions: Sendable {
     }
 
     private static func ports(_ rules: Set<SteeringRule>, _ instancePorts: Set<UInt16>) -> Set<InstanceRegistry.PortKey> {
-        Set(rules.map { InstanceRegistry.PortKey(transport: .tcp, port: UInt16(truncatingIfNeeded: ($0.slot & 0x1FFFF) >> 1)) })
+        Set(rules.filter { $0.slot != SteeringSlot.vacant }.map { InstanceRegistry.PortKey(transport: .tcp, port: UInt16(truncatingIfNeeded: ($0.slot & 0x1FFFF) >> 1)) })
             .union(instancePorts.map { InstanceRegistry.PortKey(transport: .tcp, port: $0) })
     }
 
