@@ -86,7 +86,8 @@ if make --no-print-directory install DESTDIR="$stage" PREFIX=/opt/vpm >"$stage.l
      && "$stage/opt/vpm/bin/vpm" check-config "$stage/demo.yaml" >/dev/null \
      && ! ldd "$stage/opt/vpm/bin/vpm" | grep -q libswift \
      && zcat "$stage/opt/vpm/share/man/man8/vpm.8.gz" | grep -q "vpm" \
-     && grep -q "vpm" "$stage/opt/vpm/share/bash-completion/completions/vpm" "$stage/opt/vpm/share/zsh/site-functions/_vpm"; then
+     && grep -q "vpm" "$stage/opt/vpm/share/bash-completion/completions/vpm" \
+     && grep -q "vpm" "$stage/opt/vpm/share/zsh/site-functions/_vpm"; then
     echo "make install: ok ($stage/opt/vpm/bin/vpm runs a program under vpm exec; man page and completions installed)"
   else
     echo "make install: the installed vpm does not work, or its man page or completions are missing: vpm exec said '$exec_output' (status $exec_status); installed:"

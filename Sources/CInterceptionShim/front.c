@@ -13,6 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+/* Descriptors one sd_notify message may carry through the relay. */
+#define VPM_RELAY_DESCRIPTORS 64
+
 /* vpm exec runs as two processes. The front is the process its caller started: it waits for
  * the program's first process only, and exits with its status. The supervisor, the front's
  * child, is the program's parent and subreaper: it answers the intercepted calls of the
@@ -87,6 +90,37 @@ static socklen_t notify_address(const char *path, struct sockaddr_un *address) {
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + length + (path[0] == '@' ? 0 : 1));
 }
 
+int vpm_notify_target_valid(const char *path) {
+    struct sockaddr_un address;
+    return (path[0] == '/' || path[0] == '@') && notify_address(path, &address) > 0;
+}
+
+void vpm_notify_relay_discard(int relay) {
+    /* After the front has gone: the name stays bound (nobody else can take it and read the
+     * daemon's messages), and what arrives is read and dropped, descriptors closed, so the
+     * sender never blocks on a full queue. */
+    while (1) {
+        char data[512];
+        union {
+            char buffer[CMSG_SPACE(sizeof(int) * VPM_RELAY_DESCRIPTORS) + CMSG_SPACE(sizeof(struct ucred))];
+            struct cmsghdr align;
+        } control;
+        struct iovec vector = { .iov_base = data, .iov_len = sizeof(data) };
+        struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
+                                  .msg_controllen = sizeof(control.buffer) };
+        if (recvmsg(relay, &message, MSG_CMSG_CLOEXEC) < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+            if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
+            int *descriptors = (int *)CMSG_DATA(header);
+            size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t index = 0; index < count; index++) close(descriptors[index]);
+        }
+    }
+}
+
 int vpm_notify_relay_open(char *name, size_t capacity) {
     int relay = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (relay < 0) return -1;
@@ -110,7 +144,20 @@ fail:;
     return -1;
 }
 
-#define VPM_RELAY_DESCRIPTORS 64
+/* Whether `pid` is in this process's cgroups (every line of /proc/PID/cgroup equal). */
+static int same_cgroup(pid_t pid) {
+    char path[64], mine[4096], theirs[4096];
+    snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+    int files[2] = { open("/proc/self/cgroup", O_RDONLY | O_CLOEXEC), open(path, O_RDONLY | O_CLOEXEC) };
+    ssize_t lengths[2] = { -1, -1 };
+    char *buffers[2] = { mine, theirs };
+    for (int index = 0; index < 2; index++) {
+        if (files[index] < 0) continue;
+        lengths[index] = read(files[index], buffers[index], sizeof(mine));
+        close(files[index]);
+    }
+    return lengths[0] > 0 && lengths[0] < (ssize_t)sizeof(mine) && lengths[0] == lengths[1] && memcmp(mine, theirs, (size_t)lengths[0]) == 0;
+}
 
 static void relay_one(int relay, int target, const struct sockaddr_un *address, socklen_t address_length) {
     char data[16384];
@@ -134,9 +181,11 @@ static void relay_one(int relay, int target, const struct sockaddr_un *address, 
         } else if (header->cmsg_type == SCM_CREDENTIALS) {
             struct ucred credentials;
             memcpy(&credentials, CMSG_DATA(header), sizeof(credentials));
-            /* The socket's name is not secret (/proc/net/unix): only the program's own user
-             * (or root) speaks for the unit, as only the unit's processes may without vpm. */
-            trusted = credentials.uid == getuid() || credentials.uid == 0;
+            /* The socket's name is not secret (/proc/net/unix): only a process of this
+             * process's cgroup (under systemd: the unit's) speaks for the unit, as
+             * NotifyAccess=all would allow without vpm. Not another program of the same
+             * user, which may be another AID's instance. */
+            trusted = same_cgroup(credentials.pid);
         }
     }
     if (trusted && !(message.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {

@@ -202,6 +202,9 @@ public final class EtcdGateway: Sendable {
                                       token: nil, timeout: .seconds(5))
         let bytes = try await response.body.collect(upTo: 1 << 16)
         let object = try? JSONSerialization.jsonObject(with: Data(bytes.readableBytesView)) as? [String: Any]
+        if response.status == .requestTimeout || response.status.code >= 500 {
+            throw EtcdError("etcd at \(endpoints[index]) could not authenticate now: \(object?["message"] ?? String(buffer: bytes)) (HTTP \(response.status.code))")
+        }
         guard response.status == .ok, let token = object?["token"] as? String else {
             throw EtcdError("etcd refused user '\(credentials.user)': \(object?["message"] ?? String(buffer: bytes)) (check fleet: user and password-file)", kind: .refused)
         }

@@ -24,7 +24,7 @@ public enum Supervisor {
         // the unit's main process, which passes them on as its own.
         var environment = environment
         var relay: Int32 = -1
-        let notifySocket = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
+        let notifySocket = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty || vpm_notify_target_valid($0) == 0 ? nil : $0 }
         if notifySocket != nil {
             var name = [CChar](repeating: 0, count: 108)
             relay = vpm_notify_relay_open(&name, name.count)
@@ -40,6 +40,10 @@ public enum Supervisor {
             }
         }
         // Split while this process has one thread: the supervisor goes on in Swift after fork.
+        let threads = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task").count) ?? 1
+        guard threads == 1 else {
+            throw InterceptionError("vpm exec cannot start the supervisor: \(threads) threads run before it forks, where one must (a bug: please report it)")
+        }
         var channel: Int32 = -1
         let supervisor = vpm_split_front(&channel)
         guard supervisor >= 0 else {
@@ -51,15 +55,16 @@ public enum Supervisor {
                                forwardedSignals, Int32(forwardedSignals.count))
             }
         }
-        if relay >= 0 { close(relay) }
-        let status = try supervise(path: path, arguments: arguments, environment: environment, settings: settings, channel: channel)
+        // The supervisor keeps the relay's name taken once the front has gone (`detach`).
+        let status = try supervise(path: path, arguments: arguments, environment: environment, settings: settings,
+                                   channel: channel, relay: relay)
         exit(status)
     }
 
     /// The supervisor: starts the program, answers its calls and its descendants', reports
     /// the program's status to the front, and returns once nobody it supervises is left.
     private static func supervise(path: String, arguments: [String], environment: [String: String],
-                                  settings: InterceptionSettings, channel: Int32) throws -> Int32 {
+                                  settings: InterceptionSettings, channel: Int32, relay: Int32) throws -> Int32 {
         // Orphans (a daemon's double fork) stay our children: they keep their supervisor,
         // and this process stays their ancestor, which pidfd_getfd's ptrace check accepts.
         _ = vpm_become_subreaper()
@@ -82,12 +87,12 @@ public enum Supervisor {
         let handler = NotificationHandler(listener: listener, settings: settings)
         let loop = NotificationLoop(listener: listener, handler: handler)
         loop.start()
-        return waitForEveryone(child: child, channel: channel)
+        return waitForEveryone(child: child, channel: channel, relay: relay)
     }
 
     /// Waits for the program and reports its status to the front, which exits with it; then
     /// serves what the program left running (reparented to us) until it has exited too.
-    private static func waitForEveryone(child: pid_t, channel: Int32) -> Int32 {
+    private static func waitForEveryone(child: pid_t, channel: Int32, relay: Int32) -> Int32 {
         var result: Int32 = 1
         while true {
             var status: Int32 = 0
@@ -98,10 +103,21 @@ public enum Supervisor {
             }
             guard pid == child else { continue }
             result = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-            _ = vpm_supervisor_report(channel, result)
             // What remains (a daemon) runs on its own now, as it would without vpm: signals
-            // for the caller no longer reach it, nor end its supervisor.
+            // for the caller no longer reach it (nor a pid the kernel may reuse), nor end its
+            // supervisor. Then the front may go.
             _ = vpm_supervisor_detach(forwardedSignals, Int32(forwardedSignals.count))
+            _ = vpm_supervisor_report(channel, result)
+            if relay >= 0 {
+                // Once the front has passed on the last messages and gone (we are reparented).
+                let front = getppid()
+                let discard = Thread {
+                    while getppid() == front { usleep(10_000) }
+                    vpm_notify_relay_discard(relay)
+                }
+                discard.name = "vpm-exec-notify"
+                discard.start()
+            }
         }
         return result
     }

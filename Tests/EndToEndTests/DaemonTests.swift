@@ -32,15 +32,18 @@ final class DaemonTests: XCTestCase {
     /// After the daemons were stopped by their own means: no instance is left, and no
     /// supervisor either (each ends with the last process it supervised).
     private func waitForNothingLeft(_ setup: ExecSetup, _ what: String) throws {
+        var apps: [AppRecord] = []
         try NetworkLab.poll("\(what)'s ports to be released", timeout: 20) {
-            ((try? setup.apps()) ?? []).allSatisfy { $0.processes.isEmpty }
+            apps = (try? setup.apps()) ?? apps
+            return apps.allSatisfy { $0.processes.isEmpty }
         }
-        try NetworkLab.poll("\(what)'s supervisors to exit", timeout: 10) { Self.supervisors(in: setup.lab).isEmpty }
+        XCTAssertFalse(apps.isEmpty, "the engine answered: its instances are listed, without processes")
+        try NetworkLab.poll("\(what)'s supervisors to exit", timeout: 10) { (try? Self.supervisors(in: setup.lab))?.isEmpty ?? false }
     }
 
     /// `vpm exec` processes still running in the server's namespace.
-    private static func supervisors(in lab: NetworkLab) -> [Int32] {
-        let pids = (try? Command.run(["ip", "netns", "pids", lab.server.namespace], timeout: 10).standardOutput) ?? ""
+    private static func supervisors(in lab: NetworkLab) throws -> [Int32] {
+        let pids = try Command.checked(["ip", "netns", "pids", lab.server.namespace], timeout: 10).standardOutput
         return pids.split(separator: "\n").compactMap { Int32($0) }.filter { pid in
             let command = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
             return command.contains("vpm\u{0}exec\u{0}")
@@ -62,7 +65,7 @@ final class DaemonTests: XCTestCase {
                                        "--protected-mode", "no", "--bind", "*", "-::*"])
             }
             try waitForInstances(setup, "redis")
-            XCTAssertFalse(Self.supervisors(in: lab).isEmpty, "the daemons are still supervised")
+            XCTAssertFalse(try Self.supervisors(in: lab).isEmpty, "the daemons are still supervised")
             let blob = "\(setup.directory)/blob.bin"
             try NetworkLab.makeRandomFile(blob, count: 1 << 20)
             for aid in aids {

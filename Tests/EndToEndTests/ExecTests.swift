@@ -448,25 +448,57 @@ final class ExecTests: XCTestCase {
                 import socket, struct, sys
                 s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 s.bind(sys.argv[1]); s.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1); s.settimeout(20)
-                while True:  # READY=1, then BARRIER=1 (systemd-notify's, with a descriptor), then STOPPING=1
-                    message, ancillary, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12))
+                while True:  # READY=1, BARRIER=1 (systemd-notify's), FDSTORE=1 with a descriptor, STOPPING=1
+                    message, ancillary, _, _ = s.recvmsg(4096, socket.CMSG_SPACE(12) + socket.CMSG_SPACE(16))
                     pid = [struct.unpack("iII", data[:12])[0] for level, kind, data in ancillary if kind == socket.SCM_CREDENTIALS]
-                    print(message.decode().replace("\n", " ").strip(), "from", pid[0], flush=True)
+                    fds = sum(len(data) // 4 for level, kind, data in ancillary if kind == socket.SCM_RIGHTS)
+                    print(message.decode().replace("\n", " ").strip(), "from", pid[0], "fds", fds, flush=True)
                     if b"STOPPING=1" in message: break
                 """#.write(toFile: receiver, atomically: true, encoding: .utf8)
+            // What a program storing a descriptor with systemd sends (sd_pid_notify_with_fds).
+            let storing = "\(setup.directory)/store.py"
+            try #"""
+                import array, os, socket
+                target = os.environ["NOTIFY_SOCKET"]
+                address = "\0" + target[1:] if target.startswith("@") else target
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                s.sendmsg([b"FDSTORE=1\nFDNAME=kept"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [0]))], 0, address)
+                """#.write(toFile: storing, atomically: true, encoding: .utf8)
+            // A process of the same user in another cgroup (under systemd: another unit, such as
+            // another AID's instance) that finds the relay's name and speaks for the unit.
+            let outsider = "\(setup.directory)/outsider.py"
+            let cgroupBase = FileManager.default.fileExists(atPath: "/sys/fs/cgroup/cgroup.controllers") ? "/sys/fs/cgroup" : "/sys/fs/cgroup/unified"
+            let cgroup = "\(cgroupBase)/vpmt-notify-\(getpid())"
+            defer { rmdir(cgroup) }
+            try #"""
+                import os, socket, sys, time
+                cgroup, target = sys.argv[1], open(sys.argv[2]).read().strip()
+                os.makedirs(cgroup, exist_ok=True)
+                open(cgroup + "/cgroup.procs", "w").write(str(os.getpid()))
+                address = "\0" + target[1:] if target.startswith("@") else target
+                socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b"STATUS=from another cgroup", address)
+                time.sleep(1)  # alive, and still there, while the relay looks at where it is
+                """#.write(toFile: outsider, atomically: true, encoding: .utf8)
             let socketPath = "\(setup.directory)/notify.sock"
             let listening = try setup.lab.spawn(setup.lab.server, ["python3", receiver, socketPath], log: "\(setup.directory)/received.log")
             try NetworkLab.poll("the notify socket", timeout: 10) { FileManager.default.fileExists(atPath: socketPath) }
             let front = try setup.lab.spawn(setup.lab.server, ["env", "NOTIFY_SOCKET=\(socketPath)", setup.vpm, "exec", "--aid", "acme",
                                                                "--config", setup.engine.configurationPath, "--socket", setup.engine.socketPath, "--",
-                                                               "sh", "-c", "systemd-notify --ready --status=serving; echo program=$$; sleep 1; systemd-notify STOPPING=1"],
+                                                               "sh", "-c", "systemd-notify --ready --status=serving; echo program=$$; python3 \(storing); echo $NOTIFY_SOCKET > \(setup.directory)/relay; while [ ! -e \(setup.directory)/sent ]; do sleep 0.05; done; systemd-notify STOPPING=1"],
                                             log: "\(setup.directory)/front.log")
+            try NetworkLab.poll("the program to say where its notify socket is", timeout: 10) { !setup.text("relay").isEmpty }
+            // nsenter, not `ip netns exec`: the latter's private /sys has no cgroups.
+            try Command.checked(["nsenter", "--net=/var/run/netns/\(setup.lab.server.namespace)",
+                                 "python3", outsider, cgroup, "\(setup.directory)/relay"])
+            FileManager.default.createFile(atPath: "\(setup.directory)/sent", contents: nil)
             try NetworkLab.poll("vpm exec and the receiver to finish", timeout: 20) { !front.isRunning && !listening.isRunning }
             XCTAssertEqual(front.terminationStatus, 0, setup.text("front.log"))
             XCTAssertEqual(listening.terminationStatus, 0, setup.text("received.log"))
             let received = setup.text("received.log")
-            XCTAssertTrue(received.contains("READY=1 STATUS=serving from \(front.processIdentifier)\n"), received)
-            XCTAssertTrue(received.contains("STOPPING=1 from \(front.processIdentifier)\n"), received)
+            XCTAssertTrue(received.contains("READY=1 STATUS=serving from \(front.processIdentifier) fds 0\n"), received)
+            XCTAssertTrue(received.contains("FDSTORE=1 FDNAME=kept from \(front.processIdentifier) fds 1\n"), "the descriptor went along: \(received)")
+            XCTAssertTrue(received.contains("STOPPING=1 from \(front.processIdentifier) fds 0\n"), received)
+            XCTAssertFalse(received.contains("another cgroup"), "a process outside vpm exec's cgroup speaks for nobody: \(received)")
             XCTAssertFalse(setup.text("front.log").contains("program=\(front.processIdentifier)"), "the program is not vpm exec itself")
         }
     }

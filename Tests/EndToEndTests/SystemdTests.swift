@@ -212,7 +212,7 @@ final class SystemdTests: XCTestCase {
                   name: unit-host
                   network: 198.18.0.0/16
                   virtual-ports: 20000-29999
-                  lease: 10s
+                  lease: 60s
                   user: vpm
                   password-file: /etc/vpm/etcd-password
 
@@ -236,7 +236,7 @@ final class SystemdTests: XCTestCase {
             try container.systemctl("stop", "vpm")
             XCTAssertEqual(try setup.engineLeftovers(), [])
             // A clean stop revokes the engine's lease on the way out: its entries are gone
-            // when `systemctl stop` returns, not a lease (10 s) later.
+            // when `systemctl stop` returns, not a lease (60 s) later.
             let left = try etcd.ctl(["get", "--prefix", "/vpm/", "--keys-only"]).standardOutput
             XCTAssertFalse(left.contains("unit-host"), "the stopped engine left the fleet: \(left)")
         }

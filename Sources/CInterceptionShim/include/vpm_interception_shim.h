@@ -68,6 +68,13 @@ int vpm_supervisor_report(int channel, int status);
 /// session, ignores `signals`, and lets go of the caller's terminal and pipes.
 int vpm_supervisor_detach(const int *signals, int count);
 
+/// Whether NOTIFY_SOCKET's value is an address the relay can send to (a path or `@name`).
+int vpm_notify_target_valid(const char *path);
+
+/// Supervisor, once the front has gone: reads and drops what arrives on the relay, so its
+/// name stays taken and a sender never blocks. Returns only on error.
+void vpm_notify_relay_discard(int relay);
+
 /// Front: an abstract datagram socket for the program's sd_notify messages; its name
 /// (`@…`) goes into `name`. -1 with errno on failure.
 int vpm_notify_relay_open(char *name, size_t capacity);

@@ -137,7 +137,9 @@ final class SocketSession: DatapathSession, @unchecked Sendable {
     /// observer puts the socket in its slot as it does, and no client meets the gap a
     /// periodic update would leave (up to 100 ms of refusals).
     func instanceBound() {
-        guard let decisions else { return }
+        // Not once the engine is stopping: its last update stands (and with
+        // --keep-connections, is what the next engine takes over).
+        guard let decisions, !stopping.load(ordering: .relaxed) else { return }
         update(decisions)
     }
 
