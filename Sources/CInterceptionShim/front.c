@@ -16,6 +16,50 @@
 /* Descriptors one sd_notify message may carry through the relay. */
 #define VPM_RELAY_DESCRIPTORS 64
 
+/* One datagram read from the relay, with its descriptors and its sender's pid. */
+struct notification {
+    char data[16384];
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * VPM_RELAY_DESCRIPTORS) + CMSG_SPACE(sizeof(struct ucred))];
+        struct cmsghdr align;
+    } control;
+    ssize_t length;
+    int truncated;
+    int *descriptors;
+    size_t count;
+    pid_t sender;
+};
+
+/* Reads one datagram (flags: MSG_DONTWAIT or 0); -1 with errno when none was read. The
+ * descriptors it carried are open until `release`. */
+static int receive(int relay, struct notification *notification, int flags) {
+    struct iovec vector = { .iov_base = notification->data, .iov_len = sizeof(notification->data) };
+    struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = notification->control.buffer,
+                              .msg_controllen = sizeof(notification->control.buffer) };
+    notification->length = recvmsg(relay, &message, flags | MSG_CMSG_CLOEXEC);
+    notification->descriptors = NULL;
+    notification->count = 0;
+    notification->sender = 0;
+    if (notification->length < 0) return -1;
+    notification->truncated = (message.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
+        if (header->cmsg_level != SOL_SOCKET) continue;
+        if (header->cmsg_type == SCM_RIGHTS) {
+            notification->descriptors = (int *)CMSG_DATA(header);
+            notification->count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        } else if (header->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred credentials;
+            memcpy(&credentials, CMSG_DATA(header), sizeof(credentials));
+            notification->sender = credentials.pid;
+        }
+    }
+    return 0;
+}
+
+static void release(struct notification *notification) {
+    for (size_t index = 0; index < notification->count; index++) close(notification->descriptors[index]);
+}
+
 /* vpm exec runs as two processes. The front is the process its caller started: it waits for
  * the program's first process only, and exits with its status. The supervisor, the front's
  * child, is the program's parent and subreaper: it answers the intercepted calls of the
@@ -99,25 +143,13 @@ void vpm_notify_relay_discard(int relay) {
     /* After the front has gone: the name stays bound (nobody else can take it and read the
      * daemon's messages), and what arrives is read and dropped, descriptors closed, so the
      * sender never blocks on a full queue. */
+    static struct notification dropped;  /* one thread reads it: not on that thread's stack */
     while (1) {
-        char data[512];
-        union {
-            char buffer[CMSG_SPACE(sizeof(int) * VPM_RELAY_DESCRIPTORS) + CMSG_SPACE(sizeof(struct ucred))];
-            struct cmsghdr align;
-        } control;
-        struct iovec vector = { .iov_base = data, .iov_len = sizeof(data) };
-        struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
-                                  .msg_controllen = sizeof(control.buffer) };
-        if (recvmsg(relay, &message, MSG_CMSG_CLOEXEC) < 0) {
+        if (receive(relay, &dropped, 0) < 0) {
             if (errno == EINTR) continue;
             return;
         }
-        for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
-            if (header->cmsg_level != SOL_SOCKET || header->cmsg_type != SCM_RIGHTS) continue;
-            int *descriptors = (int *)CMSG_DATA(header);
-            size_t count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t index = 0; index < count; index++) close(descriptors[index]);
-        }
+        release(&dropped);
     }
 }
 
@@ -160,55 +192,32 @@ static int same_cgroup(pid_t pid) {
 }
 
 static void relay_one(int relay, int target, const struct sockaddr_un *address, socklen_t address_length) {
-    char data[16384];
-    union {
-        char buffer[CMSG_SPACE(sizeof(int) * VPM_RELAY_DESCRIPTORS) + CMSG_SPACE(sizeof(struct ucred))];
-        struct cmsghdr align;
-    } control;
-    struct iovec vector = { .iov_base = data, .iov_len = sizeof(data) };
-    struct msghdr message = { .msg_iov = &vector, .msg_iovlen = 1, .msg_control = control.buffer,
-                              .msg_controllen = sizeof(control.buffer) };
-    ssize_t length = recvmsg(relay, &message, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (length < 0) return;
-    int *descriptors = NULL;
-    size_t count = 0;
-    int trusted = 0;
-    for (struct cmsghdr *header = CMSG_FIRSTHDR(&message); header != NULL; header = CMSG_NXTHDR(&message, header)) {
-        if (header->cmsg_level != SOL_SOCKET) continue;
-        if (header->cmsg_type == SCM_RIGHTS) {
-            descriptors = (int *)CMSG_DATA(header);
-            count = (header->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        } else if (header->cmsg_type == SCM_CREDENTIALS) {
-            struct ucred credentials;
-            memcpy(&credentials, CMSG_DATA(header), sizeof(credentials));
-            /* The socket's name is not secret (/proc/net/unix): only a process of this
-             * process's cgroup (under systemd: the unit's) speaks for the unit, as
-             * NotifyAccess=all would allow without vpm. Not another program of the same
-             * user, which may be another AID's instance. */
-            trusted = same_cgroup(credentials.pid);
-        }
-    }
-    if (trusted && !(message.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+    static struct notification received;  /* the front's one thread */
+    if (receive(relay, &received, MSG_DONTWAIT) < 0) return;
+    /* The socket's name is not secret (/proc/net/unix): only a process of this process's
+     * cgroup (under systemd: the unit's) speaks for the unit, as NotifyAccess=all would allow
+     * without vpm. Not another program of the same user, which may be another AID's instance. */
+    if (!received.truncated && received.sender > 0 && same_cgroup(received.sender)) {
         union {
             char buffer[CMSG_SPACE(sizeof(int) * VPM_RELAY_DESCRIPTORS)];
             struct cmsghdr align;
         } out;
-        struct iovec payload = { .iov_base = data, .iov_len = (size_t)length };
+        struct iovec payload = { .iov_base = received.data, .iov_len = (size_t)received.length };
         struct msghdr forward = { .msg_name = (void *)address, .msg_namelen = address_length,
                                   .msg_iov = &payload, .msg_iovlen = 1 };
-        if (count > 0) {
+        if (received.count > 0) {
             memset(&out, 0, sizeof(out));
             forward.msg_control = out.buffer;
-            forward.msg_controllen = CMSG_SPACE(sizeof(int) * count);
+            forward.msg_controllen = CMSG_SPACE(sizeof(int) * received.count);
             struct cmsghdr *header = CMSG_FIRSTHDR(&forward);
             header->cmsg_level = SOL_SOCKET;
             header->cmsg_type = SCM_RIGHTS;
-            header->cmsg_len = CMSG_LEN(sizeof(int) * count);
-            memcpy(CMSG_DATA(header), descriptors, sizeof(int) * count);
+            header->cmsg_len = CMSG_LEN(sizeof(int) * received.count);
+            memcpy(CMSG_DATA(header), received.descriptors, sizeof(int) * received.count);
         }
         while (sendmsg(target, &forward, MSG_NOSIGNAL) < 0 && errno == EINTR) {}
     }
-    for (size_t index = 0; index < count; index++) close(descriptors[index]);
+    release(&received);
 }
 
 int vpm_front_wait(pid_t supervisor, int channel, int relay, const char *notify_socket,

@@ -54,9 +54,10 @@ final class SocketDecisions: Sendable {
         var byAID: [AID: [SourceRule]] = [:]
         for rule in sources { byAID[rule.aid, default: []].append(rule) }
         var rules = Set<SteeringRule>()
-        var served: Set<String> = []
+        struct Served: Hashable { var aid: AID, port: UInt16 }
+        var served: Set<Served> = []
         for instance in instances where instance.accepting && instance.initialPort.transport == .tcp {
-            served.insert("\(instance.aid)/\(instance.initialPort.port)")
+            served.insert(Served(aid: instance.aid, port: instance.initialPort.port))
             let slot = SteeringSlot.base(transport: .tcp, virtualPort: instance.virtualPort)
             for source in byAID[instance.aid] ?? [] {
                 let (network, length, port) = source.match.components
@@ -66,7 +67,7 @@ final class SocketDecisions: Sendable {
         }
         for source in sources {
             let (network, length, port) = source.match.components
-            for initialPort in initialPorts where !served.contains("\(source.aid)/\(initialPort)") {
+            for initialPort in initialPorts where !served.contains(Served(aid: source.aid, port: initialPort)) {
                 rules.insert(SteeringRule(transport: .tcp, initialPort: initialPort, network: network,
                                           length: length, clientPort: port, slot: SteeringSlot.vacant))
             }
