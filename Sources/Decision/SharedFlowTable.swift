@@ -104,6 +104,17 @@ public final class SharedFlowTable: Sendable {
         return counts
     }
 
+    /// Removes the flow under `key` unless it belongs to `aid`, and returns it. A client
+    /// address:port that a new socket of `aid` now holds must not be carried to the old
+    /// socket's instance by the flow its predecessor left (UDP has no handshake to end it).
+    public func removeFlow(_ key: FlowKey, unlessOf aid: AID) -> Translation? {
+        withLock { table -> Translation? in
+            guard let handle = table.lookup(key), let flow = table.translation(handle), flow.aid != aid,
+                  table.remove(handle) else { return nil }
+            return flow
+        }
+    }
+
     /// Removes the flows to `virtualPort` (its instance is gone: a later instance that gets
     /// the same port must not inherit them). Control plane: scans the table.
     public func removeFlows(toVirtualPort virtualPort: UInt16, transport: TransportProtocol) -> Int {

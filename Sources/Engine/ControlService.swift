@@ -224,6 +224,18 @@ final class ControlService: Sendable {
                 }
                 local.address = source
             }
+            // A UDP socket of another AID may have held this address:port moments ago, and its
+            // flow (the kernel's NAT) would carry this socket's datagrams to that AID's
+            // instance: no handshake ends it. TCP's new SYN starts a flow of its own.
+            if transport == .udp, let remote = request.remoteAddress.flatMap(IPAddress.init), let remotePort = request.remotePort {
+                let key = FlowKey(transport: .udp, client: local.address, clientPort: local.port, server: remote, initialPort: remotePort)
+                if let stale = store.removeFlow(key, unlessOf: aid) {
+                    datapath.forget(key)
+                    logger.info("client port taken over by another AID: its old flow removed", metadata: [
+                        "flow": "\(key)", "old-aid": "\(stale.aid)", "aid": "\(aid)",
+                    ])
+                }
+            }
             clients.register(transport: transport, address: local.address, port: local.port, aid: aid,
                              now: MonotonicClock.milliseconds())
             return ControlResponse()

@@ -136,17 +136,17 @@ public final class Conntrack {
 
     /// A new ctnetlink request in `requestBuffer`, for both IPv4 and IPv6, with the next
     /// sequence number.
-    private func request(_ message: cntl_msg_types, flags: Int32) -> UnsafeMutablePointer<nlmsghdr> {
+    private func request(_ message: cntl_msg_types, flags: Int32, family: UInt8 = UInt8(AF_UNSPEC)) -> UnsafeMutablePointer<nlmsghdr> {
         let header = mnl_nlmsg_put_header(requestBuffer.baseAddress)!
         header.pointee.nlmsg_type = Self.messageType(message)
         header.pointee.nlmsg_flags = UInt16(flags)
         sequence &+= 1
         header.pointee.nlmsg_seq = sequence
-        let family = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!
+        let generic = mnl_nlmsg_put_extra_header(header, MemoryLayout<nfgenmsg>.size)!
             .assumingMemoryBound(to: nfgenmsg.self)
-        family.pointee.nfgen_family = UInt8(AF_UNSPEC)  // both IPv4 and IPv6
-        family.pointee.version = UInt8(NFNETLINK_V0)
-        family.pointee.res_id = 0
+        generic.pointee.nfgen_family = family  // AF_UNSPEC: both IPv4 and IPv6
+        generic.pointee.version = UInt8(NFNETLINK_V0)
+        generic.pointee.res_id = 0
         return header
     }
 
@@ -166,6 +166,42 @@ public final class Conntrack {
             if code == 0 || code == -ENOENT { return true }
             throw NetfilterError(conntrack: .deleteConntrack, errno: Errno(rawValue: -code))
         }
+    }
+
+    /// Deletes the one entry whose original direction is `original` (4- or 16-byte
+    /// addresses, both of one family) for IP protocol `protocolNumber`, in conntrack zone 0.
+    /// Returns false when there was none (ENOENT).
+    @discardableResult
+    public func delete(protocolNumber: UInt8, original: ConntrackTuple) throws(NetfilterError) -> Bool {
+        let isIPv4 = original.source.count == 4
+        guard (isIPv4 || original.source.count == 16), original.destination.count == original.source.count else {
+            throw NetfilterError(conntrack: .deleteConntrack, errno: .invalidArgument)
+        }
+        if let stale = unfinishedDump { try finishDump(stale) }
+        // A tuple is looked up in the family the request names, not AF_UNSPEC.
+        let header = request(IPCTNL_MSG_CT_DELETE, flags: NLM_F_REQUEST | NLM_F_ACK, family: UInt8(isIPv4 ? AF_INET : AF_INET6))
+        let tuple = mnl_attr_nest_start(header, UInt16(CTA_TUPLE_ORIG.rawValue))
+        let addresses = mnl_attr_nest_start(header, UInt16(CTA_TUPLE_IP.rawValue))
+        let (sourceKind, destinationKind) = isIPv4 ? (CTA_IP_V4_SRC.rawValue, CTA_IP_V4_DST.rawValue) : (CTA_IP_V6_SRC.rawValue, CTA_IP_V6_DST.rawValue)
+        original.source.withUnsafeBytes { mnl_attr_put(header, UInt16(sourceKind), $0.count, $0.baseAddress) }
+        original.destination.withUnsafeBytes { mnl_attr_put(header, UInt16(destinationKind), $0.count, $0.baseAddress) }
+        mnl_attr_nest_end(header, addresses)
+        let ports = mnl_attr_nest_start(header, UInt16(CTA_TUPLE_PROTO.rawValue))
+        mnl_attr_put_u8(header, UInt16(CTA_PROTO_NUM.rawValue), protocolNumber)
+        mnl_attr_put_u16(header, UInt16(CTA_PROTO_SRC_PORT.rawValue), original.sourcePort.bigEndian)
+        mnl_attr_put_u16(header, UInt16(CTA_PROTO_DST_PORT.rawValue), original.destinationPort.bigEndian)
+        mnl_attr_nest_end(header, ports)
+        mnl_attr_nest_end(header, tuple)
+        try send(header, call: .deleteConntrack)
+        var found = true
+        try readAnswer(sequence, call: .deleteConntrack) { message throws(NetfilterError) in
+            guard Int32(message.pointee.nlmsg_type) == NLMSG_ERROR else { return false }
+            let code = NetlinkExchange.errorCode(message)
+            if code == -ENOENT { found = false; return true }
+            if code == 0 { return true }
+            throw NetfilterError(conntrack: .deleteConntrack, errno: Errno(rawValue: -code))
+        }
+        return found
     }
 
     private func send(_ header: UnsafeMutablePointer<nlmsghdr>, call: NetfilterError.Call) throws(NetfilterError) {

@@ -69,6 +69,12 @@ extension IPAddress: Comparable {
 }
 
 extension IPAddress {
+    /// The network-order bytes: 4 for an IPv4 address, else 16 (the inverse of `init(bytes:)`).
+    public var bytes: [UInt8] {
+        let words = isIPv4 ? [UInt64(low) << 32] : [high, low]
+        return words.flatMap { word in (0..<(isIPv4 ? 4 : 8)).map { UInt8(truncatingIfNeeded: word >> (56 - 8 * $0)) } }
+    }
+
     /// An address from 4 (IPv4) or 16 (IPv6, or IPv4-mapped) network-order bytes, as
     /// conntrack, sock_diag and the socket datapath's BPF maps hold them; nil for another count.
     public init?<Bytes: Collection>(bytes: Bytes) where Bytes.Element == UInt8 {

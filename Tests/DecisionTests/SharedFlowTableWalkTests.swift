@@ -19,6 +19,19 @@ final class SharedFlowTableWalkTests: XCTestCase {
         }
     }
 
+    /// A UDP client port that a socket of another AID now holds: the old flow goes, and one
+    /// of the same AID (a re-registration of the socket that made it) stays.
+    func testAFlowIsRemovedForAnotherAIDOnly() {
+        let table = SharedFlowTable(FlowTable(capacity: 16))
+        let key = FlowKey(transport: .udp, client: .loopbackIPv4, clientPort: 41_000, server: .loopbackIPv4, initialPort: 5353)
+        XCTAssertTrue(table.record(key, virtualPort: 20017, aid: "acme", mode: .local, peer: nil, now: 1000))
+        XCTAssertNil(table.removeFlow(key, unlessOf: "acme"))
+        XCTAssertEqual(table.snapshot().count, 1)
+        XCTAssertEqual(table.removeFlow(key, unlessOf: "globex")?.aid, "acme")
+        XCTAssertEqual(table.snapshot().count, 0)
+        XCTAssertNil(table.removeFlow(key, unlessOf: "globex"))
+    }
+
     func testPiecesAddUpToTheWholeTableInTheSameOrder() {
         let table = SharedFlowTable(FlowTable(capacity: 10_000))
         fill(table, 7_000)

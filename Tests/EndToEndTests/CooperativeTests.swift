@@ -432,6 +432,32 @@ final class CooperativeTests: XCTestCase {
         }
     }
 
+    /// Local mode: a UDP client port that another AID's socket held a moment before (its
+    /// flow still alive: conntrack's NAT on the kernel and socket datapaths, the flow table
+    /// on the userspace one) carries the new socket's queries to its own AID's instance.
+    /// The old flow goes when the new socket registers. Before that, globex's queries from a
+    /// port acme had just used reached acme's instance: a crossing, first seen when an
+    /// ephemeral port happened to be reused.
+    func testAUDPClientPortReusedByAnotherAIDReachesItsOwnInstance() throws {
+        try withLocalEngine("local-udp-reuse", ports: "[5353/udp, 5353]") { lab, engine in
+            let script = try UDPServers.startDNS(engine, aids: ["acme", "globex"])
+            for (family, address) in ["127.0.0.1", "::1"].enumerated() {
+                for (index, way) in ["connect", "sendto", "sendmsg"].enumerated() {
+                    let sourcePort = 41_000 + 10 * family + index
+                    for aid in ["acme", "globex", "acme"] {
+                        let how = "\(aid) from port \(sourcePort) to \(address), \(way)"
+                        let output = try engine.execAndWait(aid, ["python3", script, address, "5353", "50", way, "\(sourcePort)"], timeout: 60)
+                        XCTAssertEqual(output.status, 0, "\(how): \(output.standardError)")
+                        guard output.status == 0 else { continue }
+                        let result = try JSONDecoder().decode(UDPServers.LoadResult.self, from: Data(output.standardOutput.utf8))
+                        XCTAssertEqual(result.answers, [aid: 50], how)
+                    }
+                }
+            }
+            XCTAssertEqual(engine.log.components(separatedBy: "client port taken over by another AID").count - 1, 2 * 3 * 2, engine.log)
+        }
+    }
+
     /// Local mode: the engine restarts in the middle of a 200 MB upload from one program under
     /// `vpm exec` to its AID's instance on the same host — killed while the upload crosses
     /// loopback, stopped with `--keep-connections` while it goes to the host's IPv6 address —

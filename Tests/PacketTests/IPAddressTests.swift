@@ -93,6 +93,10 @@ final class IPAddressTests: XCTestCase {
         let buffer: [UInt8] = [9, 9, 10, 0, 0, 1, 9]
         XCTAssertEqual(IPAddress(bytes: buffer[2..<6]), IPAddress(10, 0, 0, 1), "a slice that does not start at 0")
         XCTAssertNil(IPAddress(bytes: [1, 2, 3] as [UInt8]))
+        // And back: 4 bytes for IPv4 (conntrack's tuples), 16 for IPv6.
+        XCTAssertEqual(IPAddress(198, 18, 1, 2).bytes, [198, 18, 1, 2])
+        XCTAssertEqual(IPAddress("2001:db8::7")?.bytes, [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7])
+        XCTAssertEqual(IPAddress.loopbackIPv6.bytes, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1])
         XCTAssertNil(IPAddress(bytes: [UInt8](repeating: 0, count: 15)))
     }
 }

@@ -13,13 +13,14 @@ public enum UDPServers {
          "--log-facility=-"]
     }
 
-    /// `python3 SCRIPT SERVER PORT COUNT [connect|sendmsg]`: COUNT TXT queries for svc.test, at most 32
+    /// `python3 SCRIPT SERVER PORT COUNT [connect|sendto|sendmsg [SOURCEPORT]]`: COUNT TXT queries for svc.test, at most 32
     /// outstanding, each retried once after a second without an answer. First, from another
     /// socket (another flow), one query answered: the path's neighbor caches are filled, so
     /// the load's first burst does not wait out a neighbor solicitation. Prints one JSON
     /// object: {"sent", "answers": {TEXT: count}, "retried", "unanswered"}. With `connect`,
     /// the socket is connected first (connect(2)); with `sendmsg`, every query is an
-    /// unconnected sendmsg(2); otherwise an unconnected sendto(2). Exits 2 on ICMP port unreachable ("refused").
+    /// unconnected sendmsg(2); otherwise an unconnected sendto(2). With SOURCEPORT, the socket is bound to that
+    /// port first (SO_REUSEADDR). Exits 2 on ICMP port unreachable ("refused").
     public static let dnsLoadScript = #"""
         import json, os, select, socket, struct, sys, time
         server, port, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -27,6 +28,9 @@ public enum UDPServers {
         use_sendmsg = len(sys.argv) > 4 and sys.argv[4] == "sendmsg"
         s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        if len(sys.argv) > 5:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("::" if ":" in server else "0.0.0.0", int(sys.argv[5])))
         if connected: s.connect((server, port))
         def query(ident):
             name = b"".join(bytes([len(p)]) + p for p in b"svc.test".split(b".")) + b"\0"

@@ -3,6 +3,7 @@ import Control
 import Glibc
 #endif
 import Decision
+import FlowTable
 import Logging
 import Netfilter
 import Packet
@@ -29,6 +30,9 @@ protocol DatapathSession: AnyObject, Sendable {
     /// program has the answer (and so before it listens): what the datapath keeps outside
     /// the engine must know the instance by then.
     func instanceBound()
+    /// A flow just removed from the table (its client address:port now belongs to another
+    /// AID's socket): what the datapath keeps outside the engine must not carry it on.
+    func forget(_ flow: FlowKey)
     /// Connections the kernel decided without the engine (`KernelDecisions`).
     var flowsDecidedInKernel: UInt64 { get }
     /// Connections the kernel refused without the engine, by reason (the socket datapath's
@@ -44,6 +48,8 @@ extension DatapathSession {
     /// The queue's datapaths decide each connection's first packet with the registry as it
     /// is then: nothing to do.
     func instanceBound() {}
+    /// The queue's datapaths keep no flow outside the table: nothing to do.
+    func forget(_ flow: FlowKey) {}
 }
 
 /// What a session needs from the engine.
@@ -237,6 +243,17 @@ final class KernelSession: DatapathSession, @unchecked Sendable {
 
     func refreshFlows() {
         do { try conntrack.refresh(adding: .decidedInKernel(.read())) } catch { context.logger.warning("conntrack: \(error)") }
+    }
+
+    /// Deletes the flow's conntrack entry, whose NAT would otherwise carry every later
+    /// packet from the client's address:port to the instance it was decided for.
+    func forget(_ flow: FlowKey) {
+        let original = ConntrackTuple(source: flow.client.bytes, destination: flow.server.bytes,
+                                      sourcePort: flow.clientPort, destinationPort: flow.initialPort)
+        do { try Conntrack().delete(protocolNumber: flow.transport.rawValue, original: original) } catch {
+            context.logger.warning("cannot delete the conntrack entry of a client port another AID now uses: its packets may still reach the old instance until the entry times out; delete it with `conntrack -D`",
+                                   metadata: ["flow": "\(flow)", "error": "\(error)"])
+        }
     }
 
     func housekeeping() { updateDecisions() }

@@ -1,5 +1,6 @@
 import Control
 import Decision
+import FlowTable
 import Foundation
 import Netfilter
 import Packet
@@ -142,6 +143,9 @@ final class SocketSession: DatapathSession, @unchecked Sendable {
         guard let decisions, !stopping.load(ordering: .relaxed) else { return }
         update(decisions)
     }
+
+    /// UDP runs on the kernel datapath's NAT here: its conntrack entry goes.
+    func forget(_ flow: FlowKey) { kernel.forget(flow) }
 
     private func update(_ decisions: SocketDecisions) {
         let (generation, configuration) = context.sources()
