@@ -45,6 +45,11 @@ public final class EtcdGateway: Sendable {
         var configuration = HTTPClient.Configuration()
         configuration.tlsConfiguration = tls
         configuration.timeout = .init(connect: .seconds(2), read: nil)
+        // A member that refuses the connection (stopped, killed) fails the call at once, and
+        // the next member is asked. By default the pool would retry the connection until the
+        // connect timeout, so each dead member cost 2 s: publishing after the preferred
+        // member died took 2.2 to 2.6 s, and noticing that every member was gone over 6 s.
+        configuration.connectionPool.retryConnectionEstablishment = false
         configuration.connectionPool.idleTimeout = .seconds(30)
         client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
