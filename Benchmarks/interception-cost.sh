@@ -8,6 +8,9 @@
 #   sendto from an unconnected UDP socket to a port that is not multiplexed: under vpm exec
 #   with a configuration that routes no UDP client by AID (not intercepted), and with one
 #   that does (local mode and a UDP initial port: to the supervisor and back)
+# and whole runs of /bin/true (milliseconds, median of 11): plain, under vpm exec --aid
+# acme, and under vpm exec --new-aid (making a tenant, joining it, and its end), against a
+# second engine with a tenants: section in a namespace of its own.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-exec: needs root (a namespace and an engine); run: sudo make bench-exec" >&2; exit 1; }
@@ -18,11 +21,15 @@ if [ -z "${VPM_BINARY:-}" ]; then
 fi
 work=$(mktemp -d /tmp/vpm-exec-bench.XXXXXX)
 namespace=vpmxb-$$
+tenant_namespace=vpmxt-$$
 engine=""
+tenant_engine=""
 cleanup() {
-  [ -n "$engine" ] && kill "$engine" 2>/dev/null && wait "$engine" 2>/dev/null
-  ip netns pids "$namespace" 2>/dev/null | xargs -r kill -9 2>/dev/null
-  ip netns delete "$namespace" 2>/dev/null
+  for pid in $engine $tenant_engine; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+  for ns in "$namespace" "$tenant_namespace"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns delete "$ns" 2>/dev/null
+  done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,3 +73,30 @@ for spec in "exec bind 2000 9000:bind+listen on the initial port" \
   ratio=$(awk -v a="$intercepted" -v b="$plain" 'BEGIN { printf "%.1f", a / b }')
   printf '%-34s %12s %12s %7sx\n' "${spec#*:}" "$plain" "$intercepted" "$ratio"
 done
+
+# Whole runs: what a vpm exec costs, and what making a tenant adds to it.
+cat "$work/vpm-udp.yaml" - > "$work/vpm-tenants.yaml" <<YAML
+tenants: {}
+YAML
+ip netns add "$tenant_namespace"
+ip -n "$tenant_namespace" link set lo up
+ip netns exec "$tenant_namespace" "$VPM_BINARY" run --config "$work/vpm-tenants.yaml" --socket "$work/vpm-t.sock" >"$work/engine-t.log" 2>&1 &
+tenant_engine=$!
+for _ in $(seq 100); do [ -S "$work/vpm-t.sock" ] && break; sleep 0.1; done
+[ -S "$work/vpm-t.sock" ] || { cat "$work/engine-t.log"; echo "bench-exec: the tenants' engine did not start" >&2; exit 1; }
+whole() {  # whole ARGS... -> median milliseconds of 11 runs
+  for _ in $(seq 11); do
+    local start end
+    start=$(date +%s%N)
+    timeout 30 ip netns exec "$tenant_namespace" "$@" >/dev/null 2>&1
+    end=$(date +%s%N)
+    echo $(( (end - start) / 1000 ))
+  done | sort -n | sed -n 6p | awk '{ printf "%.2f", $1 / 1000 }'
+}
+exec_args=(exec --config "$work/vpm-tenants.yaml" --socket "$work/vpm-t.sock")
+plain=$(whole /bin/true)
+configured=$(whole "$VPM_BINARY" "${exec_args[@]}" --aid acme -- /bin/true)
+tenant=$(whole "$VPM_BINARY" "${exec_args[@]}" --new-aid -- /bin/true)
+printf '\n%-34s %12s\n' "whole run of /bin/true" "median ms"
+printf '%-34s %12s\n' "plain" "$plain" "vpm exec --aid acme" "$configured" "vpm exec --new-aid (a tenant)" "$tenant"
+grep -c "tenant made" "$work/engine-t.log" | awk '{ if ($1 < 11) { print "bench-exec: only " $1 " tenants were made" > "/dev/stderr"; exit 1 } }'

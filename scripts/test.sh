@@ -54,7 +54,7 @@ status=${PIPESTATUS[0]}
 # each other datapath (the first pass ran the default, socket; EngineRun passes
 # VPM_TEST_DATAPATH to `vpm run --datapath`). KernelRestartTests, which picks the kernel
 # datapath itself, ran in the first pass. Each pass's log is named by its datapath.
-datapath_suites='EndToEndTests\.(SourceRoutingTests|ExecTests|DaemonTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)'
+datapath_suites='EndToEndTests\.(SourceRoutingTests|ExecTests|DaemonTests|TenantTests|CooperativeTests|MetricsTests|FlowWatchTests|ServiceTests|MalformedPacketTests|RestartTests|UDPTests)'
 other_datapaths=(userspace kernel)
 declare -A pass_log
 for datapath in "${other_datapaths[@]}"; do

@@ -10,6 +10,9 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case reload
         /// A new key pair for the engine's fleet membership (`vpm rotate-key`, docs/fleet.md).
         case rotateKey = "rotate-key"
+        /// Make a tenant (no `aid`: `vpm exec --new-aid`) or join one (`aid`), held by the
+        /// asking process until it exits (docs/instances.md).
+        case tenant
     }
     public var command: Command
     /// bind, connect: the AID of the calling program.
@@ -64,6 +67,8 @@ public struct ControlResponse: Codable, Sendable, Equatable {
     /// apps with `fleet`: every instance the fleet's directory lists, and the fleet's state.
     public var fleetInstances: [FleetInstanceRecord]?
     public var fleet: FleetRecord?
+    /// tenant: the tenant's AID.
+    public var aid: String?
 
     public init(flows: [FlowRecord]? = nil, statistics: EngineStatistics? = nil, applications: [AppRecord]? = nil,
                 virtualPort: UInt16? = nil, error: String? = nil, errorCode: String? = nil,

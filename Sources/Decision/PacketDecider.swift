@@ -123,7 +123,7 @@ public struct PacketDecider {
             }
             targetByVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
             targets.append(Target(aid: instance.aid, initialPort: instance.initialPort.port,
-                                  virtualPort: instance.virtualPort, slot: slots[instance.aid] ?? 0))
+                                  virtualPort: instance.virtualPort, slot: instance.slot ?? slots[instance.aid] ?? 0))
         }
         routesGeneration = generation
     }
@@ -276,11 +276,12 @@ public struct PacketDecider {
         }
         guard localMode, viaLoopback else { return acceptUnchanged() }
         // Local mode: a local client of the initial port reaches the local instance of its AID.
-        guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
+        guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now, consuming: false) else {
             return acceptUnchanged()
         }
         switch admit(key, aid: aid, mode: .local, peer: nil, flags: flags, bytes: bytes, now: now) {
         case .success(let virtualPort):
+            clients.consume(transport: transport, address: key.client, port: key.clientPort)
             return translate(packet, to: virtualPort, mode: .local)
         case .failure(let reason):
             return refuse(key, reason)

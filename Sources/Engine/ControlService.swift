@@ -19,6 +19,7 @@ final class ControlService: Sendable {
     private let configuration: Configuration
     private let store: SharedFlowTable
     private let registry: InstanceRegistry
+    private var tenants: TenantBook { registry.tenants }
     private let clients: ClientSockets
     private let cooperation: CooperationService
     private let workers: WorkerList
@@ -120,10 +121,20 @@ final class ControlService: Sendable {
     func answer(_ request: ControlRequest, peer: ControlPeer, descriptor: Int32?) -> ControlResponse {
         // An instance or a client registers for an AID the configuration names, whoever asks.
         if request.command == .bind || request.command == .connect {
-            guard let name = request.aid, let aid = AID(name), configuration.application(aid) != nil else {
+            guard let name = request.aid, let aid = AID(name), configuration.application(aid) != nil || tenants.contains(aid) else {
                 let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
-                return ControlResponse(error: "AID '\(request.aid ?? "")' is not in the configuration (applications: \(known.isEmpty ? "none" : known))",
+                return ControlResponse(error: "AID '\(request.aid ?? "")' is not in the configuration (applications: \(known.isEmpty ? "none" : known)) nor a live tenant",
                                        errorCode: "EINVAL")
+            }
+            // A tenant's instances and clients register only through a `vpm exec` that joined
+            // it, whoever asks (root too): a process of one tenant cannot speak for another.
+            if tenants.contains(aid), !tenants.isMember(peer.pid, of: aid) {
+                logger.log(limitedBy: refusedRequests, level: .warning, "control request refused", metadata: [
+                    "command": "\(request.command.rawValue)", "aid": "\(aid)", "uid": "\(peer.uid)", "pid": "\(peer.pid)",
+                    "reason": "not a member of the tenant",
+                ])
+                return ControlResponse(error: "permission denied: process \(peer.pid) has not joined tenant \(aid) (vpm exec --aid \(aid) joins it, as its owner)",
+                                       errorCode: "EACCES")
             }
         }
         // Root and the engine's own user may do anything; everyone else what the
@@ -141,6 +152,9 @@ final class ControlService: Sendable {
             case .bind, .connect:
                 refusal = configuration.readRefusal(for: caller)
                     ?? request.aid.flatMap(AID.init).flatMap { configuration.registrationRefusal(aid: $0, for: caller) }
+            case .tenant:
+                // The tenants: section says who may make one; a tenant's owner may join it.
+                refusal = configuration.readRefusal(for: caller)
             }
             if let refusal {
                 logger.log(limitedBy: refusedRequests, level: .warning, "control request refused", metadata: [
@@ -287,6 +301,8 @@ final class ControlService: Sendable {
             do { return ControlResponse(message: try reload("vpm reload (pid \(peer.pid))")) } catch {
                 return ControlResponse(error: "\(error)")
             }
+        case .tenant:
+            return tenant(request, peer: peer)
         case .rotateKey:
             guard let fleet else {
                 return ControlResponse(error: "this engine is not in a fleet: its configuration has no fleet: section (docs/fleet.md)")
@@ -304,6 +320,36 @@ final class ControlService: Sendable {
             } catch {
                 return ControlResponse(error: "\(error) (the engine keeps its key)")
             }
+        }
+    }
+
+    /// `vpm exec --new-aid` makes a tenant; `vpm exec --aid TENANT` joins one. Either way
+    /// the asking process holds the tenant until it exits.
+    private func tenant(_ request: ControlRequest, peer: ControlPeer) -> ControlResponse {
+        let caller = Caller(peer)
+        let outcome: TenantBook.Outcome
+        if let name = request.aid {
+            guard let aid = AID(name) else { return ControlResponse(error: AID.problem(with: name) ?? "not an AID", errorCode: "EINVAL") }
+            guard configuration.application(aid) == nil else {
+                return ControlResponse(error: "AID \(aid) is in the configuration, not a tenant: vpm exec --aid \(aid) runs it as configured", errorCode: "EINVAL")
+            }
+            outcome = tenants.join(aid, caller: caller, pid: peer.pid, insideTenant: tenants.tenant(around: peer.pid))
+        } else {
+            outcome = tenants.make(caller: caller, pid: peer.pid, configured: { configuration.application($0) != nil })
+        }
+        switch outcome {
+        case .joined(let aid):
+            logger.info(request.aid == nil ? "tenant made" : "tenant joined", metadata: [
+                "aid": "\(aid)", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "tenants": "\(tenants.tenants.count)",
+            ])
+            var response = ControlResponse()
+            response.aid = aid.name
+            return response
+        case .refused(let reason):
+            logger.log(limitedBy: refusedRequests, level: .warning, "tenant refused", metadata: [
+                "aid": "\(request.aid ?? "(new)")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "reason": "\(reason)",
+            ])
+            return ControlResponse(error: reason, errorCode: "EACCES")
         }
     }
 

@@ -67,7 +67,8 @@ public final class Engine {
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: configuration.timeouts)
         let store = SharedFlowTable(table)
         let clients = ClientSockets()
-        let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances")
+        let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances",
+                                        tenants: TenantBook(configuration: configuration, statePath: options.socketPath + ".tenants"))
         let datapath = chooseDatapath()
         // The userspace datapath gives local mode's loopback packets a queue of their own,
         // bound without GSO (RuleSet.everyPacket); the kernel datapath queues only their SYNs.
@@ -186,6 +187,15 @@ public final class Engine {
                 }
             }
             session.housekeeping()
+            if registry.tenants.settings != nil {
+                // A tenant ends with its last member; its slot waits until its flows are gone.
+                var withFlows: Set<AID>?
+                let ended = registry.tenants.sweep { aid in
+                    if withFlows == nil { withFlows = Set(store.census().keys.map(\.aid)) }
+                    return withFlows!.contains(aid)
+                }
+                for aid in ended { logger.info("tenant ended: its last vpm exec has exited", metadata: ["aid": "\(aid)"]) }
+            }
             if let fleet, registry.generation != publishedInstances {
                 publishedInstances = registry.generation
                 fleet.setInstances(FleetStart.entries(registry.instances(), engine: fleet.name))

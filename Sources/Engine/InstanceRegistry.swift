@@ -64,17 +64,26 @@ public final class InstanceRegistry: Sendable {
         var port: UInt16
     }
 
+    /// Tenants made at run time: their AIDs may bind `tenants.ports`, and their instances
+    /// carry their kernel mark slots.
+    let tenants: TenantBook
+
     /// `statePath` keeps the `vpm exec` registrations across an engine restart, so running
     /// instances need not register again.
-    public init(configuration: Configuration, statePath: String?) {
+    convenience init(configuration: Configuration, statePath: String?) {
+        self.init(configuration: configuration, statePath: statePath, tenants: TenantBook(configuration: configuration))
+    }
+
+    init(configuration: Configuration, statePath: String?, tenants: TenantBook) {
         self.configuration = configuration
+        self.tenants = tenants
         self.statePath = statePath
         var entries = configuration.instances.map { instance in
             Entry(aid: instance.aid, transport: instance.initialPort.transport,
                   initialPort: instance.initialPort.port, virtualPort: instance.virtualPort,
                   fromConfiguration: true, processes: [], lastBind: 0)
         }
-        entries += Self.load(statePath, configuration: configuration, taken: entries)
+        entries += Self.load(statePath, configuration: configuration, taken: entries, tenants: tenants)
         self.entries = Mutex(entries)
     }
 
@@ -83,10 +92,11 @@ public final class InstanceRegistry: Sendable {
 
     /// Every instance, for the queue thread's routing tables.
     public func instances() -> [Instance] {
-        entries.withLock { entries in
+        let slots = tenants.slots()
+        return entries.withLock { entries in
             entries.map { entry in
                 Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
-                         virtualPort: entry.virtualPort, accepting: !entry.isDraining)
+                         virtualPort: entry.virtualPort, accepting: !entry.isDraining, slot: slots[entry.aid])
             }
         }
     }
@@ -97,7 +107,12 @@ public final class InstanceRegistry: Sendable {
     /// again on every attempt of a waiting bind).
     func bind(aid: AID, initialPort: UInt16, transport: TransportProtocol, pid: Int32, avoiding: () -> Set<UInt16> = { [] },
               now: () -> UInt64) -> Allocation {
-        guard configuration.application(aid) != nil else {
+        if tenants.contains(aid), let settings = tenants.settings {
+            guard settings.ports.contains(InitialPort(port: initialPort, transport: transport)) else {
+                let ports = settings.ports.map(\.description).joined(separator: ", ")
+                return .refused("\(initialPort)/\(transport) is not a port tenants may use (tenants.ports: \(ports))")
+            }
+        } else if configuration.application(aid) == nil {
             let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
             return .refused("AID '\(aid)' is not in the configuration (applications: \(known.isEmpty ? "none" : known))")
         }
@@ -318,7 +333,7 @@ public final class InstanceRegistry: Sendable {
 
     /// Registrations of a previous engine whose sockets still exist (their instances run
     /// on), or whose accepted connections do (draining).
-    private static func load(_ path: String?, configuration: Configuration, taken: [Entry]) -> [Entry] {
+    private static func load(_ path: String?, configuration: Configuration, taken: [Entry], tenants: TenantBook) -> [Entry] {
         guard let path, let data = FileManager.default.contents(atPath: path),
               let saved = try? JSONDecoder().decode([Entry].self, from: data) else { return [] }
         let sockets = SocketTable.read()
@@ -326,7 +341,7 @@ public final class InstanceRegistry: Sendable {
         for var entry in saved {
             let listening = sockets.contains(entry.virtualPort, transport: entry.transport, inodes: entry.inodes)
             guard configuration.virtualPorts.contains(entry.virtualPort),
-                  configuration.application(entry.aid) != nil,
+                  configuration.application(entry.aid) != nil || tenants.contains(entry.aid),
                   listening || (entry.transport == .tcp && sockets.connections(on: entry.virtualPort) > 0),
                   !(taken + kept).contains(where: { $0.virtualPort == entry.virtualPort && $0.transport == entry.transport })
             else { continue }

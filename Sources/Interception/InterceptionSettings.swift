@@ -20,6 +20,9 @@ public struct InterceptionSettings: Sendable {
     /// destination registers again: half the shortest UDP flow timeout, so a flow that
     /// expired is always met by a fresh registration.
     public var sendRegistrationMilliseconds: UInt64 = 15_000
+    /// The AID is a tenant: the supervisor joins it before the program starts, so the
+    /// tenant lives as long as anything the supervisor serves.
+    public var joinsTenant = false
 
     public init(aid: AID, initialPorts: [InitialPort], socketPath: String, answerTimeoutSeconds: Int) {
         self.aid = aid

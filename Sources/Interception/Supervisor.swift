@@ -1,4 +1,5 @@
 import CInterceptionShim
+import Control
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -68,6 +69,19 @@ public enum Supervisor {
         // Orphans (a daemon's double fork) stay our children: they keep their supervisor,
         // and this process stays their ancestor, which pidfd_getfd's ptrace check accepts.
         _ = vpm_become_subreaper()
+        if settings.joinsTenant {
+            // The front holds the tenant until it exits; the supervisor, which outlives a
+            // daemon's first process, holds it too, and speaks for it.
+            var request = ControlRequest(.tenant)
+            request.aid = settings.aid.name
+            let response: ControlResponse
+            do { response = try ControlSocket.send(request, to: settings.socketPath, timeoutSeconds: 5) } catch {
+                throw InterceptionError("cannot join tenant \(settings.aid): \(error)")
+            }
+            guard response.aid == settings.aid.name else {
+                throw InterceptionError("cannot join tenant \(settings.aid): \(response.error ?? "the engine gave no AID")")
+            }
+        }
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { for pointer in argv + envp { free(pointer) } }

@@ -106,6 +106,13 @@ public final class EngineRun: @unchecked Sendable {
                     + arguments, timeout: timeout)
     }
 
+    /// `vpm exec --new-aid -- arguments` (a fresh tenant) on this engine's host, against
+    /// this engine; `user`: a command that runs the rest as another user (setpriv ...).
+    public func execNewTenant(_ arguments: [String], user: [String] = [], log: String) throws -> BackgroundProcess {
+        try lab.spawn(host, user + [vpmExecutable, "exec", "--new-aid", "--config", configurationPath, "--socket", socketPath, "--"]
+                      + arguments, log: "\(directory)/\(log)")
+    }
+
     public func stats(json: Bool = false) throws -> CommandOutput {
         try Command.checked([vpmExecutable, "stats", "--socket", socketPath] + (json ? ["--json"] : []))
     }

@@ -33,6 +33,7 @@ extension Configuration {
         restart("control", control != newer.control)
         restart("metrics", metrics?.endpoint != newer.metrics?.endpoint)
         restart("overload", overload != newer.overload)
+        restart("tenants", tenants != newer.tenants)
         restart("cooperative", !Self.sameCooperation(cooperation, newer.cooperation))
         restart("fleet", fleet.map { var one = $0; one.line = 0; return one } != newer.fleet.map { var one = $0; one.line = 0; return one })
         return changes

@@ -58,6 +58,8 @@ public struct Configuration: Sendable {
     public var metrics: MetricsSettings?
     /// The etcd directory of engines and instances; nil: no fleet.
     public var fleet: FleetSettings?
+    /// Tenants on demand (`vpm exec --new-aid`); nil: none may be made.
+    public var tenants: TenantSettings?
     /// What the kernel does with packets when the queue is full.
     public var overload: Overload = .failClosed
 

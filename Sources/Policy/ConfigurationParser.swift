@@ -8,7 +8,8 @@ import Yams
 struct ConfigurationParser {
     static let controlKeys = ["group"]
     static let metricsKeys = ["listen"]
-    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics", "overload", "fleet"]
+    static let tenantKeys = ["users", "groups", "limit", "ports", "prefix"]
+    static let topLevelKeys = ["queue", "queues", "virtual-ports", "ports", "applications", "sources", "flows", "allocation", "cooperative", "control", "metrics", "overload", "fleet", "tenants"]
 
     let file: String
     let text: String
@@ -92,6 +93,9 @@ struct ConfigurationParser {
         if let node = fields["metrics"] {
             configuration.metrics = try parseMetrics(node)
         }
+        if let node = fields["tenants"] {
+            configuration.tenants = try parseTenants(node, configuration: configuration)
+        }
         if let node = fields["overload"] {
             let text = try scalar(node, named: "'overload'")
             guard let overload = Overload(rawValue: text) else {
@@ -117,6 +121,57 @@ struct ConfigurationParser {
             throw failure("metrics 'listen' needs a port as well as an address, \(example); found '\(text)'", at: listen)
         }
         return MetricsSettings(address: address, port: port, line: line(of: listen))
+    }
+
+    /// `tenants: {users: [...], groups: [...], limit: 16, ports: [6379, 5353/udp], prefix: tenant}`.
+    private func parseTenants(_ node: Node, configuration: Configuration) throws(ConfigurationError) -> TenantSettings {
+        let fields = try self.fields(of: node, named: "'tenants'", allowed: Self.tenantKeys)
+        guard configuration.cooperation.local else {
+            throw failure("'tenants' needs local mode: a tenant's clients reach its instances through it; add cooperative: {local: true}", at: node)
+        }
+        var settings = TenantSettings(ports: configuration.initialPorts)
+        var principals: [String: [String]] = [:]
+        for key in ["users", "groups"] {
+            guard let listNode = fields[key] else { continue }
+            for item in try sequence(listNode, named: "tenants '\(key)'", example: key == "users" ? "[alice, 1001]" : "[ci]") {
+                principals[key, default: []].append(try principal(item, named: key == "users" ? "a user of tenants" : "a group of tenants"))
+            }
+        }
+        settings.users = principals["users"] ?? []
+        settings.groups = principals["groups"] ?? []
+        // Each tenant takes a kernel mark AID slot after the configured applications'.
+        let slots = 1023 - configuration.applications.count
+        if let limitNode = fields["limit"] {
+            settings.limit = try integer(limitNode, named: "limit", in: 1...max(1, slots))
+        } else {
+            settings.limit = min(settings.limit, slots)
+        }
+        if let portsNode = fields["ports"] {
+            var ports: [InitialPort] = []
+            for item in try sequence(portsNode, named: "tenants 'ports'", example: "[6379, 5353/udp]") {
+                let port = try initialPort(item)
+                guard configuration.initialPorts.contains(port) else {
+                    let listed = configuration.initialPorts.map(\.description).joined(separator: ", ")
+                    throw failure("tenants port \(port) is not a multiplexed port; list it under 'ports' too (now: \(listed))", at: item)
+                }
+                if !ports.contains(port) { ports.append(port) }
+            }
+            guard !ports.isEmpty else {
+                throw failure("tenants 'ports' is empty; list the initial ports tenants may use, or leave it out for all of 'ports'", at: portsNode)
+            }
+            settings.ports = ports
+        }
+        if let prefixNode = fields["prefix"] {
+            let prefix = try scalar(prefixNode, named: "'prefix'")
+            if let problem = AID.problem(with: prefix + "-00000000") {
+                throw failure("tenants 'prefix' '\(prefix)' does not make an AID: \(problem)", at: prefixNode)
+            }
+            settings.prefix = prefix
+        }
+        if let clash = configuration.applications.first(where: { $0.aid.name.hasPrefix(settings.prefix + "-") }) {
+            throw failure("application '\(clash.aid)' starts with the tenants' prefix '\(settings.prefix)-'; choose another 'prefix' under tenants", at: node)
+        }
+        return settings
     }
 
     private func parseInitialPorts(_ node: Node) throws(ConfigurationError) -> [InitialPort] {

@@ -19,6 +19,13 @@ public enum ProcessSocket {
         return nil
     }
 
+    /// A pidfd of process `pid` (pidfd_open(2)): readable once the process has exited, and
+    /// never another process's, whatever pid is reused. Nil and errno when it cannot be had.
+    public static func processHandle(_ pid: Int32) -> Int32? {
+        let handle = vpm_steer_pidfd_open(pid)
+        return handle >= 0 ? handle : nil
+    }
+
     private static func copy(_ target: String, inode: UInt64, from pid: Int32) -> Int32? {
         guard let directory = opendir("/proc/\(pid)/fd") else { return nil }
         defer { closedir(directory) }

@@ -64,6 +64,7 @@ struct CheckConfig: ParsableCommand {
         for warning in warnings { log("warning: \(warning)") }
         print("\(file): ok — \(configuration.applications.count) applications, \(configuration.instances.count) instances, "
               + "ports \(ports.joined(separator: ", ")), \(configuration.sources.count) source rules"
-              + (configuration.metrics.map { ", metrics on http://\($0.endpoint)/metrics" } ?? ""))
+              + (configuration.metrics.map { ", metrics on http://\($0.endpoint)/metrics" } ?? "")
+              + (configuration.tenants.map { ", up to \($0.limit) tenants on \($0.ports.map(\.description).joined(separator: ", "))" } ?? ""))
     }
 }

@@ -40,6 +40,7 @@ final class ConfigurationReferenceTests: XCTestCase {
             "metrics": ConfigurationParser.metricsKeys,
             "cooperative": ConfigurationParser.cooperationKeys + ConfigurationParser.peerKeys,
             "fleet": ConfigurationParser.fleetKeys + ConfigurationParser.fleetTLSKeys,
+            "tenants": ConfigurationParser.tenantKeys,
         ]
         for (section, keys) in expected {
             XCTAssertEqual(documented[section], Set(keys), "the keys of \(section) in docs/configuration.md vs the parser")

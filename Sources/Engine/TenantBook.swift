@@ -1,0 +1,266 @@
+import Decision
+import FlowTable
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Policy
+import Steering
+import Synchronization
+
+/// Tenants on demand (`tenants:`, `vpm exec --new-aid`): AIDs made at run time for one
+/// process tree each, and the `vpm exec` processes that hold each one. A tenant lives while
+/// one of its members (the `vpm exec` front that made or joined it, and its supervisor) is
+/// alive; its instances and flows end with the processes that made them, and its kernel
+/// mark AID slot is given to another tenant only once no flow of it is left.
+///
+/// Members are known by pidfd, opened when their request arrives (the peer is blocked on
+/// the answer, so its pid cannot have been reused), so a recycled pid never keeps a tenant.
+/// Shared by the control threads (make, join, the checks of binds and connects), the queue
+/// threads (slots, through the registry) and the engine's main thread (`sweep`).
+final class TenantBook: Sendable {
+    struct Tenant: Equatable {
+        var aid: AID
+        var owner: UInt32
+        var slot: Int
+        /// Pids of the member processes (their pidfds are in `handles`).
+        var members: [Int32]
+    }
+
+    /// How a process is watched: opened for a pid, asked whether it still runs, closed.
+    struct Watcher: Sendable {
+        var open: @Sendable (Int32) -> Int32?
+        var isAlive: @Sendable (Int32) -> Bool
+        var close: @Sendable (Int32) -> Void
+
+        /// pidfds: readable once the process has exited.
+        static let pidfd = Watcher(
+            open: { ProcessSocket.processHandle($0) },
+            isAlive: { descriptor in
+                var entry = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                return poll(&entry, 1, 0) == 0
+            },
+            close: { descriptor in _ = Glibc.close(descriptor) })
+    }
+
+    enum Outcome: Equatable {
+        case joined(AID)
+        case refused(String)
+    }
+
+    let settings: TenantSettings?
+    private let firstSlot: Int
+    private let watcher: Watcher
+    private let name: @Sendable () -> String
+    /// Where the tenants are kept across an engine restart (next to the control socket).
+    private let statePath: String?
+    private struct State {
+        var tenants: [AID: Tenant] = [:]
+        /// pidfd of each member pid.
+        var handles: [Int32: Int32] = [:]
+        /// Slots of ended tenants, until no flow of their AID is left.
+        var cooling: [Int: AID] = [:]
+    }
+    private let state = Mutex(State())
+    /// Tenants ever made, and refusals, for `vpm stats`.
+    private let made = Atomic<UInt64>(0)
+
+    /// `firstSlot`: the lowest kernel mark AID slot tenants may take (the configured
+    /// applications have the ones below it).
+    init(settings: TenantSettings?, firstSlot: Int, watcher: Watcher = .pidfd, statePath: String? = nil,
+         name: @escaping @Sendable () -> String = { String(format: "%08x", UInt32.random(in: 0...UInt32.max)) }) {
+        self.settings = settings
+        self.firstSlot = firstSlot
+        self.watcher = watcher
+        self.name = name
+        self.statePath = settings == nil ? nil : statePath
+        restore()
+    }
+
+    convenience init(configuration: Configuration, statePath: String? = nil) {
+        self.init(settings: configuration.tenants, firstSlot: configuration.applications.count + 1, statePath: statePath)
+    }
+
+    // MARK: - Across a restart
+
+    /// What a restarted engine reads: each tenant with its members, each known by pid and
+    /// start time (so a pid reused meanwhile is not taken for the member).
+    private struct Saved: Codable {
+        var aid: AID
+        var owner: UInt32
+        var slot: Int
+        var members: [Member]
+        struct Member: Codable { var pid: Int32; var started: UInt64 }
+    }
+
+    /// Writes the tenants for the next engine (after every change; small: one line each).
+    private func save() {
+        guard let statePath else { return }
+        let saved = tenants.map { tenant in
+            Saved(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot,
+                  members: tenant.members.compactMap { pid in Self.startTime(pid).map { Saved.Member(pid: pid, started: $0) } })
+        }
+        guard let data = try? JSONEncoder().encode(saved) else { return }
+        try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
+    }
+
+    /// Takes over the tenants a previous engine left whose members still run.
+    private func restore() {
+        guard let statePath, let settings, let data = FileManager.default.contents(atPath: statePath),
+              let saved = try? JSONDecoder().decode([Saved].self, from: data) else { return }
+        state.withLock { state in
+            for tenant in saved where tenant.aid.name.hasPrefix(settings.prefix + "-") && state.tenants.count < settings.limit {
+                var members: [Int32] = []
+                for member in tenant.members where Self.startTime(member.pid) == member.started {
+                    guard let handle = watcher.open(member.pid) else { continue }
+                    // Started before the pidfd was opened, and the same start time after: the same process.
+                    guard Self.startTime(member.pid) == member.started else { watcher.close(handle); continue }
+                    members.append(member.pid)
+                    state.handles[member.pid] = handle
+                }
+                guard !members.isEmpty, !state.tenants.values.contains(where: { $0.slot == tenant.slot }) else { continue }
+                state.tenants[tenant.aid] = Tenant(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot, members: members)
+            }
+        }
+    }
+
+    /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+    static func startTime(_ pid: Int32) -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
+    /// Makes a tenant for `caller`, held by process `pid` (the request's peer).
+    func make(caller: Caller, pid: Int32, configured: (AID) -> Bool) -> Outcome {
+        guard let settings else {
+            return .refused("this engine makes no tenants: its configuration has no tenants: section (docs/instances.md, \"Parallel test jobs on one host\")")
+        }
+        if let refusal = settings.makingRefusal(for: caller) { return .refused(refusal) }
+        guard let handle = watcher.open(pid) else {
+            return .refused("cannot watch process \(pid), which would hold the tenant: \(String(cString: strerror(errno)))")
+        }
+        let outcome: Outcome = state.withLock { state in
+            guard state.tenants.count < settings.limit else {
+                return .refused("\(state.tenants.count) tenants exist, the most tenants.limit allows (\(settings.limit)); wait for one to end, or raise the limit")
+            }
+            let taken = Set(state.tenants.values.map(\.slot)).union(state.cooling.keys)
+            let lastSlot = firstSlot + settings.limit - 1
+            guard let slot = (firstSlot...max(firstSlot, lastSlot)).first(where: { !taken.contains($0) }), slot <= PacketDecider.maximumSlot else {
+                return .refused("no kernel mark slot is free for a tenant: ended tenants' flows still hold them; try again once they have closed")
+            }
+            var aid: AID?
+            for _ in 0..<16 {
+                if let candidate = AID("\(settings.prefix)-\(name())"), state.tenants[candidate] == nil, !configured(candidate),
+                   !state.cooling.values.contains(candidate) {
+                    aid = candidate
+                    break
+                }
+            }
+            guard let aid else { return .refused("cannot find a fresh tenant name") }
+            state.tenants[aid] = Tenant(aid: aid, owner: caller.uid, slot: slot, members: [pid])
+            state.handles[pid] = handle
+            return .joined(aid)
+        }
+        if case .refused = outcome { watcher.close(handle) } else { made.add(1, ordering: .relaxed); save() }
+        return outcome
+    }
+
+    /// Process `pid` of `caller` joins tenant `aid`: only its owner (or root) may, and not
+    /// from inside another tenant (`insideTenant`: the tenant one of whose members is an
+    /// ancestor of `pid`).
+    func join(_ aid: AID, caller: Caller, pid: Int32, insideTenant: AID?) -> Outcome {
+        let refusal: String? = state.withLock { state in
+            guard let tenant = state.tenants[aid] else {
+                return "AID '\(aid)' is neither in the configuration nor a live tenant (a tenant ends when its last vpm exec has exited)"
+            }
+            if caller.uid != 0 && caller.uid != tenant.owner {
+                return "permission denied: tenant \(aid) belongs to uid \(tenant.owner); \(caller.description) may not join it"
+            }
+            // Root too: a job that runs as root is still one tenant, and must not cross by mistake.
+            if let inside = insideTenant, inside != aid {
+                return "permission denied: a process of tenant \(inside) may not join tenant \(aid)"
+            }
+            return nil
+        }
+        if let refusal { return .refused(refusal) }
+        guard let handle = watcher.open(pid) else {
+            return .refused("cannot watch process \(pid), which would hold the tenant: \(String(cString: strerror(errno)))")
+        }
+        let (outcome, spare) = state.withLock { state -> (Outcome, Bool) in
+            guard state.tenants[aid] != nil else { return (.refused("tenant \(aid) has just ended"), true) }
+            if !state.tenants[aid]!.members.contains(pid) { state.tenants[aid]!.members.append(pid) }
+            // A pid already watched (for this tenant or another) keeps its first handle.
+            if state.handles[pid] != nil { return (.joined(aid), true) }
+            state.handles[pid] = handle
+            return (.joined(aid), false)
+        }
+        if spare { watcher.close(handle) }
+        if case .joined = outcome { save() }
+        return outcome
+    }
+
+    func contains(_ aid: AID) -> Bool { state.withLock { $0.tenants[aid] != nil } }
+
+    /// Whether process `pid` holds tenant `aid` (a supervisor's bind or connect for it).
+    func isMember(_ pid: Int32, of aid: AID) -> Bool {
+        state.withLock { $0.tenants[aid]?.members.contains(pid) == true }
+    }
+
+    /// The tenant one of whose members is `pid` or an ancestor of it (the parent chain in
+    /// /proc, at most 64 steps).
+    func tenant(around pid: Int32, parent: (Int32) -> Int32? = TenantBook.parent) -> AID? {
+        let members = state.withLock { state in
+            Dictionary(state.tenants.values.flatMap { tenant in tenant.members.map { ($0, tenant.aid) } }, uniquingKeysWith: { first, _ in first })
+        }
+        guard !members.isEmpty else { return nil }
+        var current = pid
+        for _ in 0..<64 {
+            if let aid = members[current] { return aid }
+            guard let next = parent(current), next > 1 else { return nil }
+            current = next
+        }
+        return nil
+    }
+
+    /// The kernel mark AID slot of each live tenant.
+    func slots() -> [AID: Int] {
+        state.withLock { Dictionary(uniqueKeysWithValues: $0.tenants.values.map { ($0.aid, $0.slot) }) }
+    }
+
+    var tenants: [Tenant] { state.withLock { $0.tenants.values.sorted { $0.aid < $1.aid } } }
+
+    var madeCount: UInt64 { made.load(ordering: .relaxed) }
+
+    /// Forgets exited members; ends tenants without members (returned), and frees the slots
+    /// of ended tenants that `hasFlows` says no flow refers to any more.
+    func sweep(hasFlows: (AID) -> Bool) -> [AID] {
+        var closing: [Int32] = []
+        let ended: [AID] = state.withLock { state in
+            for (pid, handle) in state.handles where !watcher.isAlive(handle) {
+                closing.append(handle)
+                state.handles[pid] = nil
+                for aid in state.tenants.keys { state.tenants[aid]!.members.removeAll { $0 == pid } }
+            }
+            let ended = state.tenants.values.filter(\.members.isEmpty)
+            for tenant in ended {
+                state.tenants[tenant.aid] = nil
+                state.cooling[tenant.slot] = tenant.aid
+            }
+            for (slot, aid) in state.cooling where !hasFlows(aid) { state.cooling[slot] = nil }
+            return ended.map(\.aid).sorted()
+        }
+        for handle in closing { watcher.close(handle) }
+        if !closing.isEmpty { save() }
+        return ended
+    }
+
+    /// The parent of `pid` (field 4 of /proc/PID/stat, after the command's closing paren).
+    static func parent(_ pid: Int32) -> Int32? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
+    }
+}

@@ -1,0 +1,84 @@
+import Decision
+@testable import Engine
+import FlowTable
+import Policy
+import Synchronization
+import XCTest
+
+/// Tenants without processes: members are watched through a stand-in that the test ends.
+final class TenantBookTests: XCTestCase {
+    /// Handles are pids; `dead` lists the processes that have exited.
+    final class Processes: Sendable {
+        let dead = Mutex<Set<Int32>>([])
+        let open = Mutex<Set<Int32>>([])
+        var watcher: TenantBook.Watcher {
+            TenantBook.Watcher(open: { pid in self.open.withLock { _ = $0.insert(pid) }; return pid },
+                               isAlive: { handle in !self.dead.withLock { $0.contains(handle) } },
+                               close: { handle in self.open.withLock { _ = $0.remove(handle) } })
+        }
+    }
+
+    let alice = Caller(uid: 1001, gids: [1001], userName: "alice")
+    let bob = Caller(uid: 1002, gids: [1002], userName: "bob")
+
+    func book(limit: Int = 2, processes: Processes, names: [String] = ["00000001", "00000002", "00000003", "00000004"]) -> TenantBook {
+        let next = Mutex(names)
+        return TenantBook(settings: TenantSettings(users: ["alice"], limit: limit, ports: [InitialPort(port: 6379)]), firstSlot: 3,
+                          watcher: processes.watcher, name: { next.withLock { $0.isEmpty ? "ffffffff" : $0.removeFirst() } })
+    }
+
+    func testATenantLivesWhileAMemberDoesAndItsSlotWaitsForItsFlows() {
+        let processes = Processes()
+        let book = book(processes: processes)
+        XCTAssertEqual(book.make(caller: alice, pid: 100, configured: { _ in false }), .joined("tenant-00000001"))
+        XCTAssertEqual(book.join("tenant-00000001", caller: alice, pid: 101, insideTenant: "tenant-00000001"), .joined("tenant-00000001"))
+        XCTAssertEqual(book.slots(), ["tenant-00000001": 3])
+        XCTAssertTrue(book.isMember(101, of: "tenant-00000001"))
+        XCTAssertFalse(book.isMember(102, of: "tenant-00000001"))
+
+        processes.dead.withLock { _ = $0.insert(100) }
+        XCTAssertEqual(book.sweep(hasFlows: { _ in true }), [], "a member is left")
+        processes.dead.withLock { _ = $0.insert(101) }
+        XCTAssertEqual(book.sweep(hasFlows: { _ in true }), ["tenant-00000001"])
+        XCTAssertFalse(book.contains("tenant-00000001"))
+        XCTAssertEqual(processes.open.withLock { $0 }, [], "every handle closed")
+
+        // Its slot stays taken while a flow of it is left.
+        XCTAssertEqual(book.make(caller: alice, pid: 200, configured: { _ in false }), .joined("tenant-00000002"))
+        XCTAssertEqual(book.slots()["tenant-00000002"], 4)
+        XCTAssertEqual(book.sweep(hasFlows: { _ in false }), [])
+        XCTAssertEqual(book.make(caller: alice, pid: 201, configured: { _ in false }), .joined("tenant-00000003"))
+        XCTAssertEqual(book.slots()["tenant-00000003"], 3, "freed once no flow is left")
+    }
+
+    func testRefusalsNameTheirRule() {
+        let processes = Processes()
+        let book = book(limit: 1, processes: processes)
+        guard case .refused(let stranger) = book.make(caller: bob, pid: 300, configured: { _ in false }) else { return XCTFail() }
+        XCTAssertTrue(stranger.contains("bob (uid 1002) may not make tenants"), stranger)
+        XCTAssertEqual(book.make(caller: alice, pid: 100, configured: { _ in false }), .joined("tenant-00000001"))
+        guard case .refused(let full) = book.make(caller: alice, pid: 101, configured: { _ in false }) else { return XCTFail() }
+        XCTAssertTrue(full.contains("the most tenants.limit allows (1)"), full)
+        guard case .refused(let foreign) = book.join("tenant-00000001", caller: bob, pid: 301, insideTenant: nil) else { return XCTFail() }
+        XCTAssertTrue(foreign.contains("belongs to uid 1001"), foreign)
+        guard case .refused(let crossing) = book.join("tenant-00000001", caller: Caller(uid: 0, gids: [0]), pid: 400, insideTenant: "tenant-0000000f") else { return XCTFail() }
+        XCTAssertTrue(crossing.contains("a process of tenant tenant-0000000f may not join tenant tenant-00000001"), crossing)
+        guard case .refused(let unknown) = book.join("tenant-0000000e", caller: alice, pid: 102, insideTenant: nil) else { return XCTFail() }
+        XCTAssertTrue(unknown.contains("neither in the configuration nor a live tenant"), unknown)
+        XCTAssertEqual(processes.open.withLock { $0 }, [100], "refused requests keep no handle")
+    }
+
+    func testANameAConfiguredApplicationHasIsNotGiven() {
+        let book = book(processes: Processes())
+        XCTAssertEqual(book.make(caller: alice, pid: 100, configured: { $0 == "tenant-00000001" }), .joined("tenant-00000002"))
+    }
+
+    /// The nearest member up the parent chain names the tenant a process is in.
+    func testATenantIsFoundUpTheParentChain() {
+        let book = book(processes: Processes())
+        _ = book.make(caller: alice, pid: 100, configured: { _ in false })
+        let parents: [Int32: Int32] = [500: 400, 400: 100, 100: 1, 600: 1]
+        XCTAssertEqual(book.tenant(around: 500, parent: { parents[$0] }), "tenant-00000001")
+        XCTAssertNil(book.tenant(around: 600, parent: { parents[$0] }))
+    }
+}
