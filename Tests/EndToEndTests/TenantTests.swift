@@ -119,6 +119,21 @@ final class TenantTests: XCTestCase {
         }
     }
 
+    /// docs/examples/parallel-jobs.sh, as a user runs it against this engine.
+    func testTheExampleScriptRunsJobsSideBySide() throws {
+        try withExecEngine("tenants-example", configuration: Self.configuration()) { setup in
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            let output = try setup.lab.run(setup.lab.server, [
+                "env", "VPM=\(setup.vpm)", "VPM_CONFIG=\(setup.engine.configurationPath)", "VPM_SOCKET=\(setup.engine.socketPath)",
+                "sh", root.appendingPathComponent("docs/examples/parallel-jobs.sh").path, "3",
+            ], timeout: 120)
+            XCTAssertEqual(output.status, 0, output.standardOutput + output.standardError)
+            let lines = output.standardOutput.split(separator: "\n").filter { $0.hasSuffix("its own redis on 6379, its own data") }
+            XCTAssertEqual(lines.count, 3, output.standardOutput)
+            XCTAssertEqual(Set(lines.map { $0.prefix { $0 != ":" } }).count, 3, "three tenants")
+        }
+    }
+
     /// The same with a UDP server: two jobs, each its own dnsmasq on 5353 and its own
     /// queries to it, from unconnected and connected sockets, over both loopbacks. Each job
     /// waits for its server as a suite would, asking until it answers: the first queries
