@@ -60,8 +60,9 @@ public struct PacketDecider {
     private let serviceAddresses: Set<IPAddress>
     private let virtualPorts: ClosedRange<UInt16>
     private let clients: ClientSockets
-    /// 1 + each AID's position in `applications:` (the kernel mark's AID slot).
-    private let slots: [AID: Int]
+    /// Each AID's kernel mark slot: 1 + its position in `applications:` at start, then as
+    /// the engine's `AIDSlots` give them (`updateRoutes`).
+    private var slots: [AID: Int]
     /// SYNs held while their connection is negotiated with a peer, by flow.
     private var held: [FlowKey: HeldConnection] = [:]
     private var negotiations: [FlowKey] = []
@@ -110,7 +111,10 @@ public struct PacketDecider {
 
     /// Rebuilds the routing tables from the registry's instances. Runs on the queue thread
     /// between batches, only when the set of instances changed: never per packet.
-    public mutating func updateRoutes(_ instances: [Instance], generation: UInt64) {
+    /// `slots`: every AID's kernel mark slot now (applications a reload added, tenants), when
+    /// the caller keeps them; nil keeps the ones the configuration gave.
+    public mutating func updateRoutes(_ instances: [Instance], generation: UInt64, slots newSlots: [AID: Int]? = nil) {
+        if let newSlots { slots = newSlots }
         targets.removeAll(keepingCapacity: true)
         targetByInstance.removeAll(keepingCapacity: true)
         for index in targetByVirtualPort.indices { targetByVirtualPort[index] = -1 }

@@ -25,8 +25,13 @@ final class ConfigurationReloader: Sendable {
     /// One reload at a time (SIGHUP and `vpm reload` may race).
     private let serial = Mutex(())
 
-    init(configuration: Configuration, path: String?, store: SharedFlowTable, logger: Logger, notifier: ServiceNotifier,
-         readyStatus: String) {
+    /// Holds the applications in force and their kernel mark slots (a reload may add and
+    /// remove applications).
+    private let registry: InstanceRegistry
+
+    init(configuration: Configuration, path: String?, store: SharedFlowTable, registry: InstanceRegistry, logger: Logger,
+         notifier: ServiceNotifier, readyStatus: String) {
+        self.registry = registry
         self.readyStatus = readyStatus
         state = Mutex((configuration, 0))
         self.path = path
@@ -65,6 +70,11 @@ final class ConfigurationReloader: Sendable {
             guard !changes.reloadable.isEmpty else {
                 logger.info("configuration reloaded: nothing changed", metadata: ["trigger": "\(trigger)"])
                 return "nothing changed in \(path)"
+            }
+            // First: refused when an application it removes still has instances.
+            if changes.reloadable.contains("applications"), let refusal = registry.reconfigure(newer) {
+                logger.error("configuration not reloaded", metadata: ["trigger": "\(trigger)", "reason": "\(refusal)"])
+                throw ControlError("\(path) not reloaded, nothing changed: \(refusal)")
             }
             if changes.reloadable.contains("flows.timeouts") {
                 store.withLock { $0.timeouts = newer.timeouts }

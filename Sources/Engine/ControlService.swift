@@ -16,7 +16,8 @@ import Glibc
 /// flow table, instances and counters for `vpm flows`, `vpm apps` and `vpm stats`. The
 /// listener (Control) runs each connection on a thread of its own and calls `answer`.
 final class ControlService: Sendable {
-    private let configuration: Configuration
+    /// The configuration in force (a reload may add or remove applications).
+    private var configuration: Configuration { registry.configuration }
     private let store: SharedFlowTable
     private let registry: InstanceRegistry
     private var tenants: TenantBook { registry.tenants }
@@ -42,7 +43,6 @@ final class ControlService: Sendable {
          reload: @escaping @Sendable (_ trigger: String) throws -> String) {
         self.reload = reload
         self.fleet = fleet
-        self.configuration = configuration
         self.store = store
         self.registry = registry
         self.clients = clients

@@ -67,8 +67,9 @@ public final class Engine {
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: configuration.timeouts)
         let store = SharedFlowTable(table)
         let clients = ClientSockets()
+        let slots = AIDSlots(applications: configuration.applications.map(\.aid))
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances",
-                                        tenants: TenantBook(configuration: configuration, statePath: options.socketPath + ".tenants"))
+                                        tenants: TenantBook(configuration: configuration, slots: slots, statePath: options.socketPath + ".tenants"))
         let datapath = chooseDatapath()
         // The userspace datapath gives local mode's loopback packets a queue of their own,
         // bound without GSO (RuleSet.everyPacket); the kernel datapath queues only their SYNs.
@@ -89,7 +90,7 @@ public final class Engine {
         let notifier = ServiceNotifier()
         let readyStatus = "multiplexing \(configuration.initialPorts.map(\.description).joined(separator: ", ")) for \(configuration.applications.count) applications (\(datapath) datapath)"
         let reloader = ConfigurationReloader(configuration: configuration, path: options.configurationPath, store: store,
-                                             logger: logger, notifier: notifier, readyStatus: readyStatus)
+                                             registry: registry, logger: logger, notifier: notifier, readyStatus: readyStatus)
         let session = try datapath.implementation.session(DatapathContext(
             configuration: configuration, store: store, registry: registry,
             sources: { (reloader.generation, reloader.configuration) }, installRules: options.installRules,
@@ -188,13 +189,16 @@ public final class Engine {
             }
             session.housekeeping()
             if registry.tenants.settings != nil {
-                // A tenant ends with its last member; its slot waits until its flows are gone.
+                // A tenant ends with its last member.
+                for aid in registry.tenants.sweep() { logger.info("tenant ended: its last vpm exec has exited", metadata: ["aid": "\(aid)"]) }
+            }
+            if slots.isCooling {
+                // A slot given up is given again once no flow of its AID is left.
                 var withFlows: Set<AID>?
-                let ended = registry.tenants.sweep { aid in
+                slots.sweep { aid in
                     if withFlows == nil { withFlows = Set(store.census().keys.map(\.aid)) }
                     return withFlows!.contains(aid)
                 }
-                for aid in ended { logger.info("tenant ended: its last vpm exec has exited", metadata: ["aid": "\(aid)"]) }
             }
             if let fleet, registry.generation != publishedInstances {
                 publishedInstances = registry.generation

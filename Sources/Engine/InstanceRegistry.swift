@@ -46,7 +46,12 @@ public final class InstanceRegistry: Sendable {
     /// After a bind, this long before a missing socket means the instance is gone.
     static let graceMilliseconds: UInt64 = 3000
 
-    private let configuration: Configuration
+    /// The configuration in force: a reload that adds or removes applications changes it
+    /// (`reconfigure`); everything else it holds needs a restart.
+    private let current: Mutex<Configuration>
+    var configuration: Configuration { current.withLock { $0 } }
+    /// The kernel mark AID slots of the applications and the tenants.
+    var slots: AIDSlots { tenants.slots }
     private let statePath: String?
     private let entries: Mutex<[Entry]>
     private let changes = Atomic<UInt64>(1)
@@ -71,11 +76,12 @@ public final class InstanceRegistry: Sendable {
     /// `statePath` keeps the `vpm exec` registrations across an engine restart, so running
     /// instances need not register again.
     convenience init(configuration: Configuration, statePath: String?) {
-        self.init(configuration: configuration, statePath: statePath, tenants: TenantBook(configuration: configuration))
+        self.init(configuration: configuration, statePath: statePath,
+                  tenants: TenantBook(configuration: configuration, slots: AIDSlots(applications: configuration.applications.map(\.aid))))
     }
 
     init(configuration: Configuration, statePath: String?, tenants: TenantBook) {
-        self.configuration = configuration
+        current = Mutex(configuration)
         self.tenants = tenants
         self.statePath = statePath
         var entries = configuration.instances.map { instance in
@@ -92,13 +98,36 @@ public final class InstanceRegistry: Sendable {
 
     /// Every instance, for the queue thread's routing tables.
     public func instances() -> [Instance] {
-        let slots = tenants.slots()
+        let slots = self.slots.all
         return entries.withLock { entries in
             entries.map { entry in
                 Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
                          virtualPort: entry.virtualPort, accepting: !entry.isDraining, slot: slots[entry.aid])
             }
         }
+    }
+
+    /// Puts `newer` in force, unless an application it removes still has instances (their
+    /// clients would lose their AID): then nothing changes and the answer says which.
+    /// Removed applications give up their kernel mark slots (which cool until their flows
+    /// are gone), added ones take free slots, and the queue threads rebuild their routes.
+    /// Checked and swapped under the entries' lock: a bind in between cannot slip in.
+    func reconfigure(_ newer: Configuration) -> String? {
+        let kept = Set(newer.applications.map(\.aid))
+        let outcome: (refusal: String?, older: Configuration?) = entries.withLock { entries in
+            let busy = entries.filter { !kept.contains($0.aid) && !tenants.contains($0.aid) && !$0.fromConfiguration }
+            guard busy.isEmpty else {
+                let listed = busy.map { "\($0.aid) \($0.initialPort)/\($0.transport) (pids \($0.processes.map { "\($0.pid)" }.joined(separator: " ")))" }
+                    .sorted().joined(separator: ", ")
+                return ("it removes applications that still have instances: \(listed); stop them first (vpm apps lists them), or keep the applications", nil)
+            }
+            return (nil, current.withLock { current in defer { current = newer }; return current })
+        }
+        guard let older = outcome.older else { return outcome.refusal }
+        for application in older.applications where !kept.contains(application.aid) { slots.release(application.aid) }
+        for application in newer.applications { _ = slots.take(application.aid) }
+        changes.add(1, ordering: .releasing)
+        return nil
     }
 
     /// A `bind()` under `vpm exec`: the virtual port for (AID, initial port), allocated if new.
@@ -139,6 +168,11 @@ public final class InstanceRegistry: Sendable {
                     .union(held.filter { $0.transport == transport }.map(\.port))
                 guard let port = configuration.virtualPorts.first(where: { !taken.contains($0) && !avoided.contains($0) }) else {
                     return .exhausted
+                }
+                // A reload may have removed the application meanwhile (`reconfigure` swaps
+                // under this lock).
+                guard current.withLock({ $0.application(aid) != nil }) || tenants.contains(aid) else {
+                    return .refused("AID '\(aid)' was removed from the configuration by a reload")
                 }
                 entries.append(Entry(aid: aid, transport: transport, initialPort: initialPort, virtualPort: port,
                                      fromConfiguration: false, processes: [AppRecord.Process(pid: pid, command: Self.command(of: pid))],

@@ -37,7 +37,7 @@ final class QueueWorker: @unchecked Sendable {
         self.index = index
         queue = try NetfilterQueue(queueConfiguration)
         pipeline = PacketPipeline(configuration: configuration, store: store, clients: clients, datapath: datapath)
-        pipeline.updateRoutes(registry.instances(), generation: registry.generation)
+        pipeline.updateRoutes(registry.instances(), generation: registry.generation, slots: registry.slots.all)
         self.registry = registry
         self.cooperation = cooperation
         self.reloader = reloader
@@ -157,7 +157,7 @@ final class QueueWorker: @unchecked Sendable {
         }
         if registry.generation != pipeline.routesGeneration {
             let generation = registry.generation
-            pipeline.updateRoutes(registry.instances(), generation: generation)
+            pipeline.updateRoutes(registry.instances(), generation: generation, slots: registry.slots.all)
         }
     }
 

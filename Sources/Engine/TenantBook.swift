@@ -49,7 +49,7 @@ final class TenantBook: Sendable {
     }
 
     let settings: TenantSettings?
-    private let firstSlot: Int
+    let slots: AIDSlots
     private let watcher: Watcher
     private let name: @Sendable () -> String
     /// Where the tenants are kept across an engine restart (next to the control socket).
@@ -58,27 +58,24 @@ final class TenantBook: Sendable {
         var tenants: [AID: Tenant] = [:]
         /// pidfd of each member pid.
         var handles: [Int32: Int32] = [:]
-        /// Slots of ended tenants, until no flow of their AID is left.
-        var cooling: [Int: AID] = [:]
     }
     private let state = Mutex(State())
     /// Tenants ever made, and refusals, for `vpm stats`.
     private let made = Atomic<UInt64>(0)
 
-    /// `firstSlot`: the lowest kernel mark AID slot tenants may take (the configured
-    /// applications have the ones below it).
-    init(settings: TenantSettings?, firstSlot: Int, watcher: Watcher = .pidfd, statePath: String? = nil,
+    /// `slots`: the kernel mark AID slots, shared with the configured applications.
+    init(settings: TenantSettings?, slots: AIDSlots, watcher: Watcher = .pidfd, statePath: String? = nil,
          name: @escaping @Sendable () -> String = { String(format: "%08x", UInt32.random(in: 0...UInt32.max)) }) {
         self.settings = settings
-        self.firstSlot = firstSlot
+        self.slots = slots
         self.watcher = watcher
         self.name = name
         self.statePath = settings == nil ? nil : statePath
         restore()
     }
 
-    convenience init(configuration: Configuration, statePath: String? = nil) {
-        self.init(settings: configuration.tenants, firstSlot: configuration.applications.count + 1, statePath: statePath)
+    convenience init(configuration: Configuration, slots: AIDSlots, statePath: String? = nil) {
+        self.init(settings: configuration.tenants, slots: slots, statePath: statePath)
     }
 
     // MARK: - Across a restart
@@ -118,7 +115,10 @@ final class TenantBook: Sendable {
                     members.append(member.pid)
                     state.handles[member.pid] = handle
                 }
-                guard !members.isEmpty, !state.tenants.values.contains(where: { $0.slot == tenant.slot }) else { continue }
+                guard !members.isEmpty, slots.claim(tenant.slot, for: tenant.aid) else {
+                    for pid in members { if let handle = state.handles.removeValue(forKey: pid) { watcher.close(handle) } }
+                    continue
+                }
                 state.tenants[tenant.aid] = Tenant(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot, members: members)
             }
         }
@@ -145,20 +145,19 @@ final class TenantBook: Sendable {
             guard state.tenants.count < settings.limit else {
                 return .refused("\(state.tenants.count) tenants exist, the most tenants.limit allows (\(settings.limit)); wait for one to end, or raise the limit")
             }
-            let taken = Set(state.tenants.values.map(\.slot)).union(state.cooling.keys)
-            let lastSlot = firstSlot + settings.limit - 1
-            guard let slot = (firstSlot...max(firstSlot, lastSlot)).first(where: { !taken.contains($0) }), slot <= PacketDecider.maximumSlot else {
-                return .refused("no kernel mark slot is free for a tenant: ended tenants' flows still hold them; try again once they have closed")
-            }
             var aid: AID?
+            let used = slots.aids
             for _ in 0..<16 {
                 if let candidate = AID("\(settings.prefix)-\(name())"), state.tenants[candidate] == nil, !configured(candidate),
-                   !state.cooling.values.contains(candidate) {
+                   !used.values.contains(candidate) {
                     aid = candidate
                     break
                 }
             }
             guard let aid else { return .refused("cannot find a fresh tenant name") }
+            guard let slot = slots.take(aid) else {
+                return .refused("no kernel mark slot is free for a tenant (1023 AIDs, or ended ones whose flows still hold their slots); try again once those flows have closed")
+            }
             state.tenants[aid] = Tenant(aid: aid, owner: caller.uid, slot: slot, members: [pid])
             state.handles[pid] = handle
             return .joined(aid)
@@ -224,18 +223,13 @@ final class TenantBook: Sendable {
         return nil
     }
 
-    /// The kernel mark AID slot of each live tenant.
-    func slots() -> [AID: Int] {
-        state.withLock { Dictionary(uniqueKeysWithValues: $0.tenants.values.map { ($0.aid, $0.slot) }) }
-    }
-
     var tenants: [Tenant] { state.withLock { $0.tenants.values.sorted { $0.aid < $1.aid } } }
 
     var madeCount: UInt64 { made.load(ordering: .relaxed) }
 
-    /// Forgets exited members; ends tenants without members (returned), and frees the slots
-    /// of ended tenants that `hasFlows` says no flow refers to any more.
-    func sweep(hasFlows: (AID) -> Bool) -> [AID] {
+    /// Forgets exited members; ends tenants without members (returned), whose slots cool
+    /// until no flow of theirs is left (`AIDSlots.sweep`).
+    func sweep() -> [AID] {
         var closing: [Int32] = []
         let ended: [AID] = state.withLock { state in
             for (pid, handle) in state.handles where !watcher.isAlive(handle) {
@@ -246,9 +240,8 @@ final class TenantBook: Sendable {
             let ended = state.tenants.values.filter(\.members.isEmpty)
             for tenant in ended {
                 state.tenants[tenant.aid] = nil
-                state.cooling[tenant.slot] = tenant.aid
+                slots.release(tenant.aid)
             }
-            for (slot, aid) in state.cooling where !hasFlows(aid) { state.cooling[slot] = nil }
             return ended.map(\.aid).sorted()
         }
         for handle in closing { watcher.close(handle) }

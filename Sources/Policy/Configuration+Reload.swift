@@ -1,9 +1,10 @@
 /// What a running engine can take from a newer version of its configuration file
-/// (`vpm reload`, SIGHUP; docs/operations.md): which client sources belong to which AID, and
-/// the flows' idle timeouts. Everything else shapes the rules, the queues, the kernel marks'
+/// (`vpm reload`, SIGHUP; docs/operations.md): which client sources belong to which AID, the
+/// flows' idle timeouts, and applications added, removed or given other users (not their
+/// static `instances:`). Everything else shapes the rules, the queues, the kernel marks'
 /// AID slots or the sockets the engine holds, and needs a restart.
 public struct ConfigurationChanges: Sendable, Equatable {
-    /// Keys whose change takes effect at once (`sources`, `flows.timeouts`).
+    /// Keys whose change takes effect at once (`sources`, `flows.timeouts`, `applications`).
     public var reloadable: [String] = []
     /// Keys that changed but need a restart (`ports`, `applications`, …), in file order.
     public var needRestart: [String] = []
@@ -25,7 +26,11 @@ extension Configuration {
         restart("queues", queues != newer.queues)
         restart("virtual-ports", virtualPorts != newer.virtualPorts)
         restart("ports", initialPorts != newer.initialPorts)
-        restart("applications", applications != newer.applications)
+        if applications != newer.applications {
+            // Applications come and go (and their users, groups and executables change) while
+            // running; an instance the file states (a static virtual port) needs a restart.
+            if Set(instances) == Set(newer.instances) { changes.reloadable.append("applications") } else { changes.needRestart.append("applications") }
+        }
         if !Self.sameSources(sources, newer.sources) { changes.reloadable.append("sources") }
         restart("flows.capacity", flowCapacity != newer.flowCapacity)
         if timeouts != newer.timeouts { changes.reloadable.append("flows.timeouts") }

@@ -208,6 +208,69 @@ final class TenantTests: XCTestCase {
         }
     }
 
+    /// `vpm reload` adds an application and removes an idle one while another AID's
+    /// transfer crosses the reload (sha256); an application that still has an instance is
+    /// not removed, and the refusal says which.
+    func testReloadAddsAndRemovesApplicationsWhileATransferCrossesIt() throws {
+        let start = Self.configuration().replacingOccurrences(of: "applications: {acme: {}}", with: "applications: {acme: {}, globex: {}}")
+        try withExecEngine("reload-apps", configuration: start) { setup in
+            let (engine, directory) = (setup.engine, setup.directory)
+            let file = "\(directory)/big", received = "\(directory)/received"
+            try NetworkLab.makeRandomFile(file, count: 24 << 20)
+            _ = try engine.exec("acme", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:cat \(file)"], log: "acme.log")
+            try NetworkLab.poll("acme's instance", timeout: 10) { (try? setup.apps())?.contains { $0.aid == "acme" } == true }
+            try Self.slowReader.write(toFile: "\(directory)/reader.py", atomically: true, encoding: .utf8)
+            let download = try engine.exec("acme", ["python3", "\(directory)/reader.py", "127.0.0.1", "9000", received], log: "reader.log")
+            try NetworkLab.poll("the transfer to be under way", timeout: 20) {
+                ((try? FileManager.default.attributesOfItem(atPath: received)[.size] as? Int) ?? 0) >= 1 << 20
+            }
+            let old = "\(directory)/old.yaml"
+            try start.write(toFile: old, atomically: true, encoding: .utf8)
+            let added = start.replacingOccurrences(of: "applications: {acme: {}, globex: {}}", with: "applications: {acme: {}, initech: {}}")
+            try added.write(toFile: engine.configurationPath, atomically: true, encoding: .utf8)
+            let reload = try engine.reload()
+            XCTAssertEqual(reload.status, 0, reload.standardError)
+            XCTAssertTrue(reload.standardOutput.contains("applications changed"), reload.standardOutput)
+            XCTAssertTrue(download.isRunning, "the transfer should cross the reload")
+
+            // initech runs at once; globex can no longer register (asked with the old file).
+            _ = try engine.exec("initech", ["socat", "TCP-LISTEN:9000,reuseaddr,fork", "SYSTEM:echo initech"], log: "initech.log")
+            try NetworkLab.poll("initech's instance", timeout: 10) { (try? setup.apps())?.contains { $0.aid == "initech" } == true }
+            let initech = try engine.execAndWait("initech", ["socat", "-u", "TCP:127.0.0.1:9000", "STDOUT"])
+            XCTAssertEqual(initech.standardOutput, "initech\n", initech.standardError)
+            let globex = try setup.lab.run(setup.lab.server, [setup.vpm, "exec", "--aid", "globex", "--config", old, "--socket", engine.socketPath,
+                                                              "--", "socat", "TCP-LISTEN:9000", "STDOUT"], timeout: 20)
+            XCTAssertNotEqual(globex.status, 0)
+            XCTAssertTrue(globex.standardError.contains("AID 'globex' is not in the configuration"), globex.standardError)
+
+            // acme still has its instance: not removed, nothing changes.
+            try added.replacingOccurrences(of: "{acme: {}, initech: {}}", with: "{initech: {}}").write(toFile: engine.configurationPath, atomically: true, encoding: .utf8)
+            let refused = try engine.reload()
+            XCTAssertNotEqual(refused.status, 0)
+            XCTAssertTrue((refused.standardOutput + refused.standardError).contains("it removes applications that still have instances: acme 9000/tcp"),
+                          refused.standardOutput + refused.standardError)
+            try added.write(toFile: engine.configurationPath, atomically: true, encoding: .utf8)  // as the operator puts it back
+            let stillAcme = try engine.execAndWait("acme", ["sh", "-c", "socat -u TCP:127.0.0.1:9000 STDOUT | head -c 4 | wc -c"])
+            XCTAssertEqual(stillAcme.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines), "4", "acme is still served")
+
+            try NetworkLab.poll("the transfer to finish", timeout: 60) { !download.isRunning }
+            XCTAssertEqual(download.terminationStatus, 0, setup.text("reader.log"))
+            XCTAssertEqual(try NetworkLab.sha256(received), try NetworkLab.sha256(file))
+        }
+    }
+
+    /// `python3 reader.py HOST PORT FILE`: reads a connection to FILE at about 6 MB/s.
+    static let slowReader = """
+        import socket, sys, time
+        s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+        with open(sys.argv[3], "wb") as out:
+            while True:
+                data = s.recv(65536)
+                if not data: break
+                out.write(data); out.flush()
+                time.sleep(0.01)
+        """
+
     /// Who may make and join tenants, and how many may exist: each refusal names its rule.
     func testRefusalsNameTheirRule() throws {
         let configuration = Self.configuration(tenants: #"{users: ["64001"], limit: 2, ports: [6379]}"#, control: #"control: {group: "64100"}"#)

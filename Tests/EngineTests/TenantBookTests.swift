@@ -23,7 +23,9 @@ final class TenantBookTests: XCTestCase {
 
     func book(limit: Int = 2, processes: Processes, names: [String] = ["00000001", "00000002", "00000003", "00000004"]) -> TenantBook {
         let next = Mutex(names)
-        return TenantBook(settings: TenantSettings(users: ["alice"], limit: limit, ports: [InitialPort(port: 6379)]), firstSlot: 3,
+        // Two configured applications hold slots 1 and 2.
+        return TenantBook(settings: TenantSettings(users: ["alice"], limit: limit, ports: [InitialPort(port: 6379)]),
+                          slots: AIDSlots(applications: ["acme", "globex"]),
                           watcher: processes.watcher, name: { next.withLock { $0.isEmpty ? "ffffffff" : $0.removeFirst() } })
     }
 
@@ -32,23 +34,26 @@ final class TenantBookTests: XCTestCase {
         let book = book(processes: processes)
         XCTAssertEqual(book.make(caller: alice, pid: 100, configured: { _ in false }), .joined("tenant-00000001"))
         XCTAssertEqual(book.join("tenant-00000001", caller: alice, pid: 101, insideTenant: "tenant-00000001"), .joined("tenant-00000001"))
-        XCTAssertEqual(book.slots(), ["tenant-00000001": 3])
+        XCTAssertEqual(book.slots.all["tenant-00000001"], 3)
         XCTAssertTrue(book.isMember(101, of: "tenant-00000001"))
         XCTAssertFalse(book.isMember(102, of: "tenant-00000001"))
 
         processes.dead.withLock { _ = $0.insert(100) }
-        XCTAssertEqual(book.sweep(hasFlows: { _ in true }), [], "a member is left")
+        XCTAssertEqual(book.sweep(), [], "a member is left")
         processes.dead.withLock { _ = $0.insert(101) }
-        XCTAssertEqual(book.sweep(hasFlows: { _ in true }), ["tenant-00000001"])
+        XCTAssertEqual(book.sweep(), ["tenant-00000001"])
         XCTAssertFalse(book.contains("tenant-00000001"))
         XCTAssertEqual(processes.open.withLock { $0 }, [], "every handle closed")
 
         // Its slot stays taken while a flow of it is left.
         XCTAssertEqual(book.make(caller: alice, pid: 200, configured: { _ in false }), .joined("tenant-00000002"))
-        XCTAssertEqual(book.slots()["tenant-00000002"], 4)
-        XCTAssertEqual(book.sweep(hasFlows: { _ in false }), [])
+        XCTAssertEqual(book.slots.all["tenant-00000002"], 4)
+        book.slots.sweep { $0 == "tenant-00000001" }
+        XCTAssertEqual(book.slots.aids[3], "tenant-00000001", "cooling")
+        book.slots.sweep { _ in false }
+        XCTAssertEqual(book.sweep(), [])
         XCTAssertEqual(book.make(caller: alice, pid: 201, configured: { _ in false }), .joined("tenant-00000003"))
-        XCTAssertEqual(book.slots()["tenant-00000003"], 3, "freed once no flow is left")
+        XCTAssertEqual(book.slots.all["tenant-00000003"], 3, "freed once no flow is left")
     }
 
     func testRefusalsNameTheirRule() {
@@ -80,5 +85,21 @@ final class TenantBookTests: XCTestCase {
         let parents: [Int32: Int32] = [500: 400, 400: 100, 100: 1, 600: 1]
         XCTAssertEqual(book.tenant(around: 500, parent: { parents[$0] }), "tenant-00000001")
         XCTAssertNil(book.tenant(around: 600, parent: { parents[$0] }))
+    }
+
+    /// Applications a reload adds take free slots; removed ones' slots cool; a restarted
+    /// tenant claims the slot its flows' marks name.
+    func testSlotsComeAndGoWithApplications() {
+        let slots = AIDSlots(applications: ["acme", "globex", "initech"])
+        XCTAssertEqual(slots.all, ["acme": 1, "globex": 2, "initech": 3])
+        slots.release("globex")
+        XCTAssertEqual(slots.take("hooli"), 4, "globex's slot cools")
+        XCTAssertFalse(slots.claim(2, for: "piper"))
+        slots.sweep { _ in false }
+        XCTAssertEqual(slots.take("piper"), 2)
+        XCTAssertEqual(slots.take("piper"), 2, "an AID keeps its slot")
+        XCTAssertTrue(slots.claim(7, for: "tenant-00000009"))
+        XCTAssertFalse(slots.claim(7, for: "tenant-0000000a"))
+        XCTAssertEqual(slots.aids[7], "tenant-00000009")
     }
 }

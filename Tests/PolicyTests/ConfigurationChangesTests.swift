@@ -29,6 +29,17 @@ final class ConfigurationChangesTests: XCTestCase {
         XCTAssertEqual(try changes(moved).reloadable, ["sources"])
     }
 
+    /// Applications come and go, and change users, while running; their static instances
+    /// (virtual ports the file states) do not.
+    func testApplicationsAreReloadableUnlessTheirStaticInstancesChange() throws {
+        let added = Self.base.replacingOccurrences(of: "  globex: {instances: {9000: 20018}}", with: "  globex: {instances: {9000: 20018}}\n  initech: {users: [alice]}")
+        XCTAssertEqual(try changes(added), ConfigurationChanges(reloadable: ["applications"], needRestart: []))
+        let moreUsers = Self.base.replacingOccurrences(of: "acme: {instances: {9000: 20017}}", with: "acme: {instances: {9000: 20017}, users: [bob]}")
+        XCTAssertEqual(try changes(moreUsers).reloadable, ["applications"])
+        let removed = Self.base.replacingOccurrences(of: "  globex: {instances: {9000: 20018}}\n", with: "")
+        XCTAssertEqual(try changes(removed).needRestart, ["applications"], "globex's static instance goes with it")
+    }
+
     func testEverythingElseNeedsARestart() throws {
         let newer = Self.base
             .replacingOccurrences(of: "ports: [9000]", with: "ports: [9000, 9001]")

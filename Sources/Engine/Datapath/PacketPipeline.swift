@@ -25,8 +25,8 @@ public struct PacketPipeline {
     public var lastRefusal: PacketDecider.Refusal? { decider.lastRefusal }
     var holdsConnections: Bool { decider.holdsConnections }
 
-    public mutating func updateRoutes(_ instances: [Instance], generation: UInt64) {
-        decider.updateRoutes(instances, generation: generation)
+    public mutating func updateRoutes(_ instances: [Instance], generation: UInt64, slots: [AID: Int]? = nil) {
+        decider.updateRoutes(instances, generation: generation, slots: slots)
     }
 
     public mutating func updateSources(_ matcher: SourceMatcher) { decider.updateSources(matcher) }

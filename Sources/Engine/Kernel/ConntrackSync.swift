@@ -82,7 +82,7 @@ final class ConntrackSync: @unchecked Sendable {
             let (steered, observe) = sockets.withLock { $0 }
             let observed = observe?()
             let result = try Self.reconcile(store: store, configuration: configuration, instances: registry.instances(),
-                                            now: started, adding: adding, sockets: observed ?? [],
+                                            now: started, adding: adding, aids: registry.slots.aids, sockets: observed ?? [],
                                             steered: observed == nil ? [] : steered) { (take) throws(NetfilterError) in
                 try conntrack.forEachEntry(mark: KernelMark.tag, mask: KernelMark.tagMask) { entry in
                     if let key = Self.routedPort(entry) { routed.insert(key) }
@@ -171,7 +171,7 @@ final class ConntrackSync: @unchecked Sendable {
     /// conntrack (a SYN flood leaves hundreds of thousands of entries the table evicted).
     /// `sockets` and `steered`: the socket datapath's flows (`observeSockets`).
     static func reconcile(store: SharedFlowTable, configuration: Configuration, instances: [Instance], now: UInt64, adding: Adding,
-                          sockets: [SocketFlows.Observed] = [], steered: Set<UInt16> = [],
+                          aids: [Int: AID]? = nil, sockets: [SocketFlows.Observed] = [], steered: Set<UInt16> = [],
                           _ dump: (_ take: (ConntrackEntry) -> Void) throws(NetfilterError) -> Void) throws(NetfilterError)
         -> (added: Int, removed: Int) {
         var seen = Set<FlowKey>()
@@ -199,7 +199,7 @@ final class ConntrackSync: @unchecked Sendable {
             pending.removeAll(keepingCapacity: true)
         }
         try dump { entry in
-            guard let flow = Self.flow(entry, configuration: configuration, instances: instances) else { return }
+            guard let flow = Self.flow(entry, configuration: configuration, instances: instances, aids: aids) else { return }
             if case .decidedInKernel(let conntrack) = adding {
                 pending.append((flow, conntrack.idle(entry)))
             } else {
@@ -276,10 +276,12 @@ final class ConntrackSync: @unchecked Sendable {
     func flow(_ entry: ConntrackEntry) -> Flow? {
         let generation = registry.generation
         if generation != instances.generation { instances = (generation, registry.instances()) }
-        return Self.flow(entry, configuration: configuration, instances: instances.list)
+        return Self.flow(entry, configuration: configuration, instances: instances.list, aids: registry.slots.aids)
     }
 
-    static func flow(_ entry: ConntrackEntry, configuration: Configuration, instances: [Instance]) -> Flow? {
+    /// `aids`: the AID each kernel mark slot names now (`AIDSlots`); nil: 1 + the position in
+    /// `applications:`, as at start.
+    static func flow(_ entry: ConntrackEntry, configuration: Configuration, instances: [Instance], aids: [Int: AID]? = nil) -> Flow? {
         guard let mark = KernelMark(entry.mark),
               let client = IPAddress(bytes: entry.original.source),
               let server = IPAddress(bytes: entry.original.destination),
@@ -293,7 +295,9 @@ final class ConntrackSync: @unchecked Sendable {
         // is not ours (our client's connection to a cooperative peer).
         var aid = AID.unknown
         if translated && mark.mode == .cooperative || instance == nil {
-            if mark.slot > 0 && mark.slot <= configuration.applications.count {
+            if let aids {
+                aid = aids[mark.slot] ?? .unknown
+            } else if mark.slot > 0 && mark.slot <= configuration.applications.count {
                 aid = configuration.applications[mark.slot - 1].aid
             }
         } else if let instance {

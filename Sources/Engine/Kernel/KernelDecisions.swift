@@ -146,7 +146,7 @@ final class KernelDecisions: Sendable {
             if let failedAt = state.failedAt, MonotonicClock.elapsed(since: failedAt, now: now) < 5000 { return nil }
             let (wanted, left) = Self.capped(Self.elements(sources: configuration.sources,
                                                            instances: registry.instances().filter { transports.contains($0.initialPort.transport) },
-                                                           slots: PacketDecider.slots(configuration)))
+                                                           slots: registry.slots.all))
             state.leftToEngine = left
             let script = Self.script(from: state.exact ? state.installed : nil, to: wanted)
             if !script.isEmpty {
