@@ -43,24 +43,11 @@ public final class ClientSockets: Sendable {
 
     /// The AID of the program that owns this local socket, if it registered. The
     /// registration is used up: a later connection from a reused port must register anew.
-    /// `consuming: false` leaves it for `consume` once the connection is admitted: a refused
-    /// one (its AID has no instance yet) keeps it, so the same socket's next try is decided
-    /// by its AID again rather than going out as nobody's.
-    func aid(transport: TransportProtocol, address: IPAddress, port: UInt16, now: UInt64, consuming: Bool = true) -> AID? {
+    func aid(transport: TransportProtocol, address: IPAddress, port: UInt16, now: UInt64) -> AID? {
         registrations.withLock { registrations in
-            let key = Key(transport: transport, address: address, port: port)
-            guard let registration = registrations[key] else { return nil }
-            guard MonotonicClock.elapsed(since: registration.registered, now: now) < Self.lifetimeMilliseconds else {
-                registrations[key] = nil
-                return nil
-            }
-            if consuming { registrations[key] = nil }
+            guard let registration = registrations.removeValue(forKey: Key(transport: transport, address: address, port: port)),
+                  MonotonicClock.elapsed(since: registration.registered, now: now) < Self.lifetimeMilliseconds else { return nil }
             return registration.aid
         }
-    }
-
-    /// Uses up the registration `aid(..., consuming: false)` read.
-    func consume(transport: TransportProtocol, address: IPAddress, port: UInt16) {
-        _ = registrations.withLock { $0.removeValue(forKey: Key(transport: transport, address: address, port: port)) }
     }
 }

@@ -280,12 +280,11 @@ public struct PacketDecider {
         }
         guard localMode, viaLoopback else { return acceptUnchanged() }
         // Local mode: a local client of the initial port reaches the local instance of its AID.
-        guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now, consuming: false) else {
+        guard opens, let aid = clients.aid(transport: transport, address: key.client, port: key.clientPort, now: now) else {
             return acceptUnchanged()
         }
         switch admit(key, aid: aid, mode: .local, peer: nil, flags: flags, bytes: bytes, now: now) {
         case .success(let virtualPort):
-            clients.consume(transport: transport, address: key.client, port: key.clientPort)
             return translate(packet, to: virtualPort, mode: .local)
         case .failure(let reason):
             return refuse(key, reason)

@@ -104,14 +104,15 @@ public final class SharedFlowTable: Sendable {
         return counts
     }
 
-    /// Removes the flow under `key` unless it belongs to `aid`, and returns it. A client
-    /// address:port that a new socket of `aid` now holds must not be carried to the old
-    /// socket's instance by the flow its predecessor left (UDP has no handshake to end it).
-    public func removeFlow(_ key: FlowKey, unlessOf aid: AID) -> Translation? {
-        withLock { table -> Translation? in
-            guard let handle = table.lookup(key), let flow = table.translation(handle), flow.aid != aid,
-                  table.remove(handle) else { return nil }
-            return flow
+    /// Removes the flow under `key` unless it belongs to `aid`. A client address:port that a
+    /// new socket of `aid` now holds must not be carried to the old socket's instance by the
+    /// flow its predecessor left (UDP has no handshake to end it). Returns whether the table
+    /// keeps a flow of `aid` there (false: none, or another AID's, now removed).
+    public func keepsFlow(_ key: FlowKey, of aid: AID) -> (kept: Bool, removed: Translation?) {
+        withLock { table -> (Bool, Translation?) in
+            guard let handle = table.lookup(key), let flow = table.translation(handle) else { return (false, nil) }
+            if flow.aid == aid { return (true, nil) }
+            return (false, table.remove(handle) ? flow : nil)
         }
     }
 

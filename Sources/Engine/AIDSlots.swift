@@ -70,8 +70,13 @@ final class AIDSlots: Sendable {
     /// Frees the cooling slots whose AIDs no flow refers to any more. `hasFlows` is asked
     /// only when a slot cools.
     func sweep(hasFlows: (AID) -> Bool) {
+        // `hasFlows` walks the flow table: not under this lock, which the queue threads take
+        // when they rebuild their routes.
+        let cooling = state.withLock { $0.cooling }
+        let done = cooling.filter { !hasFlows($0.value) }
+        guard !done.isEmpty else { return }
         state.withLock { state in
-            for (slot, aid) in state.cooling where state.byAID[aid] == nil && !hasFlows(aid) { state.cooling[slot] = nil }
+            for (slot, aid) in done where state.cooling[slot] == aid && state.byAID[aid] == nil { state.cooling[slot] = nil }
         }
     }
 

@@ -243,8 +243,13 @@ final class ControlService: Sendable {
             // instance: no handshake ends it. TCP's new SYN starts a flow of its own.
             if transport == .udp, let remote = request.remoteAddress.flatMap(IPAddress.init), let remotePort = request.remotePort {
                 let key = FlowKey(transport: .udp, client: local.address, clientPort: local.port, server: remote, initialPort: remotePort)
-                if let stale = store.removeFlow(key, unlessOf: aid) {
+                let (kept, stale) = store.keepsFlow(key, of: aid)
+                if !kept {
+                    // Also when the table has no flow there: its entry may have expired before
+                    // conntrack's (a stream's 3 minutes). Deleting nothing costs one request.
                     datapath.forget(key)
+                }
+                if let stale {
                     logger.info("client port taken over by another AID: its old flow removed", metadata: [
                         "flow": "\(key)", "old-aid": "\(stale.aid)", "aid": "\(aid)",
                     ])
@@ -333,7 +338,7 @@ final class ControlService: Sendable {
             guard configuration.application(aid) == nil else {
                 return ControlResponse(error: "AID \(aid) is in the configuration, not a tenant: vpm exec --aid \(aid) runs it as configured", errorCode: "EINVAL")
             }
-            outcome = tenants.join(aid, caller: caller, pid: peer.pid, insideTenant: tenants.tenant(around: peer.pid))
+            outcome = tenants.join(aid, caller: caller, pid: peer.pid, surroundings: tenants.surroundings(of: peer.pid))
         } else {
             outcome = tenants.make(caller: caller, pid: peer.pid, configured: { configuration.application($0) != nil })
         }
@@ -345,7 +350,11 @@ final class ControlService: Sendable {
             var response = ControlResponse()
             response.aid = aid.name
             return response
-        case .refused(let reason):
+        case .refused(var reason):
+            if reason.contains("neither in the configuration nor a live tenant") {
+                let known = configuration.applications.map(\.aid.name).joined(separator: ", ")
+                reason += "; the configuration's applications: \(known.isEmpty ? "none" : known)"
+            }
             logger.log(limitedBy: refusedRequests, level: .warning, "tenant refused", metadata: [
                 "aid": "\(request.aid ?? "(new)")", "uid": "\(peer.uid)", "pid": "\(peer.pid)", "reason": "\(reason)",
             ])

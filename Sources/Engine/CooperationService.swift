@@ -214,6 +214,11 @@ final class CooperationService: Sendable {
         guard let aid = AID(request.aid) else {
             return .refused(reason: "'\(request.aid)' is not an AID")
         }
+        // Tenants are this host's alone: local mode reaches them, no peer does.
+        guard !registry.tenants.contains(aid) else {
+            logRefusal(["peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)"])
+            return .refused(reason: "no instance of AID '\(request.aid)' on \(request.initialPort)/\(request.transport)")
+        }
         guard let virtualPort = registry.virtualPort(aid: aid, initialPort: request.initialPort, transport: transport) else {
             logRefusal(["peer": "\(peerAddress)", "aid": "\(request.aid)", "port": "\(request.initialPort)/\(request.transport)"])
             return .refused(reason: "no instance of AID '\(request.aid)' on \(request.initialPort)/\(request.transport)")

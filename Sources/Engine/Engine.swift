@@ -202,7 +202,8 @@ public final class Engine {
             }
             if let fleet, registry.generation != publishedInstances {
                 publishedInstances = registry.generation
-                fleet.setInstances(FleetStart.entries(registry.instances(), engine: fleet.name))
+                // Tenants are this host's alone: not published.
+                fleet.setInstances(FleetStart.entries(registry.instances().filter { !registry.tenants.contains($0.aid) }, engine: fleet.name))
             }
             // Hosts get their slot in the service maps as they join, not on a connection's path.
             if let fleet, let services, fleet.status.revision != preparedRevision {

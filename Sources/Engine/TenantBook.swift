@@ -90,15 +90,21 @@ final class TenantBook: Sendable {
         struct Member: Codable { var pid: Int32; var started: UInt64 }
     }
 
+    /// One save at a time, each of the book as it is then: a later change is never
+    /// overwritten by an earlier snapshot.
+    private let saving = Mutex(())
+
     /// Writes the tenants for the next engine (after every change; small: one line each).
     private func save() {
         guard let statePath else { return }
+        saving.withLock { _ in
         let saved = tenants.map { tenant in
             Saved(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot,
                   members: tenant.members.compactMap { pid in Self.startTime(pid).map { Saved.Member(pid: pid, started: $0) } })
         }
         guard let data = try? JSONEncoder().encode(saved) else { return }
         try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
+        }
     }
 
     /// Takes over the tenants a previous engine left whose members still run.
@@ -166,10 +172,17 @@ final class TenantBook: Sendable {
         return outcome
     }
 
+    /// Where a process runs: under no tenant's member, under one, or unknown (a process of
+    /// its parent chain exited while it was read).
+    enum Surroundings: Equatable {
+        case outside
+        case inside(AID)
+        case unknown
+    }
+
     /// Process `pid` of `caller` joins tenant `aid`: only its owner (or root) may, and not
-    /// from inside another tenant (`insideTenant`: the tenant one of whose members is an
-    /// ancestor of `pid`).
-    func join(_ aid: AID, caller: Caller, pid: Int32, insideTenant: AID?) -> Outcome {
+    /// from inside another tenant (`surroundings`, from `surroundings(of: pid)`).
+    func join(_ aid: AID, caller: Caller, pid: Int32, surroundings: Surroundings) -> Outcome {
         let refusal: String? = state.withLock { state in
             guard let tenant = state.tenants[aid] else {
                 return "AID '\(aid)' is neither in the configuration nor a live tenant (a tenant ends when its last vpm exec has exited)"
@@ -178,10 +191,14 @@ final class TenantBook: Sendable {
                 return "permission denied: tenant \(aid) belongs to uid \(tenant.owner); \(caller.description) may not join it"
             }
             // Root too: a job that runs as root is still one tenant, and must not cross by mistake.
-            if let inside = insideTenant, inside != aid {
+            switch surroundings {
+            case .inside(let inside) where inside != aid:
                 return "permission denied: a process of tenant \(inside) may not join tenant \(aid)"
+            case .unknown:
+                return "cannot tell whether process \(pid) runs inside another tenant (a process of its parent chain exited while it was read); try again"
+            default:
+                return nil
             }
-            return nil
         }
         if let refusal { return .refused(refusal) }
         guard let handle = watcher.open(pid) else {
@@ -189,9 +206,18 @@ final class TenantBook: Sendable {
         }
         let (outcome, spare) = state.withLock { state -> (Outcome, Bool) in
             guard state.tenants[aid] != nil else { return (.refused("tenant \(aid) has just ended"), true) }
-            if !state.tenants[aid]!.members.contains(pid) { state.tenants[aid]!.members.append(pid) }
-            // A pid already watched (for this tenant or another) keeps its first handle.
-            if state.handles[pid] != nil { return (.joined(aid), true) }
+            if let old = state.handles[pid] {
+                if watcher.isAlive(old) {
+                    // The same process again (for this tenant or another): its first handle stays.
+                    if !state.tenants[aid]!.members.contains(pid) { state.tenants[aid]!.members.append(pid) }
+                    return (.joined(aid), true)
+                }
+                // A member that exited, not swept yet, whose pid a new process has: the old
+                // one is no member of anything any more.
+                watcher.close(old)
+                for other in state.tenants.keys { state.tenants[other]!.members.removeAll { $0 == pid } }
+            }
+            state.tenants[aid]!.members.append(pid)
             state.handles[pid] = handle
             return (.joined(aid), false)
         }
@@ -203,24 +229,34 @@ final class TenantBook: Sendable {
     func contains(_ aid: AID) -> Bool { state.withLock { $0.tenants[aid] != nil } }
 
     /// Whether process `pid` holds tenant `aid` (a supervisor's bind or connect for it).
+    /// A member that exited is none, swept or not (its pid may be another process's now).
     func isMember(_ pid: Int32, of aid: AID) -> Bool {
-        state.withLock { $0.tenants[aid]?.members.contains(pid) == true }
+        state.withLock { state in
+            guard state.tenants[aid]?.members.contains(pid) == true, let handle = state.handles[pid] else { return false }
+            return watcher.isAlive(handle)
+        }
     }
 
-    /// The tenant one of whose members is `pid` or an ancestor of it (the parent chain in
-    /// /proc, at most 64 steps).
-    func tenant(around pid: Int32, parent: (Int32) -> Int32? = TenantBook.parent) -> AID? {
+    /// The tenant one of whose live members is `pid` or its nearest such ancestor, up the
+    /// parent chain in /proc to pid 1. A chain that breaks (a process exited while it was
+    /// read) is `.unknown`, not outside: a join is refused then, not let through.
+    func surroundings(of pid: Int32, parent: (Int32) -> Int32? = TenantBook.parent) -> Surroundings {
         let members = state.withLock { state in
-            Dictionary(state.tenants.values.flatMap { tenant in tenant.members.map { ($0, tenant.aid) } }, uniquingKeysWith: { first, _ in first })
+            var members: [Int32: AID] = [:]
+            for tenant in state.tenants.values {
+                for member in tenant.members where state.handles[member].map(watcher.isAlive) == true { members[member] = tenant.aid }
+            }
+            return members
         }
-        guard !members.isEmpty else { return nil }
+        guard !members.isEmpty else { return .outside }
         var current = pid
-        for _ in 0..<64 {
-            if let aid = members[current] { return aid }
-            guard let next = parent(current), next > 1 else { return nil }
+        for _ in 0..<4096 {
+            if let aid = members[current] { return .inside(aid) }
+            guard let next = parent(current) else { return .unknown }
+            if next <= 1 { return .outside }
             current = next
         }
-        return nil
+        return .unknown
     }
 
     var tenants: [Tenant] { state.withLock { $0.tenants.values.sorted { $0.aid < $1.aid } } }

@@ -5,18 +5,6 @@ import XCTest
 final class ClientSocketsTests: XCTestCase {
     let address = IPAddress(198, 18, 0, 2)
 
-    /// A refused connection (its AID's server not up yet) leaves the registration: the same
-    /// socket's next datagram or SYN is decided by its AID again.
-    func testAReadThatDoesNotConsumeLeavesTheRegistration() {
-        let clients = ClientSockets()
-        let address = IPAddress(127, 0, 0, 1)
-        clients.register(transport: .udp, address: address, port: 41000, aid: "acme", now: 1000)
-        XCTAssertEqual(clients.aid(transport: .udp, address: address, port: 41000, now: 1001, consuming: false), "acme")
-        XCTAssertEqual(clients.aid(transport: .udp, address: address, port: 41000, now: 1002, consuming: false), "acme")
-        clients.consume(transport: .udp, address: address, port: 41000)
-        XCTAssertNil(clients.aid(transport: .udp, address: address, port: 41000, now: 1003))
-    }
-
     func testRegistrationIsUsedUpByItsConnection() {
         let clients = ClientSockets()
         clients.register(transport: .tcp, address: address, port: 40000, aid: "acme", now: 1000)

@@ -25,11 +25,14 @@ final class SharedFlowTableWalkTests: XCTestCase {
         let table = SharedFlowTable(FlowTable(capacity: 16))
         let key = FlowKey(transport: .udp, client: .loopbackIPv4, clientPort: 41_000, server: .loopbackIPv4, initialPort: 5353)
         XCTAssertTrue(table.record(key, virtualPort: 20017, aid: "acme", mode: .local, peer: nil, now: 1000))
-        XCTAssertNil(table.removeFlow(key, unlessOf: "acme"))
+        XCTAssertTrue(table.keepsFlow(key, of: "acme").kept)
         XCTAssertEqual(table.snapshot().count, 1)
-        XCTAssertEqual(table.removeFlow(key, unlessOf: "globex")?.aid, "acme")
+        let taken = table.keepsFlow(key, of: "globex")
+        XCTAssertFalse(taken.kept)
+        XCTAssertEqual(taken.removed?.aid, "acme")
         XCTAssertEqual(table.snapshot().count, 0)
-        XCTAssertNil(table.removeFlow(key, unlessOf: "globex"))
+        XCTAssertFalse(table.keepsFlow(key, of: "globex").kept)
+        XCTAssertNil(table.keepsFlow(key, of: "globex").removed)
     }
 
     func testPiecesAddUpToTheWholeTableInTheSameOrder() {

@@ -34,6 +34,7 @@ final class TenantTests: XCTestCase {
             i=$((i + 1)); [ $i -lt 100 ] || { echo "redis did not answer"; exit 3; }; sleep 0.1
         done
         redis-cli -h 127.0.0.1 -p 6379 set marker "$VPM_AID" >/dev/null
+        redis-cli -h 127.0.0.1 -p 6379 set "marker:$VPM_AID" 1 >/dev/null
         head -c 786432 /dev/urandom | base64 -w0 > "$dir/$VPM_AID.blob"
         redis-cli -h 127.0.0.1 -p 6379 -x set blob < "$dir/$VPM_AID.blob" >/dev/null
         redis-benchmark -h 127.0.0.1 -p 6379 -q -n 2000 -c 4 -t set,get,incr,lpush > "$dir/$VPM_AID.bench"
@@ -42,7 +43,7 @@ final class TenantTests: XCTestCase {
         echo "marker=$(redis-cli -h 127.0.0.1 -p 6379 --raw get marker)"
         echo "marker6=$(redis-cli -h ::1 -p 6379 --raw get marker)"
         echo "markerhost=$(redis-cli -h "$host" -p 6379 --raw get marker)"
-        echo "markers=$(redis-cli -h 127.0.0.1 -p 6379 --raw keys 'marker*' | wc -l)"
+        echo "markers=$(redis-cli -h 127.0.0.1 -p 6379 --raw keys 'marker:*' | tr '\n' ' ')"
         echo "blob=$(redis-cli -h 127.0.0.1 -p 6379 --raw get blob | head -c "$(stat -c %s "$dir/$VPM_AID.blob")" | sha256sum | cut -d' ' -f1)"
         echo "expected=$(sha256sum < "$dir/$VPM_AID.blob" | cut -d' ' -f1)"
         redis-cli -h 127.0.0.1 -p 6379 shutdown nosave >/dev/null 2>&1 || true
@@ -102,7 +103,7 @@ final class TenantTests: XCTestCase {
                 XCTAssertEqual(values["marker"], tenant, "\(name): \(log)")
                 XCTAssertEqual(values["marker6"], tenant, "\(name): \(log)")
                 XCTAssertEqual(values["markerhost"], tenant, "\(name): \(log)")
-                XCTAssertEqual(values["markers"], "1", "\(name): \(log)")
+                XCTAssertEqual(values["markers"], "marker:\(tenant) ", "\(name): only its own job's key: \(log)")
                 XCTAssertEqual(values["blob"], values["expected"], "\(name): \(log)")
                 XCTAssertNotNil(values["expected"], "\(name): \(log)")
             }
@@ -271,6 +272,17 @@ final class TenantTests: XCTestCase {
                 time.sleep(0.01)
         """
 
+    /// `python3 raw-bind.py SOCKET AID`: a bind request for AID sent by hand, with a socket.
+    static let rawBind = """
+        import array, json, socket, sys
+        s = socket.socket()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+            control.connect(sys.argv[1])
+            request = {"command": "bind", "aid": sys.argv[2], "initialPort": 6379, "transport": "tcp", "localAddress": "0.0.0.0"}
+            control.sendmsg([(json.dumps(request) + "\\n").encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [s.fileno()]))])
+            print(json.loads(control.makefile().readline()).get("error") or "bound")
+        """
+
     /// Who may make and join tenants, and how many may exist: each refusal names its rule.
     func testRefusalsNameTheirRule() throws {
         let configuration = Self.configuration(tenants: #"{users: ["64001"], limit: 2, ports: [6379]}"#, control: #"control: {group: "64100"}"#)
@@ -311,6 +323,15 @@ final class TenantTests: XCTestCase {
             let owner = try run(allowed, ["--aid", names[1], "--", "sh", "-c", "echo $VPM_AID"])
             XCTAssertEqual(owner.status, 0, owner.standardError)
             XCTAssertEqual(owner.standardOutput, "\(names[1])\n")
+
+            // A process that did not join (the owner's, or root's, sending the request by hand)
+            // cannot register an instance for the tenant.
+            let raw = "\(directory)/raw-bind.py"
+            try Self.rawBind.write(toFile: raw, atomically: true, encoding: .utf8)
+            for user in [allowed, []] {
+                let bound = try lab.run(lab.server, user + ["/usr/bin/python3", raw, engine.socketPath, names[0]], timeout: 20)
+                XCTAssertTrue(bound.standardOutput.contains("has not joined tenant \(names[0])"), bound.standardOutput + bound.standardError)
+            }
 
             // A port tenants may not use is refused, not let through to the real port.
             let bind = try run(allowed, ["--aid", names[0], "--", "python3", "-c",
