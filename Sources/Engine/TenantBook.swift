@@ -60,8 +60,6 @@ final class TenantBook: Sendable {
         var handles: [Int32: Int32] = [:]
     }
     private let state = Mutex(State())
-    /// Tenants ever made, and refusals, for `vpm stats`.
-    private let made = Atomic<UInt64>(0)
 
     /// `slots`: the kernel mark AID slots, shared with the configured applications.
     init(settings: TenantSettings?, slots: AIDSlots, watcher: Watcher = .pidfd, statePath: String? = nil,
@@ -98,12 +96,12 @@ final class TenantBook: Sendable {
     private func save() {
         guard let statePath else { return }
         saving.withLock { _ in
-        let saved = tenants.map { tenant in
-            Saved(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot,
-                  members: tenant.members.compactMap { pid in Self.startTime(pid).map { Saved.Member(pid: pid, started: $0) } })
-        }
-        guard let data = try? JSONEncoder().encode(saved) else { return }
-        try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
+            let saved = tenants.map { tenant in
+                Saved(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot,
+                      members: tenant.members.compactMap { pid in Self.startTime(pid).map { Saved.Member(pid: pid, started: $0) } })
+            }
+            guard let data = try? JSONEncoder().encode(saved) else { return }
+            try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
         }
     }
 
@@ -132,10 +130,20 @@ final class TenantBook: Sendable {
 
     /// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
     static func startTime(_ pid: Int32) -> UInt64? {
+        statFields(pid).flatMap { $0.count > 19 ? UInt64($0[19]) : nil }
+    }
+
+    /// The parent of `pid` (field 4 of /proc/PID/stat).
+    static func parent(_ pid: Int32) -> Int32? {
+        statFields(pid).flatMap { $0.count > 1 ? Int32($0[1]) : nil }
+    }
+
+    /// The fields of /proc/PID/stat from the third (the state) on: after the command's
+    /// closing paren, since a command may hold spaces and parens.
+    private static func statFields(_ pid: Int32) -> [Substring]? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
+        return text[text.index(after: close)...].split(separator: " ")
     }
 
     /// Makes a tenant for `caller`, held by process `pid` (the request's peer).
@@ -168,7 +176,7 @@ final class TenantBook: Sendable {
             state.handles[pid] = handle
             return .joined(aid)
         }
-        if case .refused = outcome { watcher.close(handle) } else { made.add(1, ordering: .relaxed); save() }
+        if case .refused = outcome { watcher.close(handle) } else { save() }
         return outcome
     }
 
@@ -261,8 +269,6 @@ final class TenantBook: Sendable {
 
     var tenants: [Tenant] { state.withLock { $0.tenants.values.sorted { $0.aid < $1.aid } } }
 
-    var madeCount: UInt64 { made.load(ordering: .relaxed) }
-
     /// Forgets exited members; ends tenants without members (returned), whose slots cool
     /// until no flow of theirs is left (`AIDSlots.sweep`).
     func sweep() -> [AID] {
@@ -283,13 +289,5 @@ final class TenantBook: Sendable {
         for handle in closing { watcher.close(handle) }
         if !closing.isEmpty { save() }
         return ended
-    }
-
-    /// The parent of `pid` (field 4 of /proc/PID/stat, after the command's closing paren).
-    static func parent(_ pid: Int32) -> Int32? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? Int32(fields[1]) : nil
     }
 }
