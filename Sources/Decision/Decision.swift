@@ -24,7 +24,8 @@ public enum Decision: Equatable, Sendable {
 /// A connection's decision, as the kernel datapath's mark carries it.
 public struct Decided: Equatable, Sendable {
     public var mode: FlowMode
-    /// 1 + the AID's position in `applications:`; 0 when unknown.
+    /// The AID's kernel mark slot (1 + its position in `applications:` at start; the engine's
+    /// `AIDSlots` give later ones); 0 when unknown.
     public var aidSlot: Int
     public var virtualPort: UInt16
     /// A connection to a fleet's service address: the slot of the host it goes to

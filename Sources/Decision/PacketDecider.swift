@@ -127,7 +127,7 @@ public struct PacketDecider {
             }
             targetByVirtualPort[Self.slot(transport, instance.virtualPort)] = Int32(targets.count)
             targets.append(Target(aid: instance.aid, initialPort: instance.initialPort.port,
-                                  virtualPort: instance.virtualPort, slot: instance.slot ?? slots[instance.aid] ?? 0))
+                                  virtualPort: instance.virtualPort, slot: slots[instance.aid] ?? 0))
         }
         routesGeneration = generation
     }
@@ -141,7 +141,8 @@ public struct PacketDecider {
     /// The largest AID slot a decision names (the kernel mark has 10 bits for it).
     public static let maximumSlot = 1023
 
-    /// The kernel mark's AID slots: 1 + the AID's position in the configuration.
+    /// The kernel mark's AID slots at start: 1 + the AID's position in the configuration
+    /// (the engine's `AIDSlots` start from these and give later AIDs free ones).
     public static func slots(_ configuration: Configuration) -> [AID: Int] {
         var slots: [AID: Int] = [:]
         for (index, application) in configuration.applications.enumerated() where index < maximumSlot {

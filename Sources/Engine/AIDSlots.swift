@@ -1,5 +1,6 @@
 import Decision
 import FlowTable
+import Policy
 import Synchronization
 
 /// The kernel mark's AID slots (10 bits, `KernelMark`): which AID a connection's mark names.
@@ -17,10 +18,13 @@ final class AIDSlots: Sendable {
     }
     private let state: Mutex<State>
 
-    init(applications: [AID]) {
-        var byAID: [AID: Int] = [:]
-        for (index, aid) in applications.enumerated() where index < PacketDecider.maximumSlot { byAID[aid] = index + 1 }
-        state = Mutex(State(byAID: byAID))
+    /// The applications' slots at start (`PacketDecider.slots`: 1 + their position).
+    convenience init(configuration: Configuration) {
+        self.init(slots: PacketDecider.slots(configuration))
+    }
+
+    init(slots: [AID: Int]) {
+        state = Mutex(State(byAID: slots))
     }
 
     /// Every AID's slot now.

@@ -71,8 +71,9 @@ final class ConfigurationReloader: Sendable {
                 logger.info("configuration reloaded: nothing changed", metadata: ["trigger": "\(trigger)"])
                 return "nothing changed in \(path)"
             }
-            // First: refused when an application it removes still has instances.
-            if changes.reloadable.contains("applications"), let refusal = registry.reconfigure(newer) {
+            // First, so the registry holds the configuration in force: refused when an
+            // application it removes still has instances.
+            if let refusal = registry.reconfigure(newer) {
                 logger.error("configuration not reloaded", metadata: ["trigger": "\(trigger)", "reason": "\(refusal)"])
                 throw ControlError("\(path) not reloaded, nothing changed: \(refusal)")
             }

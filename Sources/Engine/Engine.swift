@@ -67,7 +67,7 @@ public final class Engine {
         let table = FlowTable(capacity: configuration.flowCapacity, timeouts: configuration.timeouts)
         let store = SharedFlowTable(table)
         let clients = ClientSockets()
-        let slots = AIDSlots(applications: configuration.applications.map(\.aid))
+        let slots = AIDSlots(configuration: configuration)
         let registry = InstanceRegistry(configuration: configuration, statePath: options.socketPath + ".instances",
                                         tenants: TenantBook(configuration: configuration, slots: slots, statePath: options.socketPath + ".tenants"))
         let datapath = chooseDatapath()

@@ -77,7 +77,7 @@ public final class InstanceRegistry: Sendable {
     /// instances need not register again.
     convenience init(configuration: Configuration, statePath: String?) {
         self.init(configuration: configuration, statePath: statePath,
-                  tenants: TenantBook(configuration: configuration, slots: AIDSlots(applications: configuration.applications.map(\.aid))))
+                  tenants: TenantBook(configuration: configuration, slots: AIDSlots(configuration: configuration)))
     }
 
     init(configuration: Configuration, statePath: String?, tenants: TenantBook) {
@@ -98,11 +98,10 @@ public final class InstanceRegistry: Sendable {
 
     /// Every instance, for the queue thread's routing tables.
     public func instances() -> [Instance] {
-        let slots = self.slots.all
-        return entries.withLock { entries in
+        entries.withLock { entries in
             entries.map { entry in
                 Instance(aid: entry.aid, initialPort: InitialPort(port: entry.initialPort, transport: entry.transport),
-                         virtualPort: entry.virtualPort, accepting: !entry.isDraining, slot: slots[entry.aid])
+                         virtualPort: entry.virtualPort, accepting: !entry.isDraining)
             }
         }
     }

@@ -22,7 +22,6 @@ final class TenantBook: Sendable {
     struct Tenant: Equatable {
         var aid: AID
         var owner: UInt32
-        var slot: Int
         /// Pids of the member processes (their pidfds are in `handles`).
         var members: [Int32]
     }
@@ -96,10 +95,11 @@ final class TenantBook: Sendable {
     private func save() {
         guard let statePath else { return }
         saving.withLock { _ in
-            let saved = tenants.map { tenant in
-                Saved(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot,
+            let slots = self.slots.all
+            let saved = tenants.compactMap { tenant in slots[tenant.aid].map { slot in
+                Saved(aid: tenant.aid, owner: tenant.owner, slot: slot,
                       members: tenant.members.compactMap { pid in Self.startTime(pid).map { Saved.Member(pid: pid, started: $0) } })
-            }
+            } }
             guard let data = try? JSONEncoder().encode(saved) else { return }
             try? data.write(to: URL(fileURLWithPath: statePath), options: .atomic)
         }
@@ -123,7 +123,7 @@ final class TenantBook: Sendable {
                     for pid in members { if let handle = state.handles.removeValue(forKey: pid) { watcher.close(handle) } }
                     continue
                 }
-                state.tenants[tenant.aid] = Tenant(aid: tenant.aid, owner: tenant.owner, slot: tenant.slot, members: members)
+                state.tenants[tenant.aid] = Tenant(aid: tenant.aid, owner: tenant.owner, members: members)
             }
         }
     }
@@ -169,10 +169,10 @@ final class TenantBook: Sendable {
                 }
             }
             guard let aid else { return .refused("cannot find a fresh tenant name") }
-            guard let slot = slots.take(aid) else {
+            guard slots.take(aid) != nil else {
                 return .refused("no kernel mark slot is free for a tenant (1023 AIDs, or ended ones whose flows still hold their slots); try again once those flows have closed")
             }
-            state.tenants[aid] = Tenant(aid: aid, owner: caller.uid, slot: slot, members: [pid])
+            state.tenants[aid] = Tenant(aid: aid, owner: caller.uid, members: [pid])
             state.handles[pid] = handle
             return .joined(aid)
         }

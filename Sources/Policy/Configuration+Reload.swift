@@ -1,8 +1,8 @@
 /// What a running engine can take from a newer version of its configuration file
 /// (`vpm reload`, SIGHUP; docs/operations.md): which client sources belong to which AID, the
 /// flows' idle timeouts, and applications added, removed or given other users (not their
-/// static `instances:`). Everything else shapes the rules, the queues, the kernel marks'
-/// AID slots or the sockets the engine holds, and needs a restart.
+/// static `instances:`). Everything else shapes the rules, the queues or the sockets the
+/// engine holds, and needs a restart.
 public struct ConfigurationChanges: Sendable, Equatable {
     /// Keys whose change takes effect at once (`sources`, `flows.timeouts`, `applications`).
     public var reloadable: [String] = []

@@ -11,16 +11,12 @@ public struct Instance: Hashable, Sendable, CustomStringConvertible {
     /// accepted still run (a graceful shutdown). Their packets are still translated; new
     /// connections are not routed to it.
     public var accepting: Bool
-    /// The kernel mark AID slot of a tenant's instance (allocated at run time); nil for a
-    /// configured AID, whose slot follows from its place in `applications:`.
-    public var slot: Int?
 
-    public init(aid: AID, initialPort: InitialPort, virtualPort: UInt16, accepting: Bool = true, slot: Int? = nil) {
+    public init(aid: AID, initialPort: InitialPort, virtualPort: UInt16, accepting: Bool = true) {
         self.aid = aid
         self.initialPort = initialPort
         self.virtualPort = virtualPort
         self.accepting = accepting
-        self.slot = slot
     }
 
     /// The virtual port carries the initial port's transport.

@@ -33,7 +33,7 @@ final class TenantBookTests: XCTestCase {
         let next = Mutex(names)
         // Two configured applications hold slots 1 and 2.
         return TenantBook(settings: TenantSettings(users: ["alice"], limit: limit, ports: [InitialPort(port: 6379)]),
-                          slots: AIDSlots(applications: ["acme", "globex"]),
+                          slots: AIDSlots(slots: ["acme": 1, "globex": 2]),
                           watcher: processes.watcher, name: { next.withLock { $0.isEmpty ? "ffffffff" : $0.removeFirst() } })
     }
 
@@ -123,7 +123,7 @@ final class TenantBookTests: XCTestCase {
     /// Applications a reload adds take free slots; removed ones' slots cool; a restarted
     /// tenant claims the slot its flows' marks name.
     func testSlotsComeAndGoWithApplications() {
-        let slots = AIDSlots(applications: ["acme", "globex", "initech"])
+        let slots = AIDSlots(slots: ["acme": 1, "globex": 2, "initech": 3])
         XCTAssertEqual(slots.all, ["acme": 1, "globex": 2, "initech": 3])
         slots.release("globex")
         XCTAssertEqual(slots.take("hooli"), 4, "globex's slot cools")

@@ -279,8 +279,8 @@ final class ConntrackSync: @unchecked Sendable {
         return Self.flow(entry, configuration: configuration, instances: instances.list, aids: registry.slots.aids)
     }
 
-    /// `aids`: the AID each kernel mark slot names now (`AIDSlots`); nil: 1 + the position in
-    /// `applications:`, as at start.
+    /// `aids`: the AID each kernel mark slot names now (`AIDSlots`); nil: the slots the
+    /// configuration gives at start.
     static func flow(_ entry: ConntrackEntry, configuration: Configuration, instances: [Instance], aids: [Int: AID]? = nil) -> Flow? {
         guard let mark = KernelMark(entry.mark),
               let client = IPAddress(bytes: entry.original.source),
@@ -295,11 +295,7 @@ final class ConntrackSync: @unchecked Sendable {
         // is not ours (our client's connection to a cooperative peer).
         var aid = AID.unknown
         if translated && mark.mode == .cooperative || instance == nil {
-            if let aids {
-                aid = aids[mark.slot] ?? .unknown
-            } else if mark.slot > 0 && mark.slot <= configuration.applications.count {
-                aid = configuration.applications[mark.slot - 1].aid
-            }
+            aid = (aids ?? AIDSlots(configuration: configuration).aids)[mark.slot] ?? .unknown
         } else if let instance {
             aid = instance.aid
         }

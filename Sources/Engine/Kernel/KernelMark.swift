@@ -8,7 +8,9 @@ public import FlowTable
 ///     bits 31-28  0x5           decided by vpm (the refuse mark 0x76706d01 starts with 7)
 ///     bits 27-26  mode          0 source-routed, 1 local, 2 cooperative, 3 cooperative
 ///                               through a fleet's service address
-///     bits 25-16  AID slot      1 + the AID's position in `applications:`; 0 unknown
+///     bits 25-16  AID slot      the AID's slot (`AIDSlots`: 1 + its position in `applications:`
+///                               at start, a free one for applications a reload adds and
+///                               for tenants); 0 unknown
 ///                 (mode 3: the host slot, whose address the map `service4`/`service6` holds)
 ///     bits 15-0   virtual port  the port the connection is translated to (or admitted on)
 ///
